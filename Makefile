@@ -1,0 +1,59 @@
+# Quick start: `make run` (bot from .env) and `make test` (whole suite). Both create .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SOURCES := bot handlers services db
+PO := $(wildcard locales/*/LC_MESSAGES/messages.po)
+MO := $(PO:.po=.mo)
+
+.PHONY: run test install install-dev locales extract update-locales lint format bench clean
+
+run: install locales
+	$(BIN)/python -m bot run
+
+test: install-dev locales
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+# Compiled catalogs are build products (not committed): rebuilt whenever a .po changes.
+locales: $(MO)
+
+locales/%/LC_MESSAGES/messages.mo: locales/%/LC_MESSAGES/messages.po | $(VENV)/.installed
+	$(BIN)/pybabel compile --statistics -D messages -d locales -l $* >/dev/null
+
+# Developers: after adding texts, `make extract update-locales`, translate, `make locales`.
+extract: install
+	$(BIN)/pybabel extract --no-location --sort-output -k __ -k lazy_gettext \
+		-o locales/messages.pot $(SOURCES)
+
+update-locales: extract
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -D messages \
+		-i locales/messages.pot -d locales
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install-dev locales
+	$(BIN)/python -m bench.import_purchases
+
+clean:
+	rm -rf $(VENV) locales/*/LC_MESSAGES/*.mo

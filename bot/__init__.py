@@ -1,0 +1,1 @@
+"""Loyalty Wallet Bot: entry point, settings and wiring."""

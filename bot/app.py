@@ -1,0 +1,61 @@
+"""Wiring: the one factory that builds the Bot and the Dispatcher (tests reuse it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.i18n import LocaleMiddleware, create_i18n
+from bot.middlewares import DbSessionMiddleware
+from handlers import build_router
+from handlers.roles import StaffDirectory
+from services.clock import Clock, utc_now
+
+
+def create_bot(settings: Settings) -> Bot:
+    session = None
+    if settings.telegram_api_url:
+        # A self-hosted Bot API server, or the tests' fake one.
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def create_dispatcher(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    clock: Clock = utc_now,
+    storage: BaseStorage | None = None,
+    staff: StaffDirectory | None = None,
+    **extra: Any,
+) -> Dispatcher:
+    """App-wide objects go into the workflow data; handlers ask for them by name."""
+    dp = Dispatcher(
+        storage=storage or MemoryStorage(),
+        settings=settings,
+        sessionmaker=sessionmaker,
+        clock=clock,
+        staff=staff or StaffDirectory(settings),
+        **extra,
+    )
+    db_middleware = DbSessionMiddleware(sessionmaker, settings, clock)
+    dp.update.outer_middleware(db_middleware)
+    # Error events propagate outside the update middlewares: give them a session too, before
+    # the locale middleware (which reads the client's language through it).
+    dp.errors.outer_middleware(db_middleware)
+    LocaleMiddleware(create_i18n(settings.default_language), settings.default_language).setup(dp)
+    dp.include_router(build_router())
+    return dp

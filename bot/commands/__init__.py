@@ -1,0 +1,1 @@
+"""`python -m bot` subcommands, one module each with `register(subparsers)`."""

@@ -1,0 +1,45 @@
+"""Shared plumbing for CLI commands: settings, a migrated database, one session."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Settings
+from db.engine import create_engine, create_sessionmaker
+from db.migrate import upgrade
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """A migrated database and one session; the engine is disposed afterwards."""
+    await upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+async def with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async with database(settings) as session:
+        return await work(session)
+
+
+class LineReporter:
+    """Prints each bad input line to stderr as it is found (nothing is kept in memory)."""
+
+    def __init__(self, file_name: str) -> None:
+        self.file_name = file_name
+        self.count = 0
+
+    def __call__(self, line: int, reason: str) -> None:
+        self.count += 1
+        print(f"{self.file_name}:{line}: {reason}", file=sys.stderr)

@@ -1,0 +1,23 @@
+"""The services handlers receive by name (e.g. `wallet: WalletService`), built per update.
+
+Each entry is `name → factory(session, settings, clock)`. Construction is cheap (no I/O);
+the work happens when a handler calls a method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Settings
+from services.clock import Clock
+
+ServiceFactory = Callable[[AsyncSession, Settings, Clock], Any]
+
+SERVICE_FACTORIES: dict[str, ServiceFactory] = {}
+
+
+def build_services(session: AsyncSession, settings: Settings, clock: Clock) -> dict[str, Any]:
+    return {name: factory(session, settings, clock) for name, factory in SERVICE_FACTORIES.items()}

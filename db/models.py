@@ -1,0 +1,346 @@
+"""SQLAlchemy 2 typed models for the whole loyalty domain.
+
+Conventions: money columns are integer minor units (kopecks/cents); timestamps are UTC
+(`UTCDateTime` stores naive UTC text and hands back aware datetimes); enumerations are short
+strings backed by `StrEnum`s so that raw SQL (imports, KPIs) can use them directly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names so that Alembic batch migrations can find them on SQLite.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# The text form SQLAlchemy's SQLite dialect uses for DateTime; raw-SQL writers (imports)
+# format timestamps the same way so that comparisons stay lexicographic and correct.
+SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored as naive UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class CardStatus(StrEnum):
+    IN_STOCK = "in_stock"
+    ISSUED = "issued"
+    BLOCKED = "blocked"
+
+
+class CardKind(StrEnum):
+    PRINTED = "printed"
+    DIGITAL = "digital"
+
+
+class Segment(StrEnum):
+    B2C = "b2c"
+    B2B = "b2b"
+
+
+class PurchaseSource(StrEnum):
+    BOT = "bot"
+    IMPORT = "import"
+
+
+class DraftStatus(StrEnum):
+    OPEN = "open"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
+class OfferKind(StrEnum):
+    WINBACK = "winback"
+    BIRTHDAY = "birthday"
+    WELCOME = "welcome"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after retries
+    UNREACHABLE = "unreachable"  # 403: the user blocked the bot
+    SKIPPED = "skipped"  # no longer wanted (opted out, erased, superseded)
+
+
+class Client(Base):
+    """A Telegram user who agreed to the program's terms (nothing is stored before consent)."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Null once the client's data is erased: the row stays so that purchases keep adding up.
+    tg_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(128))
+    last_name: Mapped[str | None] = mapped_column(String(128))
+    username: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="ru")
+    consent_at: Mapped[datetime | None]
+    consent_version: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    reachable: Mapped[bool] = mapped_column(Boolean, default=True)
+    marketing_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime | None]
+    erased_at: Mapped[datetime | None]
+
+
+class Card(Base):
+    __tablename__ = "cards"
+    __table_args__ = (
+        CheckConstraint("base_pct BETWEEN 1 AND 99", name="base_pct_range"),
+        Index("ix_cards_client_id", "client_id"),
+        Index("ix_cards_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    base_pct: Mapped[int] = mapped_column(Integer)
+    segment: Mapped[str] = mapped_column(String(8), default=Segment.B2C)
+    kind: Mapped[str] = mapped_column(String(8), default=CardKind.PRINTED)
+    status: Mapped[str] = mapped_column(String(16), default=CardStatus.IN_STOCK)
+    pin: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    issued_at: Mapped[datetime | None]
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
+    bound_at: Mapped[datetime | None]
+    blocked_at: Mapped[datetime | None]
+    block_reason: Mapped[str | None] = mapped_column(String(32))
+    # Binding brute-force guard: failed attempts against this number; locked at the cap.
+    bind_failures: Mapped[int] = mapped_column(Integer, default=0)
+    bind_locked_at: Mapped[datetime | None]
+    # The card image is uploaded once per version (tier/number/segment) and then re-sent by id.
+    image_key: Mapped[str | None] = mapped_column(String(64))
+    image_file_id: Mapped[str | None] = mapped_column(String(256))
+
+
+class Import(Base):
+    """One imported file; the hash refuses the same file twice."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Offer(Base):
+    """A personal one-time bonus that the till applies automatically while valid."""
+
+    __tablename__ = "offers"
+    __table_args__ = (Index("ix_offers_client_valid", "client_id", "valid_until"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    bonus_pct: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # No FK: purchases already reference offers, and a cycle would complicate SQLite DDL.
+    redeemed_purchase_id: Mapped[int | None] = mapped_column(Integer)
+    redeemed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+
+
+class Purchase(Base):
+    """The ledger. Rows are never deleted; a void marks them and they stop counting."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("discount_amount >= 0", name="discount_non_negative"),
+        Index("ix_purchases_card_created", "card_id", "created_at"),
+        Index("ix_purchases_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
+    amount: Mapped[int] = mapped_column(Integer)  # gross, minor units
+    discount_pct: Mapped[int] = mapped_column(Integer)
+    discount_amount: Mapped[int] = mapped_column(Integer)
+    paid_amount: Mapped[int] = mapped_column(Integer)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    cashier_id: Mapped[int | None] = mapped_column(BigInteger)
+    # A confirmed draft becomes exactly one purchase: the unique id is the last line of defence.
+    draft_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    source: Mapped[str] = mapped_column(String(8), default=PurchaseSource.BOT)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id"))
+    created_at: Mapped[datetime]
+    voided_at: Mapped[datetime | None]
+    voided_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SaleDraft(Base):
+    """A quote shown to the cashier; ✅ turns it into a purchase by a conditional update."""
+
+    __tablename__ = "sale_drafts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # opaque random token
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
+    cashier_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Integer)
+    base_pct: Mapped[int] = mapped_column(Integer)
+    amount_tier_pct: Mapped[int] = mapped_column(Integer, default=0)
+    cumulative_tier_pct: Mapped[int] = mapped_column(Integer, default=0)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    offer_pct: Mapped[int] = mapped_column(Integer, default=0)
+    discount_pct: Mapped[int] = mapped_column(Integer)
+    discount_amount: Mapped[int] = mapped_column(Integer)
+    paid_amount: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=DraftStatus.OPEN)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
+
+
+class Survey(Base):
+    """An NPS question after a purchase: score 0-10 and an optional comment."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        CheckConstraint("score IS NULL OR score BETWEEN 0 AND 10", name="score_range"),
+        Index("ix_surveys_client", "client_id"),
+        Index("ix_surveys_answered", "answered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"), unique=True)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    score: Mapped[int | None] = mapped_column(Integer)
+    answered_at: Mapped[datetime | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+    comment_at: Mapped[datetime | None]
+
+
+class WinbackAssignment(Base):
+    """Who was eligible for win-back and whether they got the offer or sat in the control group."""
+
+    __tablename__ = "winback_assignments"
+    __table_args__ = (Index("ix_winback_client", "client_id", "assigned_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    assigned_at: Mapped[datetime]
+    control: Mapped[bool] = mapped_column(Boolean)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    window_until: Mapped[datetime]
+    last_purchase_at: Mapped[datetime | None]
+
+
+class Delivery(Base):
+    """Every proactive message: due, sent, attempts, outcome. The key makes sends idempotent."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
+    marketing: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    due_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None]
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BindAttempt(Base):
+    """Card-binding attempts, for the per-user hourly limit that must survive restarts."""
+
+    __tablename__ = "bind_attempts"
+    __table_args__ = (Index("ix_bind_attempts_user_at", "tg_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tg_id: Mapped[int] = mapped_column(BigInteger)
+    card_number: Mapped[str | None] = mapped_column(String(32))
+    success: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    """Who did what: binding, unbinding, voids, staff actions, imports, erasures."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(48))
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProcessedUpdate(Base):
+    """Update ids already handled, so that a webhook retry from Telegram is processed once."""
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]

@@ -1,0 +1,65 @@
+"""Card numbers and lookups shared by every feature (wallet, till, owner tools)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Card, CardStatus
+from services import audit
+from services.errors import CardBlocked, CardNotFound, InvalidCardNumber
+
+MIN_DIGITS = 4
+MAX_DIGITS = 19
+_SEPARATORS = re.compile(r"[\s\-\u00a0\u2010-\u2015]")
+_DIGITS = re.compile(r"\d+")
+
+
+def normalize_number(text: str) -> str:
+    """`"1000 45"`, `"100-045"` → `"100045"`; anything but digits and separators is refused."""
+    if not isinstance(text, str) or len(text) > 64:
+        raise InvalidCardNumber(str(text)[:64])
+    digits = _SEPARATORS.sub("", text.strip())
+    if not _DIGITS.fullmatch(digits) or not MIN_DIGITS <= len(digits) <= MAX_DIGITS:
+        raise InvalidCardNumber(text)
+    if not digits.isascii():  # \d matches Arabic-Indic and other digits too
+        raise InvalidCardNumber(text)
+    return digits
+
+
+def group_number(number: str, size: int = 3) -> str:
+    """`"100045"` → `"100 045"`: printed and shown in groups so people can read it aloud."""
+    head = len(number) % size
+    parts = [number[:head]] if head else []
+    parts += [number[i : i + size] for i in range(head, len(number), size)]
+    return " ".join(parts)
+
+
+async def find_by_number(session: AsyncSession, number: str) -> Card | None:
+    return await session.scalar(select(Card).where(Card.number == number))
+
+
+async def get_usable(session: AsyncSession, text: str) -> Card:
+    """The card typed or scanned at the till: must exist and not be blocked."""
+    number = normalize_number(text)
+    card = await find_by_number(session, number)
+    if card is None:
+        raise CardNotFound(number)
+    if card.status == CardStatus.BLOCKED:
+        raise CardBlocked(number)
+    return card
+
+
+def mark_issued(
+    session: AsyncSession, card: Card, *, now: datetime, actor_id: int | None, how: str
+) -> bool:
+    """Issue an in-stock card (handed out, first bound or first used — whichever comes first)."""
+    if card.status != CardStatus.IN_STOCK:
+        return False
+    card.status = CardStatus.ISSUED
+    card.issued_at = now
+    audit.record(session, "card.issued", at=now, actor_id=actor_id, card_id=card.id, how=how)
+    return True

@@ -1,0 +1,129 @@
+"""Streaming CSV reader for what spreadsheets and POS systems actually write.
+
+- UTF-8 with or without a BOM (Excel writes one); anything else is refused, not guessed.
+- `,`, `;` (Russian-locale Excel) or tab as the delimiter, detected from the header line.
+- The header is matched case-insensitively; required and optional columns are checked.
+- Rows are yielded one at a time with their physical line number: files of millions of rows
+  never sit in memory whole.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from services.errors import ImportFileError
+
+_SNIFF_BYTES = 64 * 1024
+_DELIMITERS = (";", ",", "\t")
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    line: int
+    values: dict[str, str]
+    extra: bool = False  # more cells than header columns
+
+
+@dataclass(frozen=True)
+class CsvHeader:
+    columns: list[str]
+    delimiter: str
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_text(path: Path) -> str:
+    if not path.is_file():
+        raise ImportFileError(f"{path}: no such file")
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if not head.strip(b"\xef\xbb\xbf \r\n\t"):
+        raise ImportFileError(f"{path}: the file is empty")
+    if b"\x00" in head:
+        raise ImportFileError(f"{path}: this is a binary file, not a CSV")
+    encoding = "utf-8-sig"
+    try:
+        # An incremental decoder tolerates a multi-byte character cut at the sniff boundary.
+        codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the file as CSV UTF-8"
+        ) from exc
+    return encoding
+
+
+def _delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def read_csv(
+    path: Path, required: list[str], optional: list[str]
+) -> tuple[CsvHeader, Iterator[CsvRow]]:
+    """Validate the header now; return it and a lazy iterator over the data rows.
+
+    Raises `ImportFileError` for a file that is not a CSV with this header. A decoding error
+    deeper in the file surfaces from the iterator as `ImportFileError` with its line number.
+    """
+    encoding = _check_text(path)
+    fh = path.open("r", encoding=encoding, newline="")
+    try:
+        header_line = fh.readline()
+        offset = 1
+        while header_line and not header_line.strip():
+            header_line = fh.readline()
+            offset += 1
+        delimiter = _delimiter(header_line)
+        columns = [c.strip().lower() for c in next(csv.reader([header_line], delimiter=delimiter))]
+        missing = [c for c in required if c not in columns]
+        unknown = [c for c in columns if c not in required and c not in optional]
+        if missing or unknown:
+            expected = ",".join(required + [f"[{c}]" for c in optional])
+            found = ",".join(columns) or "(nothing)"
+            raise ImportFileError(f"{path}: wrong header {found!r}; expected {expected}")
+        if len(set(columns)) != len(columns):
+            raise ImportFileError(f"{path}: a column appears twice in the header")
+    except UnicodeDecodeError as exc:
+        fh.close()
+        raise ImportFileError(f"{path}: not UTF-8 text; save the file as CSV UTF-8") from exc
+    except BaseException:
+        fh.close()
+        raise
+    return CsvHeader(columns, delimiter), _rows(fh, columns, delimiter, path, offset)
+
+
+def _rows(
+    fh: TextIO, columns: list[str], delimiter: str, path: Path, offset: int
+) -> Iterator[CsvRow]:
+    width = len(columns)
+    reader = csv.reader(fh, delimiter=delimiter)
+    line = offset
+    try:
+        with fh:
+            for cells in reader:
+                line = offset + reader.line_num
+                if not cells or (len(cells) == 1 and not cells[0].strip()):
+                    continue  # blank lines are not data
+                values = {
+                    columns[i]: (cells[i].strip() if i < len(cells) else "") for i in range(width)
+                }
+                yield CsvRow(line=line, values=values, extra=len(cells) > width)
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(
+            f"{path}: not UTF-8 text after line {line}; save the file as CSV UTF-8"
+        ) from exc
+    except csv.Error as exc:
+        raise ImportFileError(f"{path}: line {line + 1}: broken CSV ({exc})") from exc

@@ -1,0 +1,190 @@
+"""Card inventory: register printed ranges and CSV lists of cards.
+
+Both operations are all-or-nothing: a single overlap or bad line and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+
+from sqlalchemy import Integer, cast, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Card, CardKind, CardStatus, Segment
+from services import audit
+from services.cards import MAX_DIGITS, normalize_number
+from services.csvfile import read_csv
+from services.errors import ImportRowsInvalid, InvalidCardNumber, InventoryError
+
+MAX_RANGE = 1_000_000
+_BATCH = 5_000
+
+ErrorSink = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class InventorySummary:
+    added: int
+    by_pct: dict[int, int]
+
+
+def parse_segment(text: str) -> Segment:
+    value = (text or "b2c").strip().lower()
+    try:
+        return Segment(value)
+    except ValueError as exc:
+        raise InventoryError(f"segment must be b2c or b2b, not {text!r}") from exc
+
+
+def check_pct(pct: int) -> int:
+    if not 1 <= pct <= 99:
+        raise InventoryError(f"pct must be between 1 and 99, not {pct}")
+    return pct
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+async def _existing(session: AsyncSession, numbers: list[str]) -> list[str]:
+    found: list[str] = []
+    for chunk in _chunks(numbers, 500):
+        found += (await session.scalars(select(Card.number).where(Card.number.in_(chunk)))).all()
+    return found
+
+
+async def add_range(
+    session: AsyncSession,
+    start: int,
+    end: int,
+    pct: int,
+    *,
+    segment: str = "b2c",
+    now: datetime,
+    actor_id: int | None = None,
+) -> InventorySummary:
+    """Register printed cards `start`…`end` (inclusive) at `pct` %, all in stock."""
+    check_pct(pct)
+    seg = parse_segment(segment)
+    if start <= 0 or end <= 0:
+        raise InventoryError("card numbers must be positive")
+    if end < start:
+        raise InventoryError(f"--to ({end}) is before --from ({start})")
+    if end - start + 1 > MAX_RANGE:
+        raise InventoryError(f"a range may hold at most {MAX_RANGE:,} cards")
+    if len(str(end)) > MAX_DIGITS:
+        raise InventoryError(f"card numbers have at most {MAX_DIGITS} digits")
+    overlap = await session.execute(
+        select(func.count(), func.min(Card.number), func.max(Card.number)).where(
+            cast(Card.number, Integer).between(start, end), func.length(Card.number) <= MAX_DIGITS
+        )
+    )
+    count, first, last = overlap.one()
+    if count:
+        raise InventoryError(
+            f"{count} card(s) in {start}-{end} already exist ({first}…{last}); nothing written"
+        )
+    rows = [
+        {
+            "number": str(n),
+            "base_pct": pct,
+            "segment": seg.value,
+            "kind": CardKind.PRINTED.value,
+            "status": CardStatus.IN_STOCK.value,
+            "created_at": now,
+            "bind_failures": 0,
+        }
+        for n in range(start, end + 1)
+    ]
+    for i in range(0, len(rows), _BATCH):
+        await session.execute(insert(Card), rows[i : i + _BATCH])
+    audit.record(
+        session,
+        "cards.added",
+        at=now,
+        actor_id=actor_id,
+        start=start,
+        end=end,
+        pct=pct,
+        segment=seg.value,
+    )
+    await session.commit()
+    return InventorySummary(added=len(rows), by_pct={pct: len(rows)})
+
+
+async def import_cards(
+    session: AsyncSession, path: Path, *, now: datetime, on_error: ErrorSink
+) -> InventorySummary:
+    """Import `number,pct[,segment][,pin]`; any bad or duplicate line → nothing written."""
+    _header, rows = read_csv(path, required=["number", "pct"], optional=["segment", "pin"])
+    pending: list[dict[str, object]] = []
+    seen: dict[str, int] = {}
+    bad = 0
+    for row in rows:
+        try:
+            if row.extra:
+                raise InventoryError("more cells than header columns")
+            try:
+                number = normalize_number(row.values["number"])
+            except InvalidCardNumber as exc:
+                raise InventoryError(f"card number must be digits, not {exc.text!r}") from exc
+            try:
+                pct = check_pct(int(row.values["pct"]))
+            except ValueError as exc:
+                raise InventoryError(
+                    f"pct must be a whole number, not {row.values['pct']!r}"
+                ) from exc
+            seg = parse_segment(row.values.get("segment", ""))
+            pin = row.values.get("pin") or None
+            if pin is not None and not (pin.isascii() and pin.isalnum() and len(pin) <= 16):
+                raise InventoryError("pin must be up to 16 letters or digits")
+            if number in seen:
+                raise InventoryError(f"card {number} repeats line {seen[number]}")
+        except InventoryError as exc:
+            bad += 1
+            on_error(row.line, str(exc))
+            continue
+        seen[number] = row.line
+        pending.append(
+            {
+                "number": number,
+                "base_pct": pct,
+                "segment": seg.value,
+                "kind": CardKind.PRINTED.value,
+                "status": CardStatus.IN_STOCK.value,
+                "pin": pin,
+                "created_at": now,
+                "bind_failures": 0,
+            }
+        )
+    for number in await _existing(session, list(seen)):
+        bad += 1
+        on_error(seen[number], f"card {number} already exists")
+    if bad:
+        raise ImportRowsInvalid(bad)
+    if not pending:
+        raise InventoryError(f"{path}: no cards in the file")
+    for i in range(0, len(pending), _BATCH):
+        await session.execute(insert(Card), pending[i : i + _BATCH])
+    by_pct: dict[int, int] = {}
+    for item in pending:
+        by_pct[int(item["base_pct"])] = by_pct.get(int(item["base_pct"]), 0) + 1  # type: ignore[call-overload]
+    audit.record(session, "cards.imported", at=now, file=path.name, added=len(pending))
+    await session.commit()
+    return InventorySummary(added=len(pending), by_pct=by_pct)
+
+
+async def inventory_counts(session: AsyncSession) -> list[tuple[str, int, str, int]]:
+    """(status, pct, segment, count) for every combination present."""
+    result = await session.execute(
+        select(Card.status, Card.base_pct, Card.segment, func.count())
+        .group_by(Card.status, Card.base_pct, Card.segment)
+        .order_by(Card.status, Card.base_pct, Card.segment)
+    )
+    return [(s, p, seg, n) for s, p, seg, n in result.all()]

@@ -1,0 +1,201 @@
+"""Shared fixtures: settings, a migrated SQLite file per test, a controllable clock, and the
+real bot polling a fake Telegram Bot API server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiogram import Bot, Dispatcher
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.app import create_bot, create_dispatcher
+from bot.config import Settings
+from db.engine import create_engine, create_sessionmaker
+from db.migrate import upgrade
+from tests.fakeapi import FakeTelegram
+
+OWNER_ID = 1001
+CASHIER_ID = 2001
+CUSTOMER_ID = 3001
+STAFF_CHAT_ID = -1009000
+
+
+class FrozenClock:
+    """A clock tests move by hand: `clock.advance(minutes=5)`."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+
+
+def make_settings(db_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "bot_token": "123456:TEST",
+        "secret_key": "test-secret-key-0123456789abcdef",
+        "database_url": db_url,
+        "owner_ids": [OWNER_ID],
+        "staff_chat_id": STAFF_CHAT_ID,
+        "timezone": "Europe/Moscow",
+        "currency": "RUB",
+        "store_name": "Test Store",
+        "store_address": "1 Main St",
+        "store_hours": "10-20",
+        "store_phone": "+7 900 000-00-00",
+        "quiet_hours": "",
+        "scheduler_enabled": False,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate once per run; each test gets a copy (migrating per test would cost seconds)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, migrated_template: Path) -> Path:
+    path = tmp_path / "loyalty.db"
+    shutil.copy(migrated_template, path)
+    return path
+
+
+@pytest.fixture
+def db_url(db_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{db_path}"
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return make_settings(db_url)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@dataclass
+class App:
+    """The running bot: the real Bot and Dispatcher, polling the fake server."""
+
+    bot: Bot
+    dp: Dispatcher
+    tg: FakeTelegram
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: FrozenClock
+    task: asyncio.Task[None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(
+            self.dp.start_polling(
+                self.bot, handle_signals=False, close_bot_session=False, polling_timeout=1
+            )
+        )
+        await self.tg.wait_for(lambda call: call.method == "getUpdates", timeout=5)
+
+    async def stop(self) -> None:
+        if self.task is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            await self.dp.stop_polling()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, timeout=5)
+        self.task = None
+
+
+def build_app(
+    tg: FakeTelegram,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> App:
+    settings = settings.model_copy(update={"telegram_api_url": tg.base_url})
+    bot = create_bot(settings)
+    dp = create_dispatcher(settings, sessionmaker, clock=clock)
+    return App(bot=bot, dp=dp, tg=tg, settings=settings, sessionmaker=sessionmaker, clock=clock)
+
+
+@pytest.fixture
+async def app(
+    tg: FakeTelegram,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> AsyncIterator[App]:
+    """The bot polling the fake Bot API server; stopped and closed after the test."""
+    application = build_app(tg, settings, sessionmaker, clock)
+    tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
+    await application.start()
+    try:
+        yield application
+    finally:
+        await application.stop()
+        await application.bot.session.close()
+
+
+@pytest.fixture
+def write_file(tmp_path: Path) -> Iterator[Any]:
+    """Write text (or bytes) to a file in the test's tmp dir and return its path."""
+
+    def write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+    yield write

@@ -1,0 +1,106 @@
+"""Amount parsing: what cashiers type and POS exports write, never a float, never rounded."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.errors import InvalidAmount
+from services.money import major_number, parse_amount
+from services.pricing import discount_for, next_tier, quote
+
+
+@pytest.mark.parametrize(
+    ("text", "minor"),
+    [
+        ("2500", 250000),
+        ("2 500", 250000),
+        ("2\u00a0500", 250000),
+        ("2500.50", 250050),
+        ("2500,50", 250050),
+        ("2,500.50", 250050),
+        ("2.500,50", 250050),
+        ("2,500", 250000),
+        ("1.234.567", 123456700),
+        ("1 234 567,8", 123456780),
+        ("0.01", 1),
+        ("0,5", 50),
+        ("+15", 1500),
+    ],
+)
+def test_accepted(text: str, minor: int) -> None:
+    assert parse_amount(text) == minor
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("abc", "format"),
+        ("12a", "format"),
+        ("1.2.3,4,5", "format"),
+        ("0", "zero"),
+        ("0,00", "zero"),
+        ("-5", "negative"),
+        ("−5", "negative"),
+        ("2500.505", "precision"),
+        ("2.500", "precision"),
+        ("1" * 40, "format"),
+        ("2,500,50", "format"),
+        ("1e5", "format"),
+        ("NaN", "format"),
+    ],
+)
+def test_refused(text: str, reason: str) -> None:
+    with pytest.raises(InvalidAmount) as info:
+        parse_amount(text)
+    assert info.value.reason == reason
+
+
+def test_limit_and_zero_exponent() -> None:
+    with pytest.raises(InvalidAmount) as info:
+        parse_amount("1000000.01", 2, max_minor=100_000_000)
+    assert info.value.reason == "too_large"
+    assert parse_amount("1 500", 0) == 1500
+    with pytest.raises(InvalidAmount):
+        parse_amount("15.5", 0)
+
+
+@given(st.integers(min_value=1, max_value=10**12))
+def test_round_trip_of_formatted_amounts(minor: int) -> None:
+    whole, cents = divmod(minor, 100)
+    assert parse_amount(f"{whole}.{cents:02d}") == minor
+    assert parse_amount(f"{whole},{cents:02d}") == minor
+    assert parse_amount(f"{whole:,}.{cents:02d}") == minor
+    assert parse_amount(f"{whole:,}.{cents:02d}".replace(",", " ")) == minor
+    assert major_number(minor) == round(minor / 100, 2)
+
+
+@given(st.text(max_size=40))
+def test_never_crashes_and_never_accepts_nonsense(text: str) -> None:
+    try:
+        minor = parse_amount(text)
+    except InvalidAmount:
+        return
+    assert minor > 0
+    assert any(ch.isdigit() for ch in text)
+
+
+def test_pricing_takes_the_best_tier_adds_offer_and_caps() -> None:
+    q = quote(
+        amount=600000,
+        base_pct=5,
+        amount_tiers=[(500000, 7), (1000000, 10)],
+        offer_pct=5,
+        max_pct=10,
+    )
+    assert (q.amount_tier_pct, q.tier_pct, q.discount_pct, q.capped) == (7, 7, 10, True)
+    assert q.discount_amount == 60000 and q.paid_amount == 540000
+    q = quote(amount=1001, base_pct=7, spend_before=3_000_000, cumulative_tiers=[(3_000_000, 10)])
+    assert (q.cumulative_tier_pct, q.discount_pct, q.discount_amount) == (10, 10, 100)
+    assert discount_for(150, 5) == 8  # 7.5 kopecks round half up
+    tier = next_tier(5, 2_680_000, [(3_000_000, 7), (10_000_000, 10)])
+    assert tier is not None and (tier.pct, tier.remaining) == (7, 320_000)
+    assert next_tier(10, 0, [(3_000_000, 7)]) is None
