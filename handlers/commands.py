@@ -21,8 +21,27 @@ class Command:
 
 
 COMMANDS: list[Command] = [
-    Command("help", __("what this bot can do")),
-    Command("cancel", __("leave the current step")),
+    Command("card", __("show my loyalty card")),
+    Command("history", __("my purchases and savings")),
+    Command("offers", __("my personal offers")),
+    Command("store", __("address, hours and phone of the store")),
+    Command("language", __("change the language")),
+    Command("notifications", __("turn offers and surveys on or off")),
+    Command("privacy", __("how we use your data")),
+    Command("mydata", __("download everything stored about me")),
+    Command("deletemydata", __("erase my data")),
+    Command("help", __("what this bot can do"), private_only=False),
+    Command("cancel", __("leave the current step"), private_only=False),
+    Command("sale", __("record a purchase: /sale card number"), Role.CASHIER, private_only=False),
+    Command("issue", __("hand out a card: /issue number [b2b]"), Role.CASHIER, private_only=False),
+    Command("void", __("void a purchase: /void ID"), Role.CASHIER, private_only=False),
+    Command("stats", __("program KPIs: /stats 30d, /stats month"), Role.OWNER),
+    Command("digest", __("the weekly digest now"), Role.OWNER),
+    Command("export", __("export the data as XLSX or CSV"), Role.OWNER),
+    Command("cards", __("card inventory; /card N for one card"), Role.OWNER),
+    Command("block", __("block a lost card: /block number"), Role.OWNER),
+    Command("unbind", __("unbind a card from its owner: /unbind number"), Role.OWNER),
+    Command("staff", __("staff list and recent audit events"), Role.OWNER),
 ]
 
 
