@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from services.errors import ImportFileError
 
@@ -23,17 +23,26 @@ _SNIFF_BYTES = 64 * 1024
 _DELIMITERS = (";", ",", "\t")
 
 
-@dataclass(frozen=True)
-class CsvRow:
+class CsvRow(NamedTuple):
+    """One data line: stripped cells in header order ("" when missing)."""
+
     line: int
-    values: dict[str, str]
-    extra: bool = False  # more cells than header columns
+    cells: list[str]
+    extra: bool  # more cells than header columns
 
 
 @dataclass(frozen=True)
 class CsvHeader:
     columns: list[str]
     delimiter: str
+
+    def index(self, name: str) -> int | None:
+        """Position of an optional column, None when the file does not have it."""
+        return self.columns.index(name) if name in self.columns else None
+
+    def at(self, name: str) -> int:
+        """Position of a required column (read_csv has checked that it exists)."""
+        return self.columns.index(name)
 
 
 def file_sha256(path: Path) -> str:
@@ -115,12 +124,16 @@ def _rows(
         with fh:
             for cells in reader:
                 line = offset + reader.line_num
-                if not cells or (len(cells) == 1 and not cells[0].strip()):
+                count = len(cells)
+                if count == width:
+                    yield CsvRow(line, [cell.strip() for cell in cells], False)
+                elif not cells or (count == 1 and not cells[0].strip()):
                     continue  # blank lines are not data
-                values = {
-                    columns[i]: (cells[i].strip() if i < len(cells) else "") for i in range(width)
-                }
-                yield CsvRow(line=line, values=values, extra=len(cells) > width)
+                elif count < width:
+                    padded = [cell.strip() for cell in cells] + [""] * (width - count)
+                    yield CsvRow(line, padded, False)
+                else:
+                    yield CsvRow(line, [cell.strip() for cell in cells[:width]], True)
     except UnicodeDecodeError as exc:
         raise ImportFileError(
             f"{path}: not UTF-8 text after line {line}; save the file as CSV UTF-8"

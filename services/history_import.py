@@ -8,6 +8,8 @@ of rows never sits in memory; the ledger rows go in through one `executemany` pe
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -28,7 +30,7 @@ from db.models import (
 )
 from services import audit
 from services.cards import normalize_number
-from services.csvfile import file_sha256, read_csv
+from services.csvfile import CsvHeader, CsvRow, file_sha256, read_csv
 from services.errors import (
     DomainError,
     ImportFileError,
@@ -51,10 +53,13 @@ _AMOUNT_REASONS = {
     "too_large": "amount is too large",
 }
 
-_INSERT_PURCHASE = text(
+_INSERT_PURCHASE = (
     "INSERT INTO purchases (card_id, amount, discount_pct, discount_amount, paid_amount, "
     "source, import_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Fast paths for what POS exports almost always contain; anything else takes the full parsers.
+_SIMPLE_AMOUNT = re.compile(r"(\d{1,13})(?:[.,](\d{1,2}))?")
+_SIMPLE_NUMBER = re.compile(r"\d{4,19}")
 
 
 class BadRow(DomainError):
@@ -77,9 +82,9 @@ class _Dates:
     def __init__(self, tz: ZoneInfo, now: datetime) -> None:
         self.tz = tz
         self.now = now
-        self.cache: dict[str, tuple[str, datetime]] = {}
+        self.cache: dict[str, str] = {}
 
-    def parse(self, raw: str) -> tuple[str, datetime]:
+    def parse(self, raw: str) -> str:
         hit = self.cache.get(raw)
         if hit is not None:
             return hit
@@ -95,12 +100,70 @@ class _Dates:
         utc = moment.astimezone(UTC)
         if utc > self.now:
             raise BadRow(f"date {raw} is in the future")
-        result = (utc.replace(tzinfo=None).strftime(SQLITE_DATETIME_FORMAT), utc)
+        result = utc.replace(tzinfo=None).strftime(SQLITE_DATETIME_FORMAT)
         if len(raw) == 10:  # only date-only keys repeat often enough to be worth caching
             if len(self.cache) > 100_000:
                 self.cache.clear()
             self.cache[raw] = result
         return result
+
+
+class _RowParser:
+    """Turns one CSV row into (card number, UTC timestamp text, amount minor, pct or None)."""
+
+    def __init__(
+        self, header: CsvHeader, tz: ZoneInfo, now: datetime, exponent: int, max_minor: int
+    ) -> None:
+        self.i_number = header.at("card_number")
+        self.i_date = header.at("date")
+        self.i_amount = header.at("amount")
+        self.i_pct = header.index("discount_pct")
+        self.dates = _Dates(tz, now)
+        self.exponent = exponent
+        self.scale = 10**exponent
+        self.max_minor = max_minor
+
+    def parse(self, row: CsvRow) -> tuple[str, str, int, int | None]:
+        if row.extra:
+            raise BadRow("more cells than header columns")
+        cells = row.cells
+        raw_number = cells[self.i_number]
+        if not _SIMPLE_NUMBER.fullmatch(raw_number) or not raw_number.isascii():
+            if not raw_number:
+                raise BadRow("card_number is missing")
+            try:
+                raw_number = normalize_number(raw_number)
+            except InvalidCardNumber as exc:
+                raise BadRow(f"card_number {raw_number!r} is not a card number") from exc
+        raw_date = cells[self.i_date]
+        if not raw_date:
+            raise BadRow("date is missing")
+        created_text = self.dates.parse(raw_date)
+        return raw_number, created_text, self._amount(cells[self.i_amount]), self._pct(cells)
+
+    def _amount(self, raw: str) -> int:
+        simple = _SIMPLE_AMOUNT.fullmatch(raw)
+        if simple is not None and raw.isascii() and self.exponent == 2:
+            whole, cents = simple.groups()
+            amount = int(whole) * 100 + (int(cents.ljust(2, "0")) if cents else 0)
+            if 0 < amount <= self.max_minor:
+                return amount
+        try:
+            return parse_amount(raw, self.exponent, self.max_minor)
+        except InvalidAmount as exc:
+            raise BadRow(_AMOUNT_REASONS.get(exc.reason, "amount is invalid")) from exc
+
+    def _pct(self, cells: list[str]) -> int | None:
+        raw = cells[self.i_pct] if self.i_pct is not None else ""
+        if not raw:
+            return None
+        try:
+            pct = int(raw.replace(",", ".").removesuffix("%").removesuffix(".0"))
+        except ValueError as exc:
+            raise BadRow(f"discount_pct {raw!r} is not a whole number") from exc
+        if not 0 <= pct <= 99:
+            raise BadRow(f"discount_pct {pct} is outside 0-99")
+        return pct
 
 
 async def import_purchases(
@@ -117,7 +180,7 @@ async def import_purchases(
 ) -> ImportSummary:
     if not 1 <= unknown_pct <= 99:
         raise ImportFileError(f"--pct must be between 1 and 99, not {unknown_pct}")
-    _header, rows = read_csv(
+    header, rows = read_csv(
         path, required=["card_number", "date", "amount"], optional=["discount_pct"]
     )
     sha = file_sha256(path)
@@ -129,54 +192,29 @@ async def import_purchases(
             f"{previous.rows} rows)"
         )
 
-    cards: dict[str, tuple[int, int, str]] = {
-        number: (card_id, pct, status)
-        for number, card_id, pct, status in (
-            await session.execute(select(Card.number, Card.id, Card.base_pct, Card.status))
+    cards: dict[str, tuple[int, int]] = {
+        number: (card_id, pct)
+        for number, card_id, pct in (
+            await session.execute(select(Card.number, Card.id, Card.base_pct))
         ).all()
     }
     imp = Import(kind="purchases", file_name=path.name[:255], file_sha256=sha, created_at=now)
     session.add(imp)
     await session.flush()
+    import_id = imp.id
     conn = await session.connection()
-
-    dates = _Dates(tz, now)
-    batch: list[tuple[object, ...]] = []
-    imported = skipped = new_cards = 0
-    first_at: datetime | None = None
-    last_at: datetime | None = None
-    source = PurchaseSource.IMPORT.value
+    parser = _RowParser(header, tz, now, exponent, max_amount_minor)
     now_text = now.astimezone(UTC).replace(tzinfo=None).strftime(SQLITE_DATETIME_FORMAT)
+    source = PurchaseSource.IMPORT.value
+
+    batch: list[tuple[object, ...]] = []
+    pending: asyncio.Task[object] | None = None  # the previous batch, inserting meanwhile
+    imported = skipped = new_cards = 0
+    first_at = last_at = ""
 
     for row in rows:
-        values = row.values
         try:
-            if row.extra:
-                raise BadRow("more cells than header columns")
-            raw_number = values["card_number"]
-            if not raw_number:
-                raise BadRow("card_number is missing")
-            try:
-                number = normalize_number(raw_number)
-            except InvalidCardNumber as exc:
-                raise BadRow(f"card_number {raw_number!r} is not a card number") from exc
-            raw_date = values["date"]
-            if not raw_date:
-                raise BadRow("date is missing")
-            created_text, created_at = dates.parse(raw_date)
-            try:
-                amount = parse_amount(values["amount"], exponent, max_amount_minor)
-            except InvalidAmount as exc:
-                raise BadRow(_AMOUNT_REASONS.get(exc.reason, "amount is invalid")) from exc
-            raw_pct = values.get("discount_pct", "")
-            pct: int | None = None
-            if raw_pct:
-                try:
-                    pct = int(raw_pct.replace(",", ".").removesuffix(".0").removesuffix("%"))
-                except ValueError as exc:
-                    raise BadRow(f"discount_pct {raw_pct!r} is not a whole number") from exc
-                if not 0 <= pct <= 99:
-                    raise BadRow(f"discount_pct {pct} is outside 0-99")
+            number, created_text, amount, pct = parser.parse(row)
         except BadRow as exc:
             skipped += 1
             on_error(row.line, str(exc))
@@ -186,6 +224,9 @@ async def import_purchases(
 
         card = cards.get(number)
         if card is None:
+            if pending is not None:  # one statement at a time on the connection
+                await pending
+                pending = None
             result = await conn.execute(
                 text(
                     "INSERT INTO cards (number, base_pct, segment, kind, status, created_at, "
@@ -201,28 +242,43 @@ async def import_purchases(
                     "i": created_text,
                 },
             )
-            card = (int(result.lastrowid), unknown_pct, CardStatus.ISSUED.value)  # type: ignore[attr-defined]
+            card = (int(result.lastrowid), unknown_pct)  # type: ignore[attr-defined]
             cards[number] = card
             new_cards += 1
         card_pct = card[1] if pct is None else pct
         discount = discount_for(amount, card_pct)
         batch.append(
-            (card[0], amount, card_pct, discount, amount - discount, source, imp.id, created_text)
+            (
+                card[0],
+                amount,
+                card_pct,
+                discount,
+                amount - discount,
+                source,
+                import_id,
+                created_text,
+            )
         )
         imported += 1
-        if first_at is None or created_at < first_at:
-            first_at = created_at
-        if last_at is None or created_at > last_at:
-            last_at = created_at
+        # The text form sorts like the moment it encodes: no datetime objects per row.
+        if not first_at or created_text < first_at:
+            first_at = created_text
+        if created_text > last_at:
+            last_at = created_text
         if len(batch) >= BATCH_ROWS:
-            await conn.exec_driver_sql(_INSERT_PURCHASE.text, batch)  # type: ignore[arg-type]
+            if pending is not None:
+                await pending
+            # Parse the next batch while SQLite writes this one (sqlite3 releases the GIL).
+            pending = asyncio.ensure_future(conn.exec_driver_sql(_INSERT_PURCHASE, batch))
             batch = []
 
+    if pending is not None:
+        await pending
     if skipped and not skip_invalid:
         await session.rollback()
         raise ImportRowsInvalid(skipped)
     if batch:
-        await conn.exec_driver_sql(_INSERT_PURCHASE.text, batch)  # type: ignore[arg-type]
+        await conn.exec_driver_sql(_INSERT_PURCHASE, batch)  # type: ignore[arg-type]
     if not imported:
         await session.rollback()
         raise ImportFileError(f"{path.name}: no purchases to import")
@@ -240,7 +296,7 @@ async def import_purchases(
             "AND (issued_at IS NULL OR issued_at > (SELECT min(p.created_at) FROM purchases p "
             "     WHERE p.card_id = cards.id AND p.import_id = :imp))"
         ),
-        {"stock": CardStatus.IN_STOCK.value, "issued": CardStatus.ISSUED.value, "imp": imp.id},
+        {"stock": CardStatus.IN_STOCK.value, "issued": CardStatus.ISSUED.value, "imp": import_id},
     )
     imp.rows = imported
     imp.skipped = skipped
@@ -255,4 +311,12 @@ async def import_purchases(
         new_cards=new_cards,
     )
     await session.commit()
-    return ImportSummary(imp.id, imported, skipped, new_cards, first_at, last_at)
+    return ImportSummary(
+        import_id, imported, skipped, new_cards, _from_text(first_at), _from_text(last_at)
+    )
+
+
+def _from_text(value: str) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value, SQLITE_DATETIME_FORMAT).replace(tzinfo=UTC)

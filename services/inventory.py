@@ -122,7 +122,9 @@ async def import_cards(
     session: AsyncSession, path: Path, *, now: datetime, on_error: ErrorSink
 ) -> InventorySummary:
     """Import `number,pct[,segment][,pin]`; any bad or duplicate line → nothing written."""
-    _header, rows = read_csv(path, required=["number", "pct"], optional=["segment", "pin"])
+    header, rows = read_csv(path, required=["number", "pct"], optional=["segment", "pin"])
+    i_number, i_pct = header.at("number"), header.at("pct")
+    i_segment, i_pin = header.index("segment"), header.index("pin")
     pending: list[dict[str, object]] = []
     seen: dict[str, int] = {}
     bad = 0
@@ -131,17 +133,17 @@ async def import_cards(
             if row.extra:
                 raise InventoryError("more cells than header columns")
             try:
-                number = normalize_number(row.values["number"])
+                number = normalize_number(row.cells[i_number])
             except InvalidCardNumber as exc:
                 raise InventoryError(f"card number must be digits, not {exc.text!r}") from exc
             try:
-                pct = check_pct(int(row.values["pct"]))
+                pct = check_pct(int(row.cells[i_pct]))
             except ValueError as exc:
                 raise InventoryError(
-                    f"pct must be a whole number, not {row.values['pct']!r}"
+                    f"pct must be a whole number, not {row.cells[i_pct]!r}"
                 ) from exc
-            seg = parse_segment(row.values.get("segment", ""))
-            pin = row.values.get("pin") or None
+            seg = parse_segment(row.cells[i_segment] if i_segment is not None else "")
+            pin = (row.cells[i_pin] if i_pin is not None else "") or None
             if pin is not None and not (pin.isascii() and pin.isalnum() and len(pin) <= 16):
                 raise InventoryError("pin must be up to 16 letters or digits")
             if number in seen:

@@ -1,0 +1,73 @@
+"""`python -m bot run` as the owner starts it: refuses without a token, else migrates and polls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.config import PROJECT_ROOT
+from tests.fakeapi import FakeTelegram
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"BOT_TOKEN", "DATABASE_URL"}}
+    env.update(PYTHONPATH=str(PROJECT_ROOT), DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/b.db")
+    env.update(extra)
+    return env
+
+
+def test_run_without_env_file_explains_what_to_do(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: BOT_TOKEN is empty: copy .env.example to .env, get a token from @BotFather and "
+        "set BOT_TOKEN, SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID"
+    )
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_run_reads_env_file_migrates_and_answers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with FakeTelegram() as tg:
+            (tmp_path / ".env").write_text(
+                f"BOT_TOKEN={tg.token}\nTELEGRAM_API_URL={tg.base_url}\n"
+                "SECRET_KEY=0123456789abcdef0123\nOWNER_IDS=1\nSCHEDULER_ENABLED=false\n"
+                "STORE_NAME=Corner Shop\n",
+                encoding="utf-8",
+            )
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                cwd=tmp_path,
+                env=_env(tmp_path),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            try:
+                await tg.wait_for(lambda call: call.method == "getUpdates", timeout=60)
+                user = tg.user(4242, language_code="en")
+                await user.send("/help")
+                reply = await user.wait_message(timeout=20)
+                assert "Corner Shop" in reply.text
+            finally:
+                process.send_signal(signal.SIGINT)
+                output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+            assert process.returncode == 0, output.decode()
+
+    asyncio.run(scenario())
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() is not None
