@@ -54,6 +54,10 @@ format: install-dev
 
 bench: install-dev locales
 	$(BIN)/python -m bench.import_purchases
+	$(BIN)/python -m bench.card_image
+	$(BIN)/python -m bench.sale_flow
+	$(BIN)/python -m bench.kpi
+	$(BIN)/python -m bench.delivery
 
 clean:
 	rm -rf $(VENV) locales/*/LC_MESSAGES/*.mo

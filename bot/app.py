@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from aiogram import Bot, Dispatcher
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
@@ -15,17 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.i18n import LocaleMiddleware, create_i18n
+from bot.menus import register_commands
 from bot.middlewares import DbSessionMiddleware
+from bot.telegram_session import BotSession
+from bot.throttling import ThrottlingMiddleware
 from handlers import build_router
 from handlers.roles import StaffDirectory
 from services.clock import Clock, utc_now
 
 
 def create_bot(settings: Settings) -> Bot:
-    session = None
+    session = BotSession()  # api.telegram.org
     if settings.telegram_api_url:
         # A self-hosted Bot API server, or the tests' fake one.
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
@@ -40,6 +43,7 @@ def create_dispatcher(
     clock: Clock = utc_now,
     storage: BaseStorage | None = None,
     staff: StaffDirectory | None = None,
+    update_guards: Sequence[BaseMiddleware] = (),
     **extra: Any,
 ) -> Dispatcher:
     """App-wide objects go into the workflow data; handlers ask for them by name."""
@@ -51,11 +55,25 @@ def create_dispatcher(
         staff=staff or StaffDirectory(settings),
         **extra,
     )
+    i18n = create_i18n(settings.default_language)
+    # Cheap guards run first (bot/throttling.py explains why at the update level): a flood, or
+    # a webhook retry of an update already handled, is dropped before a DB session opens.
+    dp.update.outer_middleware(
+        ThrottlingMiddleware(
+            settings.flood_limit,
+            i18n,
+            settings.default_language,
+            exempt=frozenset(settings.owner_ids),
+        )
+    )
+    for guard in update_guards:
+        dp.update.outer_middleware(guard)
     db_middleware = DbSessionMiddleware(sessionmaker, settings, clock)
     dp.update.outer_middleware(db_middleware)
     # Error events propagate outside the update middlewares: give them a session too, before
     # the locale middleware (which reads the client's language through it).
     dp.errors.outer_middleware(db_middleware)
-    LocaleMiddleware(create_i18n(settings.default_language), settings.default_language).setup(dp)
+    LocaleMiddleware(i18n, settings.default_language).setup(dp)
     dp.include_router(build_router())
+    dp.startup.register(register_commands)  # command menus per language and scope
     return dp

@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bot.commands import history, inventory, migrate, run
+from bot.commands import history, inventory, jobs, kpi, migrate, run
 from bot.config import SettingsError
 from services.errors import DomainError
 
-COMMAND_MODULES = (run, migrate, inventory, history)
+COMMAND_MODULES = (run, migrate, inventory, history, jobs, kpi)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -243,6 +243,11 @@ class Settings(BaseSettings):
         start, end = (part.strip() for part in self.quiet_hours.split("-"))
         return _hhmm(start), _hhmm(end)
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The catalogs the bot speaks (services read this instead of importing bot.config)."""
+        return LANGUAGES
+
     def is_owner(self, user_id: int) -> bool:
         return user_id in self.owner_ids
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiogram.types import TelegramObject, User
@@ -35,12 +36,47 @@ async def stored_language(session: AsyncSession, tg_id: int) -> str | None:
     return language if language in LANGUAGES else None
 
 
+class PendingLanguages:
+    """The language someone picked with /language before agreeing to the privacy policy.
+
+    Nothing personal may be stored before consent, so the choice lives only in this process
+    for a day (a restart falls back to the Telegram language); consent copies it onto the
+    client row. Kept apart from FSM data, which `state.clear()` wipes at every /start.
+    """
+
+    TTL = 24 * 3600.0
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[str, float]] = {}
+
+    def remember(self, user_id: int, language: str) -> None:
+        now = time.monotonic()
+        if len(self._entries) >= self.MAX_ENTRIES:  # stay small: drop what has expired
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+        self._entries[user_id] = (language, now + self.TTL)
+
+    def get(self, user_id: int) -> str | None:
+        entry = self._entries.get(user_id)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            self._entries.pop(user_id, None)
+            return None
+        return entry[0]
+
+    def forget(self, user_id: int) -> None:
+        self._entries.pop(user_id, None)
+
+
 class LocaleMiddleware(I18nMiddleware):
-    """The client's stored language, else their Telegram language, else the store default."""
+    """The client's stored language, else one picked before consent, else their Telegram
+    language, else the store default."""
 
     def __init__(self, i18n: I18n, default: str) -> None:
         super().__init__(i18n)
         self.default = default
+        self.pending = PendingLanguages()
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
         user: User | None = data.get("event_from_user")
@@ -51,4 +87,7 @@ class LocaleMiddleware(I18nMiddleware):
             language = await stored_language(session, user.id)
             if language:
                 return language
+        pending = self.pending.get(user.id)
+        if pending in LANGUAGES:
+            return pending
         return language_from_telegram(user.language_code, self.default)

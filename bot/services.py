@@ -13,10 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
 from services.clock import Clock
+from services.sales import SalesService
+from services.wallet import WalletService
 
 ServiceFactory = Callable[[AsyncSession, Settings, Clock], Any]
 
-SERVICE_FACTORIES: dict[str, ServiceFactory] = {}
+SERVICE_FACTORIES: dict[str, ServiceFactory] = {
+    "sales": SalesService,
+    "wallet": lambda session, settings, clock: WalletService(session, settings, clock),
+}
 
 
 def build_services(session: AsyncSession, settings: Settings, clock: Clock) -> dict[str, Any]:

@@ -203,6 +203,12 @@ class Purchase(Base):
         CheckConstraint("discount_amount >= 0", name="discount_non_negative"),
         Index("ix_purchases_card_created", "card_id", "created_at"),
         Index("ix_purchases_created", "created_at"),
+        # Covering index for the KPI engine: per-card range scans and seeks read only the
+        # index (bench/kpi.py: a year's KPI set over 1M purchases goes from ~36× to ~4× a
+        # full-table count/sum).
+        Index(
+            "ix_purchases_kpi", "card_id", "voided_at", "created_at", "amount", "discount_amount"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,7 +1,23 @@
-"""Router placeholder: the feature module is being written (see handlers/__init__.py order)."""
+"""`my_chat_member` in private chats: a user blocked the bot (unreachable) or came back."""
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
+from aiogram.filters import KICKED, MEMBER, ChatMemberUpdatedFilter
+from aiogram.types import ChatMemberUpdated
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import delivery
 
 router = Router(name=__name__)
+router.my_chat_member.filter(F.chat.type == "private")
+
+
+@router.my_chat_member(ChatMemberUpdatedFilter(member_status_changed=KICKED))
+async def blocked(event: ChatMemberUpdated, session: AsyncSession) -> None:
+    await delivery.set_reachable(session, event.from_user.id, False)
+
+
+@router.my_chat_member(ChatMemberUpdatedFilter(member_status_changed=MEMBER))
+async def unblocked(event: ChatMemberUpdated, session: AsyncSession) -> None:
+    await delivery.set_reachable(session, event.from_user.id, True)

@@ -1,7 +1,504 @@
-"""Router placeholder: the feature module is being written (see handlers/__init__.py order)."""
+"""Owners: /stats, /digest, /export, /card N, /cards — the program's numbers in Telegram.
+
+Everything is read-only. `digest_message` is also what the scheduled weekly digest sends
+(the caller sets the i18n locale first).
+"""
 
 from __future__ import annotations
 
-from aiogram import Router
+import html
+import re
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    FSInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Settings
+from handlers import formatting as fmt
+from handlers.errors import renders
+from handlers.roles import IsOwner
+from services import export, kpi, reports
+from services.cards import group_number
+from services.inventory import inventory_counts
+from services.kpi import InvalidPeriod, Kpis
 
 router = Router(name=__name__)
+router.message.filter(IsOwner())
+router.callback_query.filter(IsOwner())
+
+PRESETS = ("7d", "30d", "90d", "month")
+
+
+class StatsCb(CallbackData, prefix="st"):
+    period: str
+
+
+@renders(InvalidPeriod)
+def _invalid_period(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, InvalidPeriod)
+    if exc.reason == "order":
+        return _("The first date must not be after the second one.")
+    if exc.reason == "too_long":
+        return _("A period can be at most {days} days long.").format(days=kpi.MAX_PERIOD_DAYS)
+    return _(
+        "I did not understand the period. Use /stats, /stats 30d, /stats 90d, /stats month "
+        "or /stats 2026-10-01 2026-10-31."
+    )
+
+
+# ------------------------------------------------------------------------- rendering
+
+
+def _today(now: datetime, settings: Settings) -> date:
+    return now.astimezone(settings.tz).date()
+
+
+def _span(first: date, last: date, settings: Settings) -> str:
+    if first == last:
+        return fmt.day(first, settings)
+    return f"{fmt.day(first, settings)} – {fmt.day(last, settings)}"
+
+
+def _change(current: float | int | None, previous: float | int | None) -> str:
+    change = kpi.change_pct(current, previous)
+    if change is None:
+        return ""
+    if abs(change) < 0.05:
+        return "  = 0 %"
+    arrow = "▲" if change > 0 else "▼"
+    return f"  {arrow} {fmt.pct(abs(round(change, 1)))}"
+
+
+Render = Callable[[Any, Settings], str]
+
+
+def _money(value: Any, settings: Settings) -> str:
+    return "—" if value is None else fmt.money(round(value), settings)
+
+
+def _int(value: Any, settings: Settings) -> str:
+    return "—" if value is None else fmt.number(value)
+
+
+def _share(value: Any, settings: Settings) -> str:
+    return "—" if value is None else fmt.pct(round(value * 100, 1))
+
+
+def _pct(value: Any, settings: Settings) -> str:
+    return "—" if value is None else fmt.pct(round(value, 1))
+
+
+def _decimal(value: Any, settings: Settings) -> str:
+    return "—" if value is None else fmt.number(round(value, 2))
+
+
+# (label, attribute of Kpis, renderer) in the order the owner reads them.
+STATS_LINES: list[tuple[Any, str, Render]] = [
+    (__("Cards issued"), "cards_issued", _int),
+    (__("issued in the period"), "cards_issued_in_period", _int),
+    (__("bound to Telegram"), "cards_bound", _int),
+    (__("Active cards"), "active_cards", _int),
+    (__("Activity rate"), "activity_rate", _share),
+    (__("Purchases"), "purchases", _int),
+    (__("Revenue through cards"), "revenue", _money),
+    (__("Discounts given"), "discount_total", _money),
+    (__("Average check"), "average_check", _money),
+    (__("Average discount"), "average_discount_pct", _pct),
+    (__("Purchases per active card"), "frequency", _decimal),
+    (__("Repeat rate"), "repeat_rate", _share),
+    (__("Retention"), "retention_rate", _share),
+    (__("Spend per active card"), "spend_per_active_card", _money),
+    (__("New buyers"), "new_buyers", _int),
+    (__("LTV (lifetime spend per card)"), "ltv", _money),
+    (__("ROI"), "roi_pct", _pct),
+]
+_INDENTED = {"cards_issued_in_period", "cards_bound"}
+
+
+def _rfm_names() -> dict[str, str]:
+    return {
+        "champions": _("champions"),
+        "loyal": _("loyal"),
+        "potential": _("potential"),
+        "new": _("new"),
+        "at_risk": _("at risk"),
+        "hibernating": _("hibernating"),
+        "lost": _("lost"),
+    }
+
+
+def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
+    lines = [
+        _("<b>Program KPIs</b> for {period}").format(
+            period=_span(current.first, current.last, settings)
+        ),
+        _("<i>Changes against {period}</i>").format(
+            period=_span(previous.first, previous.last, settings)
+        ),
+        "",
+    ]
+    for label, key, render in STATS_LINES:
+        value, before = getattr(current, key), getattr(previous, key)
+        indent = "   · " if key in _INDENTED else ""
+        lines.append(f"{indent}{label}: <b>{render(value, settings)}</b>{_change(value, before)}")
+    nps = current.nps
+    lines.append(
+        _(
+            "NPS: <b>{score}</b> (answers: {answers}; promoters {promoters}, passives {passives}, "
+            "detractors {detractors})"
+        ).format(
+            score=_decimal(nps.score, settings),
+            answers=nps.answers,
+            promoters=nps.promoters,
+            passives=nps.passives,
+            detractors=nps.detractors,
+        )
+        + _change(nps.score, previous.nps.score)
+    )
+    names = _rfm_names()
+    rfm = ", ".join(f"{names[k]} {current.rfm.get(k, 0)}" for k in kpi.RFM_SEGMENTS)
+    lines += ["", _("RFM segments: {segments}").format(segments=rfm), ""]
+    groups = [
+        ("B2C", current.by_segment.get("b2c")),
+        ("B2B", current.by_segment.get("b2b")),
+        (_("Telegram wallet"), current.digital_vs_paper.get("digital")),
+        (_("Paper only"), current.digital_vs_paper.get("paper")),
+    ]
+    for name, core in groups:
+        if core is None:
+            continue
+        lines.append(
+            _(
+                "{group}: active cards {active}, purchases {purchases}, {revenue}, "
+                "average check {check}"
+            ).format(
+                group=name,
+                active=core.active_cards,
+                purchases=core.purchases,
+                revenue=fmt.money(core.revenue, settings),
+                check=_money(core.average_check, settings),
+            )
+        )
+    wb = current.winback
+    if wb.offered or wb.control:
+        lines += [
+            "",
+            _(
+                "Win-back: {offered} offered, {control} in the control group, {redeemed} redeemed "
+                "({redemption}); came back: {offered_rate} vs {control_rate} (lift {lift})"
+            ).format(
+                offered=wb.offered,
+                control=wb.control,
+                redeemed=wb.redeemed,
+                redemption=_share(wb.redemption_rate, settings),
+                offered_rate=_share(wb.return_rate_offered, settings),
+                control_rate=_share(wb.return_rate_control, settings),
+                lift=_share(wb.lift, settings),
+            ),
+        ]
+    return "\n".join(lines)
+
+
+def stats_keyboard() -> InlineKeyboardMarkup:
+    labels = {"7d": _("7 days"), "30d": _("30 days"), "90d": _("90 days"), "month": _("Month")}
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text=labels[p], callback_data=StatsCb(period=p).pack())
+                for p in PRESETS
+            ]
+        ]
+    )
+
+
+async def stats_text(session: AsyncSession, settings: Settings, first: date, last: date) -> str:
+    current = await kpi.compute(session, settings, first, last)
+    previous = await kpi.compute(session, settings, *kpi.previous_period(first, last))
+    return render_stats(current, previous, settings)
+
+
+async def digest_message(
+    session: AsyncSession, settings: Settings, now: datetime
+) -> tuple[str, bytes]:
+    """The weekly digest as HTML text and a PNG chart, in the current i18n locale."""
+    digest = await reports.build_digest(session, settings, now)
+    cur, prev = digest.current, digest.previous
+    lines = [
+        _("<b>Weekly digest</b> for {period}").format(
+            period=_span(digest.first, digest.last, settings)
+        ),
+        "",
+    ]
+    for label, key, render in (
+        (_("Revenue through cards"), "revenue", _money),
+        (_("Purchases"), "purchases", _int),
+        (_("Active cards"), "active_cards", _int),
+        (_("Average check"), "average_check", _money),
+        (_("Average discount"), "average_discount_pct", _pct),
+        (_("New buyers"), "new_buyers", _int),
+        (_("Cards issued in the week"), "cards_issued_in_period", _int),
+    ):
+        value = getattr(cur, key)
+        lines.append(
+            f"{label}: <b>{render(value, settings)}</b>{_change(value, getattr(prev, key))}"
+        )
+    lines.append(
+        _("NPS: <b>{score}</b> (answers: {answers})").format(
+            score=_decimal(cur.nps.score, settings), answers=cur.nps.answers
+        )
+        + _change(cur.nps.score, prev.nps.score)
+    )
+    comments = [f"• {c.score}/10: «{html.escape(_shorten(c.text, 120))}»" for c in digest.comments]
+    at_risk = [
+        _("• {number}: last purchase {day}, purchases: {purchases}, {total}").format(
+            number=group_number(card.number),
+            day=fmt.day(card.last_purchase_at, settings),
+            purchases=card.purchases,
+            total=fmt.money(card.total, settings),
+        )
+        for card in digest.at_risk
+    ]
+    anomalies = [
+        _("• card {number}: {uses} uses on {day}").format(
+            number=group_number(busy.number), uses=busy.uses, day=fmt.day(busy.day, settings)
+        )
+        for busy in digest.anomalies.cards
+    ] + [
+        _("• cashier {cashier}: discounts {share} of sales, others {others}").format(
+            cashier=cashier.cashier_id,
+            share=fmt.pct(round(cashier.share_pct, 1)),
+            others=fmt.pct(round(cashier.others_mean_pct, 1)),
+        )
+        for cashier in digest.anomalies.cashiers
+    ]
+    sections = [
+        (_("<b>What detractors said</b>"), comments, None),
+        (_("<b>Cards at risk</b> (used to buy often, not lately)"), at_risk, None),
+        (_("<b>Worth a look</b>"), anomalies, _("Nothing unusual this week.")),
+    ]
+    lines += _fit_sections(lines, sections, DIGEST_TEXT_LIMIT)
+    labels = reports.ChartLabels(
+        title=_("Last 12 weeks"),
+        revenue=_("Revenue through cards"),
+        active_cards=_("Active cards"),
+        nps=_("NPS"),
+        no_answers=_("No NPS answers yet"),
+    )
+    png = reports.render_chart(digest.series, labels, settings.currency_exponent)
+    return "\n".join(lines), png
+
+
+# The scheduled digest goes out as a photo caption: at most 1024 visible characters.
+DIGEST_TEXT_LIMIT = 1000
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _visible_len(lines: list[str]) -> int:
+    return len(html.unescape(_TAG.sub("", "\n".join(lines))))
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fit_sections(
+    head: list[str], sections: list[tuple[str, list[str], str | None]], limit: int
+) -> list[str]:
+    """Take items from each section in turn (the first of each, then the second...) while the
+    whole text stays within `limit` visible characters; render the sections in order."""
+    taken: list[list[str]] = [[] for _ in sections]
+    empty = [
+        [] if items or placeholder is None else [placeholder] for _t, items, placeholder in sections
+    ]
+
+    def render() -> list[str]:
+        out: list[str] = []
+        for (title, _items, _p), chosen, fallback in zip(sections, taken, empty, strict=True):
+            body = chosen or fallback
+            if body:
+                out += ["", title, *body]
+        return out
+
+    for depth in range(max((len(items) for _t, items, _p in sections), default=0)):
+        for index, (_title, items, _p) in enumerate(sections):
+            if depth < len(items):
+                taken[index].append(items[depth])
+                if _visible_len(head + render()) > limit:
+                    taken[index].pop()
+    return render()
+
+
+# -------------------------------------------------------------------------- handlers
+
+
+@router.message(Command("stats"))
+async def stats(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    first, last = kpi.parse_period(command.args, _today(now, settings))
+    text = await stats_text(session, settings, first, last)
+    await message.answer(text, reply_markup=stats_keyboard())
+
+
+@router.callback_query(StatsCb.filter())
+async def stats_period(
+    cq: CallbackQuery,
+    callback_data: StatsCb,
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+    bot: Bot,
+) -> None:
+    if callback_data.period not in PRESETS:
+        raise InvalidPeriod("format", callback_data.period)
+    first, last = kpi.parse_period(callback_data.period, _today(now, settings))
+    text = await stats_text(session, settings, first, last)
+    if isinstance(cq.message, Message):
+        try:
+            await cq.message.edit_text(text, reply_markup=stats_keyboard())
+        except TelegramBadRequest as exc:
+            # Pressing the period already shown changes nothing: Telegram says so.
+            if "not modified" not in str(exc):
+                raise
+    else:
+        await bot.send_message(cq.from_user.id, text, reply_markup=stats_keyboard())
+    await cq.answer()
+
+
+@router.message(Command("digest"))
+async def digest(
+    message: Message, session: AsyncSession, settings: Settings, now: datetime
+) -> None:
+    text, png = await digest_message(session, settings, now)
+    await message.answer(text)
+    await message.answer_photo(BufferedInputFile(png, filename="digest.png"))
+
+
+@router.message(Command("export"))
+async def export_data(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    words = (command.args or "").lower().split()
+    as_csv = "csv" in words
+    words = [w for w in words if w not in ("csv", "xlsx")]
+    today = _today(now, settings)
+    if words:
+        first, last = kpi.parse_period(" ".join(words), today)
+    else:
+        first, last = await reports.data_span(session, settings, today)
+    if as_csv:
+        path: Path = await export.export_csv_zip(session, settings, first, last)
+        name = f"loyalty-{first}-{last}.zip"
+    else:
+        path = await export.export_xlsx(session, settings, first, last)
+        name = f"loyalty-{first}-{last}.xlsx"
+    try:
+        await message.answer_document(
+            FSInputFile(path, filename=name),
+            caption=_("Export for {period}").format(period=_span(first, last, settings)),
+        )
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@router.message(Command("card", magic=F.args))
+async def card(
+    message: Message, command: CommandObject, session: AsyncSession, settings: Settings
+) -> None:
+    summary = await reports.card_summary(session, command.args or "")
+    status = {
+        "in_stock": _("in stock"),
+        "issued": _("issued"),
+        "blocked": _("blocked"),
+    }.get(summary.status, summary.status)
+    kind = _("digital") if summary.kind == "digital" else _("printed")
+    lines = [
+        _("<b>Card {number}</b>: {pct} %, {segment}, {kind}, {status}").format(
+            number=group_number(summary.number),
+            pct=summary.base_pct,
+            segment=summary.segment.upper(),
+            kind=kind,
+            status=status,
+        )
+    ]
+    if summary.issued_at:
+        lines.append(_("Issued: {when}").format(when=fmt.when(summary.issued_at, settings)))
+    if summary.holder or summary.bound_at:
+        lines.append(
+            _("Bound to {holder} since {when}").format(
+                holder=html.escape(summary.holder or "?"),
+                when=fmt.when(summary.bound_at, settings) if summary.bound_at else "—",
+            )
+        )
+    else:
+        lines.append(_("Not bound to Telegram (paper only)."))
+    lines.append(
+        _("Purchases: {count}, total {total}, discounts {discounts}").format(
+            count=summary.purchases,
+            total=fmt.money(summary.total, settings),
+            discounts=fmt.money(summary.discounts, settings),
+        )
+    )
+    if summary.recent:
+        lines += ["", _("<b>Latest purchases</b>")]
+        for p in summary.recent:
+            line = _("#{id} {when}: {amount}, −{pct} % ({discount})").format(
+                id=p.id,
+                when=fmt.when(p.created_at, settings),
+                amount=fmt.money(p.amount, settings),
+                pct=p.discount_pct,
+                discount=fmt.money(p.discount_amount, settings),
+            )
+            lines.append(f"<s>{line}</s> " + _("voided") if p.voided else line)
+    else:
+        lines.append(_("No purchases yet."))
+    await message.answer("\n".join(lines))
+
+
+@router.message(Command("cards"))
+async def cards(message: Message, session: AsyncSession) -> None:
+    counts = await inventory_counts(session)
+    if not counts:
+        await message.answer(_("No cards registered yet: add them with python -m bot cards add."))
+        return
+    status_names = {"in_stock": _("in stock"), "issued": _("issued"), "blocked": _("blocked")}
+    totals: dict[str, int] = {}
+    for status, _pct_value, _segment, n in counts:
+        totals[status] = totals.get(status, 0) + n
+    lines = [
+        _("<b>Card inventory</b>, total: {total}").format(total=sum(totals.values())),
+        "",
+    ]
+    for status in ("in_stock", "issued", "blocked"):
+        if status not in totals:
+            continue
+        lines.append(f"<b>{status_names[status]}</b>: {totals[status]}")
+        for st, pct_value, segment, n in counts:
+            if st == status:
+                lines.append(f"   · {pct_value} % {segment.upper()}: {n}")
+    await message.answer("\n".join(lines))

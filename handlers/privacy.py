@@ -1,7 +1,299 @@
-"""Router placeholder: the feature module is being written (see handlers/__init__.py order)."""
+"""Data rights for everyone, in any state, consent or not: /privacy, /mydata, /deletemydata,
+/notifications. Private chats only: a data export must never land in a group.
+
+The policy text lives in `locales/<lang>/privacy.md` so the owner can edit it without touching
+code. It is a small Markdown subset (`# heading`, `## heading`, `- item`, `**bold**`) rendered to
+Telegram HTML; `{store_name}`, `{store_phone}`, `{store_address}`, `{version}` and `{retention}`
+are filled in, any other `{…}` is left as written.
+"""
 
 from __future__ import annotations
 
-from aiogram import Router
+import html
+import re
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, StateFilter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import LANGUAGES, PROJECT_ROOT, Settings
+from handlers import formatting
+from services import privacy
 
 router = Router(name=__name__)
+router.message.filter(F.chat.type == "private")
+
+POLICY_DIR = PROJECT_ROOT / "locales"
+MESSAGE_LIMIT = 4096
+
+
+class PrivacyAction(StrEnum):
+    ERASE = "erase"
+    KEEP = "keep"
+    MARKETING_ON = "on"
+    MARKETING_OFF = "off"
+
+
+class PrivacyCb(CallbackData, prefix="pv"):
+    action: PrivacyAction
+
+
+# ------------------------------------------------------------------------------ the policy
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def policy_path(language: str, root: Path = POLICY_DIR) -> Path:
+    path = root / language / "privacy.md"
+    return path if path.is_file() else root / "ru" / "privacy.md"
+
+
+def render_policy(source: str, values: dict[str, str]) -> str:
+    """Markdown subset → Telegram HTML, with every value escaped."""
+    escaped = html.escape(source, quote=False)
+    filled = _PLACEHOLDER.sub(
+        lambda m: html.escape(values[m[1]]) if m[1] in values else m[0], escaped
+    )
+    lines = []
+    for line in filled.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            lines.append(f"<b>{stripped.lstrip('#').strip()}</b>")
+        elif stripped.startswith(("- ", "* ")):
+            lines.append("• " + stripped[2:])
+        else:
+            lines.append(line.rstrip())
+    text = "\n".join(lines).strip()
+    return _BOLD.sub(r"<b>\1</b>", text)
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split at paragraph (then line) boundaries so that no part exceeds Telegram's limit."""
+    parts: list[str] = []
+    current = ""
+    for paragraph in text.split("\n\n"):
+        pieces = [paragraph] if len(paragraph) <= limit else paragraph.split("\n")
+        for piece in pieces:
+            piece = piece.strip("\n")
+            if not piece:
+                continue
+            while len(piece) > limit:  # one enormous line: hard cut (no tags span it here)
+                parts.append(piece[:limit])
+                piece = piece[limit:]
+            candidate = f"{current}\n\n{piece}" if current else piece
+            if len(candidate) <= limit:
+                current = candidate
+            else:
+                parts.append(current)
+                current = piece
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _retention_text(settings: Settings) -> str:
+    if settings.retention_months:
+        return _(
+            "If you neither buy with the card nor write to the bot for {months} months, "
+            "your data is anonymised automatically."
+        ).format(months=settings.retention_months)
+    return _("We keep your data until you erase it.")
+
+
+def _nothing_stored() -> str:
+    return _(
+        "We store nothing about you: you have not joined the loyalty program "
+        "(or your data was erased)."
+    )
+
+
+@router.message(Command("privacy"), StateFilter("*"))
+async def show_policy(message: Message, session: AsyncSession, settings: Settings) -> None:
+    assert message.from_user is not None
+    language = formatting.current_locale()
+    if language not in LANGUAGES:
+        language = settings.default_language
+    source = policy_path(language).read_text(encoding="utf-8")
+    values = {
+        "store_name": settings.store_name,
+        "store_phone": settings.store_phone,
+        "store_address": settings.store_address,
+        "version": settings.privacy_policy_version,
+        "retention": _retention_text(settings),
+    }
+    text = render_policy(source, values)
+    client = await privacy.find_client(session, message.from_user.id)
+    if client is None or client.consent_at is None:
+        status = _nothing_stored()
+    elif client.consent_version == settings.privacy_policy_version:
+        status = _("You accepted this version of the policy on {date}.").format(
+            date=formatting.day(client.consent_at, settings)
+        )
+    else:
+        status = _(
+            "You accepted version {old} of the policy on {date}; the current version is "
+            "{version}. Send /start to review and accept it."
+        ).format(
+            old=html.escape(client.consent_version or "?"),
+            date=formatting.day(client.consent_at, settings),
+            version=html.escape(settings.privacy_policy_version),
+        )
+    for part in split_message(f"{text}\n\n<i>{status}</i>"):
+        await message.answer(part, disable_web_page_preview=True)
+
+
+# ------------------------------------------------------------------------------- /mydata
+
+
+@router.message(Command("mydata"), StateFilter("*"))
+async def send_my_data(message: Message, session: AsyncSession, settings: Settings) -> None:
+    assert message.from_user is not None
+    data = await privacy.export_client_data(
+        session,
+        message.from_user.id,
+        exponent=settings.currency_exponent,
+        currency=settings.currency,
+    )
+    if data is None:
+        await message.answer(_nothing_stored())
+        return
+    await message.answer_document(
+        BufferedInputFile(privacy.export_json(data), filename="my-data.json"),
+        caption=_("Everything we store about you. Keep this file private."),
+    )
+
+
+# -------------------------------------------------------------------------- /deletemydata
+
+
+def _erase_keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("🗑 Yes, erase my data"),
+                    callback_data=PrivacyCb(action=PrivacyAction.ERASE).pack(),
+                )
+            ],
+            [
+                InlineKeyboardButton(
+                    text=_("Keep my data"),
+                    callback_data=PrivacyCb(action=PrivacyAction.KEEP).pack(),
+                )
+            ],
+        ]
+    )
+
+
+@router.message(Command("deletemydata"), StateFilter("*"))
+async def ask_to_erase(message: Message, session: AsyncSession) -> None:
+    assert message.from_user is not None
+    if await privacy.find_client(session, message.from_user.id) is None:
+        await message.answer(_nothing_stored())
+        return
+    await message.answer(
+        _(
+            "Erase all your data?\n\n"
+            "Your card will be blocked; your name, Telegram id, phone, birthday and survey "
+            "comments will be deleted. Purchase records stay, without your name, for the "
+            "store's accounting. This cannot be undone."
+        ),
+        reply_markup=_erase_keyboard(),
+    )
+
+
+async def _edit_or_send(cq: CallbackQuery, text: str, markup: Any = None) -> None:
+    if cq.message is not None and isinstance(cq.message, Message):
+        try:
+            await cq.message.edit_text(text, reply_markup=markup)
+        except TelegramBadRequest as exc:  # a second tap on a stale button: nothing changed
+            if "not modified" not in exc.message:
+                raise
+    elif cq.message is not None:  # too old to edit: answer in the chat instead
+        await cq.bot.send_message(cq.message.chat.id, text, reply_markup=markup)  # type: ignore[union-attr]
+
+
+@router.callback_query(PrivacyCb.filter(F.action == PrivacyAction.ERASE))
+async def erase(
+    cq: CallbackQuery, session: AsyncSession, settings: Settings, state: FSMContext, now: datetime
+) -> None:
+    # Only ever the presser's own data: the button carries no id to trust.
+    erased = await privacy.erase_client(
+        session, cq.from_user.id, now, default_language=settings.default_language
+    )
+    await state.clear()
+    if erased:
+        text = _("Your data was erased. Goodbye! If you ever want to come back, send /start.")
+    else:
+        text = _nothing_stored()
+    await _edit_or_send(cq, text)
+    await cq.answer()
+
+
+@router.callback_query(PrivacyCb.filter(F.action == PrivacyAction.KEEP))
+async def keep(cq: CallbackQuery) -> None:
+    await _edit_or_send(cq, _("Nothing was deleted."))
+    await cq.answer()
+
+
+# ------------------------------------------------------------------------- /notifications
+
+
+def _marketing_view(enabled: bool) -> tuple[str, InlineKeyboardMarkup]:
+    if enabled:
+        text = _("Offers and surveys: <b>on</b>. We write rarely and never in quiet hours.")
+        button = InlineKeyboardButton(
+            text=_("🔕 Turn off"),
+            callback_data=PrivacyCb(action=PrivacyAction.MARKETING_OFF).pack(),
+        )
+    else:
+        text = _("Offers and surveys: <b>off</b>. We only answer when you write to us.")
+        button = InlineKeyboardButton(
+            text=_("🔔 Turn on"), callback_data=PrivacyCb(action=PrivacyAction.MARKETING_ON).pack()
+        )
+    return text, InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+@router.message(Command("notifications"), StateFilter("*"))
+async def show_notifications(message: Message, session: AsyncSession) -> None:
+    assert message.from_user is not None
+    enabled = await privacy.marketing_enabled(session, message.from_user.id)
+    if enabled is None:
+        await message.answer(_nothing_stored())
+        return
+    text, markup = _marketing_view(enabled)
+    await message.answer(text, reply_markup=markup)
+
+
+@router.callback_query(
+    PrivacyCb.filter(F.action.in_({PrivacyAction.MARKETING_ON, PrivacyAction.MARKETING_OFF}))
+)
+async def toggle_notifications(
+    cq: CallbackQuery, callback_data: PrivacyCb, session: AsyncSession, now: datetime
+) -> None:
+    wanted = callback_data.action == PrivacyAction.MARKETING_ON
+    enabled = await privacy.set_marketing(session, cq.from_user.id, wanted, now)
+    if enabled is None:
+        await _edit_or_send(cq, _nothing_stored())
+        await cq.answer()
+        return
+    text, markup = _marketing_view(enabled)
+    await _edit_or_send(cq, text, markup)
+    await cq.answer(_("Saved."))

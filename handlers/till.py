@@ -1,7 +1,666 @@
-"""Router placeholder: the feature module is being written (see handlers/__init__.py order)."""
+"""The till: staff identify a card, enter the amount, see the discount and confirm exactly once.
+
+Works in a private chat with the bot and in the staff group. A card is identified by the QR
+deep link (`/start <payload>`), by the link or payload typed by a scanner or pasted, by a photo
+of the QR, by `/sale 100045`, or (staff group only) by the bare number. The amount prompt is a
+ForceReply so that it also works in a group with privacy mode on: there the amount must be a
+reply to the bot; in a private chat the FSM state is enough.
+
+Messages are filtered to staff on the router. Callbacks are not: each till callback handler
+checks `IsStaff()` itself and a last handler refuses every other press with the till prefix
+(replayed or forged data included), so a non-staff press gets a refusal and changes nothing.
+"""
 
 from __future__ import annotations
 
-from aiogram import Router
+import asyncio
+import contextlib
+import html
+import logging
+import re
+from datetime import datetime
+from typing import Any
 
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
+from aiogram.filters import Command, CommandObject, CommandStart, Filter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+
+from bot.config import Settings
+from db.models import CardKind, CardStatus, OfferKind
+from handlers import formatting
+from handlers.errors import render_error, renders
+from handlers.roles import IsStaff, Role
+from services import qr_payload
+from services.cards import group_number
+from services.errors import InvalidAmount
+from services.money import parse_amount
+from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, decode_qr
+from services.qr_payload import InvalidPayload
+from services.sales import (
+    AlreadyVoided,
+    CardAlreadyIssued,
+    CardSummary,
+    Confirmation,
+    CustomerRef,
+    DraftGone,
+    DraftView,
+    NotYourDraft,
+    PurchaseNotFound,
+    SalesService,
+    VoidNotAllowed,
+    VoidResult,
+)
+
+log = logging.getLogger(__name__)
 router = Router(name=__name__)
+
+_NUMBER_TEXT = re.compile(r"\s*\d[\d \-]{3,30}\s*")
+# A scanner that dropped or changed characters still produced something payload-shaped.
+_LOOSE_PAYLOAD = re.compile(r"c\d{1,25}_\S{0,40}")
+
+PROMPT = __("Enter the purchase amount in reply to this message.")
+
+
+class TillStates(StatesGroup):
+    amount = State()
+
+
+class TillCb(CallbackData, prefix="till"):
+    action: str  # ok | no | void
+    ref: str  # draft id or purchase id: a lookup key, re-validated by the service
+
+
+class TillChat(Filter):
+    """A private chat with the bot or the staff group; other groups are not a till."""
+
+    async def __call__(self, message: Message, settings: Settings) -> bool:
+        return message.chat.type == "private" or message.chat.id == settings.staff_chat_id
+
+
+class InStaffGroup(Filter):
+    async def __call__(self, message: Message, settings: Settings) -> bool:
+        return settings.staff_chat_id is not None and message.chat.id == settings.staff_chat_id
+
+
+class AmountAnswer(Filter):
+    """In a private chat any text in the amount state; in a group only a reply to the bot."""
+
+    async def __call__(self, message: Message, bot: Bot) -> bool:
+        if message.chat.type == "private":
+            return True
+        return _is_reply_to_bot(message, bot)
+
+
+def _is_reply_to_bot(message: Message, bot: Bot) -> bool:
+    reply = message.reply_to_message
+    return reply is not None and reply.from_user is not None and reply.from_user.id == bot.id
+
+
+def payload_candidate(text: str | None) -> str | None:
+    """What looks like a card payload in scanned or pasted text (valid or not)."""
+    if not text or len(text) > 512:
+        return None
+    candidate = qr_payload.extract(text)
+    if candidate is None and _LOOSE_PAYLOAD.fullmatch(text.strip()):
+        candidate = text.strip()
+    return candidate if candidate and candidate.startswith("c") else None
+
+
+router.message.filter(TillChat(), IsStaff())
+
+
+# ------------------------------------------------------------------- error texts
+@renders(InvalidPayload)
+def _invalid_payload(exc: Exception, settings: Settings) -> str:
+    return _("This QR code is not a valid card of our store.")
+
+
+@renders(ImageRejected)
+def _image_rejected(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, ImageRejected)
+    if exc.reason == "too_big":
+        return _("The photo is too large. Send a smaller photo of the QR code.")
+    return _("I cannot read this picture. Send a photo of the QR code.")
+
+
+@renders(DraftGone)
+def _draft_gone(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, DraftGone)
+    texts = {
+        "expired": _("This quote has expired. Scan the card again."),
+        "cancelled": _("This quote was cancelled."),
+        "confirmed": _("This purchase is already recorded; use ↩️ Void to undo it."),
+        "offer_used": _("The personal offer was used meanwhile. Scan the card again."),
+    }
+    return texts.get(exc.reason, _("This quote no longer exists. Scan the card again."))
+
+
+@renders(NotYourDraft)
+def _not_your_draft(exc: Exception, settings: Settings) -> str:
+    return _("Only the cashier who made this quote or an owner can do that.")
+
+
+@renders(PurchaseNotFound)
+def _purchase_not_found(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, PurchaseNotFound)
+    return _("Purchase #{id} not found.").format(id=exc.purchase_id)
+
+
+@renders(AlreadyVoided)
+def _already_voided(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, AlreadyVoided)
+    return _("Purchase #{id} is already voided.").format(id=exc.purchase_id)
+
+
+@renders(VoidNotAllowed)
+def _void_not_allowed(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, VoidNotAllowed)
+    if exc.reason == "not_yours":
+        return _("You can void only your own purchases. Ask an owner.")
+    return _("A cashier can void a purchase within {minutes} min. Ask an owner.").format(
+        minutes=exc.window_min
+    )
+
+
+@renders(CardAlreadyIssued)
+def _card_already_issued(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, CardAlreadyIssued)
+    return _("Card {number} is already issued.").format(number=group_number(exc.number))
+
+
+# ---------------------------------------------------------------------- rendering
+def _pct_or_dash(value: int) -> str:
+    return formatting.pct(value) if value else "—"
+
+
+def _offer_kind(kind: str | None) -> str:
+    names = {
+        OfferKind.WINBACK: _("we miss you"),
+        OfferKind.BIRTHDAY: _("birthday"),
+        OfferKind.WELCOME: _("welcome"),
+    }
+    return names.get(kind, kind or "")  # type: ignore[call-overload]
+
+
+def render_card(card: CardSummary, settings: Settings) -> str:
+    kind = _("digital") if card.kind == CardKind.DIGITAL else _("printed")
+    lines = [
+        _("💳 Card <b>{number}</b> · {pct} · {segment} · {kind}").format(
+            number=group_number(card.number),
+            pct=formatting.pct(card.base_pct),
+            segment=card.segment.upper(),
+            kind=kind,
+        )
+    ]
+    if card.status == CardStatus.IN_STOCK:
+        lines.append(_("New card: not issued yet."))
+    if card.client_id is not None:
+        lines.append(_("Client: {name}").format(name=html.escape(card.client_name or "—")))
+    else:
+        lines.append(_("Not bound to a Telegram account."))
+    if card.visits:
+        lines.append(
+            _("Visits: {count}, last {when}").format(
+                count=card.visits, when=formatting.when(card.last_visit, settings)
+            )
+            if card.last_visit
+            else _("Visits: {count}").format(count=card.visits)
+        )
+        lines.append(
+            _("Total spend: {amount}").format(amount=formatting.money(card.spend, settings))
+        )
+    else:
+        lines.append(_("No purchases yet."))
+    if card.tier_pct > card.base_pct:
+        lines.append(_("Tier by total spend: {pct}").format(pct=formatting.pct(card.tier_pct)))
+    for offer in card.offers:
+        lines.append(
+            _("🎁 Offer: +{pct} ({kind}) until {day}").format(
+                pct=formatting.pct(offer.bonus_pct),
+                kind=_offer_kind(offer.kind),
+                day=formatting.day(offer.valid_until, settings),
+            )
+        )
+    lines += ["", str(PROMPT)]
+    return "\n".join(lines)
+
+
+def render_quote(draft: DraftView, settings: Settings) -> str:
+    money = formatting.money
+    lines = [
+        _("🧾 Card <b>{number}</b>").format(number=group_number(draft.card_number)),
+        _("Amount: {amount}").format(amount=money(draft.amount, settings)),
+        _("Printed card: {pct}").format(pct=formatting.pct(draft.base_pct)),
+    ]
+    if settings.amount_tiers:
+        lines.append(
+            _("Tier by purchase amount: {pct}").format(pct=_pct_or_dash(draft.amount_tier_pct))
+        )
+    if settings.cumulative_tiers_minor:
+        lines.append(
+            _("Tier by total spend: {pct}").format(pct=_pct_or_dash(draft.cumulative_tier_pct))
+        )
+    if draft.offer_pct:
+        lines.append(
+            _("Personal offer ({kind}): +{pct}").format(
+                kind=_offer_kind(draft.offer_kind), pct=formatting.pct(draft.offer_pct)
+            )
+        )
+    if draft.capped:
+        lines.append(
+            _("Capped at the maximum of {pct}").format(
+                pct=formatting.pct(settings.discount_max_pct)
+            )
+        )
+    lines += [
+        _("<b>Discount: {pct} = {amount}</b>").format(
+            pct=formatting.pct(draft.discount_pct), amount=money(draft.discount_amount, settings)
+        ),
+        _("<b>To pay: {amount}</b>").format(amount=money(draft.paid_amount, settings)),
+    ]
+    if draft.hand_out_pct is not None:
+        lines.append(
+            _("🎁 New customer: hand out a printed {pct} card.").format(
+                pct=formatting.pct(draft.hand_out_pct)
+            )
+        )
+    lines.append(_("The quote is valid for {minutes} min.").format(minutes=settings.draft_ttl_min))
+    return "\n".join(lines)
+
+
+def quote_keyboard(draft_id: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("✅ Confirm"), callback_data=TillCb(action="ok", ref=draft_id).pack()
+                ),
+                InlineKeyboardButton(
+                    text=_("❌ Cancel"), callback_data=TillCb(action="no", ref=draft_id).pack()
+                ),
+            ]
+        ]
+    )
+
+
+def void_keyboard(purchase_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("↩️ Void"),
+                    callback_data=TillCb(action="void", ref=str(purchase_id)).pack(),
+                )
+            ]
+        ]
+    )
+
+
+def _sale_line(done: Confirmation | VoidResult, pct: int | None, settings: Settings) -> str:
+    money = formatting.money
+    if pct is None:
+        return _("Card {number} · {amount}").format(
+            number=group_number(done.card_number), amount=money(done.amount, settings)
+        )
+    return _("Card {number} · {amount} − {pct} ({discount}) = {paid}").format(
+        number=group_number(done.card_number),
+        amount=money(done.amount, settings),
+        pct=formatting.pct(pct),
+        discount=money(done.discount_amount, settings),
+        paid=money(done.paid_amount, settings),
+    )
+
+
+def render_receipt(done: Confirmation, settings: Settings) -> str:
+    lines = [
+        _("✅ Purchase #{id} recorded").format(id=done.purchase_id),
+        _sale_line(done, done.discount_pct, settings),
+    ]
+    if done.card_issued_now:
+        lines.append(_("The card is now issued."))
+    return "\n".join(lines)
+
+
+def render_voided(result: VoidResult, settings: Settings) -> str:
+    return "\n".join(
+        [
+            _("↩️ Purchase #{id} voided").format(id=result.purchase_id),
+            _sale_line(result, None, settings),
+        ]
+    )
+
+
+def render_customer_receipt(done: Confirmation, settings: Settings) -> str:
+    text = _("Purchase {amount}, you saved {saved}. Your discount tier: {pct}.").format(
+        amount=formatting.money(done.amount, settings),
+        saved=formatting.money(done.discount_amount, settings),
+        pct=formatting.pct(done.tier_pct),
+    )
+    if done.next_tier is not None:
+        text += " " + _("{remaining} more to {pct}.").format(
+            remaining=formatting.money(done.next_tier.remaining, settings),
+            pct=formatting.pct(done.next_tier.pct),
+        )
+    return text
+
+
+def render_customer_void(result: VoidResult, settings: Settings) -> str:
+    return _("Your purchase of {amount} on {when} was cancelled by the store.").format(
+        amount=formatting.money(result.amount, settings),
+        when=formatting.when(result.created_at, settings),
+    )
+
+
+# --------------------------------------------------------- messages outside the chat
+async def notify_customer(bot: Bot, sales: SalesService, customer: CustomerRef, text: str) -> bool:
+    """Tell a customer about their purchase; a 403 marks them unreachable. Sent after the
+    service committed, so a failed send never undoes a sale."""
+    try:
+        await bot.send_message(customer.tg_id, text)
+    except TelegramForbiddenError:
+        await sales.mark_unreachable(customer.client_id)
+        return False
+    except TelegramAPIError as exc:
+        log.warning("could not notify client %s: %s", customer.client_id, exc)
+        return False
+    return True
+
+
+async def log_to_staff_chat(bot: Bot, settings: Settings, text: str) -> None:
+    if settings.staff_chat_id is None:
+        return
+    try:
+        await bot.send_message(settings.staff_chat_id, text)
+    except TelegramAPIError as exc:
+        log.warning("could not log to the staff chat: %s", exc)
+
+
+def _who(user: Any) -> str:
+    return html.escape(getattr(user, "full_name", None) or str(getattr(user, "id", "?")))
+
+
+# ------------------------------------------------------------ identifying the card
+async def _show_card(
+    message: Message, card: CardSummary, state: FSMContext, settings: Settings
+) -> None:
+    markup = ForceReply(selective=True, input_field_placeholder="2500")
+    text = render_card(card, settings)
+    if message.chat.type == "private":
+        await message.answer(text, reply_markup=markup)
+    else:  # selective ForceReply targets the sender of the replied-to message
+        await message.reply(text, reply_markup=markup)
+    await state.set_state(TillStates.amount)
+    await state.set_data({"card_id": card.card_id})  # an id only; quote() re-reads the card
+
+
+@router.message(CommandStart(deep_link=True, magic=F.args.startswith("c")))
+async def scan_deep_link(
+    message: Message,
+    command: CommandObject,
+    sales: SalesService,
+    state: FSMContext,
+    settings: Settings,
+) -> None:
+    card = await sales.identify_payload(command.args or "")
+    await _show_card(message, card, state, settings)
+
+
+@router.message(Command("sale"))
+async def sale_by_number(
+    message: Message,
+    command: CommandObject,
+    sales: SalesService,
+    state: FSMContext,
+    settings: Settings,
+) -> None:
+    if not command.args:
+        await message.answer(_("Send the card number: /sale 100045"))
+        return
+    card = await sales.identify_number(command.args)
+    await _show_card(message, card, state, settings)
+
+
+@router.message(F.text.func(payload_candidate))
+async def scan_text(
+    message: Message, sales: SalesService, state: FSMContext, settings: Settings
+) -> None:
+    card = await sales.identify_payload(payload_candidate(message.text) or "")
+    await _show_card(message, card, state, settings)
+
+
+@router.message(F.photo | F.document.mime_type.startswith("image/"))
+async def scan_photo(
+    message: Message, bot: Bot, sales: SalesService, state: FSMContext, settings: Settings
+) -> None:
+    media = message.photo[-1] if message.photo else message.document
+    assert media is not None
+    in_group = message.chat.type != "private"
+    try:
+        if (media.file_size or 0) > MAX_IMAGE_BYTES:
+            raise ImageRejected("too_big")
+        data = await bot.download(media.file_id)
+        assert data is not None
+        texts = await asyncio.to_thread(decode_qr, data.read())  # CPU work off the loop
+    except ImageRejected:
+        if in_group:
+            return  # any picture posted in the staff chat: not necessarily meant for the till
+        raise
+    candidate = next((c for t in texts if (c := payload_candidate(t))), None)
+    if candidate is None:
+        if not in_group:
+            await message.answer(
+                _("No card QR code found in the photo. Try again closer, or type /sale 100045.")
+            )
+        return
+    card = await sales.identify_payload(candidate)
+    await _show_card(message, card, state, settings)
+
+
+# ----------------------------------------------------------------- amount → quote
+@router.message(TillStates.amount, F.text, ~F.text.startswith("/"), AmountAnswer())
+async def take_amount(
+    message: Message, sales: SalesService, state: FSMContext, settings: Settings, now: datetime
+) -> None:
+    assert message.text is not None and message.from_user is not None
+    data = await state.get_data()
+    try:
+        amount = parse_amount(message.text, settings.currency_exponent, settings.max_purchase_minor)
+    except InvalidAmount as exc:
+        # The reason and a fresh prompt: in a group the next answer must reply to a prompt.
+        reason = render_error(exc, settings) or ""
+        markup = ForceReply(selective=True, input_field_placeholder="2500")
+        if message.chat.type == "private":
+            await message.answer(f"{reason}\n{PROMPT}", reply_markup=markup)
+        else:
+            await message.reply(f"{reason}\n{PROMPT}", reply_markup=markup)
+        return
+    draft = await sales.quote(
+        int(data["card_id"]), amount, message.from_user.id, message.chat.id, now
+    )
+    await state.clear()
+    await message.answer(render_quote(draft, settings), reply_markup=quote_keyboard(draft.id))
+
+
+@router.message(InStaffGroup(), F.text.regexp(_NUMBER_TEXT.pattern))
+async def number_in_staff_group(
+    message: Message, bot: Bot, sales: SalesService, state: FSMContext, settings: Settings
+) -> None:
+    if _is_reply_to_bot(message, bot):
+        return  # an answer to someone else's prompt, not a card number
+    assert message.text is not None
+    card = await sales.identify_number(message.text.strip())
+    await _show_card(message, card, state, settings)
+
+
+# -------------------------------------------------------------------- /issue, /void
+@router.message(Command("issue"))
+async def issue_card(
+    message: Message, command: CommandObject, sales: SalesService, now: datetime
+) -> None:
+    assert message.from_user is not None
+    parts = (command.args or "").split()
+    segment = None
+    if parts and parts[-1].lower() in ("b2b", "b2c"):
+        segment = parts.pop().lower()
+    if not parts:
+        await message.answer(_("Usage: /issue 100045 [b2b]"))
+        return
+    result = await sales.issue(" ".join(parts), segment, message.from_user.id, now)
+    await message.answer(
+        _("Card {number} ({pct}, {segment}) is now issued.").format(
+            number=group_number(result.number),
+            pct=formatting.pct(result.base_pct),
+            segment=result.segment.upper(),
+        )
+    )
+
+
+@router.message(Command("void"))
+async def void_command(
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    sales: SalesService,
+    role: Role,
+    settings: Settings,
+    i18n: I18n,
+    now: datetime,
+) -> None:
+    assert message.from_user is not None
+    ref = (command.args or "").strip().lstrip("#")
+    if not ref.isdigit() or len(ref) > 12:
+        await message.answer(_("Usage: /void purchase number, e.g. /void 123"))
+        return
+    result = await sales.void(int(ref), message.from_user.id, role >= Role.OWNER, now)
+    await message.answer(render_voided(result, settings))
+    if result.chat_id is not None and result.message_id is not None:
+        with contextlib.suppress(TelegramAPIError):
+            await bot.edit_message_text(
+                render_voided(result, settings),
+                chat_id=result.chat_id,
+                message_id=result.message_id,
+            )
+    await _after_void(message.chat.type, message.from_user, bot, sales, settings, i18n, result)
+
+
+async def _after_void(
+    chat_type: str,
+    who: Any,
+    bot: Bot,
+    sales: SalesService,
+    settings: Settings,
+    i18n: I18n,
+    result: VoidResult,
+) -> None:
+    if chat_type == "private":
+        with i18n.use_locale(settings.default_language):
+            line = _("↩️ #{id} voided · {sale} · {who}").format(
+                id=result.purchase_id,
+                sale=_sale_line(result, None, settings),
+                who=_who(who),
+            )
+        await log_to_staff_chat(bot, settings, line)
+    if result.customer is not None:
+        with i18n.use_locale(result.customer.language):
+            text = render_customer_void(result, settings)
+        await notify_customer(bot, sales, result.customer, text)
+
+
+# ----------------------------------------------------------------------- callbacks
+@router.callback_query(TillCb.filter(F.action == "ok"), IsStaff())
+async def confirm_sale(
+    cq: CallbackQuery,
+    callback_data: TillCb,
+    bot: Bot,
+    sales: SalesService,
+    role: Role,
+    settings: Settings,
+    i18n: I18n,
+    now: datetime,
+) -> None:
+    message = cq.message if isinstance(cq.message, Message) else None
+    done = await sales.confirm(
+        callback_data.ref,
+        cq.from_user.id,
+        role >= Role.OWNER,
+        now,
+        message_id=message.message_id if message else None,
+    )
+    await cq.answer(_("Already confirmed.") if done.already else _("Recorded."))
+    if message is not None:
+        with contextlib.suppress(TelegramBadRequest):  # "message is not modified" on a repeat
+            await message.edit_text(
+                render_receipt(done, settings), reply_markup=void_keyboard(done.purchase_id)
+            )
+    if done.already:
+        return
+    sends = []
+    if message is None or message.chat.type == "private":
+        with i18n.use_locale(settings.default_language):
+            line = _("🧾 #{id} · {sale} · {who}").format(
+                id=done.purchase_id,
+                sale=_sale_line(done, done.discount_pct, settings),
+                who=_who(cq.from_user),
+            )
+        sends.append(log_to_staff_chat(bot, settings, line))
+    if done.customer is not None:
+        with i18n.use_locale(done.customer.language):
+            text = render_customer_receipt(done, settings)
+        sends.append(notify_customer(bot, sales, done.customer, text))
+    await asyncio.gather(*sends)  # both after the commit; neither can undo the sale
+
+
+@router.callback_query(TillCb.filter(F.action == "no"), IsStaff())
+async def cancel_sale(
+    cq: CallbackQuery, callback_data: TillCb, sales: SalesService, role: Role, now: datetime
+) -> None:
+    number = await sales.cancel(callback_data.ref, cq.from_user.id, role >= Role.OWNER, now)
+    await cq.answer(_("Cancelled."))
+    if isinstance(cq.message, Message):
+        with contextlib.suppress(TelegramBadRequest):
+            await cq.message.edit_text(
+                _("❌ Quote cancelled: card {number}.").format(number=group_number(number))
+            )
+
+
+@router.callback_query(TillCb.filter(F.action == "void"), IsStaff())
+async def void_sale(
+    cq: CallbackQuery,
+    callback_data: TillCb,
+    bot: Bot,
+    sales: SalesService,
+    role: Role,
+    settings: Settings,
+    i18n: I18n,
+    now: datetime,
+) -> None:
+    if not callback_data.ref.isdigit() or len(callback_data.ref) > 12:
+        await cq.answer(_("Not allowed."), show_alert=True)
+        return
+    result = await sales.void(int(callback_data.ref), cq.from_user.id, role >= Role.OWNER, now)
+    await cq.answer(_("Voided."))
+    message = cq.message if isinstance(cq.message, Message) else None
+    if message is not None:
+        with contextlib.suppress(TelegramBadRequest):
+            await message.edit_text(render_voided(result, settings))
+    chat_type = message.chat.type if message is not None else "private"
+    await _after_void(chat_type, cq.from_user, bot, sales, settings, i18n, result)
+
+
+@router.callback_query(F.data.startswith(TillCb.__prefix__ + ":"))
+async def refuse_callback(cq: CallbackQuery) -> None:
+    """Anyone else pressing (or forging) a till button: refused, nothing changes."""
+    await cq.answer(_("Not allowed."), show_alert=True)

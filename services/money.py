@@ -32,6 +32,8 @@ def parse_amount(text: str, exponent: int = 2, max_minor: int | None = None) -> 
         raise InvalidAmount("format", text[:MAX_INPUT_LENGTH])
     negative = raw.startswith(("-", "−"))
     body = _SPACES.sub("", raw.lstrip("-−+"))
+    if not body.isascii():  # \d also matches Arabic-Indic and other digits: refuse, don't guess
+        raise InvalidAmount("format", text)
     integer, fraction = _split(body, text)
     if negative:
         raise InvalidAmount("negative", text)

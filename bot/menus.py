@@ -1,0 +1,67 @@
+"""The command menus Telegram shows next to the input field, per language and per scope:
+customers in private chats, cashiers in the staff group, owners in their own chat.
+
+Runs at start-up (`dp.startup`); a failure (a chat that does not exist yet, a network error) is
+logged and the bot starts anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+    BotCommandScopeUnion,
+)
+from aiogram.utils.i18n import I18n
+
+from bot.config import LANGUAGES, Settings
+from bot.i18n import create_i18n
+from handlers.commands import commands_for
+from handlers.roles import Role
+
+log = logging.getLogger(__name__)
+
+
+def _scopes(settings: Settings) -> list[tuple[BotCommandScopeUnion, Role, bool]]:
+    scopes: list[tuple[BotCommandScopeUnion, Role, bool]] = [
+        (BotCommandScopeAllPrivateChats(), Role.CUSTOMER, False)
+    ]
+    if settings.staff_chat_id is not None:
+        scopes.append((BotCommandScopeChat(chat_id=settings.staff_chat_id), Role.CASHIER, True))
+    scopes += [
+        (BotCommandScopeChat(chat_id=owner), Role.OWNER, False) for owner in settings.owner_ids
+    ]
+    return scopes
+
+
+def menu(role: Role, *, group: bool, language: str, i18n: I18n | None = None) -> list[BotCommand]:
+    i18n = i18n or create_i18n(language)
+    with i18n.context(), i18n.use_locale(language):
+        return [
+            BotCommand(command=c.name, description=str(c.description)[:256])
+            for c in commands_for(role, group=group)
+        ]
+
+
+async def register_commands(bot: Bot, settings: Settings) -> None:
+    i18n = create_i18n(settings.default_language)
+    # `None` is the menu for clients whose language has no menu of its own: the store default.
+    for language in (None, *LANGUAGES):
+        for scope, role, group in _scopes(settings):
+            commands = menu(
+                role, group=group, language=language or settings.default_language, i18n=i18n
+            )
+            try:
+                await bot.set_my_commands(commands, scope=scope, language_code=language)
+            except TelegramAPIError as exc:
+                log.warning(
+                    "setMyCommands(%s, %s) failed: %s", scope.type, language or "default", exc
+                )
+            except Exception:  # start-up must not die on a menu
+                log.exception("setMyCommands(%s, %s) failed", scope.type, language or "default")
+                return

@@ -1,0 +1,142 @@
+"""Scheduled engagement: APScheduler 3 jobs + the delivery worker, started with the dispatcher.
+
+Every job is an idempotent sweep over database state (`services.jobs`), registered with a
+fixed id, `coalesce=True`, a large misfire grace and `replace_existing=True`. The scheduler
+keeps no job store: "a job missed while the bot was down runs once on start" is done by
+running each sweep once at start-up (the sweeps decide from the database whether anything is
+due: cooldowns, keys, the digest's week key, the newest backup's age).
+
+Deliveries are not a job: `DeliveryWorker` is a loop (a pass, then a 2 s nap or an early
+wake-up) so that messages go out seconds after they are due, not on a cron tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from aiogram import Bot
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.i18n import create_i18n
+from handlers.outbox import create_renderer
+from services import backup, jobs
+from services.clock import Clock, utc_now
+from services.delivery import DeliverySender, DeliveryWorker
+
+log = logging.getLogger(__name__)
+
+MISFIRE_GRACE = 6 * 3600
+
+
+def create_sender(
+    bot: Bot,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+) -> DeliverySender:
+    render = create_renderer(create_i18n(settings.default_language), settings.default_language)
+    return DeliverySender(bot, sessionmaker, settings, render, clock=clock)
+
+
+async def run_job(
+    name: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: Clock,
+    worker: DeliveryWorker | None = None,
+) -> jobs.JobResult | None:
+    try:
+        result = await jobs.run_pass(name, sessionmaker, settings, clock())
+    except Exception:  # a failed pass is retried by the next tick; never kill the scheduler
+        log.exception("scheduled job %s failed", name)
+        return None
+    log.info("job %s: %s%s", name, result.counts, f" ({result.path})" if result.path else "")
+    if worker is not None and result.enqueued:
+        worker.notify()
+    return result
+
+
+def create_scheduler(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    clock: Clock = utc_now,
+    worker: DeliveryWorker | None = None,
+) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(
+        timezone=settings.tz,
+        job_defaults={"coalesce": True, "misfire_grace_time": MISFIRE_GRACE, "max_instances": 1},
+    )
+
+    def add(name: str, trigger: CronTrigger | IntervalTrigger) -> None:
+        scheduler.add_job(
+            run_job,
+            trigger,
+            args=(name, sessionmaker, settings, clock, worker),
+            id=name,
+            name=name,
+            replace_existing=True,
+        )
+
+    tz = settings.tz
+    add("surveys", IntervalTrigger(minutes=1, timezone=tz))
+    add("winback", CronTrigger(hour=settings.winback_hour, minute=0, timezone=tz))
+    add("birthdays", CronTrigger(hour=settings.winback_hour, minute=5, timezone=tz))
+    add("digest", CronTrigger(day_of_week="mon", hour=settings.digest_hour, timezone=tz))
+    add("backup", CronTrigger(hour=settings.backup_hour, minute=0, timezone=tz))
+    if "retention" in jobs.PASSES:
+        add("retention", CronTrigger(hour=settings.backup_hour, minute=30, timezone=tz))
+    return scheduler
+
+
+def catch_up_jobs(settings: Settings, now: datetime) -> list[str]:
+    """The sweeps to run once at start-up (each is idempotent over the database)."""
+    names = ["surveys", "digest"]  # the digest pass checks the week key and Monday's hour
+    local = now.astimezone(settings.tz)
+    if local.hour >= settings.winback_hour:  # today's run is due; the trigger runs it otherwise
+        names += ["winback", "birthdays"]
+    newest = backup.backups(settings.backup_dir)
+    stale = not newest or (
+        datetime.fromtimestamp(newest[0].stat().st_mtime, tz=now.tzinfo) < now - timedelta(days=1)
+    )
+    if stale:
+        names.append("backup")
+    if "retention" in jobs.PASSES and settings.retention_months is not None:
+        names.append("retention")
+    return names
+
+
+class Engagement:
+    """The scheduler and the delivery worker, started and stopped with the dispatcher."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.worker = DeliveryWorker(create_sender(bot, sessionmaker, settings, clock=clock))
+        self.scheduler = create_scheduler(settings, sessionmaker, clock=clock, worker=self.worker)
+
+    async def start(self) -> None:
+        for name in catch_up_jobs(self.settings, self.clock()):
+            await run_job(name, self.sessionmaker, self.settings, self.clock, self.worker)
+        self.scheduler.start()
+        self.worker.start()
+        log.info("scheduler and delivery worker started")
+
+    async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.worker.stop()

@@ -1,0 +1,657 @@
+"""Proactive messages: one outbox table, one sender.
+
+Everything the bot says without being asked (surveys, offers, digests, alerts) is a `Delivery`
+row first (`enqueue`, idempotent by `key`), and `deliver_due` sends what is due:
+
+* quiet hours (store time): nothing goes out, due rows are moved to the end of the window;
+* marketing rows to opted-out, unreachable or erased clients are `skipped`;
+* rate limits are token buckets: `delivery_rate_global` msg/s overall, `delivery_rate_chat`
+  msg/s per chat, `delivery_rate_group_per_min` per group chat (negative id); waiting is
+  `asyncio.sleep`, never a busy loop;
+* 429 → every send pauses for `retry_after` and the same message is retried;
+  5xx / network errors → exponential backoff, `failed` after `delivery_max_attempts`;
+  403 → `unreachable` and `client.reachable = False`; other 4xx → `failed`.
+
+Exactly-once, as far as Telegram allows. A batch of due rows is *claimed* by one conditional
+update (status pending and due → `attempts + 1`, `next_attempt_at = now + lease`, `RETURNING`
+the rows actually taken) in its own short transaction, so two senders (the bot's worker and
+`jobs run deliveries`) never both send a row. Right after each API call its outcome (`sent_at`,
+`message_id`) is committed in another short transaction of its own. A crash leaves claimed,
+unsent rows: when their lease runs out they are sent then — nothing is lost. The one window we
+cannot close is a crash after Telegram accepted a message and before our commit (a few
+milliseconds): there we err on the side of **at-least-once** and that message is sent again
+after the restart; at most the messages in flight at that instant (`concurrency`, 8) can repeat.
+A crash at any other moment neither loses nor repeats anything. (At-most-once would instead
+silently lose surveys and owners' alerts; a repeated offer text is harmless because the offer is
+one database row that the till applies once.) A graceful stop (`DeliveryWorker.stop`) lets the
+messages in flight be recorded before it ends, so an ordinary restart repeats nothing.
+
+Up to `concurrency` sends are in flight at once (Telegram's latency would otherwise cap a
+sequential sender far below 25 msg/s); the buckets still pace them.
+
+This is the one module under `services/` that imports aiogram; it holds no user-facing text:
+rows are rendered by a `Renderer` the bot layer injects (`handlers/outbox.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import Client, Delivery, DeliveryStatus, Survey
+from services.clock import Clock, utc_now
+
+if TYPE_CHECKING:  # services do not depend on the bot package at run time
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+# How long a claimed row stays invisible to other senders; after a crash it is retried then.
+DEFAULT_LEASE = timedelta(minutes=2)
+BACKOFF_CAP = timedelta(hours=1)
+_BATCH = 500
+
+
+# ----------------------------------------------------------------------------- enqueue
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    key: str,
+    kind: str,
+    chat_id: int | None,
+    payload: dict[str, Any],
+    due_at: datetime,
+    client_id: int | None = None,
+    marketing: bool = False,
+) -> bool:
+    """Add a delivery unless one with this key exists. True if added; the caller commits."""
+    result = await session.execute(
+        sqlite_insert(Delivery)
+        .values(
+            key=key,
+            kind=kind,
+            chat_id=chat_id,
+            client_id=client_id,
+            marketing=marketing,
+            payload=payload,
+            status=DeliveryStatus.PENDING,
+            due_at=due_at,
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def set_reachable(session: AsyncSession, tg_id: int, reachable: bool) -> bool:
+    """The user blocked (False) or unblocked (True) the bot. Commits; False if unknown user."""
+    result = await session.execute(
+        update(Client).where(Client.tg_id == tg_id).values(reachable=reachable)
+    )
+    await session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------- quiet hours
+
+
+def quiet_until(now: datetime, window: tuple[dtime, dtime] | None, tz: ZoneInfo) -> datetime | None:
+    """The end of the quiet window (UTC) if `now` falls inside it, else None."""
+    if window is None:
+        return None
+    start, end = window
+    if start == end:
+        return None
+    local = now.astimezone(tz)
+    t = local.time().replace(tzinfo=None)
+    inside = start <= t < end if start < end else (t >= start or t < end)
+    if not inside:
+        return None
+    day = local.date()
+    if start > end and t >= start:  # evening part of a window that wraps midnight
+        day = day + timedelta(days=1)
+    return datetime.combine(day, end, tz).astimezone(UTC)
+
+
+# ------------------------------------------------------------------------ rate limits
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `capacity` saved up. Time comes from the caller."""
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.stamp = now
+
+    def _refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def delay(self, now: float) -> float:
+        """Seconds until one token is available (0 if now)."""
+        self._refill(now)
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+
+    def take(self, now: float) -> None:
+        self._refill(now)
+        self.tokens -= 1.0
+
+    def full(self, now: float) -> bool:
+        self._refill(now)
+        return self.tokens >= self.capacity
+
+
+class RateLimiter:
+    """Global, per-chat and per-group buckets, plus the global pause after a 429."""
+
+    def __init__(
+        self,
+        global_rate: float,
+        chat_rate: float,
+        group_per_min: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.monotonic = monotonic
+        now = monotonic()
+        # A small burst for the global bucket (a tenth of a second's worth) keeps the pace
+        # close to the cap; chats and groups get no burst at all.
+        self.global_bucket = TokenBucket(global_rate, max(1.0, global_rate / 10), now)
+        self.chat_rate = chat_rate
+        self.group_rate = group_per_min / 60.0
+        self.chats: dict[int, TokenBucket] = {}
+        self.paused_until = 0.0
+
+    def _chat(self, chat_id: int) -> TokenBucket:
+        bucket = self.chats.get(chat_id)
+        if bucket is None:
+            if len(self.chats) > 10_000:  # forget idle chats (their buckets are full anyway)
+                now = self.monotonic()
+                self.chats = {k: b for k, b in self.chats.items() if not b.full(now)}
+            rate = self.group_rate if chat_id < 0 else self.chat_rate
+            bucket = self.chats[chat_id] = TokenBucket(rate, 1.0, self.monotonic())
+        return bucket
+
+    def chat_delay(self, chat_id: int) -> float:
+        return self._chat(chat_id).delay(self.monotonic())
+
+    def global_delay(self) -> float:
+        now = self.monotonic()
+        return max(self.paused_until - now, self.global_bucket.delay(now))
+
+    def take(self, chat_id: int) -> None:
+        now = self.monotonic()
+        self.global_bucket.take(now)
+        self._chat(chat_id).take(now)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, self.monotonic() + seconds)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        return cls(
+            settings.delivery_rate_global,
+            settings.delivery_rate_chat,
+            settings.delivery_rate_group_per_min,
+        )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What to send: HTML text (a caption when there is a photo), buttons, an optional photo."""
+
+    text: str
+    reply_markup: InlineKeyboardMarkup | None = None
+    photo: bytes | None = None
+    photo_name: str = "image.png"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed delivery handed to the renderer (plain values, no live ORM state)."""
+
+    id: int
+    key: str
+    kind: str
+    chat_id: int
+    payload: dict[str, Any]
+    client: Client | None
+    language: str | None = None  # the recipient's stored language, if they are a client
+    attempts: int = 1
+
+
+# (session, delivery, settings, now) → what to send, or None when it is no longer wanted.
+Renderer = Callable[[AsyncSession, Outgoing, "Settings", datetime], Awaitable[Rendered | None]]
+
+
+# ---------------------------------------------------------------------------- sending
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    retried: int = 0  # 5xx / network errors rescheduled with backoff
+    rate_limited: int = 0  # 429s received
+    quiet_deferred: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: DeliveryStats) -> None:
+        for name in (
+            "sent",
+            "failed",
+            "unreachable",
+            "skipped",
+            "retried",
+            "rate_limited",
+            "quiet_deferred",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def _due(now: datetime) -> Any:
+    return func.coalesce(Delivery.next_attempt_at, Delivery.due_at) <= now
+
+
+class DeliverySender:
+    """Sends due deliveries; one instance keeps its rate buckets across passes."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        render: Renderer,
+        *,
+        clock: Clock = utc_now,
+        limiter: RateLimiter | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        backoff_base: float = 1.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        concurrency: int = 8,
+        batch_size: int | None = None,
+    ) -> None:
+        self.bot = bot
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.render = render
+        self.clock = clock
+        self.limiter = limiter or RateLimiter.from_settings(settings)
+        self.lease = lease
+        self.backoff_base = backoff_base
+        self.sleep = sleep
+        self.concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self.batch_size = batch_size or max(10, min(200, int(self.limiter.global_bucket.rate)))
+        self.stopping = False  # set by a graceful stop: finish the messages in flight, return
+
+    async def deliver_due(self, stats: DeliveryStats | None = None) -> DeliveryStats:
+        """Send everything due now (waiting for rate limits as needed); return what happened
+        (counted into `stats` as it happens, if given)."""
+        stats = stats if stats is not None else DeliveryStats()
+        while True:
+            now = self.clock()
+            if (
+                until := quiet_until(now, self.settings.quiet_window, self.settings.tz)
+            ) is not None:
+                stats.quiet_deferred += await self._defer_quiet(now, until)
+                return stats
+            async with self.sessionmaker() as session:
+                rows = (
+                    await session.execute(
+                        select(Delivery.id, Delivery.chat_id, Client.tg_id)
+                        .outerjoin(Client, Client.id == Delivery.client_id)
+                        .where(Delivery.status == DeliveryStatus.PENDING, _due(now))
+                        .order_by(func.coalesce(Delivery.next_attempt_at, Delivery.due_at))
+                        .order_by(Delivery.id)
+                        .limit(_BATCH)
+                    )
+                ).all()
+            if not rows:
+                return stats
+            waits: list[float] = []
+            ready: list[int] = []
+            chats: set[int] = set()
+            for delivery_id, chat_id, tg_id in rows:
+                target = chat_id if chat_id is not None else tg_id
+                if target is not None:
+                    # One message per chat per batch; a throttled chat waits, others go first.
+                    if target in chats:
+                        continue
+                    wait = self.limiter.chat_delay(target)
+                    if wait > 0:
+                        waits.append(wait)
+                        continue
+                    chats.add(target)
+                ready.append(delivery_id)
+                if len(ready) >= self.batch_size:
+                    break
+            if self.stopping:
+                return stats
+            if not ready:
+                await self.sleep(min(waits) if waits else 0.05)
+                continue
+            items = await self._load(await self._claim(ready, now), stats)
+            await asyncio.gather(*(self._slot(item, stats) for item in items))
+
+    async def _slot(self, item: Outgoing, stats: DeliveryStats) -> None:
+        async with self._slots:  # at most `concurrency` messages in flight
+            if not self.stopping:
+                await self._one(item, stats)
+
+    async def _defer_quiet(self, now: datetime, until: datetime) -> int:
+        async with self.sessionmaker() as session:
+            result = await session.execute(
+                update(Delivery)
+                .where(Delivery.status == DeliveryStatus.PENDING, _due(now))
+                .values(next_attempt_at=until)
+            )
+            await session.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _claim(self, ids: list[int], now: datetime) -> list[int]:
+        """Take rows for this sender (a conditional update in one short transaction): the
+        ones still pending and due get `attempts + 1` and a lease; others are left alone."""
+        async with self.sessionmaker() as session:
+            result = await session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_(ids),
+                    Delivery.status == DeliveryStatus.PENDING,
+                    _due(now),
+                )
+                .values(attempts=Delivery.attempts + 1, next_attempt_at=now + self.lease)
+                .returning(Delivery.id)
+            )
+            claimed = sorted(result.scalars().all())
+            await session.commit()
+        return claimed
+
+    async def _finish(self, delivery_id: int, **values: Any) -> None:
+        async with self.sessionmaker() as session:
+            await session.execute(
+                update(Delivery).where(Delivery.id == delivery_id).values(**values)
+            )
+            await session.commit()
+
+    async def _load(self, ids: list[int], stats: DeliveryStats) -> list[Outgoing]:
+        """The claimed rows with their clients in one query; unwanted ones are skipped here."""
+        async with self.sessionmaker() as session:
+            pairs = (
+                await session.execute(
+                    select(Delivery, Client)
+                    .outerjoin(Client, Client.id == Delivery.client_id)
+                    .where(Delivery.id.in_(ids))
+                    .order_by(Delivery.id)
+                )
+            ).all()
+            chat_only = [row.chat_id for row, client in pairs if client is None and row.chat_id]
+            languages = dict(
+                (
+                    await session.execute(
+                        select(Client.tg_id, Client.language).where(Client.tg_id.in_(chat_only))
+                    )
+                ).all()
+            )
+            items: list[Outgoing] = []
+            for row, client in pairs:
+                reason = self._unwanted(row, client)
+                if reason is not None:
+                    stats.skipped += 1
+                    row.status = DeliveryStatus.SKIPPED
+                    row.last_error = reason
+                    row.next_attempt_at = None
+                    continue
+                chat_id = row.chat_id if row.chat_id is not None else client.tg_id
+                language = client.language if client is not None else languages.get(chat_id)
+                items.append(
+                    Outgoing(
+                        row.id,
+                        row.key,
+                        row.kind,
+                        chat_id,
+                        dict(row.payload or {}),
+                        client,
+                        language,
+                        row.attempts,
+                    )
+                )
+            await session.commit()
+        return items
+
+    async def _one(self, item: Outgoing, stats: DeliveryStats) -> None:
+        async with self.sessionmaker() as session:
+            try:
+                rendered = await self.render(session, item, self.settings, self.clock())
+            except Exception as exc:  # a renderer bug must not stop the other deliveries
+                log.exception("rendering delivery %s (%s) failed", item.id, item.kind)
+                await session.rollback()
+                stats.failed += 1
+                await self._finish(
+                    item.id,
+                    status=DeliveryStatus.FAILED,
+                    last_error=f"render: {exc!r}"[:255],
+                    next_attempt_at=None,
+                )
+                return
+            await session.rollback()  # renderers only read
+        if rendered is None:
+            stats.skipped += 1
+            await self._finish(
+                item.id,
+                status=DeliveryStatus.SKIPPED,
+                last_error="no longer relevant",
+                next_attempt_at=None,
+            )
+            return
+        await self._send(item.id, item, rendered, item.attempts, stats)
+
+    @staticmethod
+    def _unwanted(row: Delivery, client: Client | None) -> str | None:
+        if row.client_id is None:
+            return None if row.chat_id is not None else "no recipient"
+        if client is None or client.tg_id is None or client.erased_at is not None:
+            return "erased"
+        if not client.reachable:
+            return "unreachable"
+        if row.marketing and client.marketing_opt_out:
+            return "opted out"
+        if row.marketing and client.consent_at is None:
+            return "no consent"
+        return None
+
+    async def _send(
+        self,
+        delivery_id: int,
+        outgoing: Outgoing,
+        rendered: Rendered,
+        attempts: int,
+        stats: DeliveryStats,
+    ) -> None:
+        chat_id = outgoing.chat_id
+        while True:
+            while (wait := self.limiter.global_delay()) > 0:
+                await self.sleep(wait)
+            self.limiter.take(chat_id)
+            try:
+                if rendered.photo is not None:
+                    message = await self.bot.send_photo(
+                        chat_id,
+                        BufferedInputFile(rendered.photo, rendered.photo_name),
+                        caption=rendered.text,
+                        reply_markup=rendered.reply_markup,
+                    )
+                else:
+                    message = await self.bot.send_message(
+                        chat_id, rendered.text, reply_markup=rendered.reply_markup
+                    )
+            except TelegramRetryAfter as exc:
+                stats.rate_limited += 1
+                self.limiter.pause(exc.retry_after)
+                continue  # the same message again, after the pause
+            except TelegramForbiddenError as exc:
+                stats.unreachable += 1
+                await self._unreachable(delivery_id, outgoing, str(exc))
+                return
+            except (TelegramServerError, TelegramNetworkError, TimeoutError) as exc:
+                await self._retry_later(delivery_id, attempts, repr(exc), stats)
+                return
+            except TelegramAPIError as exc:  # 400 & co: sending again would not help
+                stats.failed += 1
+                await self._finish(
+                    delivery_id,
+                    status=DeliveryStatus.FAILED,
+                    last_error=str(exc)[:255],
+                    next_attempt_at=None,
+                )
+                return
+            break
+        # The commit that makes the send count, as soon as possible after the API call.
+        now = self.clock()
+        async with self.sessionmaker() as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(
+                    status=DeliveryStatus.SENT,
+                    sent_at=now,
+                    message_id=message.message_id,
+                    next_attempt_at=None,
+                    last_error=None,
+                )
+            )
+            survey_id = outgoing.payload.get("survey_id")
+            if outgoing.kind == "survey" and isinstance(survey_id, int):
+                await session.execute(
+                    update(Survey)
+                    .where(Survey.id == survey_id, Survey.sent_at.is_(None))
+                    .values(sent_at=now)
+                )
+            await session.commit()
+        stats.sent += 1
+
+    async def _unreachable(self, delivery_id: int, outgoing: Outgoing, error: str) -> None:
+        async with self.sessionmaker() as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(
+                    status=DeliveryStatus.UNREACHABLE, last_error=error[:255], next_attempt_at=None
+                )
+            )
+            if outgoing.client is not None:
+                await session.execute(
+                    update(Client).where(Client.id == outgoing.client.id).values(reachable=False)
+                )
+            await session.commit()
+
+    async def _retry_later(
+        self, delivery_id: int, attempts: int, error: str, stats: DeliveryStats
+    ) -> None:
+        if attempts >= self.settings.delivery_max_attempts:
+            stats.failed += 1
+            await self._finish(
+                delivery_id,
+                status=DeliveryStatus.FAILED,
+                last_error=error[:255],
+                next_attempt_at=None,
+            )
+            return
+        stats.retried += 1
+        delay = min(timedelta(seconds=self.backoff_base * 2 ** (attempts - 1)), BACKOFF_CAP)
+        await self._finish(
+            delivery_id, last_error=error[:255], next_attempt_at=self.clock() + delay
+        )
+
+
+class DeliveryWorker:
+    """The bot process's sending loop: a pass, then a short sleep (or an early `notify()`)."""
+
+    def __init__(self, sender: DeliverySender, *, interval: float = 2.0) -> None:
+        self.sender = sender
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = DeliveryStats()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the message in flight be recorded (cancelling between the API call and the
+        commit would send it again after a restart), then end the loop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self.sender.stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            self.sender.stopping = False
+
+    async def _run(self) -> None:
+        while not self.sender.stopping:
+            try:
+                await self.sender.deliver_due(self.stats)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database was busy, a bug: log, wait, go on
+                log.exception("delivery pass failed")
+            if self.sender.stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+
+
+async def deliver_due(
+    bot: Bot,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    render: Renderer,
+    *,
+    clock: Clock = utc_now,
+    **options: Any,
+) -> DeliveryStats:
+    """One pass with fresh rate buckets (the CLI, tests); the bot keeps one `DeliverySender`."""
+    sender = DeliverySender(bot, sessionmaker, settings, render, clock=clock, **options)
+    return await sender.deliver_due()

@@ -1,0 +1,805 @@
+"""The program's KPIs for a period of store-time days, as SQL aggregates (DESIGN.md's table).
+
+Period P = store-time dates `first`…`last` inclusive, turned into UTC bounds [start, end) by
+`store_day_bounds`. Voided purchases never count. Money stays in minor units inside (`Kpis`);
+`to_json` converts to major units. A ratio whose denominator is zero is `None`.
+
+The whole KPI set takes a handful of queries, written with SQLAlchemy Core so that any dialect
+with window functions works (SQLite ≥ 3.25, PostgreSQL, ...):
+
+1. cards grouped by (segment, bound at the end of P) — inventory figures;
+2. ONE pass over the purchases before the end of P, grouped per card (lifetime first/last,
+   count and sum; count/sum/discounts in P; count in the equally long period before P), then
+   RFM scores with `ntile(5)` over those cards, then grouped by (segment, bound, RFM segment):
+   every purchase figure, retention, new buyers, LTV and the RFM counts come out of it;
+3. NPS answers in P; 4. win-back assignments made in P.
+
+RFM (over cards with ≥ 1 purchase up to the end of P; ties broken by card id):
+  R = ntile(5) ordered by the last purchase (5 = most recent), F = ntile(5) by the number of
+  purchases, M = ntile(5) by lifetime gross spend. Segments, first rule that matches wins:
+    champions    R ≥ 4 and F ≥ 4 and M ≥ 4
+    loyal        R ≥ 3 and F ≥ 3
+    new          R ≥ 4 and F ≤ 2
+    potential    R ≥ 3                      (R = 3, F ≤ 2)
+    at_risk      R ≤ 2 and F ≥ 3            (used to buy often, not lately)
+    hibernating  R = 2                      (F ≤ 2)
+    lost         R = 1                      (F ≤ 2)
+
+ROI: net revenue = revenue − discounts; program costs in P = PROGRAM_COST_MONTHLY × days(P) /
+30.4375 (the mean month length) + CARD_UNIT_COST × cards issued in P;
+roi_pct = (net revenue × GROSS_MARGIN_PCT / 100 − discounts − costs) / (discounts + costs) × 100.
+
+Win-back (assignments made in P): a *return* is a non-voided purchase by any card of the client
+within [assigned_at, window_until]; `lift` = return_rate_offered − return_rate_control (a
+difference of shares, so 0.1 = ten percentage points).
+
+Digest helpers: `weekly_series`, `at_risk_cards`, `anomalies`, `detractor_comments`.
+Anomalous cashier: at least `CASHIER_MIN_PURCHASES` sales in the window and a discount share
+(discounts / gross) above the mean of the other cashiers + 2σ AND above 1.5 × their median
+(at least two other cashiers needed for a comparison).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from db.models import Card, Offer, Purchase, Survey, WinbackAssignment
+from services.clock import store_day_bounds
+from services.errors import DomainError
+
+if TYPE_CHECKING:  # services do not depend on the bot package at run time
+    from bot.config import Settings
+
+MEAN_MONTH_DAYS = Decimal("30.4375")
+MAX_PERIOD_DAYS = 3660
+CASHIER_MIN_PURCHASES = 3
+RFM_SEGMENTS = ("champions", "loyal", "potential", "new", "at_risk", "hibernating", "lost")
+SEGMENTS = ("b2c", "b2b")
+WALLETS = ("digital", "paper")
+MONEY_KEYS = frozenset(
+    {"revenue", "discount_total", "average_check", "spend_per_active_card", "ltv", "program_costs"}
+)
+
+
+class InvalidPeriod(DomainError):
+    """A period argument could not be understood (`reason`: format | order | too_long)."""
+
+    def __init__(self, reason: str, text: str = "") -> None:
+        super().__init__(f"invalid period {text!r}: {reason}")
+        self.reason = reason
+        self.text = text
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _div(a: float | int | None, b: float | int | None) -> float | None:
+    if a is None or not b:
+        return None
+    return a / b
+
+
+@dataclass
+class Core:
+    """The core figures of a group of cards (the whole program, a segment, a wallet kind)."""
+
+    cards_issued: int = 0
+    active_cards: int = 0
+    purchases: int = 0
+    revenue: int = 0
+    discount_total: int = 0
+    repeat_cards: int = 0
+    previous_active: int = 0
+    retained: int = 0
+    activity_rate: float | None = None
+    average_check: float | None = None
+    average_discount_pct: float | None = None
+    frequency: float | None = None
+    repeat_rate: float | None = None
+    retention_rate: float | None = None
+    spend_per_active_card: float | None = None
+
+    def add(self, other: Core) -> None:
+        for name in _ADDITIVE:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def finish(self) -> Core:
+        self.activity_rate = _div(self.active_cards, self.cards_issued)
+        self.average_check = _div(self.revenue, self.purchases)
+        pct = _div(self.discount_total, self.revenue)
+        self.average_discount_pct = None if pct is None else pct * 100
+        self.frequency = _div(self.purchases, self.active_cards)
+        self.repeat_rate = _div(self.repeat_cards, self.active_cards)
+        self.retention_rate = _div(self.retained, self.previous_active)
+        self.spend_per_active_card = _div(self.revenue, self.active_cards)
+        return self
+
+
+_ADDITIVE = (
+    "cards_issued",
+    "active_cards",
+    "purchases",
+    "revenue",
+    "discount_total",
+    "repeat_cards",
+    "previous_active",
+    "retained",
+)
+
+
+@dataclass
+class Nps:
+    promoters: int = 0
+    passives: int = 0
+    detractors: int = 0
+    answers: int = 0
+    score: float | None = None
+
+
+@dataclass
+class Winback:
+    offered: int = 0
+    control: int = 0
+    redeemed: int = 0
+    returned_offered: int = 0
+    returned_control: int = 0
+    redemption_rate: float | None = None
+    return_rate_offered: float | None = None
+    return_rate_control: float | None = None
+    lift: float | None = None
+
+
+@dataclass
+class Kpis:
+    first: date
+    last: date
+    cards_total: int = 0
+    cards_issued: int = 0
+    cards_issued_in_period: int = 0
+    cards_bound: int = 0
+    active_cards: int = 0
+    activity_rate: float | None = None
+    purchases: int = 0
+    revenue: int = 0
+    discount_total: int = 0
+    average_check: float | None = None
+    average_discount_pct: float | None = None
+    frequency: float | None = None
+    repeat_rate: float | None = None
+    retention_rate: float | None = None
+    spend_per_active_card: float | None = None
+    new_buyers: int = 0
+    ltv: float | None = None
+    nps: Nps = field(default_factory=Nps)
+    program_costs: float = 0.0
+    roi_pct: float | None = None
+    rfm: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RFM_SEGMENTS, 0))
+    by_segment: dict[str, Core] = field(default_factory=dict)
+    digital_vs_paper: dict[str, Core] = field(default_factory=dict)
+    winback: Winback = field(default_factory=Winback)
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+
+# --------------------------------------------------------------------------- periods
+
+
+def previous_period(first: date, last: date) -> tuple[date, date]:
+    """The equally long period just before `first`…`last`."""
+    days = (last - first).days + 1
+    return first - timedelta(days=days), first - timedelta(days=1)
+
+
+_DAYS = re.compile(r"(\d{1,4})d")
+
+
+def parse_period(args: str | None, today: date, default: str = "7d") -> tuple[date, date]:
+    """`7d`/`30d`/`Nd` (the last N days up to today), `month` (this month so far), or two
+    ISO dates `2026-10-01 2026-10-31` (inclusive). Raises `InvalidPeriod`."""
+    text = (args or "").strip().lower() or default
+    parts = text.split()
+    if len(parts) == 1 and (m := _DAYS.fullmatch(parts[0])):
+        days = int(m.group(1))
+        if days < 1:
+            raise InvalidPeriod("format", text)
+        if days > MAX_PERIOD_DAYS:
+            raise InvalidPeriod("too_long", text)
+        return today - timedelta(days=days - 1), today
+    if parts == ["month"]:
+        return today.replace(day=1), today
+    if len(parts) == 2:
+        try:
+            first, last = date.fromisoformat(parts[0]), date.fromisoformat(parts[1])
+        except ValueError as exc:
+            raise InvalidPeriod("format", text) from exc
+        if first > last:
+            raise InvalidPeriod("order", text)
+        if (last - first).days + 1 > MAX_PERIOD_DAYS:
+            raise InvalidPeriod("too_long", text)
+        return first, last
+    raise InvalidPeriod("format", text)
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def _not_voided() -> ColumnElement[bool]:
+    return Purchase.voided_at.is_(None)
+
+
+def _bound_at(end: datetime) -> ColumnElement[bool]:
+    return and_(Card.client_id.is_not(None), Card.bound_at.is_not(None), Card.bound_at < end)
+
+
+def _rfm_scored(per_card: Any) -> Select[Any]:
+    """R, F, M scores (1–5) and the named segment for each card of `per_card`."""
+    r = func.ntile(5).over(order_by=(per_card.c.last_at, per_card.c.card_id))
+    f = func.ntile(5).over(order_by=(per_card.c.life_n, per_card.c.card_id))
+    m = func.ntile(5).over(order_by=(per_card.c.life_total, per_card.c.card_id))
+    scores = select(per_card, r.label("r"), f.label("f"), m.label("m")).subquery("scores")
+    segment = case(
+        (and_(scores.c.r >= 4, scores.c.f >= 4, scores.c.m >= 4), literal("champions")),
+        (and_(scores.c.r >= 3, scores.c.f >= 3), literal("loyal")),
+        (and_(scores.c.r >= 4, scores.c.f <= 2), literal("new")),
+        (scores.c.r >= 3, literal("potential")),
+        (scores.c.f >= 3, literal("at_risk")),
+        (scores.c.r == 2, literal("hibernating")),
+        else_=literal("lost"),
+    )
+    return select(scores, segment.label("rfm"))
+
+
+def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
+    """Per card with ≥ 1 purchase before `end`: lifetime count/sum, figures in [start, end),
+    last purchase, activity in [prev_start, start), then R/F/M scores and the segment.
+
+    Shaped for speed on a covering index (card_id, voided_at, created_at, amount, discount):
+    two index range scans (before P, in P) that together read each purchase once, and
+    per-card index seeks for the last purchase and the previous period; no CASE per row.
+    """
+    zero = literal(0)
+    # Always true (a foreign key), but it makes the planner walk the covering index card by
+    # card (equality seeks, already grouped), with or without ANALYZE statistics; otherwise
+    # SQLite may pick the created_at index, fetch every row from the table and sort.
+    every_card = Purchase.card_id.in_(select(Card.id))
+    before = (
+        select(
+            Purchase.card_id.label("card_id"),
+            func.count().label("n_before"),
+            func.sum(Purchase.amount).label("t_before"),
+            zero.label("n"),
+            zero.label("rev"),
+            zero.label("disc"),
+        )
+        .where(every_card, _not_voided(), Purchase.created_at < start)
+        .group_by(Purchase.card_id)
+    )
+    during = (
+        select(
+            Purchase.card_id,
+            zero,
+            zero,
+            func.count(),
+            func.sum(Purchase.amount),
+            func.sum(Purchase.discount_amount),
+        )
+        .where(every_card, _not_voided(), Purchase.created_at >= start, Purchase.created_at < end)
+        .group_by(Purchase.card_id)
+    )
+    parts = union_all(before, during).subquery("parts")
+    sums = (
+        select(
+            parts.c.card_id,
+            func.sum(parts.c.n_before).label("n_before"),
+            func.sum(parts.c.t_before).label("t_before"),
+            func.sum(parts.c.n).label("n"),
+            func.sum(parts.c.rev).label("rev"),
+            func.sum(parts.c.disc).label("disc"),
+        )
+        .group_by(parts.c.card_id)
+        .subquery("sums")
+    )
+    inner = aliased(Purchase, name="p2")
+    last_at = (
+        select(func.max(inner.created_at))
+        .where(inner.card_id == sums.c.card_id, inner.voided_at.is_(None), inner.created_at < end)
+        .scalar_subquery()
+    )
+    prev = exists(
+        select(inner.id).where(
+            inner.card_id == sums.c.card_id,
+            inner.voided_at.is_(None),
+            inner.created_at >= prev_start,
+            inner.created_at < start,
+        )
+    )
+    per_card = select(
+        sums.c.card_id,
+        sums.c.n,
+        sums.c.rev,
+        sums.c.disc,
+        (sums.c.n_before + sums.c.n).label("life_n"),
+        (sums.c.t_before + sums.c.rev).label("life_total"),
+        case((sums.c.n_before == 0, 1), else_=0).label("new"),
+        case((prev, 1), else_=0).label("prev"),
+        last_at.label("last_at"),
+    ).subquery("per_card")
+    return _rfm_scored(per_card).subquery("rfm")
+
+
+async def _card_figures(
+    session: AsyncSession, start: datetime, end: datetime
+) -> list[tuple[str, bool, int, int, int, int]]:
+    bound = case((_bound_at(end), 1), else_=0).label("bound")
+    issued = func.sum(case((and_(Card.issued_at.is_not(None), Card.issued_at < end), 1), else_=0))
+    in_period = func.sum(case((and_(Card.issued_at >= start, Card.issued_at < end), 1), else_=0))
+    rows = await session.execute(
+        select(Card.segment, bound, func.count(), issued, in_period, func.sum(bound)).group_by(
+            Card.segment, bound
+        )
+    )
+    return [(s, bool(b), n, i or 0, ip or 0, nb or 0) for s, b, n, i, ip, nb in rows.all()]
+
+
+async def _purchase_figures(
+    session: AsyncSession, prev_start: datetime, start: datetime, end: datetime
+) -> list[tuple[Any, ...]]:
+    """Per-card figures grouped per (segment, bound at the end, RFM segment): a few rows."""
+    rfm = _card_scores(prev_start, start, end)
+    bound = case((_bound_at(end), 1), else_=0)
+    active = rfm.c.n > 0
+    query = (
+        select(
+            Card.segment,
+            bound.label("bound"),
+            rfm.c.rfm,
+            func.count().label("cards"),
+            func.sum(case((active, 1), else_=0)),
+            func.sum(rfm.c.n),
+            func.sum(rfm.c.rev),
+            func.sum(rfm.c.disc),
+            func.sum(case((rfm.c.n >= 2, 1), else_=0)),
+            func.sum(rfm.c.prev),
+            func.sum(case((and_(rfm.c.prev > 0, active), 1), else_=0)),
+            func.sum(case((and_(rfm.c.new > 0, active), 1), else_=0)),
+            func.sum(rfm.c.life_total),
+        )
+        .select_from(rfm)
+        .join(Card, Card.id == rfm.c.card_id)
+        .group_by(Card.segment, bound, rfm.c.rfm)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def _nps(session: AsyncSession, start: datetime, end: datetime) -> Nps:
+    score = Survey.score
+    row = (
+        await session.execute(
+            select(
+                func.sum(case((score >= 9, 1), else_=0)),
+                func.sum(case((and_(score >= 7, score <= 8), 1), else_=0)),
+                func.sum(case((score <= 6, 1), else_=0)),
+                func.count(),
+            ).where(
+                score.is_not(None),
+                Survey.answered_at >= start,
+                Survey.answered_at < end,
+            )
+        )
+    ).one()
+    nps = Nps(promoters=row[0] or 0, passives=row[1] or 0, detractors=row[2] or 0, answers=row[3])
+    diff = _div(nps.promoters - nps.detractors, nps.answers)
+    nps.score = None if diff is None else diff * 100
+    return nps
+
+
+async def _winback(session: AsyncSession, start: datetime, end: datetime) -> Winback:
+    wa = WinbackAssignment
+    returned = exists(
+        select(Purchase.id)
+        .join(Card, Card.id == Purchase.card_id)
+        .where(
+            Card.client_id == wa.client_id,
+            _not_voided(),
+            Purchase.created_at >= wa.assigned_at,
+            Purchase.created_at <= wa.window_until,
+        )
+    )
+    redeemed = and_(Offer.id.is_not(None), Offer.redeemed_at.is_not(None))
+    rows = await session.execute(
+        select(
+            wa.control,
+            func.count(),
+            func.sum(case((redeemed, 1), else_=0)),
+            func.sum(case((returned, 1), else_=0)),
+        )
+        .select_from(wa)
+        .outerjoin(Offer, Offer.id == wa.offer_id)
+        .where(wa.assigned_at >= start, wa.assigned_at < end)
+        .group_by(wa.control)
+    )
+    result = Winback()
+    for control, n, red, ret in rows.all():
+        if control:
+            result.control, result.returned_control = n, ret or 0
+        else:
+            result.offered, result.redeemed, result.returned_offered = n, red or 0, ret or 0
+    result.redemption_rate = _div(result.redeemed, result.offered)
+    result.return_rate_offered = _div(result.returned_offered, result.offered)
+    result.return_rate_control = _div(result.returned_control, result.control)
+    if result.return_rate_offered is not None and result.return_rate_control is not None:
+        result.lift = result.return_rate_offered - result.return_rate_control
+    return result
+
+
+def program_costs(settings: Settings, days: int, cards_issued: int) -> float:
+    """Program costs of a period in minor units: the monthly cost pro rata + printed cards."""
+    monthly = Decimal(settings.to_minor(settings.program_cost_monthly))
+    per_card = settings.to_minor(settings.card_unit_cost)
+    return float(monthly * days / MEAN_MONTH_DAYS + per_card * cards_issued)
+
+
+async def compute(session: AsyncSession, settings: Settings, first: date, last: date) -> Kpis:
+    """Every KPI of DESIGN.md's table for the store-time days `first`…`last` inclusive."""
+    if first > last:
+        raise InvalidPeriod("order", f"{first} {last}")
+    tz = settings.tz
+    start, end = store_day_bounds(first, last, tz)
+    prev_first, prev_last = previous_period(first, last)
+    prev_start, _ = store_day_bounds(prev_first, prev_last, tz)
+    kpis = Kpis(first=first, last=last)
+    segments = {s: Core() for s in SEGMENTS}
+    wallets = {w: Core() for w in WALLETS}
+
+    def group(segment: str, bound: bool) -> tuple[Core, Core]:
+        seg = segments.setdefault(segment, Core())
+        return seg, wallets["digital" if bound else "paper"]
+
+    for segment, bound, total, issued, issued_in_p, n_bound in await _card_figures(
+        session, start, end
+    ):
+        kpis.cards_total += total
+        kpis.cards_issued += issued
+        kpis.cards_issued_in_period += issued_in_p
+        kpis.cards_bound += n_bound
+        for core in group(segment, bound):
+            core.cards_issued += issued
+
+    life_cards = life_total = 0
+    for row in await _purchase_figures(session, prev_start, start, end):
+        segment, bound, rfm, cards, active, n, rev, disc, repeat, prev, retained, new, life = row
+        part = Core(
+            active_cards=active or 0,
+            purchases=n or 0,
+            revenue=rev or 0,
+            discount_total=disc or 0,
+            repeat_cards=repeat or 0,
+            previous_active=prev or 0,
+            retained=retained or 0,
+        )
+        for core in group(segment, bool(bound)):
+            core.add(part)
+        kpis.rfm[rfm] = kpis.rfm.get(rfm, 0) + cards
+        kpis.new_buyers += new or 0
+        life_cards += cards
+        life_total += life or 0
+
+    total = Core()
+    for core in segments.values():
+        total.add(core)
+    total.cards_issued = kpis.cards_issued
+    total.finish()
+    for name in ("active_cards", "purchases", "revenue", "discount_total"):
+        setattr(kpis, name, getattr(total, name))
+    for name in (
+        "activity_rate",
+        "average_check",
+        "average_discount_pct",
+        "frequency",
+        "repeat_rate",
+        "retention_rate",
+        "spend_per_active_card",
+    ):
+        setattr(kpis, name, getattr(total, name))
+    kpis.ltv = _div(life_total, life_cards)
+    kpis.by_segment = {name: core.finish() for name, core in segments.items()}
+    kpis.digital_vs_paper = {name: core.finish() for name, core in wallets.items()}
+    kpis.nps = await _nps(session, start, end)
+    kpis.winback = await _winback(session, start, end)
+
+    kpis.program_costs = program_costs(settings, kpis.days, kpis.cards_issued_in_period)
+    margin = float(settings.gross_margin_pct) / 100
+    gain = (kpis.revenue - kpis.discount_total) * margin - kpis.discount_total
+    roi = _div(gain - kpis.program_costs, kpis.discount_total + kpis.program_costs)
+    kpis.roi_pct = None if roi is None else roi * 100
+    return kpis
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _major(value: float | int | None, exponent: int) -> float | None:
+    if value is None:
+        return None
+    return round(float(Decimal(str(value)).scaleb(-exponent)), 2)
+
+
+def _ratio(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _plain(data: dict[str, Any], exponent: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out[key] = _plain(value, exponent)
+        elif key in MONEY_KEYS:
+            out[key] = _major(value, exponent)
+        elif isinstance(value, float):
+            out[key] = _ratio(value)
+        else:
+            out[key] = value
+    return out
+
+
+_CORE_JSON = (
+    "cards_issued",
+    "active_cards",
+    "activity_rate",
+    "purchases",
+    "revenue",
+    "discount_total",
+    "average_check",
+    "average_discount_pct",
+    "frequency",
+    "repeat_rate",
+    "retention_rate",
+    "spend_per_active_card",
+)
+
+
+def core_json(core: Core) -> dict[str, Any]:
+    return {name: getattr(core, name) for name in _CORE_JSON}
+
+
+def to_json(kpis: Kpis, exponent: int) -> dict[str, Any]:
+    """The `kpi --json` contract: money in major units (2 decimals), ratios as numbers."""
+    data: dict[str, Any] = {"period": {"from": kpis.first.isoformat(), "to": kpis.last.isoformat()}}
+    for f in fields(kpis):
+        if f.name in ("first", "last"):
+            continue
+        value = getattr(kpis, f.name)
+        if f.name in ("by_segment", "digital_vs_paper"):
+            data[f.name] = {k: core_json(v) for k, v in value.items()}
+        elif f.name in ("nps", "winback"):
+            data[f.name] = asdict(value)
+        else:
+            data[f.name] = value
+    return _plain(data, exponent)
+
+
+def change_pct(current: float | int | None, previous: float | int | None) -> float | None:
+    """Relative change in percent against the previous period; None without a base."""
+    if current is None or not previous:
+        return None
+    return (current - previous) / abs(previous) * 100
+
+
+# --------------------------------------------------------------------------- digest
+
+
+@dataclass(frozen=True)
+class WeekPoint:
+    first: date
+    last: date
+    revenue: int
+    active_cards: int
+    nps_answers: int
+    nps_score: float | None
+
+
+async def weekly_series(
+    session: AsyncSession, settings: Settings, last: date, weeks: int = 12
+) -> list[WeekPoint]:
+    """Revenue, active cards and NPS per 7-day week ending `last` (oldest first), 2 queries."""
+    bounds = []
+    for i in range(weeks - 1, -1, -1):
+        week_last = last - timedelta(days=7 * i)
+        week_first = week_last - timedelta(days=6)
+        bounds.append(
+            (week_first, week_last, *store_day_bounds(week_first, week_last, settings.tz))
+        )
+    overall_start, overall_end = bounds[0][2], bounds[-1][3]
+
+    def within(column: Any, s: datetime, e: datetime) -> ColumnElement[bool]:
+        return and_(column >= s, column < e)
+
+    # One small range query per week (index range scans), glued with UNION ALL.
+    weekly = union_all(
+        *(
+            select(
+                literal(i).label("week"),
+                func.coalesce(func.sum(Purchase.amount), 0),
+                func.count(func.distinct(Purchase.card_id)),
+            ).where(_not_voided(), within(Purchase.created_at, s, e))
+            for i, (_f, _l, s, e) in enumerate(bounds)
+        )
+    )
+    per_week = {int(w): (rev, act) for w, rev, act in (await session.execute(weekly)).all()}
+    ncols = []
+    for _f, _l, s, e in bounds:
+        inside = within(Survey.answered_at, s, e)
+        ncols.append(func.sum(case((and_(inside, Survey.score >= 9), 1), else_=0)))
+        ncols.append(func.sum(case((and_(inside, Survey.score <= 6), 1), else_=0)))
+        ncols.append(func.sum(case((inside, 1), else_=0)))
+    nrow = (
+        await session.execute(
+            select(*ncols).where(
+                Survey.score.is_not(None),
+                Survey.answered_at >= overall_start,
+                Survey.answered_at < overall_end,
+            )
+        )
+    ).one()
+    series = []
+    for i, (f, lst, _s, _e) in enumerate(bounds):
+        promoters, detractors, answers = (nrow[3 * i + k] or 0 for k in range(3))
+        diff = _div(promoters - detractors, answers)
+        series.append(
+            WeekPoint(
+                first=f,
+                last=lst,
+                revenue=per_week.get(i, (0, 0))[0] or 0,
+                active_cards=per_week.get(i, (0, 0))[1] or 0,
+                nps_answers=answers,
+                nps_score=None if diff is None else diff * 100,
+            )
+        )
+    return series
+
+
+@dataclass(frozen=True)
+class AtRiskCard:
+    number: str
+    last_purchase_at: datetime
+    purchases: int
+    total: int
+
+
+async def at_risk_cards(
+    session: AsyncSession, settings: Settings, last: date, limit: int = 5
+) -> list[AtRiskCard]:
+    """The RFM `at_risk` cards at the end of `last`, biggest lifetime spend first."""
+    start, end = store_day_bounds(last, last, settings.tz)
+    rfm = _card_scores(start, start, end)
+    rows = await session.execute(
+        select(Card.number, rfm.c.last_at, rfm.c.life_n, rfm.c.life_total)
+        .join(Card, Card.id == rfm.c.card_id)
+        .where(rfm.c.rfm == "at_risk")
+        .order_by(rfm.c.life_total.desc(), Card.number)
+        .limit(limit)
+    )
+    return [AtRiskCard(num, at, n, total) for num, at, n, total in rows.all()]
+
+
+@dataclass(frozen=True)
+class BusyCard:
+    number: str
+    day: date
+    uses: int
+
+
+@dataclass(frozen=True)
+class GenerousCashier:
+    cashier_id: int
+    share_pct: float
+    purchases: int
+    others_mean_pct: float
+
+
+@dataclass(frozen=True)
+class Anomalies:
+    cards: list[BusyCard]
+    cashiers: list[GenerousCashier]
+
+
+async def anomalies(
+    session: AsyncSession, settings: Settings, first: date, last: date
+) -> Anomalies:
+    """Cards used more than ANOMALY_DAILY_USES times in one store day; generous cashiers."""
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    starts = [store_day_bounds(d, d, settings.tz)[0] for d in days]
+    start, end = store_day_bounds(first, last, settings.tz)
+    # The store day as an index computed in SQL from UTC bounds (DST-safe, any dialect).
+    day_index = case(
+        *((Purchase.created_at < s, literal(i - 1)) for i, s in enumerate(starts[1:], start=1)),
+        else_=literal(len(days) - 1),
+    ).label("day")
+    busy = await session.execute(
+        select(Card.number, day_index, func.count().label("uses"))
+        .join(Card, Card.id == Purchase.card_id)
+        .where(_not_voided(), Purchase.created_at >= start, Purchase.created_at < end)
+        .group_by(Card.number, day_index)
+        .having(func.count() > settings.anomaly_daily_uses)
+        .order_by(func.count().desc(), Card.number)
+        .limit(20)
+    )
+    cards = [BusyCard(number, days[int(i)], uses) for number, i, uses in busy.all()]
+    per_cashier = await session.execute(
+        select(
+            Purchase.cashier_id,
+            func.count(),
+            func.sum(Purchase.discount_amount),
+            func.sum(Purchase.amount),
+        )
+        .where(
+            _not_voided(),
+            Purchase.cashier_id.is_not(None),
+            Purchase.created_at >= start,
+            Purchase.created_at < end,
+        )
+        .group_by(Purchase.cashier_id)
+    )
+    shares = {
+        cid: (disc / gross * 100, n)
+        for cid, n, disc, gross in per_cashier.all()
+        if n >= CASHIER_MIN_PURCHASES and gross
+    }
+    generous = []
+    for cid, (share, n) in shares.items():
+        others = [s for other, (s, _n) in shares.items() if other != cid]
+        if len(others) < 2:
+            continue
+        mean = statistics.fmean(others)
+        if share > mean + 2 * statistics.pstdev(others) and share > 1.5 * statistics.median(others):
+            generous.append(GenerousCashier(cid, share, n, mean))
+    generous.sort(key=lambda g: -g.share_pct)
+    return Anomalies(cards=cards, cashiers=generous)
+
+
+@dataclass(frozen=True)
+class Comment:
+    score: int
+    text: str
+    answered_at: datetime
+
+
+async def detractor_comments(
+    session: AsyncSession, settings: Settings, first: date, last: date, limit: int = 10
+) -> list[Comment]:
+    """What the period's detractors (0–6) wrote, newest first."""
+    start, end = store_day_bounds(first, last, settings.tz)
+    rows = await session.execute(
+        select(Survey.score, Survey.comment, Survey.answered_at)
+        .where(
+            Survey.score <= 6,
+            Survey.comment.is_not(None),
+            Survey.comment != "",
+            Survey.answered_at >= start,
+            Survey.answered_at < end,
+        )
+        .order_by(Survey.answered_at.desc())
+        .limit(limit)
+    )
+    return [Comment(s, c, at) for s, c, at in rows.all()]

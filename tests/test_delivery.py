@@ -1,0 +1,348 @@
+"""The delivery service: outbox rows, quiet hours, rate limits, 429/5xx/403, crash recovery."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiogram import Bot
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from db.models import Client, DeliveryStatus
+from services import delivery
+from services.delivery import DeliveryWorker, RateLimiter, TokenBucket, quiet_until
+from tests.conftest import FrozenClock, make_settings
+from tests.engagement_helpers import bot_for, deliveries, fast_limiter, make_client, sender_for
+from tests.fakeapi import FakeTelegram
+
+MSK = ZoneInfo("Europe/Moscow")
+
+
+class FakeTime:
+    """A monotonic clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+# ------------------------------------------------------------------------- pure helpers
+
+
+def test_token_bucket_paces_to_its_rate() -> None:
+    bucket = TokenBucket(rate=2.0, capacity=1.0, now=0.0)
+    assert bucket.delay(0.0) == 0
+    bucket.take(0.0)
+    assert bucket.delay(0.0) == pytest.approx(0.5)
+    assert bucket.delay(0.25) == pytest.approx(0.25)
+    assert bucket.delay(0.5) == 0
+
+
+def test_rate_limiter_global_chat_and_group_limits() -> None:
+    clock = FakeTime()
+    limiter = RateLimiter(global_rate=10, chat_rate=1, group_per_min=20, monotonic=clock)
+    # Per chat: 1 msg/s.
+    limiter.take(5)
+    assert limiter.chat_delay(5) == pytest.approx(1.0)
+    assert limiter.chat_delay(6) == 0
+    # Per group: 20/min → one every 3 s.
+    limiter.take(-100)
+    assert limiter.chat_delay(-100) == pytest.approx(3.0)
+    # Global: 10/s with a burst of one (10/10): the next send waits 0.1 s.
+    assert limiter.global_delay() == pytest.approx(0.2)  # two taken from a 1-token bucket
+    clock.t += 0.2
+    assert limiter.global_delay() == 0
+    # A 429 pauses every send.
+    limiter.pause(3)
+    assert limiter.global_delay() == pytest.approx(3.0)
+
+
+def test_quiet_window_wraps_midnight() -> None:
+    window = (time(21), time(9))
+    evening = datetime(2026, 11, 16, 22, 0, tzinfo=MSK)
+    assert quiet_until(evening, window, MSK) == datetime(2026, 11, 17, 9, 0, tzinfo=MSK)
+    night = datetime(2026, 11, 17, 3, 0, tzinfo=MSK)
+    assert quiet_until(night, window, MSK) == datetime(2026, 11, 17, 9, 0, tzinfo=MSK)
+    assert quiet_until(datetime(2026, 11, 17, 9, 0, tzinfo=MSK), window, MSK) is None
+    assert quiet_until(datetime(2026, 11, 17, 20, 59, tzinfo=MSK), window, MSK) is None
+    lunch = (time(13), time(14))
+    assert quiet_until(datetime(2026, 11, 17, 13, 30, tzinfo=MSK), lunch, MSK) == datetime(
+        2026, 11, 17, 14, 0, tzinfo=MSK
+    )
+    assert quiet_until(evening, None, MSK) is None
+
+
+# ------------------------------------------------------------------------------ sending
+
+
+@pytest.fixture
+async def bot(tg: FakeTelegram, settings: Settings) -> AsyncIterator[Bot]:
+    bot = bot_for(tg, settings)
+    yield bot
+    await bot.session.close()
+
+
+async def _text(session: AsyncSession, key: str, chat_id: int, due: datetime, **kw: object) -> None:
+    await delivery.enqueue(
+        session,
+        key=key,
+        kind="text",
+        chat_id=chat_id,
+        payload={"text": f"hello {key}"},
+        due_at=due,
+        **kw,  # type: ignore[arg-type]
+    )
+    await session.commit()
+
+
+async def test_enqueue_is_idempotent_by_key(session: AsyncSession, clock: FrozenClock) -> None:
+    for _ in range(2):
+        await _text(session, "k1", 42, clock())
+    assert len(await deliveries(session)) == 1
+
+
+async def test_due_rows_are_sent_once_and_recorded(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    await _text(session, "now", 4001, clock())
+    await _text(session, "later", 4002, clock() + timedelta(hours=1))
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    stats = await sender.deliver_due()
+    assert stats.sent == 1
+    [sent] = tg.sent()
+    assert sent.chat_id == 4001 and sent.text == "hello now"
+    row = (await deliveries(session, key="now"))[0]
+    assert row.status == DeliveryStatus.SENT
+    assert row.sent_at == clock() and row.message_id == sent.messages[0].message_id
+    assert (await sender.deliver_due()).sent == 0  # nothing repeated
+    clock.advance(hours=1)
+    assert (await sender.deliver_due()).sent == 1
+    assert [c.chat_id for c in tg.sent()] == [4001, 4002]
+
+
+async def test_quiet_hours_hold_messages_until_the_morning(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    db_url: str,
+) -> None:
+    settings = make_settings(db_url, quiet_hours="21-09")
+    clock = FrozenClock(datetime(2026, 11, 16, 22, 30, tzinfo=MSK).astimezone(UTC))
+    await _text(session, "evening", 4001, clock())
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    stats = await sender.deliver_due()
+    assert stats.sent == 0 and stats.quiet_deferred == 1
+    row = (await deliveries(session))[0]
+    assert row.next_attempt_at == datetime(2026, 11, 17, 9, 0, tzinfo=MSK)
+    clock.set(datetime(2026, 11, 17, 8, 59, tzinfo=MSK).astimezone(UTC))
+    assert (await sender.deliver_due()).sent == 0
+    assert tg.sent() == []
+    clock.set(datetime(2026, 11, 17, 9, 0, tzinfo=MSK).astimezone(UTC))
+    assert (await sender.deliver_due()).sent == 1
+    assert len(tg.sent(chat_id=4001)) == 1
+
+
+async def test_429_pauses_all_sending_and_retries_the_same_message(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    await _text(session, "a", 4001, clock())
+    await _text(session, "b", 4002, clock())
+    tg.fail_next("sendMessage", 429, retry_after=7)
+    fake = FakeTime()
+    limiter = RateLimiter(100, 100, 100, monotonic=fake)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=limiter, sleep=fake.sleep)
+    stats = await sender.deliver_due()
+    assert stats.rate_limited == 1 and stats.sent == 2
+    assert sum(fake.slept) >= 7  # the whole sender waited retry_after
+    rows = await deliveries(session)
+    assert [r.status for r in rows] == [DeliveryStatus.SENT] * 2
+    assert [r.attempts for r in rows] == [1, 1]  # a 429 is not a failed attempt
+    assert sorted(c.chat_id for c in tg.sent()) == [4001, 4002]
+
+
+async def test_server_errors_back_off_then_fail(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    db_url: str,
+    clock: FrozenClock,
+) -> None:
+    settings = make_settings(db_url, delivery_max_attempts=3)
+    await _text(session, "x", 4001, clock())
+    tg.fail_next("sendMessage", 502, times=10)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    assert (await sender.deliver_due()).retried == 1
+    row = (await deliveries(session))[0]
+    assert row.status == DeliveryStatus.PENDING and row.attempts == 1
+    assert row.next_attempt_at == clock() + timedelta(seconds=1)
+    assert (await sender.deliver_due()).retried == 0  # not due yet: no busy retry
+    clock.advance(seconds=1)
+    await sender.deliver_due()
+    row = (await deliveries(session))[0]
+    assert row.attempts == 2 and row.next_attempt_at == clock() + timedelta(seconds=2)
+    clock.advance(seconds=2)
+    assert (await sender.deliver_due()).failed == 1
+    row = (await deliveries(session))[0]
+    assert row.status == DeliveryStatus.FAILED and "Bad Gateway" in (row.last_error or "")
+
+
+async def test_a_5xx_then_success_sends_exactly_once(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    await _text(session, "x", 4001, clock())
+    tg.fail_next("sendMessage", 500)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    await sender.deliver_due()
+    clock.advance(seconds=5)
+    await sender.deliver_due()
+    await sender.deliver_due()
+    assert len(tg.sent(chat_id=4001)) == 1
+
+
+async def test_403_marks_the_client_unreachable(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    client = await make_client(session, 4100)
+    await _text(session, "blocked", 4100, clock(), client_id=client.id)
+    tg.block(4100)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    assert (await sender.deliver_due()).unreachable == 1
+    row = (await deliveries(session))[0]
+    assert row.status == DeliveryStatus.UNREACHABLE
+    await session.refresh(client)
+    assert client.reachable is False
+    # Later messages to them are not even tried.
+    await _text(session, "again", 4100, clock(), client_id=client.id)
+    assert (await sender.deliver_due()).skipped == 1
+    assert len([c for c in tg.calls if c.method == "sendMessage"]) == 1
+
+
+async def test_marketing_respects_opt_out_and_erasure(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    out = await make_client(session, 4201, opt_out=True)
+    erased = await make_client(session, 4202, erased=True)
+    fine = await make_client(session, 4203)
+    for client in (out, erased, fine):
+        await _text(session, f"m{client.id}", 4201, clock(), client_id=client.id, marketing=True)
+    # A service (non-marketing) message still reaches the opted-out client.
+    await _text(session, "service", 4201, clock(), client_id=out.id)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    stats = await sender.deliver_due()
+    assert stats.skipped == 2 and stats.sent == 2
+    expected = {f"m{out.id}": "opted out", f"m{erased.id}": "erased"}
+    reasons = {r.key: r.last_error for r in await deliveries(session, status="skipped")}
+    assert reasons == expected
+
+
+async def test_per_chat_limit_lets_other_chats_go_first(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    await _text(session, "a1", 4001, clock())
+    await _text(session, "a2", 4001, clock())
+    await _text(session, "b1", 4002, clock())
+    fake = FakeTime()
+    limiter = RateLimiter(1000, 1, 20, monotonic=fake)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=limiter, sleep=fake.sleep)
+    assert (await sender.deliver_due()).sent == 3
+    assert [c.text for c in tg.sent()] == ["hello a1", "hello b1", "hello a2"]
+    assert fake.slept and sum(fake.slept) == pytest.approx(1.0, abs=0.01)
+
+
+async def test_a_claimed_row_waits_for_its_lease_after_a_crash(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """A sender died after claiming (before or during the API call): nobody else sends the
+    row until the lease ends; then it is sent once (at-least-once, see services.delivery)."""
+    await _text(session, "x", 4001, clock())
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    row = (await deliveries(session))[0]
+    assert await sender._claim([row.id], clock()) == [row.id]  # the crashed sender's claim
+    assert (await sender.deliver_due()).sent == 0
+    clock.advance(seconds=delivery.DEFAULT_LEASE.total_seconds())
+    assert (await sender.deliver_due()).sent == 1
+    row = (await deliveries(session))[0]
+    assert row.status == DeliveryStatus.SENT and row.attempts == 2
+
+
+async def test_the_worker_sends_in_the_background(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    worker = DeliveryWorker(
+        sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter()), interval=0.05
+    )
+    worker.start()
+    try:
+        await _text(session, "bg", 4001, clock())
+        worker.notify()
+        message = await tg.user(4001).wait_message("hello bg")
+        assert message.chat_id == 4001
+    finally:
+        await worker.stop()
+    assert worker.stats.sent == 1
+
+
+async def test_blocking_and_unblocking_the_bot_flips_reachable(app, session: AsyncSession) -> None:  # type: ignore[no-untyped-def]
+    client_id = (await make_client(session, 4300)).id
+    user = app.tg.user(4300)
+    await user.block()
+    await app.tg.wait_for_idle()
+    session.expire_all()
+    assert (await session.scalar(select(Client.reachable).where(Client.id == client_id))) is False
+    await user.unblock()
+    await app.tg.wait_for_idle()
+    session.expire_all()
+    assert (await session.scalar(select(Client.reachable).where(Client.id == client_id))) is True

@@ -1,0 +1,103 @@
+"""Invariants of the KPI engine over small generated datasets (hypothesis)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete
+
+from db.engine import create_engine, create_sessionmaker
+from db.models import Card, Client, Purchase, Survey
+from services import kpi
+from tests.conftest import make_settings
+from tests.kpi_helpers import Data, msk
+
+FIRST, LAST = date(2026, 11, 8), date(2026, 11, 14)
+
+cards_st = st.lists(
+    st.tuples(st.sampled_from(["b2c", "b2b"]), st.booleans(), st.integers(0, 20)),
+    min_size=1,
+    max_size=5,
+)
+purchases_st = st.lists(
+    st.tuples(
+        st.integers(0, 4),  # card index (modulo the number of cards)
+        st.integers(0, 20),  # day offset from Oct 25
+        st.integers(0, 23),  # hour, store time
+        st.integers(1, 5_000_000),  # amount, minor units
+        st.booleans(),  # voided
+    ),
+    max_size=25,
+)
+scores_st = st.lists(st.tuples(st.integers(0, 10), st.integers(0, 20)), max_size=12)
+
+
+async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
+    settings_ = make_settings(db_url)
+    engine = create_engine(db_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            for model in (Survey, Purchase, Card, Client):
+                await session.execute(delete(model))
+            d = Data(session)
+            client = await d.client()
+            cards = []
+            for i, (segment, bound, issued_day) in enumerate(cards_spec):
+                issued = msk(2026, 10, 25) + timedelta(days=issued_day)
+                cards.append(
+                    await d.card(
+                        f"{400000 + i}",
+                        issued_at=issued,
+                        segment=segment,
+                        client=client if bound else None,
+                    )
+                )
+            for index, day, hour, amount, voided in purchases_spec:
+                at = msk(2026, 10, 25, hour) + timedelta(days=day)
+                await d.buy(cards[index % len(cards)], at, amount, voided=voided)
+            for score, day in scores_spec:
+                await d.survey(client, msk(2026, 10, 25) + timedelta(days=day), score)
+            await d.commit()
+            k = await kpi.compute(session, settings_, FIRST, LAST)
+    finally:
+        await engine.dispose()
+
+    for splits in (k.by_segment, k.digital_vs_paper):
+        for name in ("cards_issued", "active_cards", "purchases", "revenue", "discount_total"):
+            assert sum(getattr(core, name) for core in splits.values()) == getattr(k, name), name
+    if k.purchases:
+        assert k.average_check is not None
+        assert k.average_check * k.purchases == pytest.approx(k.revenue)
+        assert k.active_cards <= k.purchases
+        assert k.frequency is not None and k.frequency >= 1
+    else:
+        assert k.average_check is None and k.revenue == 0
+    nps = k.nps
+    assert nps.promoters + nps.passives + nps.detractors == nps.answers
+    if nps.answers:
+        assert -100 <= (nps.score or 0) <= 100
+    assert k.new_buyers <= k.active_cards
+    for rate in (k.activity_rate, k.repeat_rate, k.retention_rate):
+        assert rate is None or 0 <= rate <= 1
+    end = msk(2026, 11, 15, 0)  # the end of LAST in store time
+    buyers = {
+        index % len(cards)
+        for index, day, hour, _a, voided in purchases_spec
+        if not voided and msk(2026, 10, 25, hour) + timedelta(days=day) < end
+    }
+    assert sum(k.rfm.values()) == len(buyers)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(cards_spec=cards_st, purchases_spec=purchases_st, scores_spec=scores_st)
+def test_kpi_invariants(db_path: Path, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(_check(f"sqlite+aiosqlite:///{db_path}", cards_spec, purchases_spec, scores_spec))

@@ -1,0 +1,279 @@
+"""Property tests for everything that parses untrusted input: never an unhandled exception,
+never a wrong acceptance."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import re
+import shutil
+import tempfile
+import unicodedata
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiogram.filters.callback_data import CallbackData
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+import handlers
+from services import qr_payload
+from services.cards import normalize_number
+from services.errors import DomainError, InvalidAmount, InvalidCardNumber
+from services.money import parse_amount
+
+SECRET = "test-secret-key-0123456789abcdef"
+FUZZ = settings(max_examples=200, deadline=None)
+
+# ---------------------------------------------------------------------------------- amounts
+
+_AMOUNT_CHARS = set("0123456789.,+-−'’_ \t\n\r\u00a0\u202f\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029")
+
+
+@FUZZ
+@given(st.text(max_size=40))
+@example("1e5")
+@example("٣٠٠")  # Arabic-Indic digits
+@example("NaN")
+@example("1_000")
+@example("Infinity")
+def test_parse_amount_never_crashes_and_accepts_only_amounts(text: str) -> None:
+    try:
+        minor = parse_amount(text, 2, max_minor=10**11)
+    except InvalidAmount as exc:
+        assert exc.reason in {"empty", "format", "zero", "negative", "precision", "too_large"}
+        return
+    assert isinstance(minor, int) and 0 < minor <= 10**11
+    stripped = text.strip()
+    # Only digits, separators and spaces. Other scripts' decimal digits (٣٠٠, ３００) are read
+    # for what they mean, like Python's int() does.
+    assert all(c in _AMOUNT_CHARS or c.isspace() or c.isdecimal() for c in stripped), text
+    digits = "".join(str(unicodedata.decimal(c)) for c in stripped if c.isdecimal())
+    # The digits typed are the digits understood: nothing invented, nothing dropped...
+    assert int(digits) in (minor, minor // 10, minor // 100), text
+
+
+@FUZZ
+@given(st.integers(min_value=1, max_value=10**11), st.sampled_from(["plain", "comma", "space"]))
+def test_parse_amount_round_trips_formatted_amounts(minor: int, style: str) -> None:
+    value = Decimal(minor).scaleb(-2)
+    text = {
+        "plain": f"{value:.2f}",
+        "comma": f"{value:,.2f}",
+        "space": f"{value:,.2f}".replace(",", " ").replace(".", ","),
+    }[style]
+    assert parse_amount(text, 2) == minor
+
+
+# ------------------------------------------------------------------------------ card numbers
+
+
+@FUZZ
+@given(st.text(max_size=70))
+@example("١٢٣٤٥")
+@example("1234\u20155678")
+def test_normalize_number_accepts_only_ascii_digits(text: str) -> None:
+    try:
+        number = normalize_number(text)
+    except InvalidCardNumber:
+        return
+    assert re.fullmatch(r"[0-9]{4,19}", number), text
+    # Only separators were dropped, in order.
+    assert re.sub(r"[\s\-\u00a0\u2010-\u2015]", "", text.strip()) == number
+
+
+@FUZZ
+@given(st.integers(min_value=1000, max_value=10**19 - 1), st.sampled_from([" ", "-", "\u00a0"]))
+def test_normalize_number_reads_grouped_numbers(n: int, sep: str) -> None:
+    number = str(n)
+    grouped = sep.join(number[i : i + 3] for i in range(0, len(number), 3))
+    assert normalize_number(f" {grouped} ") == number
+
+
+# ------------------------------------------------------------------------------- QR payloads
+
+
+@FUZZ
+@given(st.text(max_size=80))
+@example("c100045_AAAAAAAAAAAAAAAA")
+@example("c١٠٠٠٤٥_AAAAAAAAAAAAAAAA")
+def test_verify_accepts_only_what_the_key_signed(text: str) -> None:
+    try:
+        number = qr_payload.verify(SECRET, text)
+    except qr_payload.InvalidPayload:
+        return
+    assert qr_payload.sign(SECRET, number) == text.strip()
+
+
+@FUZZ
+@given(
+    st.integers(min_value=1000, max_value=10**12),
+    st.integers(min_value=0, max_value=200),
+    st.characters(categories=["L", "N", "P"]),
+)
+def test_a_tampered_payload_is_refused(n: int, position: int, replacement: str) -> None:
+    payload = qr_payload.sign(SECRET, str(n))
+    i = position % len(payload)
+    tampered = payload[:i] + replacement + payload[i + 1 :]
+    assume(tampered != payload)
+    with pytest.raises(qr_payload.InvalidPayload):
+        qr_payload.verify(SECRET, tampered)
+    # Signed with another key: refused too.
+    with pytest.raises(qr_payload.InvalidPayload):
+        qr_payload.verify(SECRET, qr_payload.sign("another-secret-key-0123456789", str(n)))
+
+
+@FUZZ
+@given(st.text(max_size=600))
+@example("https://t.me/x?start=%ZZ")
+@example("http://[::1")
+@example("/start ")
+def test_extract_never_crashes(text: str) -> None:
+    found = qr_payload.extract(text)
+    assert found is None or isinstance(found, str)
+    assert qr_payload.looks_like_payload(text) in (True, False)
+
+
+# ----------------------------------------------------------------------------- callback data
+
+
+def _callback_classes() -> list[type[CallbackData]]:
+    for module in pkgutil.iter_modules(handlers.__path__):
+        importlib.import_module(f"handlers.{module.name}")
+    found: list[type[CallbackData]] = []
+    stack = list(CallbackData.__subclasses__())
+    while stack:
+        klass = stack.pop()
+        stack.extend(klass.__subclasses__())
+        if klass.__module__.startswith("handlers."):
+            found.append(klass)
+    return sorted(found, key=lambda k: k.__prefix__)
+
+
+CALLBACK_CLASSES = _callback_classes()
+
+
+def test_every_feature_has_a_unique_short_prefix() -> None:
+    prefixes = [k.__prefix__ for k in CALLBACK_CLASSES]
+    assert "pv" in prefixes
+    assert len(prefixes) == len(set(prefixes))
+    assert all(len(p) <= 8 for p in prefixes)
+
+
+@pytest.mark.parametrize("klass", CALLBACK_CLASSES, ids=lambda k: k.__prefix__)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_callback_data_unpacking_never_crashes(
+    klass: type[CallbackData], data: st.DataObject
+) -> None:
+    prefix = klass.__prefix__
+    raw = data.draw(
+        st.one_of(
+            st.text(max_size=64),
+            st.binary(max_size=64).map(lambda b: b.decode("utf-8", "replace")),
+            st.lists(
+                st.text(alphabet=st.characters(exclude_characters=":"), max_size=12), max_size=6
+            ).map(lambda parts: ":".join([prefix, *parts])),
+        )
+    )
+    try:
+        unpacked = klass.unpack(raw)
+    except (ValueError, TypeError):  # what aiogram's CallbackQueryFilter treats as "no match"
+        return
+    assert raw.startswith(prefix + ":")
+    try:
+        packed = unpacked.pack()
+    except ValueError:  # longer than Telegram's 64 bytes once defaults are added: never sent
+        assert len(raw.encode()) > 64 - 8
+        return
+    assert klass.unpack(packed) == unpacked
+
+
+# ---------------------------------------------------------------------------- history import
+
+_cells = st.one_of(
+    st.sampled_from(["100045", "1000 46", "abc", "", "12", "9" * 25, "-1"]),
+    st.sampled_from(["2026-11-01", "2026-02-30", "2031-01-01", "01.11.2026", "2026-11-01T10:00"]),
+    st.sampled_from(["2500", "2 500,50", "0", "-5", "1e3", "2.500", "99999999999", "x"]),
+    st.sampled_from(["5", "10%", "7.0", "150", "abc", ""]),
+    st.text(alphabet=st.characters(exclude_characters="\r\n\x00"), max_size=12),
+)
+_structured = st.tuples(
+    st.sampled_from(["100045", "1000 46", "abc", "12", "٣٣٣٣"]),
+    st.sampled_from(["2026-11-01", "2026-02-30", "2031-01-01", "2026-11-01T10:00", ""]),
+    st.sampled_from(["2500", "2 500,50", "0", "-5", "2.500", "99999999999", "1,5"]),
+    st.sampled_from(["5", "10%", "7.0", "150", "abc", ""]),
+).map(list)
+_rows = st.lists(
+    st.one_of(_structured, st.lists(_cells, min_size=0, max_size=5)), min_size=1, max_size=8
+)
+
+
+@pytest.fixture(scope="module")
+def template_db(migrated_template: Path) -> Path:
+    return migrated_template
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=_rows, skip_invalid=st.booleans())
+def test_history_import_of_random_rows(
+    template_db: Path, rows: list[list[str]], skip_invalid: bool
+) -> None:
+    asyncio.run(_import_random(template_db, rows, skip_invalid))
+
+
+async def _import_random(template: Path, rows: list[list[str]], skip_invalid: bool) -> None:
+    from sqlalchemy import select
+
+    from db.engine import create_engine, create_sessionmaker
+    from db.models import Card, Purchase
+    from services.history_import import import_purchases
+
+    now = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+    tz = ZoneInfo("Europe/Moscow")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "fuzz.db"
+        shutil.copy(template, db)
+        csv_path = Path(tmp) / "history.csv"
+        lines = ["card_number,date,amount,discount_pct", *(",".join(r) for r in rows)]
+        csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        bad: list[tuple[int, str]] = []
+        try:
+            async with create_sessionmaker(engine)() as session:
+                try:
+                    summary = await import_purchases(
+                        session,
+                        csv_path,
+                        now=now,
+                        tz=tz,
+                        exponent=2,
+                        max_amount_minor=10**10,
+                        skip_invalid=skip_invalid,
+                        on_error=lambda line, reason: bad.append((line, reason)),
+                    )
+                except DomainError:
+                    summary = None
+            async with create_sessionmaker(engine)() as session:
+                purchases = (await session.scalars(select(Purchase))).all()
+                cards = {c.id: c for c in (await session.scalars(select(Card))).all()}
+        finally:
+            await engine.dispose()
+    if summary is None:
+        assert purchases == []  # refused: nothing written at all
+        return
+    if not skip_invalid:
+        assert bad == []
+    assert summary.imported == len(purchases)
+    for purchase in purchases:  # every accepted row is a sane ledger entry
+        assert 0 < purchase.amount <= 10**10
+        assert 0 <= purchase.discount_pct <= 99
+        assert purchase.paid_amount == purchase.amount - purchase.discount_amount
+        assert purchase.created_at <= now
+        assert re.fullmatch(r"[0-9]{4,19}", cards[purchase.card_id].number)
