@@ -17,11 +17,13 @@ from bot.config import Settings
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DbSessionMiddleware
+from bot.scheduler import create_sender
 from bot.telegram_session import BotSession
 from bot.throttling import ThrottlingMiddleware
 from handlers import build_router
 from handlers.roles import StaffDirectory
 from services.clock import Clock, utc_now
+from services.delivery import Outbox
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -44,15 +46,22 @@ def create_dispatcher(
     storage: BaseStorage | None = None,
     staff: StaffDirectory | None = None,
     update_guards: Sequence[BaseMiddleware] = (),
+    delivery_worker: bool = True,
     **extra: Any,
 ) -> Dispatcher:
-    """App-wide objects go into the workflow data; handlers ask for them by name."""
+    """App-wide objects go into the workflow data; handlers ask for them by name.
+
+    `delivery_worker=False` leaves proactive messages queued for someone else to send (tests
+    that drive delivery passes by hand).
+    """
+    outbox = Outbox(sessionmaker, clock=clock)
     dp = Dispatcher(
         storage=storage or MemoryStorage(),
         settings=settings,
         sessionmaker=sessionmaker,
         clock=clock,
         staff=staff or StaffDirectory(settings),
+        outbox=outbox,
         **extra,
     )
     i18n = create_i18n(settings.default_language)
@@ -76,4 +85,11 @@ def create_dispatcher(
     LocaleMiddleware(i18n, settings.default_language).setup(dp)
     dp.include_router(build_router())
     dp.startup.register(register_commands)  # command menus per language and scope
+    if delivery_worker:
+
+        async def start_outbox(bot: Bot) -> None:
+            outbox.start(create_sender(bot, sessionmaker, settings, clock=clock))
+
+        dp.startup.register(start_outbox)
+        dp.shutdown.register(outbox.stop)
     return dp

@@ -26,7 +26,7 @@ from bot.i18n import create_i18n
 from handlers.outbox import create_renderer
 from services import backup, jobs
 from services.clock import Clock, utc_now
-from services.delivery import DeliverySender, DeliveryWorker
+from services.delivery import DeliverySender, DeliveryWorker, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,9 @@ def catch_up_jobs(settings: Settings, now: datetime) -> list[str]:
 
 
 class Engagement:
-    """The scheduler and the delivery worker, started and stopped with the dispatcher."""
+    """The scheduler, started and stopped with the dispatcher. Its jobs enqueue; the delivery
+    worker sends — the dispatcher's own (`outbox`, see bot/app.py) when given, else one of
+    its own (a process that runs jobs without a dispatcher)."""
 
     def __init__(
         self,
@@ -122,21 +124,26 @@ class Engagement:
         settings: Settings,
         *,
         clock: Clock = utc_now,
+        outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.clock = clock
-        self.worker = DeliveryWorker(create_sender(bot, sessionmaker, settings, clock=clock))
-        self.scheduler = create_scheduler(settings, sessionmaker, clock=clock, worker=self.worker)
+        self.outbox = outbox or Outbox(sessionmaker, clock=clock)
+        self.sender = create_sender(bot, sessionmaker, settings, clock=clock)
+        self.scheduler: AsyncIOScheduler | None = None
 
     async def start(self) -> None:
+        worker = self.outbox.start(self.sender)  # the running one if the dispatcher has it
+        self.scheduler = create_scheduler(
+            self.settings, self.sessionmaker, clock=self.clock, worker=worker
+        )
         for name in catch_up_jobs(self.settings, self.clock()):
-            await run_job(name, self.sessionmaker, self.settings, self.clock, self.worker)
+            await run_job(name, self.sessionmaker, self.settings, self.clock, worker)
         self.scheduler.start()
-        self.worker.start()
-        log.info("scheduler and delivery worker started")
+        log.info("scheduler started")
 
     async def stop(self) -> None:
-        if self.scheduler.running:
+        if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        await self.worker.stop()
+        await self.outbox.stop()

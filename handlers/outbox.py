@@ -23,7 +23,8 @@ from bot.config import LANGUAGES, Settings
 from db.models import OfferKind
 from handlers import formatting
 from handlers.surveys import MarketingCb, NpsCb
-from services import offers, surveys
+from services import offers, surveys, wallet
+from services.cards import group_number
 from services.delivery import Outgoing, Rendered, Renderer
 
 KindRenderer = Callable[[AsyncSession, Outgoing, Settings, datetime], Awaitable[Rendered | None]]
@@ -123,6 +124,18 @@ async def _offer(
     return Rendered(text, opt_out_keyboard())
 
 
+@renders(wallet.BIND_LOCK_ALERT)
+async def _bind_lock_alert(
+    session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
+) -> Rendered | None:
+    number = str(item.payload["number"])
+    text = _(
+        "⚠️ Linking of card {number} is locked after {failures} failed attempts "
+        "(someone may be guessing). See /card {plain}."
+    ).format(number=group_number(number), failures=item.payload["failures"], plain=number)
+    return Rendered(text)
+
+
 @renders("digest")
 async def _digest(
     session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
@@ -154,6 +167,8 @@ def _as_rendered(result: Any) -> Rendered | None:
 
 
 @renders("text")
+@renders("receipt")  # a purchase or a void, told to the customer (rendered at the till)
+@renders("staff_log")  # the sale's line in the staff chat
 async def _text(
     session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:

@@ -21,6 +21,7 @@ from handlers.roles import IsOwner
 from services import card_admin
 from services.card_admin import CardChange
 from services.cards import group_number
+from services.delivery import Outbox
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
@@ -36,8 +37,11 @@ def _usage(command: str) -> str:
     )
 
 
-async def _tell_holder(bot: Bot, i18n: I18n, change: CardChange, text_for: str) -> bool:
-    """Tell the card's holder in their own language; a failure is logged, never fatal."""
+async def _tell_holder(
+    outbox: Outbox, i18n: I18n, change: CardChange, text_for: str, now: datetime
+) -> bool:
+    """Queue a note to the card's holder in their own language (through the delivery
+    service); False when there is nobody to tell."""
     if change.notify_tg_id is None:
         return False
     with i18n.use_locale(change.notify_language or i18n.default_locale):
@@ -52,12 +56,12 @@ async def _tell_holder(bot: Bot, i18n: I18n, change: CardChange, text_for: str) 
                 "store. Send /start to link a card again."
             )
         text = text.format(number=group_number(change.number))
-    try:
-        await bot.send_message(change.notify_tg_id, text)
-    except TelegramAPIError as exc:
-        log.info("could not tell the holder of card %s: %s", change.number, exc)
-        return False
-    return True
+    return await outbox.post(
+        key=f"card.{text_for}:{change.number}:{now:%Y%m%dT%H%M%S}",
+        kind="text",
+        chat_id=change.notify_tg_id,
+        payload={"text": text},
+    )
 
 
 @router.message(Command("block"))
@@ -66,7 +70,7 @@ async def block(
     command: CommandObject,
     session: AsyncSession,
     now: datetime,
-    bot: Bot,
+    outbox: Outbox,
     i18n: I18n,
 ) -> None:
     assert message.from_user is not None
@@ -80,10 +84,10 @@ async def block(
     if not change.changed:
         await message.answer(_("Card {number} is already blocked.").format(number=number))
         return
-    told = await _tell_holder(bot, i18n, change, "blocked")
+    told = await _tell_holder(outbox, i18n, change, "blocked", now)
     text = _("Card {number} is blocked: the till will refuse it.").format(number=number)
     if told:
-        text += "\n" + _("Its holder was told.")
+        text += "\n" + _("Its holder will be told.")
     await message.answer(text)
 
 
@@ -93,7 +97,7 @@ async def unbind(
     command: CommandObject,
     session: AsyncSession,
     now: datetime,
-    bot: Bot,
+    outbox: Outbox,
     i18n: I18n,
 ) -> None:
     assert message.from_user is not None
@@ -107,12 +111,12 @@ async def unbind(
     if not change.changed:
         await message.answer(_("Card {number} is not linked to anyone.").format(number=number))
         return
-    told = await _tell_holder(bot, i18n, change, "unbound")
+    told = await _tell_holder(outbox, i18n, change, "unbound", now)
     text = _("Card {number} is unlinked from its Telegram account; it can be linked again.").format(
         number=number
     )
     if told:
-        text += "\n" + _("Its holder was told.")
+        text += "\n" + _("Its holder will be told.")
     await message.answer(text)
 
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject, CommandStart, Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -45,6 +45,7 @@ from handlers.errors import render_error, renders
 from handlers.roles import IsStaff, Role
 from services import qr_payload
 from services.cards import group_number
+from services.delivery import Outbox
 from services.errors import InvalidAmount
 from services.money import parse_amount
 from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, decode_qr
@@ -365,27 +366,25 @@ def render_customer_void(result: VoidResult, settings: Settings) -> str:
 
 
 # --------------------------------------------------------- messages outside the chat
-async def notify_customer(bot: Bot, sales: SalesService, customer: CustomerRef, text: str) -> bool:
-    """Tell a customer about their purchase; a 403 marks them unreachable. Sent after the
-    service committed, so a failed send never undoes a sale."""
-    try:
-        await bot.send_message(customer.tg_id, text)
-    except TelegramForbiddenError:
-        await sales.mark_unreachable(customer.client_id)
-        return False
-    except TelegramAPIError as exc:
-        log.warning("could not notify client %s: %s", customer.client_id, exc)
-        return False
-    return True
+async def notify_customer(outbox: Outbox, key: str, customer: CustomerRef, text: str) -> None:
+    """Tell a customer about their purchase (or its void) through the delivery service: rate
+    limits and retries apply, a 403 marks them unreachable. Queued after the service
+    committed, so a failed send never undoes a sale; the key makes a repeat queue nothing."""
+    await outbox.post(
+        key=key,
+        kind="receipt",
+        chat_id=customer.tg_id,
+        client_id=customer.client_id,
+        payload={"text": text},
+    )
 
 
-async def log_to_staff_chat(bot: Bot, settings: Settings, text: str) -> None:
+async def log_to_staff_chat(outbox: Outbox, settings: Settings, key: str, text: str) -> None:
     if settings.staff_chat_id is None:
         return
-    try:
-        await bot.send_message(settings.staff_chat_id, text)
-    except TelegramAPIError as exc:
-        log.warning("could not log to the staff chat: %s", exc)
+    await outbox.post(
+        key=key, kind="staff_log", chat_id=settings.staff_chat_id, payload={"text": text}
+    )
 
 
 def _who(user: Any) -> str:
@@ -533,6 +532,7 @@ async def void_command(
     message: Message,
     command: CommandObject,
     bot: Bot,
+    outbox: Outbox,
     sales: SalesService,
     role: Role,
     settings: Settings,
@@ -553,14 +553,13 @@ async def void_command(
                 chat_id=result.chat_id,
                 message_id=result.message_id,
             )
-    await _after_void(message.chat.type, message.from_user, bot, sales, settings, i18n, result)
+    await _after_void(message.chat.type, message.from_user, outbox, settings, i18n, result)
 
 
 async def _after_void(
     chat_type: str,
     who: Any,
-    bot: Bot,
-    sales: SalesService,
+    outbox: Outbox,
     settings: Settings,
     i18n: I18n,
     result: VoidResult,
@@ -572,11 +571,11 @@ async def _after_void(
                 sale=_sale_line(result, None, settings),
                 who=_who(who),
             )
-        await log_to_staff_chat(bot, settings, line)
+        await log_to_staff_chat(outbox, settings, f"voidlog:{result.purchase_id}", line)
     if result.customer is not None:
         with i18n.use_locale(result.customer.language):
             text = render_customer_void(result, settings)
-        await notify_customer(bot, sales, result.customer, text)
+        await notify_customer(outbox, f"void:{result.purchase_id}", result.customer, text)
 
 
 # ----------------------------------------------------------------------- callbacks
@@ -584,7 +583,7 @@ async def _after_void(
 async def confirm_sale(
     cq: CallbackQuery,
     callback_data: TillCb,
-    bot: Bot,
+    outbox: Outbox,
     sales: SalesService,
     role: Role,
     settings: Settings,
@@ -605,9 +604,7 @@ async def confirm_sale(
             await message.edit_text(
                 render_receipt(done, settings), reply_markup=void_keyboard(done.purchase_id)
             )
-    if done.already:
-        return
-    sends = []
+    # Also on a repeat: the keys make it a no-op, and it heals a crash after the commit.
     if message is None or message.chat.type == "private":
         with i18n.use_locale(settings.default_language):
             line = _("🧾 #{id} · {sale} · {who}").format(
@@ -615,12 +612,11 @@ async def confirm_sale(
                 sale=_sale_line(done, done.discount_pct, settings),
                 who=_who(cq.from_user),
             )
-        sends.append(log_to_staff_chat(bot, settings, line))
+        await log_to_staff_chat(outbox, settings, f"stafflog:{done.purchase_id}", line)
     if done.customer is not None:
         with i18n.use_locale(done.customer.language):
             text = render_customer_receipt(done, settings)
-        sends.append(notify_customer(bot, sales, done.customer, text))
-    await asyncio.gather(*sends)  # both after the commit; neither can undo the sale
+        await notify_customer(outbox, f"receipt:{done.purchase_id}", done.customer, text)
 
 
 @router.callback_query(TillCb.filter(F.action == "no"), IsStaff())
@@ -640,7 +636,7 @@ async def cancel_sale(
 async def void_sale(
     cq: CallbackQuery,
     callback_data: TillCb,
-    bot: Bot,
+    outbox: Outbox,
     sales: SalesService,
     role: Role,
     settings: Settings,
@@ -657,7 +653,7 @@ async def void_sale(
         with contextlib.suppress(TelegramBadRequest):
             await message.edit_text(render_voided(result, settings))
     chat_type = message.chat.type if message is not None else "private"
-    await _after_void(chat_type, cq.from_user, bot, sales, settings, i18n, result)
+    await _after_void(chat_type, cq.from_user, outbox, settings, i18n, result)
 
 
 @router.callback_query(F.data.startswith(TillCb.__prefix__ + ":"))

@@ -13,7 +13,7 @@ import html
 import logging
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -683,24 +683,7 @@ async def _bind(
             reply_markup=keyboard,
         )
         return
-    except CardBindLocked as exc:
-        if exc.just_locked:
-            await _alert_owners(bot, settings, i18n, exc)
-        raise
     await _after_binding(bot, chat_id, result, state, wallet, settings)
-
-
-async def _alert_owners(bot: Bot, settings: Settings, i18n: I18n, exc: CardBindLocked) -> None:
-    with i18n.use_locale(settings.default_language):
-        text = _(
-            "⚠️ Linking of card {number} is locked after {failures} failed attempts "
-            "(someone may be guessing). See /card {plain}."
-        ).format(number=group_number(exc.number), failures=exc.failures, plain=exc.number)
-    for owner_id in settings.owner_ids:
-        try:
-            await bot.send_message(owner_id, text)
-        except TelegramAPIError as error:
-            log.warning("could not alert owner %s about card %s: %s", owner_id, exc.number, error)
 
 
 @router.callback_query(WalletCb.filter(F.action == "other"))

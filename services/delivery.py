@@ -67,6 +67,10 @@ if TYPE_CHECKING:  # services do not depend on the bot package at run time
 
 log = logging.getLogger(__name__)
 
+# Replies to something a person is doing right now (the receipt of a purchase at the till, its
+# line in the staff chat): quiet hours are for unprompted messages, so these still go out.
+TRANSACTIONAL_KINDS = frozenset({"receipt", "staff_log"})
+
 # How long a claimed row stays invisible to other senders; after a crash it is retried then.
 DEFAULT_LEASE = timedelta(minutes=2)
 BACKOFF_CAP = timedelta(hours=1)
@@ -324,8 +328,8 @@ class DeliverySender:
             if (
                 until := quiet_until(now, self.settings.quiet_window, self.settings.tz)
             ) is not None:
+                # Everything but transactional messages waits for the morning; those go on.
                 stats.quiet_deferred += await self._defer_quiet(now, until)
-                return stats
             async with self.sessionmaker() as session:
                 rows = (
                     await session.execute(
@@ -373,7 +377,11 @@ class DeliverySender:
         async with self.sessionmaker() as session:
             result = await session.execute(
                 update(Delivery)
-                .where(Delivery.status == DeliveryStatus.PENDING, _due(now))
+                .where(
+                    Delivery.status == DeliveryStatus.PENDING,
+                    _due(now),
+                    Delivery.kind.not_in(TRANSACTIONAL_KINDS),
+                )
                 .values(next_attempt_at=until)
             )
             await session.commit()
@@ -641,6 +649,58 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
+
+
+class Outbox:
+    """How handlers send a proactive message: record it (idempotent by key, own short
+    transaction), then wake this process's delivery worker. The worker starts and stops with
+    the dispatcher; every message thus gets the rate limits, retries, 403 handling and
+    quiet hours of the one delivery service."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, clock: Clock = utc_now
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.worker: DeliveryWorker | None = None
+
+    async def post(
+        self,
+        *,
+        key: str,
+        kind: str,
+        chat_id: int | None,
+        payload: dict[str, Any],
+        client_id: int | None = None,
+        marketing: bool = False,
+    ) -> bool:
+        """Queue one message now; False if a message with this key was already queued."""
+        async with self.sessionmaker() as session:
+            added = await enqueue(
+                session,
+                key=key,
+                kind=kind,
+                chat_id=chat_id,
+                payload=payload,
+                due_at=self.clock(),
+                client_id=client_id,
+                marketing=marketing,
+            )
+            await session.commit()
+        if added and self.worker is not None:
+            self.worker.notify()
+        return added
+
+    def start(self, sender: DeliverySender) -> DeliveryWorker:
+        if self.worker is None:
+            self.worker = DeliveryWorker(sender)
+            self.worker.start()
+        return self.worker
+
+    async def stop(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            await worker.stop()
 
 
 async def deliver_due(

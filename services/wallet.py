@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import BindAttempt, Card, CardKind, CardStatus, Client, Offer, Purchase, Segment
-from services import audit
+from services import audit, delivery
 from services.cards import MAX_DIGITS, find_by_number, mark_issued, normalize_number
 from services.clock import Clock
 from services.errors import CardBlocked, CardNotFound, DomainError
@@ -66,6 +66,9 @@ class WrongPin(DomainError):
     def __init__(self, number: str) -> None:
         super().__init__(f"wrong PIN for card {number}")
         self.number = number
+
+
+BIND_LOCK_ALERT = "bind_lock_alert"  # the delivery kind that tells the owners
 
 
 class CardBindLocked(DomainError):
@@ -349,6 +352,15 @@ class WalletService:
                     failures=card.bind_failures,
                 )
                 exc = CardBindLocked(card.number, just_locked=True, failures=card.bind_failures)
+                for owner_id in self.settings.owner_ids:  # in the same unit of work: once
+                    await delivery.enqueue(
+                        self.session,
+                        key=f"bindlock:{card.id}:{now:%Y%m%dT%H%M%S}:{owner_id}",
+                        kind=BIND_LOCK_ALERT,
+                        chat_id=owner_id,
+                        payload={"number": card.number, "failures": card.bind_failures},
+                        due_at=now,
+                    )
         await self.session.commit()
         return exc
 

@@ -161,22 +161,30 @@ def build_app(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: FrozenClock,
+    *,
+    delivery_worker: bool = True,
 ) -> App:
     settings = settings.model_copy(update={"telegram_api_url": tg.base_url})
     bot = create_bot(settings)
-    dp = create_dispatcher(settings, sessionmaker, clock=clock)
+    dp = create_dispatcher(settings, sessionmaker, clock=clock, delivery_worker=delivery_worker)
     return App(bot=bot, dp=dp, tg=tg, settings=settings, sessionmaker=sessionmaker, clock=clock)
 
 
 @pytest.fixture
 async def app(
+    request: pytest.FixtureRequest,
     tg: FakeTelegram,
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: FrozenClock,
 ) -> AsyncIterator[App]:
-    """The bot polling the fake Bot API server; stopped and closed after the test."""
-    application = build_app(tg, settings, sessionmaker, clock)
+    """The bot polling the fake Bot API server; stopped and closed after the test.
+
+    Its delivery worker sends queued messages as the bot does; a module marked
+    `manual_delivery` drives delivery passes itself and gets no worker (no race for rows).
+    """
+    manual = request.node.get_closest_marker("manual_delivery") is not None
+    application = build_app(tg, settings, sessionmaker, clock, delivery_worker=not manual)
     tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
     await application.start()
     try:

@@ -19,6 +19,9 @@ from tests.conftest import FrozenClock, make_settings
 from tests.engagement_helpers import bot_for, deliveries, fast_limiter, make_client, sender_for
 from tests.fakeapi import FakeTelegram
 
+# These tests run delivery passes by hand: no background worker racing for the rows.
+pytestmark = pytest.mark.manual_delivery
+
 MSK = ZoneInfo("Europe/Moscow")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +21,9 @@ from tests.engagement_helpers import (
     make_client,
     sender_for,
 )
+
+# These tests run delivery passes by hand: no background worker racing for the rows.
+pytestmark = pytest.mark.manual_delivery
 
 
 async def _eligible(session: AsyncSession, settings: Settings, now: datetime) -> set[int]:

@@ -25,7 +25,7 @@ async def test_block_a_lost_card_tells_the_holder(app: App) -> None:
     owner = app.tg.user(OWNER_ID, language_code="en")
     await owner.send("/block 100 045")
     reply = await owner.wait_message("Card 100 045 is blocked")
-    assert "Its holder was told." in reply.text
+    assert "Its holder will be told." in reply.text
     told = await holder.wait_message("100 045")
     assert "blokeeris" in told.text  # in the holder's language, not the owner's
 
@@ -59,7 +59,7 @@ async def test_unbind_keeps_the_card_issued(app: App) -> None:
     owner = app.tg.user(OWNER_ID, language_code="en")
     await owner.send("/unbind 100045")
     reply = await owner.wait_message("unlinked")
-    assert "Its holder was told." in reply.text
+    assert "Its holder will be told." in reply.text
     assert "unlinked from your Telegram account" in (await holder.wait_message()).text
     card = await _card(app)
     assert card.client_id is None and card.bound_at is None

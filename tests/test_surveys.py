@@ -24,6 +24,9 @@ from tests.engagement_helpers import (
 )
 from tests.fakeapi import FakeTelegram
 
+# These tests run delivery passes by hand: no background worker racing for the rows.
+pytestmark = pytest.mark.manual_delivery
+
 
 async def _surveys(session: AsyncSession) -> list[Survey]:
     query = select(Survey).order_by(Survey.id).execution_options(populate_existing=True)

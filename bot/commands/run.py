@@ -59,7 +59,7 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
     if settings.scheduler_enabled:  # SCHEDULER_ENABLED=false: a second instance without jobs
         from bot.scheduler import Engagement
 
-        engagement = Engagement(bot, sessionmaker, settings)
+        engagement = Engagement(bot, sessionmaker, settings, outbox=dp["outbox"])
         dp.startup.register(engagement.start)
         dp.shutdown.register(engagement.stop)
     try:
