@@ -73,10 +73,30 @@ class LocaleMiddleware(I18nMiddleware):
     """The client's stored language, else one picked before consent, else their Telegram
     language, else the store default."""
 
+    # Every update needs the locale; a DB round trip for it on each one was the largest
+    # fixed cost of an update. Another process's /language shows here within this time.
+    STORED_TTL = 30.0
+
     def __init__(self, i18n: I18n, default: str) -> None:
         super().__init__(i18n)
         self.default = default
         self.pending = PendingLanguages()
+        self._stored: dict[int, tuple[str | None, float]] = {}
+
+    def forget(self, user_id: int) -> None:
+        """The client's language changed (or the client appeared): read it again."""
+        self._stored.pop(user_id, None)
+
+    async def _stored_language(self, session: AsyncSession, user_id: int) -> str | None:
+        now = time.monotonic()
+        cached = self._stored.get(user_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        language = await stored_language(session, user_id)
+        if len(self._stored) >= PendingLanguages.MAX_ENTRIES:
+            self._stored = {k: v for k, v in self._stored.items() if v[1] > now}
+        self._stored[user_id] = (language, now + self.STORED_TTL)
+        return language
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
         user: User | None = data.get("event_from_user")
@@ -84,7 +104,7 @@ class LocaleMiddleware(I18nMiddleware):
             return self.default
         session: AsyncSession | None = data.get("session")
         if session is not None:
-            language = await stored_language(session, user.id)
+            language = await self._stored_language(session, user.id)
             if language:
                 return language
         pending = self.pending.get(user.id)

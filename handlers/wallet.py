@@ -504,6 +504,7 @@ async def agree(
         language=i18n.current_locale,
     )
     i18n_middleware.pending.forget(user.id)
+    i18n_middleware.forget(user.id)
     await cq.answer(_("Thank you!"))
     await _drop_buttons(cq)
     chat_id = cq.message.chat.id if cq.message is not None else user.id
@@ -616,6 +617,7 @@ async def set_language(
         await cq.answer(_("This button is no longer valid."), show_alert=True)
         return
     stored = await wallet.set_language(cq.from_user.id, code)
+    i18n_middleware.forget(cq.from_user.id)
     if not stored:
         i18n_middleware.pending.remember(cq.from_user.id, code)
     with i18n.use_locale(code):

@@ -79,10 +79,8 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def read_csv(
-    path: Path, required: list[str], optional: list[str]
-) -> tuple[CsvHeader, Iterator[CsvRow]]:
-    """Validate the header now; return it and a lazy iterator over the data rows.
+def read_csv(path: Path, required: list[str], optional: list[str]) -> tuple[CsvHeader, CsvRows]:
+    """Validate the header now; return it and the data rows, read lazily (use `with rows:`).
 
     Raises `ImportFileError` for a file that is not a CSV with this header. A decoding error
     deeper in the file surfaces from the iterator as `ImportFileError` with its line number.
@@ -111,7 +109,28 @@ def read_csv(
     except BaseException:
         fh.close()
         raise
-    return CsvHeader(columns, delimiter), _rows(fh, columns, delimiter, path, offset)
+    return CsvHeader(columns, delimiter), CsvRows(fh, _rows(fh, columns, delimiter, path, offset))
+
+
+class CsvRows:
+    """The data rows, read lazily; `with rows:` closes the file even if they are never read
+    (an import refused after the header check)."""
+
+    def __init__(self, fh: TextIO, rows: Iterator[CsvRow]) -> None:
+        self._fh = fh
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[CsvRow]:
+        return self._rows
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> CsvRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _rows(

@@ -183,137 +183,144 @@ async def import_purchases(
     header, rows = read_csv(
         path, required=["card_number", "date", "amount"], optional=["discount_pct"]
     )
-    sha = file_sha256(path)
-    previous = await session.scalar(select(Import).where(Import.file_sha256 == sha))
-    if previous is not None:
-        raise ImportFileError(
-            f"{path.name}: this file was already imported "
-            f"(import #{previous.id} of {previous.created_at:%Y-%m-%d %H:%M} UTC, "
-            f"{previous.rows} rows)"
-        )
+    try:
+        sha = file_sha256(path)
+        previous = await session.scalar(select(Import).where(Import.file_sha256 == sha))
+        if previous is not None:
+            raise ImportFileError(
+                f"{path.name}: this file was already imported "
+                f"(import #{previous.id} of {previous.created_at:%Y-%m-%d %H:%M} UTC, "
+                f"{previous.rows} rows)"
+            )
 
-    cards: dict[str, tuple[int, int]] = {
-        number: (card_id, pct)
-        for number, card_id, pct in (
-            await session.execute(select(Card.number, Card.id, Card.base_pct))
-        ).all()
-    }
-    imp = Import(kind="purchases", file_name=path.name[:255], file_sha256=sha, created_at=now)
-    session.add(imp)
-    await session.flush()
-    import_id = imp.id
-    conn = await session.connection()
-    parser = _RowParser(header, tz, now, exponent, max_amount_minor)
-    now_text = now.astimezone(UTC).replace(tzinfo=None).strftime(SQLITE_DATETIME_FORMAT)
-    source = PurchaseSource.IMPORT.value
+        cards: dict[str, tuple[int, int]] = {
+            number: (card_id, pct)
+            for number, card_id, pct in (
+                await session.execute(select(Card.number, Card.id, Card.base_pct))
+            ).all()
+        }
+        imp = Import(kind="purchases", file_name=path.name[:255], file_sha256=sha, created_at=now)
+        session.add(imp)
+        await session.flush()
+        import_id = imp.id
+        conn = await session.connection()
+        parser = _RowParser(header, tz, now, exponent, max_amount_minor)
+        now_text = now.astimezone(UTC).replace(tzinfo=None).strftime(SQLITE_DATETIME_FORMAT)
+        source = PurchaseSource.IMPORT.value
 
-    batch: list[tuple[object, ...]] = []
-    pending: asyncio.Task[object] | None = None  # the previous batch, inserting meanwhile
-    imported = skipped = new_cards = 0
-    first_at = last_at = ""
+        batch: list[tuple[object, ...]] = []
+        pending: asyncio.Task[object] | None = None  # the previous batch, inserting meanwhile
+        imported = skipped = new_cards = 0
+        first_at = last_at = ""
 
-    for row in rows:
-        try:
-            number, created_text, amount, pct = parser.parse(row)
-        except BadRow as exc:
-            skipped += 1
-            on_error(row.line, str(exc))
-            continue
+        for row in rows:
+            try:
+                number, created_text, amount, pct = parser.parse(row)
+            except BadRow as exc:
+                skipped += 1
+                on_error(row.line, str(exc))
+                continue
+            if skipped and not skip_invalid:
+                continue  # keep validating to report every bad line; nothing will be written
+
+            card = cards.get(number)
+            if card is None:
+                if pending is not None:  # one statement at a time on the connection
+                    await pending
+                    pending = None
+                result = await conn.execute(
+                    text(
+                        "INSERT INTO cards (number, base_pct, segment, kind, status, created_at, "
+                        "issued_at, bind_failures) VALUES (:n, :p, :s, :k, :st, :c, :i, 0)"
+                    ),
+                    {
+                        "n": number,
+                        "p": unknown_pct,
+                        "s": Segment.B2C.value,
+                        "k": CardKind.PRINTED.value,
+                        "st": CardStatus.ISSUED.value,
+                        "c": now_text,
+                        "i": created_text,
+                    },
+                )
+                card = (int(result.lastrowid), unknown_pct)  # type: ignore[attr-defined]
+                cards[number] = card
+                new_cards += 1
+            card_pct = card[1] if pct is None else pct
+            discount = discount_for(amount, card_pct)
+            batch.append(
+                (
+                    card[0],
+                    amount,
+                    card_pct,
+                    discount,
+                    amount - discount,
+                    source,
+                    import_id,
+                    created_text,
+                )
+            )
+            imported += 1
+            # The text form sorts like the moment it encodes: no datetime objects per row.
+            if not first_at or created_text < first_at:
+                first_at = created_text
+            if created_text > last_at:
+                last_at = created_text
+            if len(batch) >= BATCH_ROWS:
+                if pending is not None:
+                    await pending
+                # Parse the next batch while SQLite writes this one (sqlite3 releases the GIL).
+                pending = asyncio.ensure_future(conn.exec_driver_sql(_INSERT_PURCHASE, batch))
+                batch = []
+
+        if pending is not None:
+            await pending
         if skipped and not skip_invalid:
-            continue  # keep validating to report every bad line; nothing will be written
+            await session.rollback()
+            raise ImportRowsInvalid(skipped)
+        if batch:
+            await conn.exec_driver_sql(_INSERT_PURCHASE, batch)  # type: ignore[arg-type]
+        if not imported:
+            await session.rollback()
+            raise ImportFileError(f"{path.name}: no purchases to import")
 
-        card = cards.get(number)
-        if card is None:
-            if pending is not None:  # one statement at a time on the connection
-                await pending
-                pending = None
-            result = await conn.execute(
-                text(
-                    "INSERT INTO cards (number, base_pct, segment, kind, status, created_at, "
-                    "issued_at, bind_failures) VALUES (:n, :p, :s, :k, :st, :c, :i, 0)"
-                ),
-                {
-                    "n": number,
-                    "p": unknown_pct,
-                    "s": Segment.B2C.value,
-                    "k": CardKind.PRINTED.value,
-                    "st": CardStatus.ISSUED.value,
-                    "c": now_text,
-                    "i": created_text,
-                },
-            )
-            card = (int(result.lastrowid), unknown_pct)  # type: ignore[attr-defined]
-            cards[number] = card
-            new_cards += 1
-        card_pct = card[1] if pct is None else pct
-        discount = discount_for(amount, card_pct)
-        batch.append(
-            (
-                card[0],
-                amount,
-                card_pct,
-                discount,
-                amount - discount,
-                source,
-                import_id,
-                created_text,
-            )
+        # A card becomes issued at its first use, whichever comes first: stock cards seen in the
+        # history become issued at their first imported purchase, and an issue date later than
+        # that purchase moves back to it.
+        await conn.execute(
+            text(
+                "UPDATE cards SET "
+                "status = CASE WHEN status = :stock THEN :issued ELSE status END, "
+                "issued_at = (SELECT min(p.created_at) FROM purchases p "
+                "             WHERE p.card_id = cards.id AND p.import_id = :imp) "
+                "WHERE id IN (SELECT card_id FROM purchases WHERE import_id = :imp) "
+                "AND (issued_at IS NULL OR issued_at > (SELECT min(p.created_at) FROM purchases p "
+                "     WHERE p.card_id = cards.id AND p.import_id = :imp))"
+            ),
+            {
+                "stock": CardStatus.IN_STOCK.value,
+                "issued": CardStatus.ISSUED.value,
+                "imp": import_id,
+            },
         )
-        imported += 1
-        # The text form sorts like the moment it encodes: no datetime objects per row.
-        if not first_at or created_text < first_at:
-            first_at = created_text
-        if created_text > last_at:
-            last_at = created_text
-        if len(batch) >= BATCH_ROWS:
-            if pending is not None:
-                await pending
-            # Parse the next batch while SQLite writes this one (sqlite3 releases the GIL).
-            pending = asyncio.ensure_future(conn.exec_driver_sql(_INSERT_PURCHASE, batch))
-            batch = []
-
-    if pending is not None:
-        await pending
-    if skipped and not skip_invalid:
-        await session.rollback()
-        raise ImportRowsInvalid(skipped)
-    if batch:
-        await conn.exec_driver_sql(_INSERT_PURCHASE, batch)  # type: ignore[arg-type]
-    if not imported:
-        await session.rollback()
-        raise ImportFileError(f"{path.name}: no purchases to import")
-
-    # A card becomes issued at its first use, whichever comes first: stock cards seen in the
-    # history become issued at their first imported purchase, and an issue date later than
-    # that purchase moves back to it.
-    await conn.execute(
-        text(
-            "UPDATE cards SET "
-            "status = CASE WHEN status = :stock THEN :issued ELSE status END, "
-            "issued_at = (SELECT min(p.created_at) FROM purchases p "
-            "             WHERE p.card_id = cards.id AND p.import_id = :imp) "
-            "WHERE id IN (SELECT card_id FROM purchases WHERE import_id = :imp) "
-            "AND (issued_at IS NULL OR issued_at > (SELECT min(p.created_at) FROM purchases p "
-            "     WHERE p.card_id = cards.id AND p.import_id = :imp))"
-        ),
-        {"stock": CardStatus.IN_STOCK.value, "issued": CardStatus.ISSUED.value, "imp": import_id},
-    )
-    imp.rows = imported
-    imp.skipped = skipped
-    audit.record(
-        session,
-        "purchases.imported",
-        at=now,
-        file=path.name,
-        import_id=imp.id,
-        rows=imported,
-        skipped=skipped,
-        new_cards=new_cards,
-    )
-    await session.commit()
-    return ImportSummary(
-        import_id, imported, skipped, new_cards, _from_text(first_at), _from_text(last_at)
-    )
+        imp.rows = imported
+        imp.skipped = skipped
+        audit.record(
+            session,
+            "purchases.imported",
+            at=now,
+            file=path.name,
+            import_id=imp.id,
+            rows=imported,
+            skipped=skipped,
+            new_cards=new_cards,
+        )
+        await session.commit()
+        return ImportSummary(
+            import_id, imported, skipped, new_cards, _from_text(first_at), _from_text(last_at)
+        )
+    finally:
+        rows.close()  # also when refused before reading a row
 
 
 def _from_text(value: str) -> datetime | None:

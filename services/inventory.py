@@ -123,63 +123,66 @@ async def import_cards(
 ) -> InventorySummary:
     """Import `number,pct[,segment][,pin]`; any bad or duplicate line → nothing written."""
     header, rows = read_csv(path, required=["number", "pct"], optional=["segment", "pin"])
-    i_number, i_pct = header.at("number"), header.at("pct")
-    i_segment, i_pin = header.index("segment"), header.index("pin")
-    pending: list[dict[str, object]] = []
-    seen: dict[str, int] = {}
-    bad = 0
-    for row in rows:
-        try:
-            if row.extra:
-                raise InventoryError("more cells than header columns")
+    try:
+        i_number, i_pct = header.at("number"), header.at("pct")
+        i_segment, i_pin = header.index("segment"), header.index("pin")
+        pending: list[dict[str, object]] = []
+        seen: dict[str, int] = {}
+        bad = 0
+        for row in rows:
             try:
-                number = normalize_number(row.cells[i_number])
-            except InvalidCardNumber as exc:
-                raise InventoryError(f"card number must be digits, not {exc.text!r}") from exc
-            try:
-                pct = check_pct(int(row.cells[i_pct]))
-            except ValueError as exc:
-                raise InventoryError(
-                    f"pct must be a whole number, not {row.cells[i_pct]!r}"
-                ) from exc
-            seg = parse_segment(row.cells[i_segment] if i_segment is not None else "")
-            pin = (row.cells[i_pin] if i_pin is not None else "") or None
-            if pin is not None and not (pin.isascii() and pin.isalnum() and len(pin) <= 16):
-                raise InventoryError("pin must be up to 16 letters or digits")
-            if number in seen:
-                raise InventoryError(f"card {number} repeats line {seen[number]}")
-        except InventoryError as exc:
+                if row.extra:
+                    raise InventoryError("more cells than header columns")
+                try:
+                    number = normalize_number(row.cells[i_number])
+                except InvalidCardNumber as exc:
+                    raise InventoryError(f"card number must be digits, not {exc.text!r}") from exc
+                try:
+                    pct = check_pct(int(row.cells[i_pct]))
+                except ValueError as exc:
+                    raise InventoryError(
+                        f"pct must be a whole number, not {row.cells[i_pct]!r}"
+                    ) from exc
+                seg = parse_segment(row.cells[i_segment] if i_segment is not None else "")
+                pin = (row.cells[i_pin] if i_pin is not None else "") or None
+                if pin is not None and not (pin.isascii() and pin.isalnum() and len(pin) <= 16):
+                    raise InventoryError("pin must be up to 16 letters or digits")
+                if number in seen:
+                    raise InventoryError(f"card {number} repeats line {seen[number]}")
+            except InventoryError as exc:
+                bad += 1
+                on_error(row.line, str(exc))
+                continue
+            seen[number] = row.line
+            pending.append(
+                {
+                    "number": number,
+                    "base_pct": pct,
+                    "segment": seg.value,
+                    "kind": CardKind.PRINTED.value,
+                    "status": CardStatus.IN_STOCK.value,
+                    "pin": pin,
+                    "created_at": now,
+                    "bind_failures": 0,
+                }
+            )
+        for number in await _existing(session, list(seen)):
             bad += 1
-            on_error(row.line, str(exc))
-            continue
-        seen[number] = row.line
-        pending.append(
-            {
-                "number": number,
-                "base_pct": pct,
-                "segment": seg.value,
-                "kind": CardKind.PRINTED.value,
-                "status": CardStatus.IN_STOCK.value,
-                "pin": pin,
-                "created_at": now,
-                "bind_failures": 0,
-            }
-        )
-    for number in await _existing(session, list(seen)):
-        bad += 1
-        on_error(seen[number], f"card {number} already exists")
-    if bad:
-        raise ImportRowsInvalid(bad)
-    if not pending:
-        raise InventoryError(f"{path}: no cards in the file")
-    for i in range(0, len(pending), _BATCH):
-        await session.execute(insert(Card), pending[i : i + _BATCH])
-    by_pct: dict[int, int] = {}
-    for item in pending:
-        by_pct[int(item["base_pct"])] = by_pct.get(int(item["base_pct"]), 0) + 1  # type: ignore[call-overload]
-    audit.record(session, "cards.imported", at=now, file=path.name, added=len(pending))
-    await session.commit()
-    return InventorySummary(added=len(pending), by_pct=by_pct)
+            on_error(seen[number], f"card {number} already exists")
+        if bad:
+            raise ImportRowsInvalid(bad)
+        if not pending:
+            raise InventoryError(f"{path}: no cards in the file")
+        for i in range(0, len(pending), _BATCH):
+            await session.execute(insert(Card), pending[i : i + _BATCH])
+        by_pct: dict[int, int] = {}
+        for item in pending:
+            by_pct[int(item["base_pct"])] = by_pct.get(int(item["base_pct"]), 0) + 1  # type: ignore[call-overload]
+        audit.record(session, "cards.imported", at=now, file=path.name, added=len(pending))
+        await session.commit()
+        return InventorySummary(added=len(pending), by_pct=by_pct)
+    finally:
+        rows.close()  # also when refused before reading a row
 
 
 async def inventory_counts(session: AsyncSession) -> list[tuple[str, int, str, int]]:
