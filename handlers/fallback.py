@@ -1,9 +1,9 @@
-"""The catch-all, included last: never leave a person in a private chat without an answer."""
+"""The catch-alls, included last: never leave a person without an answer."""
 
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 router = Router(name=__name__)
@@ -12,3 +12,10 @@ router = Router(name=__name__)
 @router.message(F.chat.type == "private")
 async def fallback(message: Message) -> None:
     await message.answer(_("I did not understand that. Send /help to see what I can do."))
+
+
+@router.callback_query()
+async def stale_button(cq: CallbackQuery) -> None:
+    """A button no feature takes (an old message, another role's button, forged data): stop
+    the spinner and say so; nothing changes."""
+    await cq.answer(_("This button is no longer valid."))

@@ -66,3 +66,11 @@ async def test_a_crashing_handler_gets_a_polite_reply_and_the_bot_goes_on(app: A
     assert "midagi valesti" in (await group.wait_message()).text
     await user.send("/help")
     assert "mida see bot oskab" in (await user.wait_message()).text
+
+
+async def test_a_button_nobody_takes_gets_an_answer(app: App) -> None:
+    user = app.tg.user(3500, language_code="en")
+    await user.send("/help")
+    message = await user.wait_message()
+    call = await user.press_data(message.message_id, "st:30d")  # an owner's button, forged
+    assert call.params.get("text") == "This button is no longer valid."
