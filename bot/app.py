@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,18 @@ def create_bot(settings: Settings) -> Bot:
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
+
+
+DRAIN_SECONDS = 10.0
+
+
+async def drain(dp: Dispatcher) -> None:
+    """After polling stopped: let the updates still being handled finish (a sale's receipt
+    being edited, a reply in flight) before the HTTP session closes. aiogram keeps these
+    tasks but offers no public way to wait for them."""
+    tasks = set(getattr(dp, "_handle_update_tasks", ()))
+    if tasks:
+        await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
 
 
 def create_dispatcher(
@@ -85,10 +98,15 @@ def create_dispatcher(
     LocaleMiddleware(i18n, settings.default_language).setup(dp)
     dp.include_router(build_router())
     dp.startup.register(register_commands)  # command menus per language and scope
+
+    async def finish_updates() -> None:  # first on shutdown: before the outbox worker stops
+        await drain(dp)
+
+    dp.shutdown.register(finish_updates)
     if delivery_worker:
 
         async def start_outbox(bot: Bot) -> None:
-            outbox.start(create_sender(bot, sessionmaker, settings, clock=clock))
+            outbox.start(create_sender(bot, sessionmaker, settings, clock=clock, i18n=i18n))
 
         dp.startup.register(start_outbox)
         dp.shutdown.register(outbox.stop)

@@ -36,25 +36,26 @@ async def stored_language(session: AsyncSession, tg_id: int) -> str | None:
     return language if language in LANGUAGES else None
 
 
-class PendingLanguages:
-    """The language someone picked with /language before agreeing to the privacy policy.
+class ExpiringMap:
+    """A small per-process map whose entries expire: user id → language.
 
-    Nothing personal may be stored before consent, so the choice lives only in this process
-    for a day (a restart falls back to the Telegram language); consent copies it onto the
-    client row. Kept apart from FSM data, which `state.clear()` wipes at every /start.
+    Two uses: the language someone picked with /language before agreeing to the privacy
+    policy (nothing personal may be stored before consent, so it lives only here, for a day,
+    apart from FSM data that `state.clear()` wipes at every /start); and a short cache of the
+    language stored on the client row.
     """
 
-    TTL = 24 * 3600.0
     MAX_ENTRIES = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
         self._entries: dict[int, tuple[str, float]] = {}
 
     def remember(self, user_id: int, language: str) -> None:
         now = time.monotonic()
         if len(self._entries) >= self.MAX_ENTRIES:  # stay small: drop what has expired
             self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
-        self._entries[user_id] = (language, now + self.TTL)
+        self._entries[user_id] = (language, now + self.ttl)
 
     def get(self, user_id: int) -> str | None:
         entry = self._entries.get(user_id)
@@ -73,29 +74,24 @@ class LocaleMiddleware(I18nMiddleware):
     """The client's stored language, else one picked before consent, else their Telegram
     language, else the store default."""
 
-    # Every update needs the locale; a DB round trip for it on each one was the largest
-    # fixed cost of an update. Another process's /language shows here within this time.
-    STORED_TTL = 30.0
-
     def __init__(self, i18n: I18n, default: str) -> None:
         super().__init__(i18n)
         self.default = default
-        self.pending = PendingLanguages()
-        self._stored: dict[int, tuple[str | None, float]] = {}
+        self.pending = ExpiringMap(ttl=24 * 3600.0)
+        # Every update needs the locale; a DB round trip for it on each one was the largest
+        # fixed cost of an update. Another process's /language shows here within 30 s.
+        self.stored = ExpiringMap(ttl=30.0)
 
     def forget(self, user_id: int) -> None:
         """The client's language changed (or the client appeared): read it again."""
-        self._stored.pop(user_id, None)
+        self.stored.forget(user_id)
 
     async def _stored_language(self, session: AsyncSession, user_id: int) -> str | None:
-        now = time.monotonic()
-        cached = self._stored.get(user_id)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        cached = self.stored.get(user_id)
+        if cached is not None:
+            return cached or None  # "" caches "no client row"
         language = await stored_language(session, user_id)
-        if len(self._stored) >= PendingLanguages.MAX_ENTRIES:
-            self._stored = {k: v for k, v in self._stored.items() if v[1] > now}
-        self._stored[user_id] = (language, now + self.STORED_TTL)
+        self.stored.remember(user_id, language or "")
         return language
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:

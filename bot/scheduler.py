@@ -16,6 +16,7 @@ import logging
 from datetime import datetime, timedelta
 
 from aiogram import Bot
+from aiogram.utils.i18n import I18n
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -39,8 +40,10 @@ def create_sender(
     settings: Settings,
     *,
     clock: Clock = utc_now,
+    i18n: I18n | None = None,
 ) -> DeliverySender:
-    render = create_renderer(create_i18n(settings.default_language), settings.default_language)
+    i18n = i18n or create_i18n(settings.default_language)
+    render = create_renderer(i18n, settings.default_language)
     return DeliverySender(bot, sessionmaker, settings, render, clock=clock)
 
 
@@ -130,11 +133,14 @@ class Engagement:
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.outbox = outbox or Outbox(sessionmaker, clock=clock)
-        self.sender = create_sender(bot, sessionmaker, settings, clock=clock)
+        self.bot = bot
         self.scheduler: AsyncIOScheduler | None = None
 
     async def start(self) -> None:
-        worker = self.outbox.start(self.sender)  # the running one if the dispatcher has it
+        # The dispatcher's worker when it runs one; otherwise a worker of our own.
+        worker = self.outbox.worker or self.outbox.start(
+            create_sender(self.bot, self.sessionmaker, self.settings, clock=self.clock)
+        )
         self.scheduler = create_scheduler(
             self.settings, self.sessionmaker, clock=self.clock, worker=worker
         )

@@ -27,6 +27,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 # Stable constraint names so that Alembic batch migrations can find them on SQLite.
 NAMING_CONVENTION = {
@@ -192,6 +193,17 @@ class Offer(Base):
     redeemed_purchase_id: Mapped[int | None] = mapped_column(Integer)
     redeemed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+
+    @classmethod
+    def active_at(cls, now: Any) -> tuple[ColumnElement[bool], ...]:
+        """Valid at `now`, not used, not withdrawn: the one-time bonus the till applies by
+        itself and the customer sees in /offers (`now`: a datetime or a bound parameter)."""
+        return (
+            cls.valid_from <= now,
+            cls.valid_until > now,
+            cls.redeemed_purchase_id.is_(None),
+            cls.cancelled_at.is_(None),
+        )
 
 
 class Purchase(Base):

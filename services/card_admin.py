@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuditEvent, Card, CardStatus, Client, Purchase
 from services import audit
-from services.cards import find_by_number, normalize_number
-from services.errors import CardNotFound
+from services.cards import get_registered
 
 LOST_REASON = "lost"
 
@@ -24,14 +23,6 @@ class CardChange:
     changed: bool  # False: nothing to do (already blocked / not bound)
     notify_tg_id: int | None = None
     notify_language: str | None = None
-
-
-async def _card(session: AsyncSession, text: str) -> Card:
-    number = normalize_number(text)
-    card = await find_by_number(session, number)
-    if card is None:
-        raise CardNotFound(number)
-    return card
 
 
 async def _reachable_holder(session: AsyncSession, card: Card) -> Client | None:
@@ -47,7 +38,7 @@ async def block_card(
     session: AsyncSession, text: str, *, actor_id: int, now: datetime, reason: str = LOST_REASON
 ) -> CardChange:
     """Block a card (lost or stolen): the till refuses it from now on. Idempotent."""
-    card = await _card(session, text)
+    card = await get_registered(session, text)
     if card.status == CardStatus.BLOCKED:
         return CardChange(card.number, changed=False)
     previous = card.status
@@ -79,7 +70,7 @@ async def unbind_card(
 ) -> CardChange:
     """Detach a card from its Telegram account (to hand it to someone else, or after a
     mistaken binding). The status is kept: an issued card stays issued."""
-    card = await _card(session, text)
+    card = await get_registered(session, text)
     if card.client_id is None:
         return CardChange(card.number, changed=False)
     holder = await _reachable_holder(session, card)

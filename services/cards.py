@@ -42,14 +42,20 @@ async def find_by_number(session: AsyncSession, number: str) -> Card | None:
     return await session.scalar(select(Card).where(Card.number == number))
 
 
-async def get_usable(session: AsyncSession, text: str) -> Card:
-    """The card typed or scanned at the till: must exist and not be blocked."""
+async def get_registered(session: AsyncSession, text: str) -> Card:
+    """The card a person typed: a valid number of a registered card, whatever its status."""
     number = normalize_number(text)
     card = await find_by_number(session, number)
     if card is None:
         raise CardNotFound(number)
+    return card
+
+
+async def get_usable(session: AsyncSession, text: str) -> Card:
+    """The card typed or scanned at the till: must exist and not be blocked."""
+    card = await get_registered(session, text)
     if card.status == CardStatus.BLOCKED:
-        raise CardBlocked(number)
+        raise CardBlocked(card.number)
     return card
 
 

@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Client, Purchase
 from services import kpi
-from services.cards import find_by_number, normalize_number
-from services.errors import CardNotFound
+from services.cards import get_registered
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from bot.config import Settings
@@ -149,10 +148,7 @@ class CardSummary:
 
 async def card_summary(session: AsyncSession, text: str, limit: int = 10) -> CardSummary:
     """One card: inventory facts, lifetime totals (non-voided) and the latest purchases."""
-    number = normalize_number(text)
-    card = await find_by_number(session, number)
-    if card is None:
-        raise CardNotFound(number)
+    card = await get_registered(session, text)
     live = Purchase.voided_at.is_(None)
     totals = (
         await session.execute(

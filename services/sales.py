@@ -11,7 +11,6 @@ Usage (every method commits its own unit of work; `now` is an aware UTC datetime
     await sales.cancel(draft.id, actor_id, actor_is_owner, now)
     await sales.void(done.purchase_id, actor_id, actor_is_owner, now)           # VoidResult
     await sales.issue("100045", "b2b", actor_id, now)                           # IssueResult
-    await sales.mark_unreachable(client_id, now)
 
 Exactly once: `confirm` starts a fresh transaction whose FIRST statement is the conditional
 `UPDATE sale_drafts SET status='confirmed' … WHERE status='open' AND expires_at > now`. The
@@ -31,7 +30,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
     and_,
     bindparam,
@@ -659,19 +657,6 @@ class SalesService:
         return IssueResult(number=card.number, base_pct=card.base_pct, segment=card.segment)
 
     # ------------------------------------------------------------ reachability
-    async def mark_unreachable(self, client_id: int, now: datetime | None = None) -> None:
-        """The client blocked the bot (a send got 403): stop sending until they come back."""
-        now = now or self.clock()
-        result = await self.session.execute(
-            update(Client)
-            .where(Client.id == client_id, Client.reachable.is_(True))
-            .values(reachable=False)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount:
-            audit.record(self.session, "client.unreachable", at=now, client_id=client_id)
-        await self.session.commit()
-
     # ----------------------------------------------------------------- helpers
     async def _history(self, card: Card) -> tuple[int, datetime | None, int]:
         """(visits, last visit, gross spend) of the client's cards, or this card if unbound."""
@@ -724,7 +709,7 @@ def _identify_statement() -> Select[Any]:
 def _offers_statement() -> Select[tuple[Offer]]:
     return (
         select(Offer)
-        .where(Offer.client_id == bindparam("p_client"), *_offer_is_active(_p_now()))
+        .where(Offer.client_id == bindparam("p_client"), *Offer.active_at(_p_now()))
         .order_by(Offer.valid_until)
     )
 
@@ -734,7 +719,7 @@ def _quote_statement(with_spend: bool) -> Select[Any]:
     """The card, its holder's best active offer and (cumulative tiers) spend so far."""
     best_offer = (
         select(Offer.id)
-        .where(Offer.client_id == Card.client_id, *_offer_is_active(_p_now()))
+        .where(Offer.client_id == Card.client_id, *Offer.active_at(_p_now()))
         .order_by(Offer.bonus_pct.desc(), Offer.valid_until)
         .limit(1)
         .correlate(Card)
@@ -809,16 +794,6 @@ def _card_and_holder_statement() -> Select[Any]:
         select(Card, Client.tg_id, Client.language, Client.reachable)
         .outerjoin(Client, Client.id == Card.client_id)
         .where(Card.id == bindparam("p_card"))
-    )
-
-
-def _offer_is_active(now: Any) -> tuple[ColumnElement[bool], ...]:
-    """Valid now, not used, not withdrawn: the one-time bonus the till applies by itself."""
-    return (
-        Offer.valid_from <= now,
-        Offer.valid_until > now,
-        Offer.redeemed_purchase_id.is_(None),
-        Offer.cancelled_at.is_(None),
     )
 
 

@@ -581,13 +581,7 @@ class WalletService:
         now = self.clock()
         rows = await self.session.scalars(
             select(Offer)
-            .where(
-                Offer.client_id == client.id,
-                Offer.valid_until > now,
-                Offer.redeemed_at.is_(None),
-                Offer.redeemed_purchase_id.is_(None),
-                Offer.cancelled_at.is_(None),
-            )
+            .where(Offer.client_id == client.id, *Offer.active_at(now))
             .order_by(Offer.valid_until)
         )
         return [

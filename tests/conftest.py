@@ -170,6 +170,27 @@ def build_app(
     return App(bot=bot, dp=dp, tg=tg, settings=settings, sessionmaker=sessionmaker, clock=clock)
 
 
+@contextlib.asynccontextmanager
+async def running_app(
+    tg: FakeTelegram,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    *,
+    delivery_worker: bool = True,
+) -> AsyncIterator[App]:
+    """Build the app, make CASHIER_ID a staff member, poll; stop and close afterwards (the
+    dispatcher's shutdown lets updates still being handled finish first)."""
+    application = build_app(tg, settings, sessionmaker, clock, delivery_worker=delivery_worker)
+    tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
+    await application.start()
+    try:
+        yield application
+    finally:
+        await application.stop()
+        await application.bot.session.close()
+
+
 @pytest.fixture
 async def app(
     request: pytest.FixtureRequest,
@@ -184,14 +205,8 @@ async def app(
     `manual_delivery` drives delivery passes itself and gets no worker (no race for rows).
     """
     manual = request.node.get_closest_marker("manual_delivery") is not None
-    application = build_app(tg, settings, sessionmaker, clock, delivery_worker=not manual)
-    tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
-    await application.start()
-    try:
-        yield application
-    finally:
-        await application.stop()
-        await application.bot.session.close()
+    async with running_app(tg, settings, sessionmaker, clock, delivery_worker=not manual) as a:
+        yield a
 
 
 @pytest.fixture

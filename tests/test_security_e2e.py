@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Card, CardStatus, Client, SaleDraft
 from services import qr_payload
-from tests.conftest import CASHIER_ID, STAFF_CHAT_ID, App, FrozenClock, build_app, make_settings
+from tests.conftest import CASHIER_ID, STAFF_CHAT_ID, App, FrozenClock, make_settings, running_app
 from tests.fakeapi import FakeTelegram, FakeUser
 from tests.test_privacy import FIRST, LAST, TG_ID, USERNAME, seed_member
 from tests.test_security_fuzz import CALLBACK_CLASSES
@@ -51,14 +51,10 @@ async def app(
     clock: FrozenClock,
 ) -> AsyncIterator[App]:
     """The usual app, with the flood limit out of the way: this test is one long flood."""
-    application = build_app(tg, make_settings(db_url, flood_limit=100_000), sessionmaker, clock)
-    tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
-    await application.start()
-    try:
+    async with running_app(
+        tg, make_settings(db_url, flood_limit=100_000), sessionmaker, clock
+    ) as application:
         yield application
-    finally:
-        await application.stop()
-        await application.bot.session.close()
 
 
 async def seed(app: App) -> int:

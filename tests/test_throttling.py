@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.throttling import FloodGuard
-from tests.conftest import OWNER_ID, App, FrozenClock, build_app, make_settings
+from tests.conftest import OWNER_ID, App, FrozenClock, make_settings, running_app
 from tests.fakeapi import Call, FakeTelegram
 
 LIMIT = 3
@@ -75,13 +75,8 @@ async def flood_app(
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: FrozenClock,
 ) -> AsyncIterator[App]:
-    application = build_app(tg, flood_settings, sessionmaker, clock)
-    await application.start()
-    try:
+    async with running_app(tg, flood_settings, sessionmaker, clock) as application:
         yield application
-    finally:
-        await application.stop()
-        await application.bot.session.close()
 
 
 async def test_a_flooding_user_is_told_once_then_ignored(flood_app: App) -> None:

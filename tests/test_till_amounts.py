@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import CardStatus, SaleDraft
-from tests.conftest import CASHIER_ID, STAFF_CHAT_ID, App, FrozenClock, build_app, make_settings
+from tests.conftest import CASHIER_ID, STAFF_CHAT_ID, App, FrozenClock, make_settings, running_app
 from tests.fakeapi import FakeTelegram
 from tests.till_helpers import add_offer, seed_bound, seed_card
 
@@ -92,14 +92,8 @@ async def tiered_app(
         cumulative_tiers="3000:7,20000:10",
         discount_max_pct=14,
     )
-    application = build_app(tg, settings, sessionmaker, clock)
-    tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
-    await application.start()
-    try:
+    async with running_app(tg, settings, sessionmaker, clock) as application:
         yield application
-    finally:
-        await application.stop()
-        await application.bot.session.close()
 
 
 async def test_the_quote_shows_the_whole_breakdown(tiered_app: App) -> None:

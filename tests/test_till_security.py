@@ -20,8 +20,8 @@ from tests.conftest import (
     STAFF_CHAT_ID,
     App,
     FrozenClock,
-    build_app,
     make_settings,
+    running_app,
 )
 from tests.fakeapi import FakeTelegram
 from tests.till_helpers import add_offer, count, purchases, seed_bound, seed_card
@@ -67,14 +67,10 @@ async def uncached_app(
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: FrozenClock,
 ) -> AsyncIterator[App]:
-    application = build_app(tg, make_settings(db_url, staff_cache_sec=0), sessionmaker, clock)
-    tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
-    await application.start()
-    try:
+    async with running_app(
+        tg, make_settings(db_url, staff_cache_sec=0), sessionmaker, clock
+    ) as application:
         yield application
-    finally:
-        await application.stop()
-        await application.bot.session.close()
 
 
 async def test_a_cashier_removed_from_the_staff_chat_loses_access(uncached_app: App) -> None:

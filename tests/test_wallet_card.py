@@ -4,9 +4,7 @@ uploaded once per version, then re-sent by file_id."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 
-import pytest
 import zxingcpp
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,14 +17,6 @@ from tests.fakeapi import UploadedFile
 from tests.wallet_helpers import bind, card, eventually, seed_cards
 
 SECRET = "test-secret-key-0123456789abcdef"
-
-
-@pytest.fixture
-async def app(app: App) -> AsyncIterator[App]:
-    """The conftest app, but let the bot finish its replies before it stops: a handler still
-    sending after the HTTP session closed would open a new session that nobody closes."""
-    yield app
-    await app.tg.wait_for_idle()
 
 
 def _decode(image: Image.Image) -> list[str]:

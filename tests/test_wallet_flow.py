@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -11,14 +10,6 @@ from sqlalchemy import select
 from db.models import AuditEvent, Card, CardStatus, Client
 from tests.conftest import CASHIER_ID, OWNER_ID, App, build_app, make_settings
 from tests.wallet_helpers import add_purchase, bind, card, client, join, plain, seed_cards
-
-
-@pytest.fixture
-async def app(app: App) -> AsyncIterator[App]:
-    """The conftest app, but let the bot finish its replies before it stops: a handler still
-    sending after the HTTP session closed would open a new session that nobody closes."""
-    yield app
-    await app.tg.wait_for_idle()
 
 
 async def test_nothing_is_stored_before_consent_and_commands_ask_to_start(app: App) -> None:
