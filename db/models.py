@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -160,6 +161,13 @@ class Card(Base):
     # The card image is uploaded once per version (tier/number/segment) and then re-sent by id.
     image_key: Mapped[str | None] = mapped_column(String(64))
     image_file_id: Mapped[str | None] = mapped_column(String(256))
+    # Lifetime figures of the card's non-voided purchases, kept by `services.cards.
+    # refresh_totals` in the transaction of every write to the purchases ledger (till, void,
+    # history import). The KPI engine reads them so that it scans only the period and what
+    # came after it, not all history; the till reads them for the card summary.
+    purchase_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    purchase_total: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_purchase_at: Mapped[datetime | None]
 
 
 class Import(Base):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Card, CardStatus
+from db.models import Card, CardStatus, Purchase
 from services import audit
 from services.errors import CardBlocked, CardNotFound, InvalidCardNumber
 
@@ -69,3 +71,48 @@ def mark_issued(
     card.issued_at = now
     audit.record(session, "card.issued", at=now, actor_id=actor_id, card_id=card.id, how=how)
     return True
+
+
+# ------------------------------------------------------------------- lifetime totals
+
+
+def _totals_values() -> dict[str, Any]:
+    """Card.purchase_count / purchase_total / last_purchase_at recomputed from the ledger, as
+    scalar subqueries correlated with the updated card (index range scans of one card)."""
+    mine = (Purchase.card_id == Card.id, Purchase.voided_at.is_(None))
+
+    def of(aggregate: Any) -> Any:
+        return select(aggregate).where(*mine).scalar_subquery()
+
+    return {
+        "purchase_count": of(func.count()),
+        "purchase_total": of(func.coalesce(func.sum(Purchase.amount), 0)),
+        "last_purchase_at": of(func.max(Purchase.created_at)),
+    }
+
+
+@cache
+def _refresh_one_statement() -> Any:
+    return (
+        update(Card)
+        .where(Card.id == bindparam("p_card"))
+        .values(_totals_values())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def refresh_totals(session: AsyncSession, which: int | Select[Any] | None) -> None:
+    """Recompute the lifetime purchase figures of a card (an id), of the cards a query selects
+    (a `select(card ids)`), or of every card (None) from the purchases ledger.
+
+    Every write to `purchases` (a sale, a void, a history import) calls this in the same
+    transaction, so the figures are exact whenever the ledger is: a recount, not an increment,
+    so calling it twice or after a lost race changes nothing.
+    """
+    if isinstance(which, int):
+        await session.execute(_refresh_one_statement(), {"p_card": which})
+        return
+    statement = update(Card).values(_totals_values())
+    if which is not None:
+        statement = statement.where(Card.id.in_(which))
+    await session.execute(statement.execution_options(synchronize_session=False))

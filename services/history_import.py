@@ -25,11 +25,12 @@ from db.models import (
     CardKind,
     CardStatus,
     Import,
+    Purchase,
     PurchaseSource,
     Segment,
 )
 from services import audit
-from services.cards import normalize_number
+from services.cards import normalize_number, refresh_totals
 from services.csvfile import CsvHeader, CsvRow, file_sha256, read_csv
 from services.errors import (
     DomainError,
@@ -302,6 +303,9 @@ async def import_purchases(
                 "issued": CardStatus.ISSUED.value,
                 "imp": import_id,
             },
+        )
+        await refresh_totals(
+            session, select(Purchase.card_id).where(Purchase.import_id == import_id)
         )
         imp.rows = imported
         imp.skipped = skipped

@@ -8,10 +8,12 @@ The whole KPI set takes a handful of queries, written with SQLAlchemy Core so th
 with window functions works (SQLite ≥ 3.25, PostgreSQL, ...):
 
 1. cards grouped by (segment, bound at the end of P) — inventory figures;
-2. ONE pass over the purchases before the end of P, grouped per card (lifetime first/last,
-   count and sum; count/sum/discounts in P; count in the equally long period before P), then
-   RFM scores with `ntile(5)` over those cards, then grouped by (segment, bound, RFM segment):
-   every purchase figure, retention, new buyers, LTV and the RFM counts come out of it;
+2. per card: its purchases in P and after P (two covering-index range scans), its lifetime
+   figures kept on the card row (`Card.purchase_count/purchase_total/last_purchase_at`, see
+   `services.cards.refresh_totals`) minus what came after P, then RFM scores with `ntile(5)`
+   over those cards, then grouped by (segment, bound, RFM segment): every purchase figure,
+   retention, new buyers, LTV and the RFM counts come out of it — the history before P is
+   never scanned;
 3. NPS answers in P; 4. win-back assignments made in P.
 
 RFM (over cards with ≥ 1 purchase up to the end of P; ties broken by card id):
@@ -50,7 +52,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     case,
     exists,
@@ -252,100 +253,103 @@ def _bound_at(end: datetime) -> ColumnElement[bool]:
     return and_(Card.client_id.is_not(None), Card.bound_at.is_not(None), Card.bound_at < end)
 
 
-def _rfm_scored(per_card: Any) -> Select[Any]:
-    """R, F, M scores (1–5) and the named segment for each card of `per_card`."""
-    r = func.ntile(5).over(order_by=(per_card.c.last_at, per_card.c.card_id))
-    f = func.ntile(5).over(order_by=(per_card.c.life_n, per_card.c.card_id))
-    m = func.ntile(5).over(order_by=(per_card.c.life_total, per_card.c.card_id))
-    scores = select(per_card, r.label("r"), f.label("f"), m.label("m")).subquery("scores")
-    segment = case(
-        (and_(scores.c.r >= 4, scores.c.f >= 4, scores.c.m >= 4), literal("champions")),
-        (and_(scores.c.r >= 3, scores.c.f >= 3), literal("loyal")),
-        (and_(scores.c.r >= 4, scores.c.f <= 2), literal("new")),
-        (scores.c.r >= 3, literal("potential")),
-        (scores.c.f >= 3, literal("at_risk")),
-        (scores.c.r == 2, literal("hibernating")),
-        else_=literal("lost"),
-    )
-    return select(scores, segment.label("rfm"))
-
-
 def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
-    """Per card with ≥ 1 purchase before `end`: lifetime count/sum, figures in [start, end),
-    last purchase, activity in [prev_start, start), then R/F/M scores and the segment.
+    """Per card with ≥ 1 purchase before `end`: figures in [start, end) (n, rev, disc),
+    lifetime count and gross spend at `end` (life_n, life_total), first purchase in P (new),
+    activity in [prev_start, start) (prev), last purchase before `end` (last_at), its segment
+    and whether it was bound at `end`; then R/F/M scores and the named segment (rfm).
 
-    Shaped for speed on a covering index (card_id, voided_at, created_at, amount, discount):
-    two index range scans (before P, in P) that together read each purchase once, and
-    per-card index seeks for the last purchase and the previous period; no CASE per row.
+    Shaped for speed on the covering index (card_id, voided_at, created_at, amount, discount)
+    and the cards' lifetime figures (`cards.refresh_totals` keeps them): lifetime at `end` =
+    lifetime now − what came after `end`, so only P and the time after it are scanned, never
+    the history before P. A card's last purchase comes from its row unless it bought after
+    `end` (then one index seek), the previous period is one EXISTS seek per card, and the
+    window sorts carry nothing but the card id and their key.
     """
-    zero = literal(0)
     # Always true (a foreign key), but it makes the planner walk the covering index card by
     # card (equality seeks, already grouped), with or without ANALYZE statistics; otherwise
     # SQLite may pick the created_at index, fetch every row from the table and sort.
     every_card = Purchase.card_id.in_(select(Card.id))
-    before = (
-        select(
-            Purchase.card_id.label("card_id"),
-            func.count().label("n_before"),
-            func.sum(Purchase.amount).label("t_before"),
-            zero.label("n"),
-            zero.label("rev"),
-            zero.label("disc"),
-        )
-        .where(every_card, _not_voided(), Purchase.created_at < start)
-        .group_by(Purchase.card_id)
-    )
     during = (
         select(
             Purchase.card_id,
-            zero,
-            zero,
-            func.count(),
-            func.sum(Purchase.amount),
-            func.sum(Purchase.discount_amount),
+            func.count().label("n"),
+            func.sum(Purchase.amount).label("rev"),
+            func.sum(Purchase.discount_amount).label("disc"),
         )
         .where(every_card, _not_voided(), Purchase.created_at >= start, Purchase.created_at < end)
         .group_by(Purchase.card_id)
+        .subquery("during")
     )
-    parts = union_all(before, during).subquery("parts")
-    sums = (
+    after = (
         select(
-            parts.c.card_id,
-            func.sum(parts.c.n_before).label("n_before"),
-            func.sum(parts.c.t_before).label("t_before"),
-            func.sum(parts.c.n).label("n"),
-            func.sum(parts.c.rev).label("rev"),
-            func.sum(parts.c.disc).label("disc"),
+            Purchase.card_id,
+            func.count().label("n"),
+            func.sum(Purchase.amount).label("total"),
         )
-        .group_by(parts.c.card_id)
-        .subquery("sums")
+        .where(every_card, _not_voided(), Purchase.created_at >= end)
+        .group_by(Purchase.card_id)
+        .subquery("after")
     )
+    n = func.coalesce(during.c.n, 0)
+    life_n = Card.purchase_count - func.coalesce(after.c.n, 0)
     inner = aliased(Purchase, name="p2")
-    last_at = (
+    last_before_end = (
         select(func.max(inner.created_at))
-        .where(inner.card_id == sums.c.card_id, inner.voided_at.is_(None), inner.created_at < end)
+        .where(inner.card_id == Card.id, inner.voided_at.is_(None), inner.created_at < end)
         .scalar_subquery()
     )
     prev = exists(
         select(inner.id).where(
-            inner.card_id == sums.c.card_id,
+            inner.card_id == Card.id,
             inner.voided_at.is_(None),
             inner.created_at >= prev_start,
             inner.created_at < start,
         )
     )
-    per_card = select(
-        sums.c.card_id,
-        sums.c.n,
-        sums.c.rev,
-        sums.c.disc,
-        (sums.c.n_before + sums.c.n).label("life_n"),
-        (sums.c.t_before + sums.c.rev).label("life_total"),
-        case((sums.c.n_before == 0, 1), else_=0).label("new"),
-        case((prev, 1), else_=0).label("prev"),
-        last_at.label("last_at"),
-    ).subquery("per_card")
-    return _rfm_scored(per_card).subquery("rfm")
+    per_card = (
+        select(
+            Card.id.label("card_id"),
+            Card.segment.label("segment"),
+            case((_bound_at(end), 1), else_=0).label("bound"),
+            n.label("n"),
+            func.coalesce(during.c.rev, 0).label("rev"),
+            func.coalesce(during.c.disc, 0).label("disc"),
+            life_n.label("life_n"),
+            (Card.purchase_total - func.coalesce(after.c.total, 0)).label("life_total"),
+            case((life_n == n, 1), else_=0).label("new"),
+            case((prev, 1), else_=0).label("prev"),
+            case((after.c.n.is_(None), Card.last_purchase_at), else_=last_before_end).label(
+                "last_at"
+            ),
+        )
+        .select_from(Card)
+        .outerjoin(during, during.c.card_id == Card.id)
+        .outerjoin(after, after.c.card_id == Card.id)
+        .where(life_n > 0)
+        .cte("per_card")
+    )
+    scores = select(
+        per_card.c.card_id,
+        func.ntile(5).over(order_by=(per_card.c.last_at, per_card.c.card_id)).label("r"),
+        func.ntile(5).over(order_by=(per_card.c.life_n, per_card.c.card_id)).label("f"),
+        func.ntile(5).over(order_by=(per_card.c.life_total, per_card.c.card_id)).label("m"),
+    ).cte("scores")
+    r, f, m = scores.c.r, scores.c.f, scores.c.m
+    segment = case(
+        (and_(r >= 4, f >= 4, m >= 4), literal("champions")),
+        (and_(r >= 3, f >= 3), literal("loyal")),
+        (and_(r >= 4, f <= 2), literal("new")),
+        (r >= 3, literal("potential")),
+        (f >= 3, literal("at_risk")),
+        (r == 2, literal("hibernating")),
+        else_=literal("lost"),
+    )
+    return (
+        select(per_card, segment.label("rfm"))
+        .join(scores, scores.c.card_id == per_card.c.card_id)
+        .subquery("rfm")
+    )
 
 
 async def _card_figures(
@@ -367,28 +371,22 @@ async def _purchase_figures(
 ) -> list[tuple[Any, ...]]:
     """Per-card figures grouped per (segment, bound at the end, RFM segment): a few rows."""
     rfm = _card_scores(prev_start, start, end)
-    bound = case((_bound_at(end), 1), else_=0)
     active = rfm.c.n > 0
-    query = (
-        select(
-            Card.segment,
-            bound.label("bound"),
-            rfm.c.rfm,
-            func.count().label("cards"),
-            func.sum(case((active, 1), else_=0)),
-            func.sum(rfm.c.n),
-            func.sum(rfm.c.rev),
-            func.sum(rfm.c.disc),
-            func.sum(case((rfm.c.n >= 2, 1), else_=0)),
-            func.sum(rfm.c.prev),
-            func.sum(case((and_(rfm.c.prev > 0, active), 1), else_=0)),
-            func.sum(case((and_(rfm.c.new > 0, active), 1), else_=0)),
-            func.sum(rfm.c.life_total),
-        )
-        .select_from(rfm)
-        .join(Card, Card.id == rfm.c.card_id)
-        .group_by(Card.segment, bound, rfm.c.rfm)
-    )
+    query = select(
+        rfm.c.segment,
+        rfm.c.bound,
+        rfm.c.rfm,
+        func.count().label("cards"),
+        func.sum(case((active, 1), else_=0)),
+        func.sum(rfm.c.n),
+        func.sum(rfm.c.rev),
+        func.sum(rfm.c.disc),
+        func.sum(case((rfm.c.n >= 2, 1), else_=0)),
+        func.sum(rfm.c.prev),
+        func.sum(case((and_(rfm.c.prev > 0, active), 1), else_=0)),
+        func.sum(case((and_(rfm.c.new > 0, active), 1), else_=0)),
+        func.sum(rfm.c.life_total),
+    ).group_by(rfm.c.segment, rfm.c.bound, rfm.c.rfm)
     return list((await session.execute(query)).all())
 
 

@@ -409,6 +409,7 @@ class SalesService:
         await session.execute(
             _link_purchase_statement(), {"p_id": draft_id, "p_purchase": purchase.id}
         )
+        await cards.refresh_totals(session, card.id)
         if draft.offer_id is not None:
             redeemed = await session.execute(
                 update(Offer)
@@ -606,6 +607,7 @@ class SalesService:
             .execution_options(synchronize_session=False)
         )
         offer_returned = returned.rowcount > 0
+        await cards.refresh_totals(session, card_id)
         card = await session.get(Card, card_id, populate_existing=True)
         assert card is not None
         number, client_id = card.number, card.client_id
@@ -661,16 +663,16 @@ class SalesService:
     async def _history(self, card: Card) -> tuple[int, datetime | None, int]:
         """(visits, last visit, gross spend) of the client's cards, or this card if unbound."""
         if card.client_id is not None:
-            scope = Purchase.card_id.in_(select(Card.id).where(Card.client_id == card.client_id))
+            scope = Card.client_id == card.client_id
         else:
-            scope = Purchase.card_id == card.id
+            scope = Card.id == card.id
         row = (
             await self.session.execute(
                 select(
-                    func.count(Purchase.id),
-                    func.max(Purchase.created_at),
-                    func.coalesce(func.sum(Purchase.amount), 0),
-                ).where(scope, Purchase.voided_at.is_(None))
+                    func.coalesce(func.sum(Card.purchase_count), 0),
+                    func.max(Card.last_purchase_at),
+                    func.coalesce(func.sum(Card.purchase_total), 0),
+                ).where(scope)
             )
         ).one()
         return int(row[0]), row[1], int(row[2])
@@ -799,27 +801,21 @@ def _card_and_holder_statement() -> Select[Any]:
 
 def _history_columns() -> tuple[Any, Any, Any]:
     """(visits, last visit, gross spend) of the holder's cards — of the card when unbound —
-    as scalar subqueries correlated with `Card`; voided purchases never count."""
+    as scalar subqueries correlated with `Card`, from the cards' lifetime figures (voided
+    purchases never count; see `cards.refresh_totals`)."""
     other = aliased(Card)
-    same_holder = (
-        select(other.id)
-        .where(
-            or_(
-                other.id == Card.id,
-                and_(Card.client_id.is_not(None), other.client_id == Card.client_id),
-            )
-        )
-        .correlate(Card)
+    same_holder = or_(
+        other.id == Card.id,
+        and_(Card.client_id.is_not(None), other.client_id == Card.client_id),
     )
-    where = (Purchase.card_id.in_(same_holder), Purchase.voided_at.is_(None))
 
     def column(aggregate: Any) -> Any:
-        return select(aggregate).where(*where).correlate(Card).scalar_subquery()
+        return select(aggregate).where(same_holder).correlate(Card).scalar_subquery()
 
     return (
-        column(func.count(Purchase.id)),
-        column(func.max(Purchase.created_at)),
-        column(func.coalesce(func.sum(Purchase.amount), 0)),
+        column(func.coalesce(func.sum(other.purchase_count), 0)),
+        column(func.max(other.last_purchase_at)),
+        column(func.coalesce(func.sum(other.purchase_total), 0)),
     )
 
 

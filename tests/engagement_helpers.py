@@ -14,6 +14,7 @@ from bot.app import create_bot
 from bot.config import Settings
 from bot.scheduler import create_sender
 from db.models import Card, CardStatus, Client, Delivery, Purchase
+from services.cards import refresh_totals
 from services.delivery import DeliverySender, RateLimiter
 
 _numbers = itertools.count(500001)
@@ -85,6 +86,8 @@ async def buy(
         voided_at=at if voided else None,
     )
     session.add(purchase)
+    await session.flush()
+    await refresh_totals(session, card.id)
     await session.commit()
     return purchase
 
@@ -147,6 +150,7 @@ async def bulk_clients(
             for card_id in cards
         ],
     )
+    await refresh_totals(session, select(Card.id).where(Card.client_id.in_(ids)))
     await session.commit()
     return list(ids)
 

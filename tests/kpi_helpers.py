@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Card, Client, Offer, Purchase, Survey, WinbackAssignment
+from services.cards import refresh_totals
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -85,6 +86,7 @@ class Data:
         )
         self.session.add(purchase)
         await self.session.flush()
+        await refresh_totals(self.session, card.id)
         return purchase
 
     async def survey(

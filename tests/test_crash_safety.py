@@ -106,6 +106,14 @@ async def test_kill_9_during_confirms_loses_and_doubles_nothing(
             "(SELECT 1 FROM purchases p WHERE p.draft_id = d.id)"
         ).fetchone()
         assert half_done == (0,)
+        # The cards' lifetime figures were written in the sale's transaction: never off by one.
+        drifted = db.execute(
+            "SELECT count(*) FROM cards c WHERE c.purchase_count != (SELECT count(*) FROM "
+            "purchases p WHERE p.card_id = c.id AND p.voided_at IS NULL) OR c.purchase_total != "
+            "(SELECT coalesce(sum(p.amount), 0) FROM purchases p WHERE p.card_id = c.id "
+            "AND p.voided_at IS NULL)"
+        ).fetchone()
+        assert drifted == (0,)
         recorded = db.execute("SELECT count(*) FROM purchases").fetchone()[0]
         # At most the one sale in flight at the kill was recorded without being reported.
         assert len(seen) <= recorded <= len(seen) + 1

@@ -18,6 +18,7 @@ from tests.conftest import make_settings
 from tests.kpi_helpers import Data, msk
 
 FIRST, LAST = date(2026, 11, 8), date(2026, 11, 14)
+END = msk(2026, 11, 15, 0)  # the end of LAST in store time
 
 cards_st = st.lists(
     st.tuples(st.sampled_from(["b2c", "b2b"]), st.booleans(), st.integers(0, 20)),
@@ -27,7 +28,7 @@ cards_st = st.lists(
 purchases_st = st.lists(
     st.tuples(
         st.integers(0, 4),  # card index (modulo the number of cards)
-        st.integers(0, 20),  # day offset from Oct 25
+        st.integers(0, 30),  # day offset from Oct 25 (P is Nov 8-14: before, in and after it)
         st.integers(0, 23),  # hour, store time
         st.integers(1, 5_000_000),  # amount, minor units
         st.booleans(),  # voided
@@ -57,13 +58,25 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
                         client=client if bound else None,
                     )
                 )
+            later = []
             for index, day, hour, amount, voided in purchases_spec:
                 at = msk(2026, 10, 25, hour) + timedelta(days=day)
+                if at >= END:
+                    later.append((index, at, amount, voided))
+                    continue
                 await d.buy(cards[index % len(cards)], at, amount, voided=voided)
             for score, day in scores_spec:
                 await d.survey(client, msk(2026, 10, 25) + timedelta(days=day), score)
             await d.commit()
             k = await kpi.compute(session, settings_, FIRST, LAST)
+            # What happens after P never changes P's figures (the engine subtracts it from the
+            # cards' lifetime figures).
+            for index, at, amount, voided in later:
+                await d.buy(cards[index % len(cards)], at, amount, voided=voided)
+            await d.commit()
+            assert kpi.to_json(await kpi.compute(session, settings_, FIRST, LAST), 2) == (
+                kpi.to_json(k, 2)
+            )
     finally:
         await engine.dispose()
 
@@ -84,13 +97,16 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
     assert k.new_buyers <= k.active_cards
     for rate in (k.activity_rate, k.repeat_rate, k.retention_rate):
         assert rate is None or 0 <= rate <= 1
-    end = msk(2026, 11, 15, 0)  # the end of LAST in store time
-    buyers = {
-        index % len(cards)
-        for index, day, hour, _a, voided in purchases_spec
-        if not voided and msk(2026, 10, 25, hour) + timedelta(days=day) < end
-    }
-    assert sum(k.rfm.values()) == len(buyers)
+    lifetime: dict[int, int] = {}  # card index -> gross spend up to the end of P
+    for index, day, hour, amount, voided in purchases_spec:
+        if not voided and msk(2026, 10, 25, hour) + timedelta(days=day) < END:
+            card = index % len(cards_spec)
+            lifetime[card] = lifetime.get(card, 0) + amount
+    assert sum(k.rfm.values()) == len(lifetime)
+    if lifetime:
+        assert k.ltv == pytest.approx(sum(lifetime.values()) / len(lifetime))
+    else:
+        assert k.ltv is None
 
 
 @settings(

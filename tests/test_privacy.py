@@ -23,6 +23,7 @@ from db.models import (
     Survey,
 )
 from services import privacy
+from services.cards import refresh_totals
 from tests.conftest import App
 
 TG_ID = 777555333
@@ -95,6 +96,7 @@ async def seed_member(
         ]
         session.add_all(purchases)
         await session.flush()
+        await refresh_totals(session, card.id)
         session.add(
             Survey(
                 client_id=client.id,
@@ -403,6 +405,8 @@ async def test_anonymise_inactive_erases_only_the_long_inactive(
                 created_at=datetime(2027, 5, 1, tzinfo=UTC),
             )
         )
+        await session.flush()
+        await refresh_totals(session, card.id)
         await session.commit()
     now = datetime(2027, 7, 1, tzinfo=UTC)
     async with sessionmaker() as session:

@@ -77,17 +77,20 @@ async def test_a_stale_file_id_is_replaced_by_a_fresh_upload(app: App) -> None:
     await seed_cards(app.sessionmaker, 100040, 100050, 5, app.clock())
     user = app.tg.user(3203, language_code="en")
     first = await bind(user, "100047")
+
+    async def stored(file_id: str | None) -> bool:
+        return (await card(app.sessionmaker, "100047")).image_file_id == file_id
+
+    # The bot remembers the uploaded file's id right after the upload returns; the photo can
+    # reach the user a moment earlier.
+    await eventually(lambda: stored(first.file_id))
     app.tg.fail_next(
         "sendPhoto", 400, "Bad Request: wrong file identifier/HTTP URL specified", chat_id=user.id
     )
     await user.send("/card")
     fresh = await user.wait_message(lambda m: m.method == "sendPhoto")
     assert isinstance(fresh.photo, UploadedFile) and fresh.file_id != first.file_id
-
-    async def stored_fresh() -> bool:
-        return (await card(app.sessionmaker, "100047")).image_file_id == fresh.file_id
-
-    await eventually(stored_fresh)
+    await eventually(lambda: stored(fresh.file_id))
 
 
 def test_render_draws_card_proportions_and_tier_colours() -> None:

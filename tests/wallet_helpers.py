@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Card, Client, Purchase
+from services.cards import refresh_totals
 from services.inventory import add_range
 from tests.fakeapi import FakeMessage, FakeUser
 
@@ -67,6 +68,8 @@ async def add_purchase(
                 voided_at=at if voided else None,
             )
         )
+        await session.flush()
+        await refresh_totals(session, card.id)
         await session.commit()
 
 

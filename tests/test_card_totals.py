@@ -1,0 +1,127 @@
+"""The cards' lifetime purchase figures stay equal to the ledger after every kind of write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from db.engine import create_engine, create_sessionmaker
+from db.migrate import upgrade
+from db.models import Card, Purchase
+from services.history_import import import_purchases
+from services.sales import SalesService
+from tests.conftest import FrozenClock
+from tests.till_helpers import seed_bound
+
+CASHIER_ID = 2001
+
+
+async def totals(session: AsyncSession) -> dict[str, tuple[int, int, datetime | None]]:
+    """number → (purchase_count, purchase_total, last_purchase_at) as stored on the card."""
+    rows = await session.execute(
+        select(Card.number, Card.purchase_count, Card.purchase_total, Card.last_purchase_at)
+    )
+    return {number: (n, total, last) for number, n, total, last in rows.all()}
+
+
+async def ledger(session: AsyncSession) -> dict[str, tuple[int, int, datetime | None]]:
+    """The same figures counted from the purchases (voided ones never count)."""
+    counted = (
+        select(
+            Purchase.card_id,
+            func.count().label("n"),
+            func.sum(Purchase.amount).label("total"),
+            func.max(Purchase.created_at).label("last"),
+        )
+        .where(Purchase.voided_at.is_(None))
+        .group_by(Purchase.card_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Card.number, counted.c.n, counted.c.total, counted.c.last).outerjoin(
+            counted, counted.c.card_id == Card.id
+        )
+    )
+    return {number: (n or 0, total or 0, last) for number, n, total, last in rows.all()}
+
+
+async def test_till_void_and_history_import_keep_the_figures_exact(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+    tmp_path: Path,
+) -> None:
+    card_id, _client = await seed_bound(sessionmaker)
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "card_number,date,amount\n"
+        "100045,2026-01-10,1500\n"
+        "100045,2026-02-11 18:30,250.50\n"
+        "777001,2026-03-01,99\n",  # an unknown card: created at its first purchase
+        encoding="utf-8",
+    )
+    async with sessionmaker() as session:
+        await import_purchases(
+            session,
+            history,
+            now=clock(),
+            tz=ZoneInfo("Europe/Moscow"),
+            exponent=2,
+            max_amount_minor=10**9,
+            on_error=lambda line, reason: None,
+        )
+        after_import = await totals(session)
+        assert after_import == await ledger(session)
+        assert after_import["100045"][:2] == (2, 175050)
+        assert after_import["777001"][:2] == (1, 9900)
+
+        sales = SalesService(session, settings, clock)
+        draft = await sales.quote(card_id, 250000, CASHIER_ID, CASHIER_ID, clock())
+        sale = await sales.confirm(draft.id, CASHIER_ID, False, clock())
+        after_sale = await totals(session)
+        assert after_sale == await ledger(session)
+        assert after_sale["100045"] == (3, 425050, clock())
+        # The card summary at the till reads the same figures.
+        summary = await sales.identify_number("100045")
+        assert (summary.visits, summary.spend, summary.last_visit) == (3, 425050, clock())
+
+        await sales.void(sale.purchase_id, CASHIER_ID, False, clock())
+        after_void = await totals(session)
+        assert after_void == await ledger(session)
+        assert after_void["100045"] == after_import["100045"]
+
+
+async def test_the_migration_counts_an_existing_ledger(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    await upgrade(url, "0002")
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for sql in (
+                "INSERT INTO cards (id, number, base_pct, segment, kind, status, created_at, "
+                "bind_failures) VALUES (1, '100001', 5, 'b2c', 'printed', 'issued', "
+                "'2026-01-01 00:00:00.000000', 0), (2, '100002', 5, 'b2c', 'printed', "
+                "'in_stock', '2026-01-01 00:00:00.000000', 0)",
+                "INSERT INTO purchases (card_id, amount, discount_pct, discount_amount, "
+                "paid_amount, source, created_at, voided_at) VALUES "
+                "(1, 1000, 5, 50, 950, 'import', '2026-03-01 10:00:00.000000', NULL), "
+                "(1, 3000, 5, 150, 2850, 'import', '2026-04-01 10:00:00.000000', NULL), "
+                "(1, 9000, 5, 450, 8550, 'bot', '2026-05-01 10:00:00.000000', "
+                "'2026-05-01 10:05:00.000000')",
+            ):
+                await conn.execute(text(sql))
+        await upgrade(url)
+        async with create_sessionmaker(engine)() as session:
+            figures = await totals(session)
+            assert figures == await ledger(session)
+    finally:
+        await engine.dispose()
+    assert figures == {
+        "100001": (2, 4000, datetime(2026, 4, 1, 10, tzinfo=UTC)),
+        "100002": (0, 0, None),
+    }
