@@ -1,6 +1,6 @@
 """Benchmark: complete till sales through the real bot vs a bare aiogram echo bot (the floor).
 
-    .venv/bin/python -m bench.sale_flow [--sales 300] [--cashiers 4]
+    .venv/bin/python -m bench.sale_flow [--sales 300] [--cashiers 4] [--no-messages]
 
 Both runs use the same fake Telegram Bot API server (tests/fakeapi.py) on 127.0.0.1, the real
 `Bot` (aiohttp) and long polling, in this process:
@@ -16,7 +16,9 @@ Reported: updates/s of both and the per-update cost ratio (target: a sale's upda
 the CPU time per update (steadier than wall time on a busy machine), and the app's own floor:
 a staff command answered with one line through every middleware and router of the real bot
 (session, locale lookup, throttling, staff check), which shows how much of a sale's cost is the
-till itself.
+till itself. `--no-messages` runs the sales without a staff chat (the cashiers are owners)
+and without bound customers, so a confirm queues and sends nothing: what the receipt and the
+staff-chat line cost a sale.
 """
 
 from __future__ import annotations
@@ -48,15 +50,18 @@ FIRST_CARD = 100001
 SECRET = "bench-secret-key-0123456789abcdef"
 
 
-def make_settings(db_url: str, api_url: str) -> Settings:
+def make_settings(db_url: str, api_url: str, *, messages: bool = True) -> Settings:
+    # Without messages: no staff chat (the cashiers are owners then) and no bound customers,
+    # so a confirm queues and sends nothing — what the delivery outbox costs a sale.
+    owners = [1001] if messages else [1001, *range(FIRST_CASHIER, FIRST_CASHIER + 64)]
     return Settings(
         _env_file=None,
         bot_token="123456:TEST",
         telegram_api_url=api_url,
         secret_key=SECRET,
         database_url=db_url,
-        owner_ids=[1001],
-        staff_chat_id=STAFF_CHAT_ID,
+        owner_ids=owners,
+        staff_chat_id=STAFF_CHAT_ID if messages else None,
         quiet_hours="",
         scheduler_enabled=False,
         log_level="WARNING",
@@ -64,7 +69,7 @@ def make_settings(db_url: str, api_url: str) -> Settings:
     )
 
 
-async def seed(db_url: str, cards: int) -> None:
+async def seed(db_url: str, cards: int, *, bound: bool = True) -> None:
     await upgrade(db_url)
     engine = create_engine(db_url)
     now = datetime.now(UTC)
@@ -81,8 +86,8 @@ async def seed(db_url: str, cards: int) -> None:
                     base_pct=5,
                     status=CardStatus.ISSUED,
                     issued_at=now,
-                    client_id=client.id,
-                    bound_at=now,
+                    client_id=client.id if bound else None,
+                    bound_at=now if bound else None,
                 )
             )
         await session.commit()
@@ -128,13 +133,13 @@ async def one_user_echo(user: FakeUser, count: int) -> None:
         await user.wait_message(f"echo {i}")
 
 
-async def bench(sales: int, cashiers: int, workdir: Path) -> None:
+async def bench(sales: int, cashiers: int, workdir: Path, messages: bool = True) -> None:
     db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    await seed(db_url, sales)
+    await seed(db_url, sales, bound=messages)
     numbers = [str(FIRST_CARD + i) for i in range(sales)]
 
     async with FakeTelegram() as tg:
-        settings = make_settings(db_url, tg.base_url)
+        settings = make_settings(db_url, tg.base_url, messages=messages)
         staff = [tg.user(FIRST_CASHIER + i, language_code="ru") for i in range(cashiers)]
         for user in staff:
             tg.set_member(STAFF_CHAT_ID, user.id, "member")
@@ -204,10 +209,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sales", type=int, default=300)
     parser.add_argument("--cashiers", type=int, default=4)
+    parser.add_argument(
+        "--no-messages",
+        action="store_true",
+        help="no staff-chat line and no customer receipt per sale (shows what they cost)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    cashiers = min(max(args.cashiers, 1), 64)
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(bench(max(args.sales, 2), max(args.cashiers, 1), Path(tmp)))
+        asyncio.run(bench(max(args.sales, 2), cashiers, Path(tmp), not args.no_messages))
 
 
 if __name__ == "__main__":

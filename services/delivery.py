@@ -424,13 +424,15 @@ class DeliverySender:
                 )
             ).all()
             chat_only = [row.chat_id for row, client in pairs if client is None and row.chat_id]
-            languages = dict(
-                (
-                    await session.execute(
-                        select(Client.tg_id, Client.language).where(Client.tg_id.in_(chat_only))
-                    )
-                ).all()
-            )
+            languages: dict[int, str | None] = {}
+            if chat_only:  # a chat without a client row may still be a client's private chat
+                languages = dict(
+                    (
+                        await session.execute(
+                            select(Client.tg_id, Client.language).where(Client.tg_id.in_(chat_only))
+                        )
+                    ).all()
+                )
             items: list[Outgoing] = []
             for row, client in pairs:
                 reason = self._unwanted(row, client)
