@@ -18,6 +18,7 @@ import contextlib
 import html
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +46,7 @@ from handlers.errors import render_error, renders
 from handlers.roles import IsStaff, Role
 from services import qr_payload
 from services.cards import group_number
-from services.delivery import Outbox
+from services.delivery import Outbox, OutboxMessage
 from services.errors import InvalidAmount
 from services.money import parse_amount
 from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, decode_qr
@@ -366,25 +367,38 @@ def render_customer_void(result: VoidResult, settings: Settings) -> str:
 
 
 # --------------------------------------------------------- messages outside the chat
-async def notify_customer(outbox: Outbox, key: str, customer: CustomerRef, text: str) -> None:
-    """Tell a customer about their purchase (or its void) through the delivery service: rate
-    limits and retries apply, a 403 marks them unreachable. Queued after the service
-    committed, so a failed send never undoes a sale; the key makes a repeat queue nothing."""
-    await outbox.post(
-        key=key,
-        kind="receipt",
-        chat_id=customer.tg_id,
-        client_id=customer.client_id,
-        payload={"text": text},
-    )
-
-
-async def log_to_staff_chat(outbox: Outbox, settings: Settings, key: str, text: str) -> None:
-    if settings.staff_chat_id is None:
-        return
-    await outbox.post(
-        key=key, kind="staff_log", chat_id=settings.staff_chat_id, payload={"text": text}
-    )
+async def announce(
+    outbox: Outbox,
+    settings: Settings,
+    i18n: I18n,
+    *,
+    staff_key: str,
+    staff_line: Callable[[], str] | None,
+    customer_key: str,
+    customer: CustomerRef | None,
+    customer_text: Callable[[], str],
+) -> None:
+    """Queue what a sale (or its void) tells outside the chat, in one short transaction: the
+    line for the staff chat (in the store's language; None when the cashier already works
+    there) and the customer's message (in theirs). The delivery service sends them with its
+    rate limits and retries (a 403 marks the customer unreachable). Queued after the service
+    committed, so a failed send never undoes a sale; the keys make a repeat queue nothing."""
+    messages = []
+    if staff_line is not None and settings.staff_chat_id is not None:
+        with i18n.use_locale(settings.default_language):
+            text = staff_line()
+        messages.append(
+            OutboxMessage(staff_key, "staff_log", settings.staff_chat_id, {"text": text})
+        )
+    if customer is not None:
+        with i18n.use_locale(customer.language):
+            text = customer_text()
+        messages.append(
+            OutboxMessage(
+                customer_key, "receipt", customer.tg_id, {"text": text}, customer.client_id
+            )
+        )
+    await outbox.post_many(messages)
 
 
 def _who(user: Any) -> str:
@@ -564,18 +578,21 @@ async def _after_void(
     i18n: I18n,
     result: VoidResult,
 ) -> None:
-    if chat_type == "private":
-        with i18n.use_locale(settings.default_language):
-            line = _("↩️ #{id} voided · {sale} · {who}").format(
-                id=result.purchase_id,
-                sale=_sale_line(result, None, settings),
-                who=_who(who),
-            )
-        await log_to_staff_chat(outbox, settings, f"voidlog:{result.purchase_id}", line)
-    if result.customer is not None:
-        with i18n.use_locale(result.customer.language):
-            text = render_customer_void(result, settings)
-        await notify_customer(outbox, f"void:{result.purchase_id}", result.customer, text)
+    def staff_line() -> str:
+        return _("↩️ #{id} voided · {sale} · {who}").format(
+            id=result.purchase_id, sale=_sale_line(result, None, settings), who=_who(who)
+        )
+
+    await announce(
+        outbox,
+        settings,
+        i18n,
+        staff_key=f"voidlog:{result.purchase_id}",
+        staff_line=staff_line if chat_type == "private" else None,
+        customer_key=f"void:{result.purchase_id}",
+        customer=result.customer,
+        customer_text=lambda: render_customer_void(result, settings),
+    )
 
 
 # ----------------------------------------------------------------------- callbacks
@@ -604,19 +621,25 @@ async def confirm_sale(
             await message.edit_text(
                 render_receipt(done, settings), reply_markup=void_keyboard(done.purchase_id)
             )
+
+    def staff_line() -> str:
+        return _("🧾 #{id} · {sale} · {who}").format(
+            id=done.purchase_id,
+            sale=_sale_line(done, done.discount_pct, settings),
+            who=_who(cq.from_user),
+        )
+
     # Also on a repeat: the keys make it a no-op, and it heals a crash after the commit.
-    if message is None or message.chat.type == "private":
-        with i18n.use_locale(settings.default_language):
-            line = _("🧾 #{id} · {sale} · {who}").format(
-                id=done.purchase_id,
-                sale=_sale_line(done, done.discount_pct, settings),
-                who=_who(cq.from_user),
-            )
-        await log_to_staff_chat(outbox, settings, f"stafflog:{done.purchase_id}", line)
-    if done.customer is not None:
-        with i18n.use_locale(done.customer.language):
-            text = render_customer_receipt(done, settings)
-        await notify_customer(outbox, f"receipt:{done.purchase_id}", done.customer, text)
+    await announce(
+        outbox,
+        settings,
+        i18n,
+        staff_key=f"stafflog:{done.purchase_id}",
+        staff_line=staff_line if message is None or message.chat.type == "private" else None,
+        customer_key=f"receipt:{done.purchase_id}",
+        customer=done.customer,
+        customer_text=lambda: render_customer_receipt(done, settings),
+    )
 
 
 @router.callback_query(TillCb.filter(F.action == "no"), IsStaff())

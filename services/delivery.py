@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -653,6 +653,18 @@ class DeliveryWorker:
             self._wake.clear()
 
 
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One proactive message for `Outbox.post_many` (the arguments of `Outbox.post`)."""
+
+    key: str
+    kind: str
+    chat_id: int | None
+    payload: dict[str, Any]
+    client_id: int | None = None
+    marketing: bool = False
+
+
 class Outbox:
     """How handlers send a proactive message: record it (idempotent by key, own short
     transaction), then wake this process's delivery worker. The worker starts and stops with
@@ -677,19 +689,31 @@ class Outbox:
         marketing: bool = False,
     ) -> bool:
         """Queue one message now; False if a message with this key was already queued."""
+        message = OutboxMessage(key, kind, chat_id, payload, client_id, marketing)
+        return (await self.post_many([message]))[0]
+
+    async def post_many(self, messages: Sequence[OutboxMessage]) -> list[bool]:
+        """Queue several messages in one short transaction (one commit, one wake-up); for
+        each, False if a message with its key was already queued."""
+        if not messages:
+            return []
+        now = self.clock()
         async with self.sessionmaker() as session:
-            added = await enqueue(
-                session,
-                key=key,
-                kind=kind,
-                chat_id=chat_id,
-                payload=payload,
-                due_at=self.clock(),
-                client_id=client_id,
-                marketing=marketing,
-            )
+            added = [
+                await enqueue(
+                    session,
+                    key=m.key,
+                    kind=m.kind,
+                    chat_id=m.chat_id,
+                    payload=m.payload,
+                    due_at=now,
+                    client_id=m.client_id,
+                    marketing=m.marketing,
+                )
+                for m in messages
+            ]
             await session.commit()
-        if added and self.worker is not None:
+        if any(added) and self.worker is not None:
             self.worker.notify()
         return added
 

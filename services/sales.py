@@ -662,19 +662,7 @@ class SalesService:
     # ----------------------------------------------------------------- helpers
     async def _history(self, card: Card) -> tuple[int, datetime | None, int]:
         """(visits, last visit, gross spend) of the client's cards, or this card if unbound."""
-        if card.client_id is not None:
-            scope = Card.client_id == card.client_id
-        else:
-            scope = Card.id == card.id
-        row = (
-            await self.session.execute(
-                select(
-                    func.coalesce(func.sum(Card.purchase_count), 0),
-                    func.max(Card.last_purchase_at),
-                    func.coalesce(func.sum(Card.purchase_total), 0),
-                ).where(scope)
-            )
-        ).one()
+        row = (await self.session.execute(_history_statement(), {"p_card": card.id})).one()
         return int(row[0]), row[1], int(row[2])
 
     async def _customer(self, client_id: int | None) -> CustomerRef | None:
@@ -705,6 +693,11 @@ def _identify_statement() -> Select[Any]:
         .outerjoin(Client, Client.id == Card.client_id)
         .where(Card.number == bindparam("p_number"))
     )
+
+
+@cache
+def _history_statement() -> Select[Any]:
+    return select(*_history_columns()).where(Card.id == bindparam("p_card"))
 
 
 @cache
