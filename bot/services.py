@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
+from db.lane import Lane
 from services.clock import Clock
 from services.sales import SalesService
 from services.wallet import WalletService
@@ -19,7 +20,11 @@ from services.wallet import WalletService
 ServiceFactory = Callable[[AsyncSession, Settings, Clock], Any]
 
 SERVICE_FACTORIES: dict[str, ServiceFactory] = {
-    "sales": SalesService,
+    "sales": lambda session, settings, clock: SalesService(
+        Lane.of(session.bind),
+        settings,
+        clock,  # type: ignore[arg-type]
+    ),
     "wallet": lambda session, settings, clock: WalletService(session, settings, clock),
 }
 

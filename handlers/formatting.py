@@ -9,7 +9,7 @@ from functools import lru_cache
 from aiogram.utils.i18n import get_i18n
 from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import NumberPattern, format_decimal, parse_pattern
 
 from bot.config import Settings
 
@@ -21,10 +21,21 @@ def current_locale() -> str:
         return "ru"
 
 
+# Parsed once per language: the money and percent formatting of a sale's texts adds up.
 @lru_cache(maxsize=16)
-def _whole_pattern(locale: str) -> str:
-    pattern = Locale.parse(locale).currency_formats["standard"].pattern
-    return pattern.split(";")[0].replace(".00", "")
+def _locale(locale: str) -> Locale:
+    return Locale.parse(locale)
+
+
+@lru_cache(maxsize=16)
+def _money_pattern(locale: str, whole: bool) -> NumberPattern:
+    pattern = _locale(locale).currency_formats["standard"].pattern
+    if whole:  # no decimals: `2 500 ₽`, not `2 500,00 ₽`
+        pattern = pattern.split(";")[0].replace(".00", "")
+    return parse_pattern(pattern)
+
+
+_PCT_PATTERN = parse_pattern("#,##0.#")
 
 
 def money(minor: int, settings: Settings, locale: str | None = None) -> str:
@@ -32,11 +43,10 @@ def money(minor: int, settings: Settings, locale: str | None = None) -> str:
     loc = locale or current_locale()
     exp = settings.currency_exponent
     value = Decimal(minor).scaleb(-exp)
-    if exp and minor % 10**exp == 0:
-        return format_currency(
-            value, settings.currency, format=_whole_pattern(loc), locale=loc, currency_digits=False
-        )
-    return format_currency(value, settings.currency, locale=loc)
+    whole = bool(exp) and minor % 10**exp == 0
+    return _money_pattern(loc, whole).apply(
+        value, _locale(loc), currency=settings.currency, currency_digits=not whole
+    )
 
 
 def number(value: int | float | Decimal, locale: str | None = None) -> str:
@@ -44,7 +54,7 @@ def number(value: int | float | Decimal, locale: str | None = None) -> str:
 
 
 def pct(value: int | float | Decimal, locale: str | None = None) -> str:
-    return f"{format_decimal(value, format='#,##0.#', locale=locale or current_locale())} %"
+    return f"{_PCT_PATTERN.apply(value, _locale(locale or current_locale()))} %"
 
 
 def when(moment: datetime, settings: Settings, locale: str | None = None) -> str:

@@ -367,8 +367,7 @@ def render_customer_void(result: VoidResult, settings: Settings) -> str:
 
 
 # --------------------------------------------------------- messages outside the chat
-async def announce(
-    outbox: Outbox,
+def outside_messages(
     settings: Settings,
     i18n: I18n,
     *,
@@ -377,12 +376,12 @@ async def announce(
     customer_key: str,
     customer: CustomerRef | None,
     customer_text: Callable[[], str],
-) -> None:
-    """Queue what a sale (or its void) tells outside the chat, in one short transaction: the
-    line for the staff chat (in the store's language; None when the cashier already works
-    there) and the customer's message (in theirs). The delivery service sends them with its
-    rate limits and retries (a 403 marks the customer unreachable). Queued after the service
-    committed, so a failed send never undoes a sale; the keys make a repeat queue nothing."""
+) -> list[OutboxMessage]:
+    """What a sale (or its void) tells outside the chat: the line for the staff chat (in the
+    store's language; None when the cashier already works there) and the customer's message
+    (in theirs). The sales service queues them in the sale's own transaction; the delivery
+    service sends them with its rate limits and retries (a 403 marks the customer
+    unreachable), so a failed send never undoes a sale."""
     messages = []
     if staff_line is not None and settings.staff_chat_id is not None:
         with i18n.use_locale(settings.default_language):
@@ -398,7 +397,7 @@ async def announce(
                 customer_key, "receipt", customer.tg_id, {"text": text}, customer.client_id
             )
         )
-    await outbox.post_many(messages)
+    return messages
 
 
 def _who(user: Any) -> str:
@@ -558,7 +557,11 @@ async def void_command(
     if not ref.isdigit() or len(ref) > 12:
         await message.answer(_("Usage: /void purchase number, e.g. /void 123"))
         return
-    result = await sales.void(int(ref), message.from_user.id, role >= Role.OWNER, now)
+    compose = _void_messages(message.chat.type, message.from_user, settings, i18n)
+    result = await sales.void(
+        int(ref), message.from_user.id, role >= Role.OWNER, now, announce=compose
+    )
+    outbox.notify()
     await message.answer(render_voided(result, settings))
     if result.chat_id is not None and result.message_id is not None:
         with contextlib.suppress(TelegramAPIError):
@@ -567,32 +570,28 @@ async def void_command(
                 chat_id=result.chat_id,
                 message_id=result.message_id,
             )
-    await _after_void(message.chat.type, message.from_user, outbox, settings, i18n, result)
 
 
-async def _after_void(
-    chat_type: str,
-    who: Any,
-    outbox: Outbox,
-    settings: Settings,
-    i18n: I18n,
-    result: VoidResult,
-) -> None:
-    def staff_line() -> str:
-        return _("↩️ #{id} voided · {sale} · {who}").format(
-            id=result.purchase_id, sale=_sale_line(result, None, settings), who=_who(who)
+def _void_messages(
+    chat_type: str, who: Any, settings: Settings, i18n: I18n
+) -> Callable[[VoidResult], list[OutboxMessage]]:
+    def compose(result: VoidResult) -> list[OutboxMessage]:
+        def staff_line() -> str:
+            return _("↩️ #{id} voided · {sale} · {who}").format(
+                id=result.purchase_id, sale=_sale_line(result, None, settings), who=_who(who)
+            )
+
+        return outside_messages(
+            settings,
+            i18n,
+            staff_key=f"voidlog:{result.purchase_id}",
+            staff_line=staff_line if chat_type == "private" else None,
+            customer_key=f"void:{result.purchase_id}",
+            customer=result.customer,
+            customer_text=lambda: render_customer_void(result, settings),
         )
 
-    await announce(
-        outbox,
-        settings,
-        i18n,
-        staff_key=f"voidlog:{result.purchase_id}",
-        staff_line=staff_line if chat_type == "private" else None,
-        customer_key=f"void:{result.purchase_id}",
-        customer=result.customer,
-        customer_text=lambda: render_customer_void(result, settings),
-    )
+    return compose
 
 
 # ----------------------------------------------------------------------- callbacks
@@ -608,38 +607,42 @@ async def confirm_sale(
     now: datetime,
 ) -> None:
     message = cq.message if isinstance(cq.message, Message) else None
+    in_private = message is None or message.chat.type == "private"
+
+    def compose(done: Confirmation) -> list[OutboxMessage]:
+        def staff_line() -> str:
+            return _("🧾 #{id} · {sale} · {who}").format(
+                id=done.purchase_id,
+                sale=_sale_line(done, done.discount_pct, settings),
+                who=_who(cq.from_user),
+            )
+
+        return outside_messages(
+            settings,
+            i18n,
+            staff_key=f"stafflog:{done.purchase_id}",
+            staff_line=staff_line if in_private else None,
+            customer_key=f"receipt:{done.purchase_id}",
+            customer=done.customer,
+            customer_text=lambda: render_customer_receipt(done, settings),
+        )
+
     done = await sales.confirm(
         callback_data.ref,
         cq.from_user.id,
         role >= Role.OWNER,
         now,
         message_id=message.message_id if message else None,
+        announce=compose,
     )
+    if not done.already:
+        outbox.notify()
     await cq.answer(_("Already confirmed.") if done.already else _("Recorded."))
     if message is not None:
         with contextlib.suppress(TelegramBadRequest):  # "message is not modified" on a repeat
             await message.edit_text(
                 render_receipt(done, settings), reply_markup=void_keyboard(done.purchase_id)
             )
-
-    def staff_line() -> str:
-        return _("🧾 #{id} · {sale} · {who}").format(
-            id=done.purchase_id,
-            sale=_sale_line(done, done.discount_pct, settings),
-            who=_who(cq.from_user),
-        )
-
-    # Also on a repeat: the keys make it a no-op, and it heals a crash after the commit.
-    await announce(
-        outbox,
-        settings,
-        i18n,
-        staff_key=f"stafflog:{done.purchase_id}",
-        staff_line=staff_line if message is None or message.chat.type == "private" else None,
-        customer_key=f"receipt:{done.purchase_id}",
-        customer=done.customer,
-        customer_text=lambda: render_customer_receipt(done, settings),
-    )
 
 
 @router.callback_query(TillCb.filter(F.action == "no"), IsStaff())
@@ -669,14 +672,17 @@ async def void_sale(
     if not callback_data.ref.isdigit() or len(callback_data.ref) > 12:
         await cq.answer(_("Not allowed."), show_alert=True)
         return
-    result = await sales.void(int(callback_data.ref), cq.from_user.id, role >= Role.OWNER, now)
-    await cq.answer(_("Voided."))
     message = cq.message if isinstance(cq.message, Message) else None
+    chat_type = message.chat.type if message is not None else "private"
+    compose = _void_messages(chat_type, cq.from_user, settings, i18n)
+    result = await sales.void(
+        int(callback_data.ref), cq.from_user.id, role >= Role.OWNER, now, announce=compose
+    )
+    outbox.notify()
+    await cq.answer(_("Voided."))
     if message is not None:
         with contextlib.suppress(TelegramBadRequest):
             await message.edit_text(render_voided(result, settings))
-    chat_type = message.chat.type if message is not None else "private"
-    await _after_void(chat_type, cq.from_user, outbox, settings, i18n, result)
 
 
 @router.callback_query(F.data.startswith(TillCb.__prefix__ + ":"))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from db.models import AuditEvent
 
 
 def record(
-    session: AsyncSession,
+    session: AsyncSession | Session,
     action: str,
     *,
     at: datetime,
@@ -33,3 +37,37 @@ def record(
     )
     session.add(event)
     return event
+
+
+def values(
+    action: str,
+    *,
+    at: datetime,
+    actor_id: int | None = None,
+    card_id: int | None = None,
+    client_id: int | None = None,
+    purchase_id: int | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """An audit event's row, for `insert_many` (the same fields as `record`)."""
+    return {
+        "at": at,
+        "actor_id": actor_id,
+        "action": action,
+        "card_id": card_id,
+        "client_id": client_id,
+        "purchase_id": purchase_id,
+        "details": details,
+    }
+
+
+@cache
+def _insert_statement() -> Any:
+    return insert(AuditEvent.__table__)
+
+
+def insert_many(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    """Write audit rows (`values(...)`) with one Core statement in the caller's transaction:
+    the hot paths skip the ORM unit of work."""
+    if events:
+        session.execute(_insert_statement(), list(events))

@@ -9,8 +9,9 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
-from db.models import Card, CardStatus, Purchase
+from db.models import Card, CardStatus, Purchase, UTCDateTime
 from services import audit
 from services.errors import CardBlocked, CardNotFound, InvalidCardNumber
 
@@ -62,7 +63,7 @@ async def get_usable(session: AsyncSession, text: str) -> Card:
 
 
 def mark_issued(
-    session: AsyncSession, card: Card, *, now: datetime, actor_id: int | None, how: str
+    session: AsyncSession | Session, card: Card, *, now: datetime, actor_id: int | None, how: str
 ) -> bool:
     """Issue an in-stock card (handed out, first bound or first used — whichever comes first)."""
     if card.status != CardStatus.IN_STOCK:
@@ -93,12 +94,29 @@ def _totals_values() -> dict[str, Any]:
 
 @cache
 def _refresh_one_statement() -> Any:
+    table = Card.__table__
+    return update(table).where(table.c.id == bindparam("p_card")).values(_totals_values())
+
+
+def totals_statement(card_id: int) -> tuple[Any, dict[str, Any]]:
+    """`refresh_totals` of one card as (statement, parameters), for a sync session."""
+    return _refresh_one_statement(), {"p_card": card_id}
+
+
+@cache
+def _issue_statement() -> Any:
+    table = Card.__table__
     return (
-        update(Card)
-        .where(Card.id == bindparam("p_card"))
-        .values(_totals_values())
-        .execution_options(synchronize_session=False)
+        update(table)
+        .where(table.c.id == bindparam("p_card"), table.c.status == CardStatus.IN_STOCK.value)
+        .values(status=CardStatus.ISSUED.value, issued_at=bindparam("p_now", type_=UTCDateTime()))
     )
+
+
+def issue_statement(card_id: int, now: datetime) -> tuple[Any, dict[str, Any]]:
+    """An in-stock card becomes issued at `now` (the caller records the audit event), as
+    (statement, parameters) for a sync session."""
+    return _issue_statement(), {"p_card": card_id, "p_now": now}
 
 
 async def refresh_totals(session: AsyncSession, which: int | Select[Any] | None) -> None:
@@ -110,7 +128,7 @@ async def refresh_totals(session: AsyncSession, which: int | Select[Any] | None)
     so calling it twice or after a lost race changes nothing.
     """
     if isinstance(which, int):
-        await session.execute(_refresh_one_statement(), {"p_card": which})
+        await session.execute(*totals_statement(which))
         return
     statement = update(Card).values(_totals_values())
     if which is not None:

@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -55,11 +56,13 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from db.models import Client, Delivery, DeliveryStatus, Survey
+from db.lane import Lane
+from db.models import Client, Delivery, DeliveryStatus, Survey, UTCDateTime
 from services.clock import Clock, utc_now
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -80,6 +83,25 @@ _BATCH = 500
 # ----------------------------------------------------------------------------- enqueue
 
 
+@cache
+def _enqueue_statement() -> Any:
+    return sqlite_insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["key"])
+
+
+def _delivery_row(message: OutboxMessage, due_at: datetime) -> dict[str, Any]:
+    return {
+        "key": message.key,
+        "kind": message.kind,
+        "chat_id": message.chat_id,
+        "client_id": message.client_id,
+        "marketing": message.marketing,
+        "payload": message.payload,
+        "status": DeliveryStatus.PENDING.value,
+        "due_at": due_at,
+        "attempts": 0,
+    }
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -92,22 +114,21 @@ async def enqueue(
     marketing: bool = False,
 ) -> bool:
     """Add a delivery unless one with this key exists. True if added; the caller commits."""
-    result = await session.execute(
-        sqlite_insert(Delivery)
-        .values(
-            key=key,
-            kind=kind,
-            chat_id=chat_id,
-            client_id=client_id,
-            marketing=marketing,
-            payload=payload,
-            status=DeliveryStatus.PENDING,
-            due_at=due_at,
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
+    message = OutboxMessage(key, kind, chat_id, payload, client_id, marketing)
+    result = await session.execute(_enqueue_statement(), _delivery_row(message, due_at))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def queue_messages(
+    session: Session, messages: Sequence[OutboxMessage], due_at: datetime
+) -> list[bool]:
+    """`enqueue` for a unit of work on the blocking lane (the caller commits): for each
+    message, False if one with its key was already queued."""
+    statement = _enqueue_statement()
+    return [
+        bool(session.execute(statement, _delivery_row(m, due_at)).rowcount)  # type: ignore[attr-defined]
+        for m in messages
+    ]
 
 
 async def set_reachable(session: AsyncSession, tg_id: int, reachable: bool) -> bool:
@@ -287,6 +308,58 @@ def _due(now: datetime) -> Any:
     return func.coalesce(Delivery.next_attempt_at, Delivery.due_at) <= now
 
 
+# The sender's own statements are plain Core over the table: no ORM bookkeeping per message.
+_rows = Delivery.__table__.c
+
+
+@cache
+def _due_rows_statement() -> Any:
+    clients = Client.__table__.c
+    due_at = func.coalesce(_rows.next_attempt_at, _rows.due_at)
+    return (
+        select(_rows.id, _rows.chat_id, clients.tg_id)
+        .select_from(Delivery.__table__)
+        .outerjoin(Client.__table__, clients.id == _rows.client_id)
+        .where(
+            _rows.status == DeliveryStatus.PENDING.value,
+            due_at <= bindparam("p_now", type_=UTCDateTime()),
+        )
+        .order_by(due_at, _rows.id)
+        .limit(_BATCH)
+    )
+
+
+def _due_rows(session: Session, now: datetime) -> list[Any]:
+    """(id, chat_id, client's tg_id) of the due pending rows, oldest first."""
+    return list(session.execute(_due_rows_statement(), {"p_now": now}).all())
+
+
+def _update_row(session: Session, delivery_id: int, **values: Any) -> None:
+    session.execute(update(Delivery.__table__).where(_rows.id == delivery_id).values(**values))
+
+
+def _record_sent(
+    session: Session, delivery_id: int, outgoing: Outgoing, message_id: int, now: datetime
+) -> None:
+    _update_row(
+        session,
+        delivery_id,
+        status=DeliveryStatus.SENT.value,
+        sent_at=now,
+        message_id=message_id,
+        next_attempt_at=None,
+        last_error=None,
+    )
+    survey_id = outgoing.payload.get("survey_id")
+    if outgoing.kind == "survey" and isinstance(survey_id, int):
+        session.execute(
+            update(Survey)
+            .where(Survey.id == survey_id, Survey.sent_at.is_(None))
+            .values(sent_at=now)
+        )
+    session.commit()
+
+
 class DeliverySender:
     """Sends due deliveries; one instance keeps its rate buckets across passes."""
 
@@ -306,7 +379,8 @@ class DeliverySender:
         batch_size: int | None = None,
     ) -> None:
         self.bot = bot
-        self.sessionmaker = sessionmaker
+        self.sessionmaker = sessionmaker  # for renderers that read the database
+        self.lane = Lane.of(sessionmaker.kw["bind"])  # the sender's own units of work
         self.settings = settings
         self.render = render
         self.clock = clock
@@ -330,17 +404,7 @@ class DeliverySender:
             ) is not None:
                 # Everything but transactional messages waits for the morning; those go on.
                 stats.quiet_deferred += await self._defer_quiet(now, until)
-            async with self.sessionmaker() as session:
-                rows = (
-                    await session.execute(
-                        select(Delivery.id, Delivery.chat_id, Client.tg_id)
-                        .outerjoin(Client, Client.id == Delivery.client_id)
-                        .where(Delivery.status == DeliveryStatus.PENDING, _due(now))
-                        .order_by(func.coalesce(Delivery.next_attempt_at, Delivery.due_at))
-                        .order_by(Delivery.id)
-                        .limit(_BATCH)
-                    )
-                ).all()
+            rows = await self.lane.run(_due_rows, now)
             if not rows:
                 return stats
             waits: list[float] = []
@@ -365,8 +429,13 @@ class DeliverySender:
             if not ready:
                 await self.sleep(min(waits) if waits else 0.05)
                 continue
-            items = await self._load(await self._claim(ready, now), stats)
+            items, skipped = await self.lane.run(self._claim, ready, now)
+            stats.skipped += skipped
             await asyncio.gather(*(self._slot(item, stats) for item in items))
+            if len(ready) == len(rows) < _BATCH:
+                # Everything that was due has been handled; what was queued since woke the
+                # worker (`notify`), and what comes due later is found by its next pass.
+                return stats
 
     async def _slot(self, item: Outgoing, stats: DeliveryStats) -> None:
         async with self._slots:  # at most `concurrency` messages in flight
@@ -374,8 +443,8 @@ class DeliverySender:
                 await self._one(item, stats)
 
     async def _defer_quiet(self, now: datetime, until: datetime) -> int:
-        async with self.sessionmaker() as session:
-            result = await session.execute(
+        def defer(session: Session) -> int:
+            result = session.execute(
                 update(Delivery)
                 .where(
                     Delivery.status == DeliveryStatus.PENDING,
@@ -384,97 +453,101 @@ class DeliverySender:
                 )
                 .values(next_attempt_at=until)
             )
-            await session.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]
+            session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def _claim(self, ids: list[int], now: datetime) -> list[int]:
-        """Take rows for this sender (a conditional update in one short transaction): the
-        ones still pending and due get `attempts + 1` and a lease; others are left alone."""
-        async with self.sessionmaker() as session:
-            result = await session.execute(
-                update(Delivery)
+        return await self.lane.run(defer)
+
+    def _claim(self, session: Session, ids: list[int], now: datetime) -> tuple[list[Outgoing], int]:
+        """Take rows for this sender with one conditional update: the ones still pending and
+        due get `attempts + 1` and a lease; others are left alone. Then the claimed rows with
+        their clients; unwanted ones are marked skipped here. One short transaction; returns
+        what to send and how many were skipped."""
+        due_at = func.coalesce(_rows.next_attempt_at, _rows.due_at)
+        claimed = (
+            session.execute(
+                update(Delivery.__table__)
                 .where(
-                    Delivery.id.in_(ids),
-                    Delivery.status == DeliveryStatus.PENDING,
-                    _due(now),
+                    _rows.id.in_(ids),
+                    _rows.status == DeliveryStatus.PENDING.value,
+                    due_at <= now,
                 )
-                .values(attempts=Delivery.attempts + 1, next_attempt_at=now + self.lease)
-                .returning(Delivery.id)
+                .values(attempts=_rows.attempts + 1, next_attempt_at=now + self.lease)
+                .returning(_rows.id)
             )
-            claimed = sorted(result.scalars().all())
-            await session.commit()
-        return claimed
+            .scalars()
+            .all()
+        )
+        if not claimed:
+            session.rollback()
+            return [], 0
+        pairs = session.execute(
+            select(Delivery, Client)
+            .outerjoin(Client, Client.id == Delivery.client_id)
+            .where(Delivery.id.in_(claimed))
+            .order_by(Delivery.id)
+        ).all()
+        chat_only = [row.chat_id for row, client in pairs if client is None and row.chat_id]
+        languages: dict[int, str | None] = {}
+        if chat_only:  # a chat without a client row may still be a client's private chat
+            languages = dict(
+                session.execute(
+                    select(Client.tg_id, Client.language).where(Client.tg_id.in_(chat_only))
+                ).all()
+            )
+        items: list[Outgoing] = []
+        skipped = 0
+        for row, client in pairs:
+            reason = self._unwanted(row, client)
+            if reason is not None:
+                skipped += 1
+                row.status = DeliveryStatus.SKIPPED
+                row.last_error = reason
+                row.next_attempt_at = None
+                continue
+            chat_id = row.chat_id if row.chat_id is not None else client.tg_id
+            language = client.language if client is not None else languages.get(chat_id)
+            items.append(
+                Outgoing(
+                    row.id,
+                    row.key,
+                    row.kind,
+                    chat_id,
+                    dict(row.payload or {}),
+                    client,
+                    language,
+                    row.attempts,
+                )
+            )
+        session.commit()
+        return items, skipped
 
     async def _finish(self, delivery_id: int, **values: Any) -> None:
-        async with self.sessionmaker() as session:
-            await session.execute(
-                update(Delivery).where(Delivery.id == delivery_id).values(**values)
-            )
-            await session.commit()
+        def finish(session: Session) -> None:
+            _update_row(session, delivery_id, **values)
+            session.commit()
 
-    async def _load(self, ids: list[int], stats: DeliveryStats) -> list[Outgoing]:
-        """The claimed rows with their clients in one query; unwanted ones are skipped here."""
-        async with self.sessionmaker() as session:
-            pairs = (
-                await session.execute(
-                    select(Delivery, Client)
-                    .outerjoin(Client, Client.id == Delivery.client_id)
-                    .where(Delivery.id.in_(ids))
-                    .order_by(Delivery.id)
-                )
-            ).all()
-            chat_only = [row.chat_id for row, client in pairs if client is None and row.chat_id]
-            languages: dict[int, str | None] = {}
-            if chat_only:  # a chat without a client row may still be a client's private chat
-                languages = dict(
-                    (
-                        await session.execute(
-                            select(Client.tg_id, Client.language).where(Client.tg_id.in_(chat_only))
-                        )
-                    ).all()
-                )
-            items: list[Outgoing] = []
-            for row, client in pairs:
-                reason = self._unwanted(row, client)
-                if reason is not None:
-                    stats.skipped += 1
-                    row.status = DeliveryStatus.SKIPPED
-                    row.last_error = reason
-                    row.next_attempt_at = None
-                    continue
-                chat_id = row.chat_id if row.chat_id is not None else client.tg_id
-                language = client.language if client is not None else languages.get(chat_id)
-                items.append(
-                    Outgoing(
-                        row.id,
-                        row.key,
-                        row.kind,
-                        chat_id,
-                        dict(row.payload or {}),
-                        client,
-                        language,
-                        row.attempts,
-                    )
-                )
-            await session.commit()
-        return items
+        await self.lane.run(finish)
 
     async def _one(self, item: Outgoing, stats: DeliveryStats) -> None:
-        async with self.sessionmaker() as session:
-            try:
-                rendered = await self.render(session, item, self.settings, self.clock())
-            except Exception as exc:  # a renderer bug must not stop the other deliveries
-                log.exception("rendering delivery %s (%s) failed", item.id, item.kind)
-                await session.rollback()
-                stats.failed += 1
-                await self._finish(
-                    item.id,
-                    status=DeliveryStatus.FAILED,
-                    last_error=f"render: {exc!r}"[:255],
-                    next_attempt_at=None,
-                )
-                return
-            await session.rollback()  # renderers only read
+        # Renderers only read, and most need no database at all (a prebuilt receipt): the
+        # session connects on its first statement and is closed only if it did.
+        session = self.sessionmaker()
+        try:
+            rendered = await self.render(session, item, self.settings, self.clock())
+        except Exception as exc:  # a renderer bug must not stop the other deliveries
+            log.exception("rendering delivery %s (%s) failed", item.id, item.kind)
+            await session.close()
+            stats.failed += 1
+            await self._finish(
+                item.id,
+                status=DeliveryStatus.FAILED,
+                last_error=f"render: {exc!r}"[:255],
+                next_attempt_at=None,
+            )
+            return
+        if session.in_transaction():
+            await session.close()
         if rendered is None:
             stats.skipped += 1
             await self._finish(
@@ -547,32 +620,12 @@ class DeliverySender:
                 return
             break
         # The commit that makes the send count, as soon as possible after the API call.
-        now = self.clock()
-        async with self.sessionmaker() as session:
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery_id)
-                .values(
-                    status=DeliveryStatus.SENT,
-                    sent_at=now,
-                    message_id=message.message_id,
-                    next_attempt_at=None,
-                    last_error=None,
-                )
-            )
-            survey_id = outgoing.payload.get("survey_id")
-            if outgoing.kind == "survey" and isinstance(survey_id, int):
-                await session.execute(
-                    update(Survey)
-                    .where(Survey.id == survey_id, Survey.sent_at.is_(None))
-                    .values(sent_at=now)
-                )
-            await session.commit()
+        await self.lane.run(_record_sent, delivery_id, outgoing, message.message_id, self.clock())
         stats.sent += 1
 
     async def _unreachable(self, delivery_id: int, outgoing: Outgoing, error: str) -> None:
-        async with self.sessionmaker() as session:
-            await session.execute(
+        def unreachable(session: Session) -> None:
+            session.execute(
                 update(Delivery)
                 .where(Delivery.id == delivery_id)
                 .values(
@@ -580,10 +633,12 @@ class DeliverySender:
                 )
             )
             if outgoing.client is not None:
-                await session.execute(
+                session.execute(
                     update(Client).where(Client.id == outgoing.client.id).values(reachable=False)
                 )
-            await session.commit()
+            session.commit()
+
+        await self.lane.run(unreachable)
 
     async def _retry_later(
         self, delivery_id: int, attempts: int, error: str, stats: DeliveryStats
@@ -675,8 +730,14 @@ class Outbox:
         self, sessionmaker: async_sessionmaker[AsyncSession], *, clock: Clock = utc_now
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.lane = Lane.of(sessionmaker.kw["bind"])
         self.clock = clock
         self.worker: DeliveryWorker | None = None
+
+    def notify(self) -> None:
+        """Messages were queued by someone else's transaction (`queue_messages`): send now."""
+        if self.worker is not None:
+            self.worker.notify()
 
     async def post(
         self,
@@ -697,24 +758,15 @@ class Outbox:
         each, False if a message with its key was already queued."""
         if not messages:
             return []
-        now = self.clock()
-        async with self.sessionmaker() as session:
-            added = [
-                await enqueue(
-                    session,
-                    key=m.key,
-                    kind=m.kind,
-                    chat_id=m.chat_id,
-                    payload=m.payload,
-                    due_at=now,
-                    client_id=m.client_id,
-                    marketing=m.marketing,
-                )
-                for m in messages
-            ]
-            await session.commit()
-        if any(added) and self.worker is not None:
-            self.worker.notify()
+
+        def post(session: Session) -> list[bool]:
+            added = queue_messages(session, messages, self.clock())
+            session.commit()
+            return added
+
+        added = await self.lane.run(post)
+        if any(added):
+            self.notify()
         return added
 
     def start(self, sender: DeliverySender) -> DeliveryWorker:

@@ -1,12 +1,14 @@
 """Sales at the till: identify a card, quote, confirm exactly once, cancel, void, issue.
 
-Usage (every method commits its own unit of work; `now` is an aware UTC datetime)::
+Usage (every method is one unit of work on the database's blocking lane, `db.lane`, and
+commits it; `now` is an aware UTC datetime)::
 
-    sales = SalesService(session, settings, clock)
+    sales = SalesService(Lane.of(engine), settings, clock)
     card = await sales.identify_number("100 045")        # CardSummary
     card = await sales.identify_payload("c100045_…")     # signed QR payload → CardSummary
     draft = await sales.quote(card.card_id, 250000, cashier_id, chat_id, now)   # DraftView
     done = await sales.confirm(draft.id, actor_id, actor_is_owner, now)         # Confirmation
+    done = await sales.confirm(..., announce=lambda done: [OutboxMessage(...)])  # + messages
     done.already            # True when the draft had been confirmed before (same purchase)
     await sales.cancel(draft.id, actor_id, actor_is_owner, now)
     await sales.void(done.purchase_id, actor_id, actor_is_owner, now)           # VoidResult
@@ -18,12 +20,14 @@ sqlite driver opens the transaction right before that write, so the statement wa
 other writer (busy_timeout) and then sees the latest state: of any number of concurrent
 confirms — same process or another one on the same file — exactly one gets rowcount 1. The
 unique `purchases.draft_id` is the last line of defence. A repeated confirm returns the recorded
-purchase with `already=True` instead of failing.
+purchase with `already=True` instead of failing. The messages a sale sends (receipt, staff
+line) are queued in the sale's own transaction: recorded with it or not at all.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -41,9 +45,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session
 
+from db.lane import Lane
 from db.models import (
     Card,
     CardStatus,
@@ -58,6 +62,7 @@ from db.models import (
 )
 from services import audit, cards, pricing, qr_payload
 from services.clock import Clock
+from services.delivery import OutboxMessage, queue_messages
 from services.errors import CardBlocked, CardNotFound, DomainError
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -204,44 +209,41 @@ class IssueResult:
 
 
 # ------------------------------------------------------------------------ service
+# What a confirmed sale (or a void) queues for outside the chat, composed inside its transaction.
+Announce = Callable[[Any], Sequence[OutboxMessage]]
+
+
 class SalesService:
-    def __init__(self, session: AsyncSession, settings: Settings, clock: Clock) -> None:
-        self.session = session
+    """The till's units of work. Each public method is one call on the database's blocking
+    lane (`db.lane`): the till is the hottest path of the bot."""
+
+    def __init__(self, lane: Lane, settings: Settings, clock: Clock) -> None:
+        self.lane = lane
         self.settings = settings
         self.clock = clock
 
     # ---------------------------------------------------------------- identify
     async def identify_number(self, text: str) -> CardSummary:
         """A typed number: InvalidCardNumber / CardNotFound / CardBlocked when unusable."""
-        number = cards.normalize_number(text)
-        # One statement for the card, its holder's name and purchase history (a till is busy).
-        row = (await self.session.execute(_identify_statement(), {"p_number": number})).first()
-        if row is None:
-            raise CardNotFound(number)
-        card, client_name, visits, last_visit, spend = row
-        if card.status == CardStatus.BLOCKED:
-            raise CardBlocked(number)
-        return await self.summary(card, client_name, (visits, last_visit, spend))
+        return await self.lane.run(self._identify, cards.normalize_number(text), self.clock())
 
     async def identify_payload(self, payload: str) -> CardSummary:
         """A scanned QR payload: InvalidPayload when forged or mangled."""
         number = qr_payload.verify(self.settings.secret_key.get_secret_value(), payload)
         return await self.identify_number(number)
 
-    async def summary(
-        self,
-        card: Card,
-        client_name: str | None = None,
-        history: tuple[int, datetime | None, int] | None = None,
-    ) -> CardSummary:
-        now = self.clock()
-        visits, last_visit, spend = history or await self._history(card)
+    def _identify(self, session: Session, number: str, now: datetime) -> CardSummary:
+        # One statement for the card, its holder's name and purchase history (a till is busy).
+        card = session.execute(_identify_statement(), {"p_number": number}).first()
+        if card is None:
+            raise CardNotFound(number)
+        if card.status == CardStatus.BLOCKED:
+            raise CardBlocked(number)
         offers: tuple[OfferView, ...] = ()
         if card.client_id is not None:
-            rows = await self.session.scalars(
-                _offers_statement(), {"p_client": card.client_id, "p_now": now}
-            )
-            offers = tuple(OfferView(o.id, o.kind, o.bonus_pct, o.valid_until) for o in rows)
+            rows = session.execute(_offers_statement(), {"p_client": card.client_id, "p_now": now})
+            offers = tuple(OfferView(*row) for row in rows)
+        spend = int(card.spend)
         tier = max(card.base_pct, pricing.tier_for(spend, self.settings.cumulative_tiers_minor))
         return CardSummary(
             card_id=card.id,
@@ -252,9 +254,9 @@ class SalesService:
             kind=card.kind,
             status=card.status,
             client_id=card.client_id,
-            client_name=client_name,
-            visits=visits,
-            last_visit=last_visit,
+            client_name=card.first_name,
+            visits=int(card.visits),
+            last_visit=card.last_visit,
             spend=spend,
             offers=offers,
         )
@@ -264,25 +266,33 @@ class SalesService:
         self, card_id: int, amount_minor: int, cashier_id: int, chat_id: int, now: datetime
     ) -> DraftView:
         """Price a purchase and store it as an open draft that expires after DRAFT_TTL_MIN."""
+        return await self.lane.run(self._quote, card_id, amount_minor, cashier_id, chat_id, now)
+
+    def _quote(
+        self,
+        session: Session,
+        card_id: int,
+        amount_minor: int,
+        cashier_id: int,
+        chat_id: int,
+        now: datetime,
+    ) -> DraftView:
         cumulative_tiers = self.settings.cumulative_tiers_minor
-        row = (
-            await self.session.execute(
-                _quote_statement(bool(cumulative_tiers)), {"p_card": card_id, "p_now": now}
-            )
+        card = session.execute(
+            _quote_statement(bool(cumulative_tiers)), {"p_card": card_id, "p_now": now}
         ).first()
-        if row is None:
+        if card is None:
             raise CardNotFound(str(card_id))
-        card, offer, spend_before = row
         if card.status == CardStatus.BLOCKED:  # blocked since it was scanned
             raise CardBlocked(card.number)
         amount_tiers = self.settings.amount_tiers_minor
         q = pricing.quote(
             amount=amount_minor,
             base_pct=card.base_pct,
-            spend_before=spend_before,
+            spend_before=int(card.spend),
             amount_tiers=amount_tiers,
             cumulative_tiers=cumulative_tiers,
-            offer_pct=offer.bonus_pct if offer else 0,
+            offer_pct=card.offer_pct or 0,
             max_pct=self.settings.discount_max_pct,
         )
         draft = dict(
@@ -294,7 +304,7 @@ class SalesService:
             base_pct=q.base_pct,
             amount_tier_pct=q.amount_tier_pct,
             cumulative_tier_pct=q.cumulative_tier_pct,
-            offer_id=offer.id if offer else None,
+            offer_id=card.offer_id,
             offer_pct=q.offer_pct,
             discount_pct=q.discount_pct,
             discount_amount=q.discount_amount,
@@ -303,9 +313,8 @@ class SalesService:
             created_at=now,
             expires_at=now + timedelta(minutes=self.settings.draft_ttl_min),
         )
-        # A Core insert: the unit of work would cost more CPU than the statement itself.
-        await self.session.execute(insert(SaleDraft), [draft])
-        await self.session.commit()
+        session.execute(_insert_draft_statement(), draft)
+        session.commit()
         hand_out = None
         if amount_tiers and card.status == CardStatus.IN_STOCK:
             hand_out = max(card.base_pct, q.amount_tier_pct)
@@ -318,7 +327,7 @@ class SalesService:
             base_pct=q.base_pct,
             amount_tier_pct=q.amount_tier_pct,
             cumulative_tier_pct=q.cumulative_tier_pct,
-            offer_kind=offer.kind if offer else None,
+            offer_kind=card.offer_kind,
             offer_pct=q.offer_pct,
             discount_pct=q.discount_pct,
             discount_amount=q.discount_amount,
@@ -337,151 +346,158 @@ class SalesService:
         now: datetime,
         *,
         message_id: int | None = None,
+        announce: Announce | None = None,
     ) -> Confirmation:
         """Turn an open draft into exactly one purchase (see the module docstring).
 
         `message_id` (optional) remembers the receipt message so that a later /void can edit it.
+        `announce(confirmation)` composes the messages to queue (the customer's receipt, the
+        staff-chat line); they are queued in the purchase's own transaction, so a sale and its
+        messages are recorded together or not at all. A repeated confirm queues nothing.
         """
-        for _attempt in range(3):
-            result = await self._try_confirm(draft_id, actor_id, actor_is_owner, now, message_id)
-            if result is not None:
-                return result
-        raise DraftGone("not_found")  # pragma: no cover - only after repeated lost races
+        return await self.lane.run(
+            self._confirm, draft_id, actor_id, actor_is_owner, now, message_id, announce
+        )
 
-    async def _try_confirm(
+    def _confirm(
         self,
+        session: Session,
         draft_id: str,
         actor_id: int,
         actor_is_owner: bool,
         now: datetime,
         message_id: int | None,
-    ) -> Confirmation | None:
-        session = self.session
-        if session.new or session.dirty or session.deleted:
-            await session.rollback()  # nothing unrelated may ride along in the sale's commit
-        # Earlier reads of this session (the locale lookup) ran outside any SQLite transaction:
-        # the driver begins one right before the first write, i.e. this UPDATE.
-        params = {"p_id": draft_id, "p_now": now, "p_actor": actor_id, "p_message": message_id}
-        row = (
-            await session.execute(
-                _confirm_statement(actor_is_owner, message_id is not None),
-                params,
-                execution_options={"synchronize_session": False},
-            )
-        ).first()
-        if row is None:
-            await session.rollback()
-            return await self._already(draft_id, actor_id, actor_is_owner, now)
-        try:
-            return await self._record_purchase(draft_id, row, actor_id, now)
-        except IntegrityError:
-            # Someone recorded this draft although our UPDATE won: the unique draft_id held.
-            await session.rollback()
-            return await self._already(draft_id, actor_id, actor_is_owner, now)
-
-    async def _record_purchase(
-        self, draft_id: str, draft: Any, actor_id: int, now: datetime
+        announce: Announce | None,
     ) -> Confirmation:
-        session = self.session
-        card, tg_id, language, reachable = (
-            await session.execute(
-                _card_and_holder_statement(),
-                {"p_card": draft.card_id},
-                execution_options={"populate_existing": True},
-            )
-        ).one()
-        purchase = Purchase(
-            card_id=card.id,
-            amount=draft.amount,
-            discount_pct=draft.discount_pct,
-            discount_amount=draft.discount_amount,
-            paid_amount=draft.paid_amount,
-            offer_id=draft.offer_id,
-            cashier_id=draft.cashier_id,
-            draft_id=draft_id,
-            source=PurchaseSource.BOT,
-            created_at=now,
-        )
-        # Core statements (the object stays transient, a holder of the values for the result).
-        purchase.id = await session.scalar(
-            insert(Purchase).values(_purchase_values(purchase)).returning(Purchase.id)
-        )
-        await session.execute(
-            _link_purchase_statement(), {"p_id": draft_id, "p_purchase": purchase.id}
-        )
-        await cards.refresh_totals(session, card.id)
+        params = {"p_id": draft_id, "p_now": now, "p_actor": actor_id, "p_message": message_id}
+        statement = _confirm_statement(actor_is_owner, message_id is not None)
+        for _attempt in range(3):
+            # The sqlite3 driver begins the transaction right before this first write.
+            row = session.execute(statement, params).first()
+            if row is not None:
+                try:
+                    return self._record_purchase(session, draft_id, row, actor_id, now, announce)
+                except IntegrityError:
+                    # Recorded by someone else although our UPDATE won: the unique draft_id held.
+                    session.rollback()
+            else:
+                session.rollback()
+            result = self._already(session, draft_id, actor_id, actor_is_owner, now)
+            if result is not None:
+                return result
+        raise DraftGone("not_found")  # pragma: no cover - only after repeated lost races
+
+    def _record_purchase(
+        self,
+        session: Session,
+        draft_id: str,
+        draft: Any,
+        actor_id: int,
+        now: datetime,
+        announce: Announce | None,
+    ) -> Confirmation:
+        card = session.execute(_card_and_holder_statement(), {"p_card": draft.card_id}).one()
+        values = {
+            "card_id": card.id,
+            "amount": draft.amount,
+            "discount_pct": draft.discount_pct,
+            "discount_amount": draft.discount_amount,
+            "paid_amount": draft.paid_amount,
+            "offer_id": draft.offer_id,
+            "cashier_id": draft.cashier_id,
+            "draft_id": draft_id,
+            "source": PurchaseSource.BOT,
+            "created_at": now,
+        }
+        purchase_id = session.execute(_insert_purchase_statement(), values).scalar_one()
+        session.execute(_link_purchase_statement(), {"p_id": draft_id, "p_purchase": purchase_id})
+        session.execute(*cards.totals_statement(card.id))
         if draft.offer_id is not None:
-            redeemed = await session.execute(
-                update(Offer)
-                .where(
-                    Offer.id == draft.offer_id,
-                    Offer.redeemed_purchase_id.is_(None),
-                    Offer.cancelled_at.is_(None),
-                )
-                .values(redeemed_purchase_id=purchase.id, redeemed_at=now)
-                .execution_options(synchronize_session=False)
+            redeemed = session.execute(
+                _redeem_offer_statement(),
+                {"p_offer": draft.offer_id, "p_purchase": purchase_id, "p_now": now},
             )
-            if redeemed.rowcount != 1:
+            if redeemed.rowcount != 1:  # type: ignore[attr-defined]
                 # The offer went to another purchase meanwhile: the quote no longer holds.
-                await session.rollback()
-                await self._close_draft(draft_id, DraftStatus.CANCELLED, actor_id, now)
+                session.rollback()
+                self._close_draft(session, draft_id, DraftStatus.CANCELLED, actor_id, now)
                 raise DraftGone("offer_used")
-        issued_now = cards.mark_issued(session, card, now=now, actor_id=actor_id, how="till")
-        audit.record(
-            session,
-            "sale.confirmed",
-            at=now,
-            actor_id=actor_id,
-            card_id=card.id,
-            client_id=card.client_id,
-            purchase_id=purchase.id,
-            draft_id=draft_id,
-            amount=draft.amount,
-            discount_pct=draft.discount_pct,
-            discount_amount=draft.discount_amount,
-            offer_id=draft.offer_id,
-        )
-        if draft.offer_id is not None:
-            audit.record(
-                session,
-                "offer.redeemed",
+        issued_now = card.status == CardStatus.IN_STOCK
+        if issued_now:  # a card first used at the till is issued then
+            session.execute(*cards.issue_statement(card.id, now))
+        events = [
+            audit.values(
+                "sale.confirmed",
                 at=now,
                 actor_id=actor_id,
                 card_id=card.id,
                 client_id=card.client_id,
-                purchase_id=purchase.id,
+                purchase_id=purchase_id,
+                draft_id=draft_id,
+                amount=draft.amount,
+                discount_pct=draft.discount_pct,
+                discount_amount=draft.discount_amount,
                 offer_id=draft.offer_id,
             )
-        await session.commit()
+        ]
+        if issued_now:
+            events.append(
+                audit.values("card.issued", at=now, actor_id=actor_id, card_id=card.id, how="till")
+            )
+        if draft.offer_id is not None:
+            events.append(
+                audit.values(
+                    "offer.redeemed",
+                    at=now,
+                    actor_id=actor_id,
+                    card_id=card.id,
+                    client_id=card.client_id,
+                    purchase_id=purchase_id,
+                    offer_id=draft.offer_id,
+                )
+            )
+        audit.insert_many(session, events)
         customer = None
-        if card.client_id is not None and tg_id is not None and reachable:
-            customer = CustomerRef(client_id=card.client_id, tg_id=tg_id, language=language)
-        return await self._confirmation(
-            draft_id, draft, purchase, card, customer, already=False, issued=issued_now
+        if card.client_id is not None and card.tg_id is not None and card.reachable:
+            customer = CustomerRef(card.client_id, card.tg_id, card.language)
+        done = self._confirmation(
+            session, draft_id, draft, purchase_id, values, card, customer, issued=issued_now
         )
+        if announce is not None:
+            queue_messages(session, announce(done), now)
+        session.commit()
+        return done
 
-    async def _already(
-        self, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
+    def _already(
+        self, session: Session, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
     ) -> Confirmation | None:
         """Why the conditional update matched nothing; None when it is worth another try."""
-        draft = await self.session.get(SaleDraft, draft_id, populate_existing=True)
+        draft = session.get(SaleDraft, draft_id, populate_existing=True)
         if draft is None:
             raise DraftGone("not_found")
         if not actor_is_owner and draft.cashier_id != actor_id:
             raise NotYourDraft(f"draft {draft_id} belongs to another cashier")
         if draft.status == DraftStatus.CONFIRMED:
-            purchase = await self.session.scalar(
-                select(Purchase).where(Purchase.draft_id == draft_id)
-            )
+            purchase = session.execute(
+                select(Purchase.__table__).where(Purchase.draft_id == draft_id)
+            ).first()
             if purchase is None:  # pragma: no cover - confirmed drafts always have a purchase
                 raise DraftGone("not_found")
-            card = await self.session.get(Card, draft.card_id)
+            card = session.get(Card, draft.card_id, populate_existing=True)
             assert card is not None
-            customer = await self._customer(card.client_id)
-            result = await self._confirmation(
-                draft_id, draft, purchase, card, customer, already=True, issued=False
+            customer = _customer(session, card.client_id)
+            result = self._confirmation(
+                session,
+                draft_id,
+                draft,
+                purchase.id,
+                purchase._asdict(),
+                card,
+                customer,
+                issued=False,
+                already=True,
             )
-            await self.session.rollback()  # end the read; nothing to write
+            session.rollback()  # end the read; nothing to write
             return result
         if draft.status == DraftStatus.CANCELLED:
             raise DraftGone("cancelled")
@@ -489,36 +505,38 @@ class SalesService:
             raise DraftGone("expired")
         return None
 
-    async def _confirmation(
+    def _confirmation(
         self,
+        session: Session,
         draft_id: str,
         draft: Any,
-        purchase: Purchase,
-        card: Card,
+        purchase_id: int,
+        purchase: dict[str, Any],
+        card: Any,
         customer: CustomerRef | None,
         *,
-        already: bool,
         issued: bool,
+        already: bool = False,
     ) -> Confirmation:
         cumulative = self.settings.cumulative_tiers_minor
         tier, next_tier = card.base_pct, None
         if cumulative:  # the tier can only grow with spend when cumulative tiers are on
-            spend = (await self._history(card))[2]
+            spend = int(session.execute(_history_statement(), {"p_card": card.id}).one()[2])
             tier = max(card.base_pct, pricing.tier_for(spend, cumulative))
             next_tier = pricing.next_tier(tier, spend, cumulative)
         return Confirmation(
-            purchase_id=purchase.id,
+            purchase_id=purchase_id,
             draft_id=draft_id,
             already=already,
             card_number=card.number,
-            amount=purchase.amount,
-            discount_pct=purchase.discount_pct,
-            discount_amount=purchase.discount_amount,
-            paid_amount=purchase.paid_amount,
+            amount=purchase["amount"],
+            discount_pct=purchase["discount_pct"],
+            discount_amount=purchase["discount_amount"],
+            paid_amount=purchase["paid_amount"],
             offer_pct=draft.offer_pct,
-            cashier_id=purchase.cashier_id,
+            cashier_id=purchase["cashier_id"],
             chat_id=draft.chat_id,
-            created_at=purchase.created_at,
+            created_at=purchase["created_at"],
             card_issued_now=issued,
             customer=customer,
             tier_pct=tier,
@@ -530,47 +548,66 @@ class SalesService:
         self, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
     ) -> str:
         """Drop an open draft; returns the card number. Cancelling twice is harmless."""
-        draft = await self.session.get(SaleDraft, draft_id)
+        return await self.lane.run(self._cancel, draft_id, actor_id, actor_is_owner, now)
+
+    def _cancel(
+        self, session: Session, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
+    ) -> str:
+        draft = session.get(SaleDraft, draft_id)
         if draft is None:
             raise DraftGone("not_found")
         if not actor_is_owner and draft.cashier_id != actor_id:
             raise NotYourDraft(f"draft {draft_id} belongs to another cashier")
-        number = await self.session.scalar(select(Card.number).where(Card.id == draft.card_id))
-        if not await self._close_draft(draft_id, DraftStatus.CANCELLED, actor_id, now):
-            current = await self.session.scalar(
-                select(SaleDraft.status).where(SaleDraft.id == draft_id)
-            )
+        number = session.scalar(select(Card.number).where(Card.id == draft.card_id))
+        if not self._close_draft(session, draft_id, DraftStatus.CANCELLED, actor_id, now):
+            current = session.scalar(select(SaleDraft.status).where(SaleDraft.id == draft_id))
             if current == DraftStatus.CONFIRMED:
                 raise DraftGone("confirmed")
         return number or ""
 
-    async def _close_draft(
-        self, draft_id: str, status: DraftStatus, actor_id: int, now: datetime
+    def _close_draft(
+        self, session: Session, draft_id: str, status: DraftStatus, actor_id: int, now: datetime
     ) -> bool:
-        if self.session.in_transaction():
-            await self.session.rollback()
-        result = await self.session.execute(
+        session.rollback()  # the conditional update below starts the write transaction
+        result = session.execute(
             update(SaleDraft)
             .where(SaleDraft.id == draft_id, SaleDraft.status == DraftStatus.OPEN)
             .values(status=status, decided_at=now, decided_by=actor_id)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
-            await self.session.rollback()
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
             return False
-        audit.record(self.session, f"sale.{status}", at=now, actor_id=actor_id, draft_id=draft_id)
-        await self.session.commit()
+        audit.insert_many(
+            session, [audit.values(f"sale.{status}", at=now, actor_id=actor_id, draft_id=draft_id)]
+        )
+        session.commit()
         return True
 
     # -------------------------------------------------------------------- void
     async def void(
-        self, purchase_id: int, actor_id: int, actor_is_owner: bool, now: datetime
+        self,
+        purchase_id: int,
+        actor_id: int,
+        actor_is_owner: bool,
+        now: datetime,
+        *,
+        announce: Announce | None = None,
     ) -> VoidResult:
-        """Mark a purchase voided (the row stays, it stops counting) and return its offer."""
-        session = self.session
-        if session.in_transaction():
-            await session.rollback()
-        purchase = await session.get(Purchase, purchase_id, populate_existing=True)
+        """Mark a purchase voided (the row stays, it stops counting) and return its offer.
+        `announce(result)` composes the messages to queue in the void's own transaction."""
+        return await self.lane.run(self._void, purchase_id, actor_id, actor_is_owner, now, announce)
+
+    def _void(
+        self,
+        session: Session,
+        purchase_id: int,
+        actor_id: int,
+        actor_is_owner: bool,
+        now: datetime,
+        announce: Announce | None,
+    ) -> VoidResult:
+        purchase = session.get(Purchase, purchase_id, populate_existing=True)
         if purchase is None:
             raise PurchaseNotFound(purchase_id)
         if purchase.voided_at is not None:
@@ -590,29 +627,28 @@ class SalesService:
             purchase.draft_id,
         )
         card_id, amount, discount, paid, created_at, draft_id = facts
-        await session.rollback()  # the conditional update below starts the write transaction
-        result = await session.execute(
+        session.rollback()  # the conditional update below starts the write transaction
+        result = session.execute(
             update(Purchase)
             .where(Purchase.id == purchase_id, Purchase.voided_at.is_(None))
             .values(voided_at=now, voided_by=actor_id)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:
-            await session.rollback()
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
             raise AlreadyVoided(purchase_id)
-        returned = await session.execute(
+        returned = session.execute(
             update(Offer)
             .where(Offer.redeemed_purchase_id == purchase_id)
             .values(redeemed_purchase_id=None, redeemed_at=None)
             .execution_options(synchronize_session=False)
         )
-        offer_returned = returned.rowcount > 0
-        await cards.refresh_totals(session, card_id)
-        card = await session.get(Card, card_id, populate_existing=True)
-        assert card is not None
-        number, client_id = card.number, card.client_id
-        audit.record(
-            session,
+        offer_returned = returned.rowcount > 0  # type: ignore[attr-defined]
+        session.execute(*cards.totals_statement(card_id))
+        number, client_id = session.execute(
+            select(Card.number, Card.client_id).where(Card.id == card_id)
+        ).one()
+        event = audit.values(
             "sale.voided",
             at=now,
             actor_id=actor_id,
@@ -622,16 +658,13 @@ class SalesService:
             amount=amount,
             offer_returned=offer_returned,
         )
+        audit.insert_many(session, [event])
         where = None
         if draft_id is not None:
-            where = (
-                await session.execute(
-                    select(SaleDraft.chat_id, SaleDraft.message_id).where(SaleDraft.id == draft_id)
-                )
+            where = session.execute(
+                select(SaleDraft.chat_id, SaleDraft.message_id).where(SaleDraft.id == draft_id)
             ).first()
-        customer = await self._customer(client_id)
-        await session.commit()
-        return VoidResult(
+        voided = VoidResult(
             purchase_id=purchase_id,
             card_number=number,
             amount=amount,
@@ -639,45 +672,51 @@ class SalesService:
             paid_amount=paid,
             created_at=created_at,
             offer_returned=offer_returned,
-            customer=customer,
+            customer=_customer(session, client_id),
             chat_id=where[0] if where else None,
             message_id=where[1] if where else None,
         )
+        if announce is not None:
+            queue_messages(session, announce(voided), now)
+        session.commit()
+        return voided
 
     # ------------------------------------------------------------------- issue
     async def issue(
         self, number: str, segment: str | None, actor_id: int, now: datetime
     ) -> IssueResult:
         """Staff hand out a printed card (`/issue 100045 [b2b]`)."""
-        card = await cards.get_usable(self.session, number)
+        return await self.lane.run(
+            self._issue, cards.normalize_number(number), segment, actor_id, now
+        )
+
+    def _issue(
+        self, session: Session, number: str, segment: str | None, actor_id: int, now: datetime
+    ) -> IssueResult:
+        card = session.scalar(select(Card).where(Card.number == number))
+        if card is None:
+            raise CardNotFound(number)
+        if card.status == CardStatus.BLOCKED:
+            raise CardBlocked(card.number)
         if card.status != CardStatus.IN_STOCK:
             raise CardAlreadyIssued(card.number)
         if segment is not None:
             card.segment = Segment(segment)
-        cards.mark_issued(self.session, card, now=now, actor_id=actor_id, how="staff")
-        await self.session.commit()
+        cards.mark_issued(session, card, now=now, actor_id=actor_id, how="staff")
+        session.commit()
         return IssueResult(number=card.number, base_pct=card.base_pct, segment=card.segment)
 
-    # ------------------------------------------------------------ reachability
-    # ----------------------------------------------------------------- helpers
-    async def _history(self, card: Card) -> tuple[int, datetime | None, int]:
-        """(visits, last visit, gross spend) of the client's cards, or this card if unbound."""
-        row = (await self.session.execute(_history_statement(), {"p_card": card.id})).one()
-        return int(row[0]), row[1], int(row[2])
 
-    async def _customer(self, client_id: int | None) -> CustomerRef | None:
-        if client_id is None:
-            return None
-        row = (
-            await self.session.execute(
-                select(Client.tg_id, Client.language, Client.reachable).where(
-                    Client.id == client_id
-                )
-            )
-        ).first()
-        if row is None or row.tg_id is None or not row.reachable:
-            return None
-        return CustomerRef(client_id=client_id, tg_id=row.tg_id, language=row.language)
+def _customer(session: Session, client_id: int | None) -> CustomerRef | None:
+    """Whom to tell (bound, reachable, not erased), or None."""
+    if client_id is None:
+        return None
+    row = session.execute(
+        select(Client.tg_id, Client.language, Client.reachable).where(Client.id == client_id)
+    ).first()
+    if row is None or row.tg_id is None or not row.reachable:
+        return None
+    return CustomerRef(client_id=client_id, tg_id=row.tg_id, language=row.language)
 
 
 # The till's hot statements are built once: constructing SQLAlchemy statements costs more CPU
@@ -686,26 +725,58 @@ def _p_now() -> Any:
     return bindparam("p_now", type_=UTCDateTime())
 
 
+# Plain Core over the tables (no ORM entities): rows come back as named tuples.
+_cards = Card.__table__.c
+_offers = Offer.__table__.c
+_CARD_COLUMNS = (
+    _cards.id,
+    _cards.number,
+    _cards.base_pct,
+    _cards.segment,
+    _cards.kind,
+    _cards.status,
+    _cards.client_id,
+)
+
+
+def _active_offer(now: Any) -> tuple[Any, ...]:
+    """`Offer.active_at` over the table's columns."""
+    return (
+        _offers.valid_from <= now,
+        _offers.valid_until > now,
+        _offers.redeemed_purchase_id.is_(None),
+        _offers.cancelled_at.is_(None),
+    )
+
+
 @cache
 def _identify_statement() -> Select[Any]:
+    visits, last_visit, spend = _history_columns()
     return (
-        select(Card, Client.first_name, *_history_columns())
-        .outerjoin(Client, Client.id == Card.client_id)
-        .where(Card.number == bindparam("p_number"))
+        select(
+            *_CARD_COLUMNS,
+            Client.__table__.c.first_name,
+            visits.label("visits"),
+            last_visit.label("last_visit"),
+            spend.label("spend"),
+        )
+        .select_from(Card.__table__)
+        .outerjoin(Client.__table__, Client.__table__.c.id == _cards.client_id)
+        .where(_cards.number == bindparam("p_number"))
     )
 
 
 @cache
 def _history_statement() -> Select[Any]:
-    return select(*_history_columns()).where(Card.id == bindparam("p_card"))
+    return select(*_history_columns()).where(_cards.id == bindparam("p_card"))
 
 
 @cache
-def _offers_statement() -> Select[tuple[Offer]]:
+def _offers_statement() -> Select[Any]:
     return (
-        select(Offer)
-        .where(Offer.client_id == bindparam("p_client"), *Offer.active_at(_p_now()))
-        .order_by(Offer.valid_until)
+        select(_offers.id, _offers.kind, _offers.bonus_pct, _offers.valid_until)
+        .where(_offers.client_id == bindparam("p_client"), *_active_offer(_p_now()))
+        .order_by(_offers.valid_until)
     )
 
 
@@ -713,31 +784,44 @@ def _offers_statement() -> Select[tuple[Offer]]:
 def _quote_statement(with_spend: bool) -> Select[Any]:
     """The card, its holder's best active offer and (cumulative tiers) spend so far."""
     best_offer = (
-        select(Offer.id)
-        .where(Offer.client_id == Card.client_id, *Offer.active_at(_p_now()))
-        .order_by(Offer.bonus_pct.desc(), Offer.valid_until)
+        select(_offers.id)
+        .where(_offers.client_id == _cards.client_id, *_active_offer(_p_now()))
+        .order_by(_offers.bonus_pct.desc(), _offers.valid_until)
         .limit(1)
-        .correlate(Card)
+        .correlate(Card.__table__)
         .scalar_subquery()
     )
     spend = _history_columns()[2] if with_spend else literal(0)
     return (
-        select(Card, Offer, spend)
-        .outerjoin(Offer, Offer.id == best_offer)
-        .where(Card.id == bindparam("p_card"))
+        select(
+            *_CARD_COLUMNS,
+            _offers.id.label("offer_id"),
+            _offers.kind.label("offer_kind"),
+            _offers.bonus_pct.label("offer_pct"),
+            spend.label("spend"),
+        )
+        .select_from(Card.__table__)
+        .outerjoin(Offer.__table__, _offers.id == best_offer)
+        .where(_cards.id == bindparam("p_card"))
     )
+
+
+@cache
+def _insert_draft_statement() -> Any:
+    return insert(SaleDraft.__table__)
 
 
 @cache
 def _confirm_statement(by_owner: bool, with_message: bool) -> Any:
     """open → confirmed, only while valid and (unless an owner) only by its cashier."""
-    won = update(SaleDraft).where(
-        SaleDraft.id == bindparam("p_id"),
-        SaleDraft.status == DraftStatus.OPEN,
-        SaleDraft.expires_at > _p_now(),
+    drafts = SaleDraft.__table__.c
+    won = update(SaleDraft.__table__).where(
+        drafts.id == bindparam("p_id"),
+        drafts.status == DraftStatus.OPEN.value,
+        drafts.expires_at > _p_now(),
     )
     if not by_owner:
-        won = won.where(SaleDraft.cashier_id == bindparam("p_actor"))
+        won = won.where(drafts.cashier_id == bindparam("p_actor"))
     values: dict[str, Any] = {
         "status": DraftStatus.CONFIRMED.value,
         "decided_at": _p_now(),
@@ -746,69 +830,75 @@ def _confirm_statement(by_owner: bool, with_message: bool) -> Any:
     if with_message:
         values["message_id"] = bindparam("p_message")
     return won.values(**values).returning(
-        SaleDraft.card_id,
-        SaleDraft.cashier_id,
-        SaleDraft.chat_id,
-        SaleDraft.amount,
-        SaleDraft.discount_pct,
-        SaleDraft.discount_amount,
-        SaleDraft.paid_amount,
-        SaleDraft.offer_id,
-        SaleDraft.offer_pct,
+        drafts.card_id,
+        drafts.cashier_id,
+        drafts.chat_id,
+        drafts.amount,
+        drafts.discount_pct,
+        drafts.discount_amount,
+        drafts.paid_amount,
+        drafts.offer_id,
+        drafts.offer_pct,
     )
+
+
+@cache
+def _insert_purchase_statement() -> Any:
+    return insert(Purchase.__table__).returning(Purchase.__table__.c.id)
 
 
 @cache
 def _link_purchase_statement() -> Any:
+    drafts = SaleDraft.__table__
     return (
-        update(SaleDraft)
-        .where(SaleDraft.id == bindparam("p_id"))
+        update(drafts)
+        .where(drafts.c.id == bindparam("p_id"))
         .values(purchase_id=bindparam("p_purchase"))
     )
 
 
-def _purchase_values(purchase: Purchase) -> dict[str, Any]:
-    names = (
-        "card_id",
-        "amount",
-        "discount_pct",
-        "discount_amount",
-        "paid_amount",
-        "offer_id",
-        "cashier_id",
-        "draft_id",
-        "source",
-        "created_at",
+@cache
+def _redeem_offer_statement() -> Any:
+    offers = Offer.__table__.c
+    return (
+        update(Offer.__table__)
+        .where(
+            offers.id == bindparam("p_offer"),
+            offers.redeemed_purchase_id.is_(None),
+            offers.cancelled_at.is_(None),
+        )
+        .values(redeemed_purchase_id=bindparam("p_purchase"), redeemed_at=_p_now())
     )
-    return {name: getattr(purchase, name) for name in names}
 
 
 @cache
 def _card_and_holder_statement() -> Select[Any]:
+    clients = Client.__table__.c
     return (
-        select(Card, Client.tg_id, Client.language, Client.reachable)
-        .outerjoin(Client, Client.id == Card.client_id)
-        .where(Card.id == bindparam("p_card"))
+        select(*_CARD_COLUMNS, clients.tg_id, clients.language, clients.reachable)
+        .select_from(Card.__table__)
+        .outerjoin(Client.__table__, clients.id == _cards.client_id)
+        .where(_cards.id == bindparam("p_card"))
     )
 
 
 def _history_columns() -> tuple[Any, Any, Any]:
     """(visits, last visit, gross spend) of the holder's cards — of the card when unbound —
-    as scalar subqueries correlated with `Card`, from the cards' lifetime figures (voided
-    purchases never count; see `cards.refresh_totals`)."""
-    other = aliased(Card)
+    as scalar subqueries correlated with the cards table, from the cards' lifetime figures
+    (voided purchases never count; see `cards.refresh_totals`)."""
+    other = Card.__table__.alias("other")
     same_holder = or_(
-        other.id == Card.id,
-        and_(Card.client_id.is_not(None), other.client_id == Card.client_id),
+        other.c.id == _cards.id,
+        and_(_cards.client_id.is_not(None), other.c.client_id == _cards.client_id),
     )
 
     def column(aggregate: Any) -> Any:
-        return select(aggregate).where(same_holder).correlate(Card).scalar_subquery()
+        return select(aggregate).where(same_holder).correlate(Card.__table__).scalar_subquery()
 
     return (
-        column(func.coalesce(func.sum(other.purchase_count), 0)),
-        column(func.max(other.last_purchase_at)),
-        column(func.coalesce(func.sum(other.purchase_total), 0)),
+        column(func.coalesce(func.sum(other.c.purchase_count), 0)),
+        column(func.max(other.c.last_purchase_at)),
+        column(func.coalesce(func.sum(other.c.purchase_total), 0)),
     )
 
 

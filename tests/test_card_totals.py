@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from db.engine import create_engine, create_sessionmaker
+from db.lane import Lane
 from db.migrate import upgrade
 from db.models import Card, Purchase
 from services.history_import import import_purchases
@@ -80,7 +81,7 @@ async def test_till_void_and_history_import_keep_the_figures_exact(
         assert after_import["100045"][:2] == (2, 175050)
         assert after_import["777001"][:2] == (1, 9900)
 
-        sales = SalesService(session, settings, clock)
+        sales = SalesService(Lane.of(session.bind), settings, clock)
         draft = await sales.quote(card_id, 250000, CASHIER_ID, CASHIER_ID, clock())
         sale = await sales.confirm(draft.id, CASHIER_ID, False, clock())
         after_sale = await totals(session)
