@@ -21,7 +21,7 @@ from bot.middlewares import DbSessionMiddleware
 from bot.scheduler import create_sender
 from bot.telegram_session import BotSession
 from bot.throttling import ThrottlingMiddleware
-from handlers import build_router
+from handlers import feature_routers
 from handlers.roles import StaffDirectory
 from services.clock import Clock, utc_now
 from services.delivery import Outbox
@@ -96,7 +96,7 @@ def create_dispatcher(
     # the locale middleware (which reads the client's language through it).
     dp.errors.outer_middleware(db_middleware)
     LocaleMiddleware(i18n, settings.default_language).setup(dp)
-    dp.include_router(build_router())
+    dp.include_routers(*feature_routers())
     dp.startup.register(register_commands)  # command menus per language and scope
 
     async def finish_updates() -> None:  # first on shutdown: before the outbox worker stops

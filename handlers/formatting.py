@@ -40,12 +40,17 @@ _PCT_PATTERN = parse_pattern("#,##0.#")
 
 def money(minor: int, settings: Settings, locale: str | None = None) -> str:
     """`250000` → `2 500 ₽` (ru) / `RUB 2,500` (en); kopecks shown only when there are some."""
-    loc = locale or current_locale()
-    exp = settings.currency_exponent
+    return _money(minor, settings.currency_exponent, settings.currency, locale or current_locale())
+
+
+# A sale shows each of its amounts four times (quote, receipt, staff line, customer's message)
+# and Babel's formatting is the costly part of those texts: recent results are kept.
+@lru_cache(maxsize=4096)
+def _money(minor: int, exp: int, currency: str, locale: str) -> str:
     value = Decimal(minor).scaleb(-exp)
     whole = bool(exp) and minor % 10**exp == 0
-    return _money_pattern(loc, whole).apply(
-        value, _locale(loc), currency=settings.currency, currency_digits=not whole
+    return _money_pattern(locale, whole).apply(
+        value, _locale(locale), currency=currency, currency_digits=not whole
     )
 
 
@@ -54,7 +59,12 @@ def number(value: int | float | Decimal, locale: str | None = None) -> str:
 
 
 def pct(value: int | float | Decimal, locale: str | None = None) -> str:
-    return f"{_PCT_PATTERN.apply(value, _locale(locale or current_locale()))} %"
+    return _pct(value, locale or current_locale())
+
+
+@lru_cache(maxsize=1024)
+def _pct(value: int | float | Decimal, locale: str) -> str:
+    return f"{_PCT_PATTERN.apply(value, _locale(locale))} %"
 
 
 def when(moment: datetime, settings: Settings, locale: str | None = None) -> str:
