@@ -460,8 +460,19 @@ class SalesService:
         customer = None
         if card.client_id is not None and card.tg_id is not None and card.reachable:
             customer = CustomerRef(card.client_id, card.tg_id, card.language)
+        # The holder's spend read before this purchase; the write lock is ours since the
+        # first UPDATE, so nothing else changed it.
+        spend = int(card.spend) + draft.amount
         done = self._confirmation(
-            session, draft_id, draft, purchase_id, values, card, customer, issued=issued_now
+            session,
+            draft_id,
+            draft,
+            purchase_id,
+            values,
+            card,
+            customer,
+            issued=issued_now,
+            spend=spend,
         )
         if announce is not None:
             queue_messages(session, announce(done), now)
@@ -517,11 +528,14 @@ class SalesService:
         *,
         issued: bool,
         already: bool = False,
+        spend: int | None = None,
     ) -> Confirmation:
+        """`spend`: the holder's gross spend including this purchase (read when None)."""
         cumulative = self.settings.cumulative_tiers_minor
         tier, next_tier = card.base_pct, None
         if cumulative:  # the tier can only grow with spend when cumulative tiers are on
-            spend = int(session.execute(_history_statement(), {"p_card": card.id}).one()[2])
+            if spend is None:
+                spend = int(session.execute(_history_statement(), {"p_card": card.id}).one()[2])
             tier = max(card.base_pct, pricing.tier_for(spend, cumulative))
             next_tier = pricing.next_tier(tier, spend, cumulative)
         return Confirmation(
@@ -874,8 +888,9 @@ def _redeem_offer_statement() -> Any:
 @cache
 def _card_and_holder_statement() -> Select[Any]:
     clients = Client.__table__.c
+    spend = _history_columns()[2].label("spend")
     return (
-        select(*_CARD_COLUMNS, clients.tg_id, clients.language, clients.reachable)
+        select(*_CARD_COLUMNS, clients.tg_id, clients.language, clients.reachable, spend)
         .select_from(Card.__table__)
         .outerjoin(Client.__table__, clients.id == _cards.client_id)
         .where(_cards.id == bindparam("p_card"))
