@@ -62,6 +62,7 @@ class Lane:
         event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-lane")
+        self._disposed = False
 
     @classmethod
     def of(cls, engine: AsyncEngine) -> Lane:
@@ -93,6 +94,10 @@ class Lane:
             return work(session, *args, **kwargs)
 
     def dispose(self) -> None:
-        """Close the lane's connections and stop its thread (waits for a unit in progress)."""
+        """Close the lane's connections and stop its thread (waits for a unit in progress).
+        Disposing twice is harmless."""
+        if self._disposed:
+            return
+        self._disposed = True
         self._executor.submit(self.engine.dispose).result()
         self._executor.shutdown(wait=True)

@@ -1,0 +1,65 @@
+"""The blocking lane: one per engine, the caller's context inside, a failed unit leaves nothing."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from db.engine import create_engine
+from db.lane import Lane, sync_url
+from db.models import Card, CardStatus
+
+_marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="none")
+
+
+def _add_card(session: Session, number: str, fail: bool) -> int:
+    session.add(Card(number=number, base_pct=5, status=CardStatus.IN_STOCK))
+    session.flush()
+    if fail:
+        raise RuntimeError("the unit failed before its commit")
+    session.commit()
+    return threading.get_ident()
+
+
+async def test_a_unit_runs_on_the_lane_thread_and_commits(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    lane = Lane.of(engine)
+    assert Lane.of(engine) is lane  # one lane per engine
+    thread = await lane.run(_add_card, "900001", False)
+    assert thread != threading.get_ident()
+    with pytest.raises(RuntimeError):
+        await lane.run(_add_card, "900002", True)
+    async with sessionmaker() as session:
+        numbers = set(await session.scalars(select(Card.number)))
+    assert "900001" in numbers and "900002" not in numbers  # the failed unit left nothing
+
+
+async def test_a_unit_sees_the_callers_context(engine: AsyncEngine) -> None:
+    _marker.set("till")
+    assert await Lane.of(engine).run(lambda session: _marker.get()) == "till"
+
+
+async def test_disposing_the_engine_disposes_its_lane(db_url: str) -> None:
+    engine = create_engine(db_url)
+    first = Lane.of(engine)
+    await engine.dispose()
+    with pytest.raises(RuntimeError):  # its thread is gone
+        await first.run(lambda session: None)
+    second = Lane.of(engine)  # the engine is usable again, and so is a fresh lane
+    assert second is not first
+    assert await second.run(lambda session: session.scalar(select(1))) == 1
+    await engine.dispose()
+
+
+def test_only_sqlite_urls_have_a_lane() -> None:
+    assert sync_url("sqlite+aiosqlite:////var/lib/loyalty/loyalty.db") == (
+        "sqlite:////var/lib/loyalty/loyalty.db"
+    )
+    with pytest.raises(ValueError):
+        sync_url("postgresql+asyncpg://bot@localhost/loyalty")
