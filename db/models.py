@@ -203,14 +203,16 @@ class Offer(Base):
     cancelled_at: Mapped[datetime | None]
 
     @classmethod
-    def active_at(cls, now: Any) -> tuple[ColumnElement[bool], ...]:
+    def active_at(cls, now: Any, columns: Any = None) -> tuple[ColumnElement[bool], ...]:
         """Valid at `now`, not used, not withdrawn: the one-time bonus the till applies by
-        itself and the customer sees in /offers (`now`: a datetime or a bound parameter)."""
+        itself and the customer sees in /offers (`now`: a datetime or a bound parameter).
+        `columns`: the table's columns (`Offer.__table__.c`) for a plain Core statement."""
+        c = cls if columns is None else columns
         return (
-            cls.valid_from <= now,
-            cls.valid_until > now,
-            cls.redeemed_purchase_id.is_(None),
-            cls.cancelled_at.is_(None),
+            c.valid_from <= now,
+            c.valid_until > now,
+            c.redeemed_purchase_id.is_(None),
+            c.cancelled_at.is_(None),
         )
 
 

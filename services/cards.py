@@ -41,8 +41,12 @@ def group_number(number: str, size: int = 3) -> str:
     return " ".join(parts)
 
 
+def by_number(number: str) -> Select[tuple[Card]]:
+    return select(Card).where(Card.number == number)
+
+
 async def find_by_number(session: AsyncSession, number: str) -> Card | None:
-    return await session.scalar(select(Card).where(Card.number == number))
+    return await session.scalar(by_number(number))
 
 
 async def get_registered(session: AsyncSession, text: str) -> Card:
@@ -56,7 +60,14 @@ async def get_registered(session: AsyncSession, text: str) -> Card:
 
 async def get_usable(session: AsyncSession, text: str) -> Card:
     """The card typed or scanned at the till: must exist and not be blocked."""
-    card = await get_registered(session, text)
+    number = normalize_number(text)
+    return usable(await find_by_number(session, number), number)
+
+
+def usable(card: Card | None, number: str) -> Card:
+    """The card a lookup found, if the till may use it: CardNotFound / CardBlocked."""
+    if card is None:
+        raise CardNotFound(number)
     if card.status == CardStatus.BLOCKED:
         raise CardBlocked(card.number)
     return card

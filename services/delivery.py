@@ -304,8 +304,13 @@ class DeliveryStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-def _due(now: datetime) -> Any:
-    return func.coalesce(Delivery.next_attempt_at, Delivery.due_at) <= now
+def _due_at() -> Any:
+    """When a pending row is due: its retry time, else its first due time."""
+    return func.coalesce(Delivery.__table__.c.next_attempt_at, Delivery.__table__.c.due_at)
+
+
+def _due(now: Any) -> Any:
+    return _due_at() <= now
 
 
 # The sender's own statements are plain Core over the table: no ORM bookkeeping per message.
@@ -315,16 +320,15 @@ _rows = Delivery.__table__.c
 @cache
 def _due_rows_statement() -> Any:
     clients = Client.__table__.c
-    due_at = func.coalesce(_rows.next_attempt_at, _rows.due_at)
     return (
         select(_rows.id, _rows.chat_id, clients.tg_id)
         .select_from(Delivery.__table__)
         .outerjoin(Client.__table__, clients.id == _rows.client_id)
         .where(
             _rows.status == DeliveryStatus.PENDING.value,
-            due_at <= bindparam("p_now", type_=UTCDateTime()),
+            _due(bindparam("p_now", type_=UTCDateTime())),
         )
-        .order_by(due_at, _rows.id)
+        .order_by(_due_at(), _rows.id)
         .limit(_BATCH)
     )
 
@@ -463,14 +467,13 @@ class DeliverySender:
         due get `attempts + 1` and a lease; others are left alone. Then the claimed rows with
         their clients; unwanted ones are marked skipped here. One short transaction; returns
         what to send and how many were skipped."""
-        due_at = func.coalesce(_rows.next_attempt_at, _rows.due_at)
         claimed = (
             session.execute(
                 update(Delivery.__table__)
                 .where(
                     _rows.id.in_(ids),
                     _rows.status == DeliveryStatus.PENDING.value,
-                    due_at <= now,
+                    _due(now),
                 )
                 .values(attempts=_rows.attempts + 1, next_attempt_at=now + self.lease)
                 .returning(_rows.id)

@@ -707,11 +707,7 @@ class SalesService:
     def _issue(
         self, session: Session, number: str, segment: str | None, actor_id: int, now: datetime
     ) -> IssueResult:
-        card = session.scalar(select(Card).where(Card.number == number))
-        if card is None:
-            raise CardNotFound(number)
-        if card.status == CardStatus.BLOCKED:
-            raise CardBlocked(card.number)
+        card = cards.usable(session.scalar(cards.by_number(number)), number)
         if card.status != CardStatus.IN_STOCK:
             raise CardAlreadyIssued(card.number)
         if segment is not None:
@@ -753,16 +749,6 @@ _CARD_COLUMNS = (
 )
 
 
-def _active_offer(now: Any) -> tuple[Any, ...]:
-    """`Offer.active_at` over the table's columns."""
-    return (
-        _offers.valid_from <= now,
-        _offers.valid_until > now,
-        _offers.redeemed_purchase_id.is_(None),
-        _offers.cancelled_at.is_(None),
-    )
-
-
 @cache
 def _identify_statement() -> Select[Any]:
     visits, last_visit, spend = _history_columns()
@@ -789,7 +775,7 @@ def _history_statement() -> Select[Any]:
 def _offers_statement() -> Select[Any]:
     return (
         select(_offers.id, _offers.kind, _offers.bonus_pct, _offers.valid_until)
-        .where(_offers.client_id == bindparam("p_client"), *_active_offer(_p_now()))
+        .where(_offers.client_id == bindparam("p_client"), *Offer.active_at(_p_now(), _offers))
         .order_by(_offers.valid_until)
     )
 
@@ -799,7 +785,7 @@ def _quote_statement(with_spend: bool) -> Select[Any]:
     """The card, its holder's best active offer and (cumulative tiers) spend so far."""
     best_offer = (
         select(_offers.id)
-        .where(_offers.client_id == _cards.client_id, *_active_offer(_p_now()))
+        .where(_offers.client_id == _cards.client_id, *Offer.active_at(_p_now(), _offers))
         .order_by(_offers.bonus_pct.desc(), _offers.valid_until)
         .limit(1)
         .correlate(Card.__table__)
