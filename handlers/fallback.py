@@ -6,10 +6,12 @@ from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
+from handlers.filters import Match
+
 router = Router(name=__name__)
 
 
-@router.message(F.chat.type == "private")
+@router.message(Match(F.chat.type == "private"))
 async def fallback(message: Message) -> None:
     await message.answer(_("I did not understand that. Send /help to see what I can do."))
 

@@ -7,10 +7,11 @@ from aiogram.filters import KICKED, MEMBER, ChatMemberUpdatedFilter
 from aiogram.types import ChatMemberUpdated
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.filters import Match
 from services import delivery
 
 router = Router(name=__name__)
-router.my_chat_member.filter(F.chat.type == "private")
+router.my_chat_member.filter(Match(F.chat.type == "private"))
 
 
 @router.my_chat_member(ChatMemberUpdatedFilter(member_status_changed=KICKED))

@@ -33,10 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import LANGUAGES, PROJECT_ROOT, Settings
 from handlers import formatting
+from handlers.filters import Match
 from services import privacy
 
 router = Router(name=__name__)
-router.message.filter(F.chat.type == "private")
+router.message.filter(Match(F.chat.type == "private"))
 
 POLICY_DIR = PROJECT_ROOT / "locales"
 MESSAGE_LIMIT = 4096

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
 from handlers.errors import renders
+from handlers.filters import Match
 from services import privacy, surveys
 from services.surveys import AnswerStatus, SurveyNotFound
 
@@ -121,7 +122,7 @@ async def on_skip(
         await cq.message.edit_text(_("Thank you for your answer!"))
 
 
-@router.message(StateFilter(SurveyFlow.comment), F.text, ~F.text.startswith("/"))
+@router.message(StateFilter(SurveyFlow.comment), Match(F.text), ~Match(F.text.startswith("/")))
 async def on_comment(
     message: Message,
     session: AsyncSession,
@@ -148,7 +149,7 @@ async def on_comment(
         await message.answer(_("Thank you! We already have your answer."))
 
 
-@router.message(StateFilter(SurveyFlow.comment), ~F.text)
+@router.message(StateFilter(SurveyFlow.comment), ~Match(F.text))
 async def on_comment_not_text(message: Message) -> None:
     await message.answer(_("Please write your answer as text, or press Skip."))
 

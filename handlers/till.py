@@ -24,7 +24,7 @@ from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.filters import Command, CommandObject, CommandStart, Filter
+from aiogram.filters import Command, CommandObject, CommandStart, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -43,6 +43,7 @@ from bot.config import Settings
 from db.models import CardKind, CardStatus, OfferKind
 from handlers import formatting
 from handlers.errors import render_error, renders
+from handlers.filters import Match
 from handlers.roles import IsStaff, Role
 from services import qr_payload
 from services.cards import group_number
@@ -445,7 +446,7 @@ async def sale_by_number(
     await _show_card(message, card, state, settings)
 
 
-@router.message(F.text.func(payload_candidate))
+@router.message(Match(F.text.func(payload_candidate)))
 async def scan_text(
     message: Message, sales: SalesService, state: FSMContext, settings: Settings
 ) -> None:
@@ -453,7 +454,7 @@ async def scan_text(
     await _show_card(message, card, state, settings)
 
 
-@router.message(F.photo | F.document.mime_type.startswith("image/"))
+@router.message(Match(F.photo | F.document.mime_type.startswith("image/")))
 async def scan_photo(
     message: Message, bot: Bot, sales: SalesService, state: FSMContext, settings: Settings
 ) -> None:
@@ -482,7 +483,9 @@ async def scan_photo(
 
 
 # ----------------------------------------------------------------- amount → quote
-@router.message(TillStates.amount, F.text, ~F.text.startswith("/"), AmountAnswer())
+@router.message(
+    StateFilter(TillStates.amount), Match(F.text), ~Match(F.text.startswith("/")), AmountAnswer()
+)
 async def take_amount(
     message: Message, sales: SalesService, state: FSMContext, settings: Settings, now: datetime
 ) -> None:
@@ -506,7 +509,7 @@ async def take_amount(
     await message.answer(render_quote(draft, settings), reply_markup=quote_keyboard(draft.id))
 
 
-@router.message(InStaffGroup(), F.text.regexp(_NUMBER_TEXT.pattern))
+@router.message(InStaffGroup(), Match(F.text.regexp(_NUMBER_TEXT.pattern)))
 async def number_in_staff_group(
     message: Message, bot: Bot, sales: SalesService, state: FSMContext, settings: Settings
 ) -> None:
@@ -685,7 +688,7 @@ async def void_sale(
             await message.edit_text(render_voided(result, settings))
 
 
-@router.callback_query(F.data.startswith(TillCb.__prefix__ + ":"))
+@router.callback_query(Match(F.data.startswith(TillCb.__prefix__ + ":")))
 async def refuse_callback(cq: CallbackQuery) -> None:
     """Anyone else pressing (or forging) a till button: refused, nothing changes."""
     await cq.answer(_("Not allowed."), show_alert=True)

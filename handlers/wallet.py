@@ -35,6 +35,7 @@ from bot.config import LANGUAGES, Settings
 from bot.i18n import LocaleMiddleware
 from handlers import formatting
 from handlers.errors import renders
+from handlers.filters import Match
 from services import qr_payload
 from services.card_image import CardArt, art_key, render_png
 from services.cards import group_number
@@ -61,7 +62,7 @@ from services.wallet import (
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
-router.message.filter(F.chat.type == "private")
+router.message.filter(Match(F.chat.type == "private"))
 
 LANGUAGE_NAMES = {"ru": "🇷🇺 Русский", "en": "🇬🇧 English", "et": "🇪🇪 Eesti"}
 
@@ -703,7 +704,7 @@ async def link_other(cq: CallbackQuery, state: FSMContext, wallet: WalletService
     )
 
 
-@router.message(Wallet.number, F.text)
+@router.message(StateFilter(Wallet.number), Match(F.text))
 async def got_number(
     message: Message,
     state: FSMContext,
@@ -725,14 +726,14 @@ async def got_number(
     )
 
 
-@router.message(Wallet.number)
+@router.message(StateFilter(Wallet.number))
 async def number_hint(message: Message) -> None:
     await message.answer(
         _("Please send the card number as text, for example 100 045 (or /cancel).")
     )
 
 
-@router.message(Wallet.pin, F.text)
+@router.message(StateFilter(Wallet.pin), Match(F.text))
 async def got_pin(
     message: Message,
     state: FSMContext,
@@ -755,7 +756,7 @@ async def got_pin(
     )
 
 
-@router.message(Wallet.pin)
+@router.message(StateFilter(Wallet.pin))
 async def pin_hint(message: Message) -> None:
     await message.answer(_("Please send the PIN from the back of the card as text (or /cancel)."))
 
@@ -793,7 +794,7 @@ async def confirm_replace(
     )
 
 
-@router.message(Wallet.confirm_replace)
+@router.message(StateFilter(Wallet.confirm_replace))
 async def confirm_hint(message: Message) -> None:
     await message.answer(
         _("Please choose with the buttons above: replace your card or keep it (or /cancel).")
@@ -824,7 +825,7 @@ async def digital(
 # --------------------------------------------------------------------------- profile
 
 
-@router.message(Wallet.phone, F.contact)
+@router.message(StateFilter(Wallet.phone), Match(F.contact))
 async def got_phone(message: Message, state: FSMContext, wallet: WalletService, bot: Bot) -> None:
     assert message.contact is not None and message.from_user is not None
     await wallet.set_phone(
@@ -840,7 +841,7 @@ async def got_phone(message: Message, state: FSMContext, wallet: WalletService, 
         await _finish_profile(message, state)
 
 
-@router.message(Wallet.phone)
+@router.message(StateFilter(Wallet.phone))
 async def phone_other(message: Message, state: FSMContext, bot: Bot, i18n: I18n) -> None:
     if (message.text or "").strip().casefold() in _skip_labels(i18n):
         await _ask_profile(bot, message.chat.id, state, phone=False)
@@ -850,7 +851,7 @@ async def phone_other(message: Message, state: FSMContext, bot: Bot, i18n: I18n)
     )
 
 
-@router.message(Wallet.birthday, F.text)
+@router.message(StateFilter(Wallet.birthday), Match(F.text))
 async def got_birthday(
     message: Message, state: FSMContext, wallet: WalletService, settings: Settings, i18n: I18n
 ) -> None:
@@ -869,7 +870,7 @@ async def got_birthday(
     await _finish_profile(message, state)
 
 
-@router.message(Wallet.birthday)
+@router.message(StateFilter(Wallet.birthday))
 async def birthday_hint(message: Message) -> None:
     await message.answer(
         _("Please send your birthday as DD.MM.YYYY or DD.MM, or tap “Skip”."),
