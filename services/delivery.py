@@ -56,7 +56,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -323,22 +323,40 @@ _rows = Delivery.__table__.c
 
 @cache
 def _due_rows_statement() -> Prepared:
+    """The oldest due pending row of each chat, with how many that chat has due, oldest first.
+    One row per chat because a batch sends one message per chat anyway; and so a chat's
+    backlog (a staff group held to 20 messages a minute behind a busy till) can neither fill
+    the batch nor keep other chats' messages, such as customers' receipts, out of it."""
     clients = Client.__table__.c
-    return Prepared(
-        select(_rows.id, _rows.chat_id, clients.tg_id)
+    target = func.coalesce(_rows.chat_id, clients.tg_id)
+    chat = (target, case((target.is_(None), _rows.id)))  # no recipient: a group of its own
+    due = (
+        select(
+            _rows.id,
+            _rows.chat_id,
+            clients.tg_id,
+            _due_at().label("due"),
+            func.row_number().over(partition_by=chat, order_by=(_due_at(), _rows.id)).label("nth"),
+            func.count().over(partition_by=chat).label("queued"),
+        )
         .select_from(Delivery.__table__)
         .outerjoin(Client.__table__, clients.id == _rows.client_id)
         .where(
             _rows.status == DeliveryStatus.PENDING.value,
             _due(bindparam("p_now", type_=UTCDateTime())),
         )
-        .order_by(_due_at(), _rows.id)
+        .subquery()
+    )
+    return Prepared(
+        select(due.c.id, due.c.chat_id, due.c.tg_id, due.c.queued)
+        .where(due.c.nth == 1)
+        .order_by(due.c.due, due.c.id)
         .limit(_BATCH)
     )
 
 
 def _due_rows(session: Session, now: datetime) -> list[Any]:
-    """(id, chat_id, client's tg_id) of the due pending rows, oldest first."""
+    """(id, chat_id, client's tg_id, due rows of that chat) of each chat's oldest due row."""
     return _due_rows_statement().execute(session, {"p_now": now}).all()
 
 
@@ -407,6 +425,7 @@ class DeliverySender:
         self._slots = asyncio.Semaphore(concurrency)
         self.batch_size = batch_size or max(10, min(200, int(self.limiter.global_bucket.rate)))
         self.stopping = False  # set by a graceful stop: finish the messages in flight, return
+        self.wake: asyncio.Event | None = None  # the worker's: something new was queued
 
     async def deliver_due(self, stats: DeliveryStats | None = None) -> DeliveryStats:
         """Send everything due now (waiting for rate limits as needed); return what happened
@@ -424,33 +443,41 @@ class DeliverySender:
                 return stats
             waits: list[float] = []
             ready: list[int] = []
-            chats: set[int] = set()
-            for delivery_id, chat_id, tg_id in rows:
+            more = False  # a chat with more messages due than the one sent now
+            for delivery_id, chat_id, tg_id, queued in rows:
                 target = chat_id if chat_id is not None else tg_id
                 if target is not None:
-                    # One message per chat per batch; a throttled chat waits, others go first.
-                    if target in chats:
-                        continue
+                    # A throttled chat waits; the others go first.
                     wait = self.limiter.chat_delay(target)
                     if wait > 0:
                         waits.append(wait)
                         continue
-                    chats.add(target)
+                    more = more or queued > 1
                 ready.append(delivery_id)
                 if len(ready) >= self.batch_size:
                     break
             if self.stopping:
                 return stats
             if not ready:
-                await self.sleep(min(waits) if waits else 0.05)
+                await self._pause(min(waits) if waits else 0.05)
                 continue
             items, skipped = await self.lane.run(self._claim, ready, now)
             stats.skipped += skipped
             await asyncio.gather(*(self._slot(item, stats) for item in items))
-            if len(ready) == len(rows) < _BATCH:
+            if len(ready) == len(rows) < _BATCH and not more:
                 # Everything that was due has been handled; what was queued since woke the
                 # worker (`notify`), and what comes due later is found by its next pass.
                 return stats
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait for a throttled chat. In the worker, a message queued meanwhile (`notify`)
+        ends the wait: a customer's receipt does not wait for the staff group's next slot."""
+        if self.wake is None:
+            await self.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), seconds)
+        self.wake.clear()
 
     async def _slot(self, item: Outgoing, stats: DeliveryStats) -> None:
         async with self._slots:  # at most `concurrency` messages in flight
@@ -680,6 +707,7 @@ class DeliveryWorker:
         self.sender = sender
         self.interval = interval
         self._wake = asyncio.Event()
+        sender.wake = self._wake
         self._task: asyncio.Task[None] | None = None
         self.stats = DeliveryStats()
 

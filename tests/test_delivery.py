@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -14,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import Settings
 from db.models import Client, DeliveryStatus
 from services import delivery
-from services.delivery import DeliveryWorker, RateLimiter, TokenBucket, quiet_until
+from services.delivery import (
+    DeliveryWorker,
+    Outbox,
+    OutboxMessage,
+    RateLimiter,
+    TokenBucket,
+    quiet_until,
+)
 from tests.conftest import FrozenClock, make_settings
 from tests.engagement_helpers import bot_for, deliveries, fast_limiter, make_client, sender_for
 from tests.fakeapi import FakeTelegram
@@ -293,6 +301,69 @@ async def test_per_chat_limit_lets_other_chats_go_first(
     assert (await sender.deliver_due()).sent == 3
     assert [c.text for c in tg.sent()] == ["hello a1", "hello b1", "hello a2"]
     assert fake.slept and sum(fake.slept) == pytest.approx(1.0, abs=0.01)
+
+
+async def test_a_chat_backlog_does_not_keep_other_chats_out_of_the_batch(
+    tg: FakeTelegram,
+    bot: Bot,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """More staff-group lines are due than a batch holds (the group takes 20 a minute): a
+    customer's message queued after them still goes out in the first pass."""
+    staff_chat = -1009000
+    backlog = [
+        OutboxMessage(f"staff:{i}", "text", staff_chat, {"text": f"line {i}"})
+        for i in range(delivery._BATCH + 10)
+    ]
+    receipt = OutboxMessage("receipt:1", "text", 4001, {"text": "your receipt"})
+    await Outbox(sessionmaker, clock=clock).post_many([*backlog, receipt])
+    fake = FakeTime()
+    sender = sender_for(
+        bot,
+        sessionmaker,
+        settings,
+        clock,
+        limiter=RateLimiter(1000, 1, 20, monotonic=fake),
+        sleep=fake.sleep,
+    )
+
+    async def stop_at_the_first_wait(seconds: float) -> None:
+        sender.stopping = True  # the group's next slot is 3 s away: enough seen
+        await fake.sleep(seconds)
+
+    sender.sleep = stop_at_the_first_wait
+    stats = await sender.deliver_due()
+    assert sorted(c.text for c in tg.sent()) == ["line 0", "your receipt"]
+    assert stats.sent == 2 and fake.slept == [pytest.approx(3.0)]
+
+
+async def test_a_message_queued_while_the_worker_waits_for_a_group_goes_at_once(
+    tg: FakeTelegram,
+    bot: Bot,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """The worker waits for the staff group's next slot (one line per 3 s); a receipt queued
+    meanwhile does not wait with it."""
+    staff_chat = -1009000
+    outbox = Outbox(sessionmaker, clock=clock)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=RateLimiter(1000, 1, 20))
+    outbox.start(sender)
+    try:
+        await outbox.post_many(
+            [OutboxMessage(f"staff:{i}", "text", staff_chat, {"text": f"line {i}"}) for i in (1, 2)]
+        )
+        await tg.group(staff_chat).wait_message("line 1")
+        await asyncio.sleep(0.5)  # the worker is now waiting for the group's next slot
+        await outbox.post(key="receipt:1", kind="text", chat_id=4001, payload={"text": "receipt"})
+        await tg.user(4001).wait_message("receipt", timeout=1.5)
+        await tg.group(staff_chat).wait_message("line 2", timeout=5)
+    finally:
+        await outbox.stop()
+    assert [c.text for c in tg.sent()] == ["line 1", "receipt", "line 2"]
 
 
 async def test_a_claimed_row_waits_for_its_lease_after_a_crash(
