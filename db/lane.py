@@ -43,10 +43,10 @@ from collections.abc import Callable
 from concurrent.futures import Future as ThreadFuture
 from typing import Any, ClassVar, Concatenate, NamedTuple, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from db.engine import _sqlite_pragmas
 
@@ -77,7 +77,9 @@ class Lane:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(sync_url(url))
         event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # The thread's one connection: units run one at a time, and checking a connection
+        # out of the pool and back in (with its reset) for every unit cost more than its SQL.
+        self._connection: Connection | None = None
         # The units waiting for the thread; None stops it. The thread takes every unit that
         # is waiting, runs them one after another and hands the results back with one wake-up
         # of the event loop: under load a single round trip serves several cashiers.
@@ -128,6 +130,8 @@ class Lane:
                 if unit is None:
                     return
                 if isinstance(unit, ThreadFuture):  # dispose(): close the connections here
+                    if self._connection is not None:
+                        self._connection.close()
                     self.engine.dispose()
                     unit.set_result(None)
                     continue
@@ -144,7 +148,12 @@ class Lane:
                     loop.call_soon_threadsafe(_settle, outcomes)
 
     def _call(self, unit: _Unit) -> Any:
-        with self.sessionmaker() as session:
+        connection = self._connection
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self._connection = self.engine.connect()
+        # A session on a connection outside a transaction owns the transactions it begins:
+        # commit() commits, and close() rolls back whatever the unit left open.
+        with Session(bind=connection, expire_on_commit=False) as session:
             return unit.work(session, *unit.args, **unit.kwargs)
 
     def dispose(self) -> None:
