@@ -143,12 +143,12 @@ async def one_user_echo(user: FakeUser, count: int) -> None:
 
 @dataclass
 class Phase:
-    """What one kind of update cost, summed over the rounds."""
+    """What one kind of update cost, summed over its measurements."""
 
     updates: int = 0
     seconds: float = 0.0
     cpu: float = 0.0
-    rounds: list[float] = field(default_factory=list)  # updates/s of each measurement
+    rates: list[float] = field(default_factory=list)  # updates/s of each measurement
 
     async def measure(self, updates: int, work: Awaitable[Any]) -> None:
         # What earlier phases left on the heap (the fake server keeps every call) must not
@@ -161,7 +161,7 @@ class Phase:
         self.updates += updates
         self.seconds += seconds
         self.cpu += time.process_time() - cpu_started
-        self.rounds.append(updates / seconds)
+        self.rates.append(updates / seconds)
 
     @property
     def rate(self) -> float:
@@ -238,7 +238,7 @@ async def bench(sales: int, cashiers: int, workdir: Path, messages: bool = True)
     print(f"  full sale flow  {sale.rate:8.1f} updates/s  ({sales_per_s:.1f} sales/s)")
     print(f"  bare echo floor {echo.rate:8.1f} updates/s  ({echo.updates} updates)")
     print(f"  app floor       {app.rate:8.1f} updates/s  (/sale usage hint, the whole bot)")
-    before, after = echo.rounds
+    before, after = echo.rates
     print(
         f"  per-update cost of a sale = {echo.rate / sale.rate:.2f}x the echo floor"
         f" (target <= 3x; echo before the sales {before:.1f}/s, after {after:.1f}/s)"
