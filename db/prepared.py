@@ -126,7 +126,8 @@ class Prepared:
 
     def execute(self, session: Session, params: Mapping[str, Any] | None = None) -> PreparedResult:
         params = params or {}
-        compiled = self._compiled.get(tuple(params)) or self._compile(session, tuple(params))
+        names = tuple(params)
+        compiled = self._compiled.get(names) or self._compile(session, names)
         arguments = compiled.arguments(params)
         connection = _driver_connection(session)
         try:

@@ -15,27 +15,10 @@ from db.models import AuditEvent
 from db.prepared import Prepared
 
 
-def record(
-    session: AsyncSession | Session,
-    action: str,
-    *,
-    at: datetime,
-    actor_id: int | None = None,
-    card_id: int | None = None,
-    client_id: int | None = None,
-    purchase_id: int | None = None,
-    **details: Any,
-) -> AuditEvent:
-    """Add an audit event to the caller's unit of work (the caller commits)."""
-    event = AuditEvent(
-        at=at,
-        actor_id=actor_id,
-        action=action,
-        card_id=card_id,
-        client_id=client_id,
-        purchase_id=purchase_id,
-        details=details,
-    )
+def record(session: AsyncSession | Session, action: str, **fields: Any) -> AuditEvent:
+    """Add an audit event (the fields of `values`) to the caller's unit of work (the caller
+    commits)."""
+    event = AuditEvent(**values(action, **fields))
     session.add(event)
     return event
 
@@ -50,7 +33,8 @@ def values(
     purchase_id: int | None = None,
     **details: Any,
 ) -> dict[str, Any]:
-    """An audit event's row, for `insert_many` (the same fields as `record`)."""
+    """An audit event's row: who (`actor_id`) did `action` at `at`, to what, with `details`.
+    `insert_many` writes such rows; `record` adds one through the ORM."""
     return {
         "at": at,
         "actor_id": actor_id,

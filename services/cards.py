@@ -105,14 +105,9 @@ def _totals_values() -> dict[str, Any]:
 
 
 @cache
-def _refresh_one_statement() -> Any:
-    table = Card.__table__
-    return update(table).where(table.c.id == bindparam("p_card")).values(_totals_values())
-
-
-@cache
 def _refresh_one() -> Prepared:
-    return Prepared(_refresh_one_statement())
+    table = Card.__table__
+    return Prepared(update(table).where(table.c.id == bindparam("p_card")).values(_totals_values()))
 
 
 def refresh_card_totals(session: Session, card_id: int) -> None:
@@ -145,7 +140,7 @@ async def refresh_totals(session: AsyncSession, which: int | Select[Any] | None)
     so calling it twice or after a lost race changes nothing.
     """
     if isinstance(which, int):
-        await session.execute(_refresh_one_statement(), {"p_card": which})
+        await session.execute(_refresh_one().statement, {"p_card": which})
         return
     statement = update(Card).values(_totals_values())
     if which is not None:

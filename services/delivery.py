@@ -85,13 +85,10 @@ _BATCH = 500
 
 
 @cache
-def _enqueue_statement() -> Any:
-    return sqlite_insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["key"])
-
-
-@cache
-def _enqueue_prepared() -> Prepared:
-    return Prepared(_enqueue_statement())
+def _enqueue() -> Prepared:
+    return Prepared(
+        sqlite_insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["key"])
+    )
 
 
 def _delivery_row(message: OutboxMessage, due_at: datetime) -> dict[str, Any]:
@@ -122,7 +119,7 @@ async def enqueue(
 ) -> bool:
     """Add a delivery unless one with this key exists. True if added; the caller commits."""
     message = OutboxMessage(key, kind, chat_id, payload, client_id, marketing)
-    result = await session.execute(_enqueue_statement(), _delivery_row(message, due_at))
+    result = await session.execute(_enqueue().statement, _delivery_row(message, due_at))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -131,7 +128,7 @@ def queue_messages(
 ) -> list[bool]:
     """`enqueue` for a unit of work on the blocking lane (the caller commits): for each
     message, False if one with its key was already queued."""
-    statement = _enqueue_prepared()
+    statement = _enqueue()
     return [bool(statement.execute(session, _delivery_row(m, due_at)).rowcount) for m in messages]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ from services.delivery import (
     TokenBucket,
     quiet_until,
 )
-from tests.conftest import FrozenClock, make_settings
+from tests.conftest import STAFF_CHAT_ID, FrozenClock, make_settings
 from tests.engagement_helpers import bot_for, deliveries, fast_limiter, make_client, sender_for
 from tests.fakeapi import FakeTelegram
 
@@ -303,6 +303,12 @@ async def test_per_chat_limit_lets_other_chats_go_first(
     assert fake.slept and sum(fake.slept) == pytest.approx(1.0, abs=0.01)
 
 
+def _staff_lines(numbers: Iterable[int]) -> list[OutboxMessage]:
+    return [
+        OutboxMessage(f"staff:{i}", "text", STAFF_CHAT_ID, {"text": f"line {i}"}) for i in numbers
+    ]
+
+
 async def test_a_chat_backlog_does_not_keep_other_chats_out_of_the_batch(
     tg: FakeTelegram,
     bot: Bot,
@@ -312,11 +318,7 @@ async def test_a_chat_backlog_does_not_keep_other_chats_out_of_the_batch(
 ) -> None:
     """More staff-group lines are due than a batch holds (the group takes 20 a minute): a
     customer's message queued after them still goes out in the first pass."""
-    staff_chat = -1009000
-    backlog = [
-        OutboxMessage(f"staff:{i}", "text", staff_chat, {"text": f"line {i}"})
-        for i in range(delivery._BATCH + 10)
-    ]
+    backlog = _staff_lines(range(delivery._BATCH + 10))
     receipt = OutboxMessage("receipt:1", "text", 4001, {"text": "your receipt"})
     await Outbox(sessionmaker, clock=clock).post_many([*backlog, receipt])
     fake = FakeTime()
@@ -348,19 +350,16 @@ async def test_a_message_queued_while_the_worker_waits_for_a_group_goes_at_once(
 ) -> None:
     """The worker waits for the staff group's next slot (one line per 3 s); a receipt queued
     meanwhile does not wait with it."""
-    staff_chat = -1009000
     outbox = Outbox(sessionmaker, clock=clock)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=RateLimiter(1000, 1, 20))
     outbox.start(sender)
     try:
-        await outbox.post_many(
-            [OutboxMessage(f"staff:{i}", "text", staff_chat, {"text": f"line {i}"}) for i in (1, 2)]
-        )
-        await tg.group(staff_chat).wait_message("line 1")
+        await outbox.post_many(_staff_lines((1, 2)))
+        await tg.group(STAFF_CHAT_ID).wait_message("line 1")
         await asyncio.sleep(0.5)  # the worker is now waiting for the group's next slot
         await outbox.post(key="receipt:1", kind="text", chat_id=4001, payload={"text": "receipt"})
         await tg.user(4001).wait_message("receipt", timeout=1.5)
-        await tg.group(staff_chat).wait_message("line 2", timeout=5)
+        await tg.group(STAFF_CHAT_ID).wait_message("line 2", timeout=5)
     finally:
         await outbox.stop()
     assert [c.text for c in tg.sent()] == ["line 1", "receipt", "line 2"]
