@@ -9,7 +9,7 @@ from functools import lru_cache
 from aiogram.utils.i18n import get_i18n
 from babel import Locale
 from babel.dates import format_date
-from babel.numbers import NumberPattern, format_decimal, parse_pattern
+from babel.numbers import NumberPattern, format_decimal, get_currency_symbol, parse_pattern
 
 from bot.config import Settings
 
@@ -27,19 +27,35 @@ def _locale(locale: str) -> Locale:
     return Locale.parse(locale)
 
 
-@lru_cache(maxsize=16)
-def _money_pattern(locale: str, whole: bool) -> NumberPattern:
-    pattern = _locale(locale).currency_formats["standard"].pattern
+# Where a language has no symbol of its own for the currency, CLDR falls back to the ISO code
+# (`RUB2,500` in English): the symbol of a language that has one reads better (`₽2,500`).
+_SYMBOL_SOURCES = ("ru", "en", "et")
+
+
+@lru_cache(maxsize=64)
+def currency_symbol(currency: str, locale: str) -> str:
+    """`₽` for RUB in every language, `€` for EUR: never the bare ISO code when a symbol exists."""
+    for source in (locale, *_SYMBOL_SOURCES):
+        symbol = get_currency_symbol(currency, source)
+        if symbol != currency:
+            return symbol
+    return currency
+
+
+@lru_cache(maxsize=64)
+def _money_pattern(locale: str, currency: str, whole: bool) -> NumberPattern:
+    pattern = _locale(locale).currency_formats["standard"].pattern.split(";")[0]
     if whole:  # no decimals: `2 500 ₽`, not `2 500,00 ₽`
-        pattern = pattern.split(";")[0].replace(".00", "")
-    return parse_pattern(pattern)
+        pattern = pattern.replace(".00", "")
+    symbol = currency_symbol(currency, locale).replace("'", "''")
+    return parse_pattern(pattern.replace("¤", f"'{symbol}'"))
 
 
 _PCT_PATTERN = parse_pattern("#,##0.#")
 
 
 def money(minor: int, settings: Settings, locale: str | None = None) -> str:
-    """`250000` → `2 500 ₽` (ru) / `RUB 2,500` (en); kopecks shown only when there are some."""
+    """`250000` → `2 500 ₽` (ru, et) / `₽2,500` (en); kopecks shown only when there are some."""
     return _money(minor, settings.currency_exponent, settings.currency, locale or current_locale())
 
 
@@ -49,12 +65,13 @@ def money(minor: int, settings: Settings, locale: str | None = None) -> str:
 def _money(minor: int, exp: int, currency: str, locale: str) -> str:
     value = Decimal(minor).scaleb(-exp)
     whole = bool(exp) and minor % 10**exp == 0
-    return _money_pattern(locale, whole).apply(
+    return _money_pattern(locale, currency, whole).apply(
         value, _locale(locale), currency=currency, currency_digits=not whole
     )
 
 
 def number(value: int | float | Decimal, locale: str | None = None) -> str:
+    """A count or a figure for people: grouped the same way as money (`1 009`, `1,009`)."""
     return format_decimal(value, locale=locale or current_locale())
 
 
@@ -67,14 +84,23 @@ def _pct(value: int | float | Decimal, locale: str) -> str:
     return f"{_PCT_PATTERN.apply(value, _locale(locale))} %"
 
 
+# CLDR's medium Russian date ends in "г." (`7 дек. 2026 г.`): a sentence that ends with a date
+# would end in "г..". The same date without the year word reads naturally and ends in a digit.
+_DATE_FORMATS = {"ru": "d MMM y"}
+
+
+def _date(value: date, locale: str) -> str:
+    return format_date(value, _DATE_FORMATS.get(locale, "medium"), locale=locale)
+
+
 def when(moment: datetime, settings: Settings, locale: str | None = None) -> str:
-    """A UTC moment in store time, e.g. `22 нояб. 2026 г., 14:05`."""
+    """A UTC moment in store time, e.g. `22 нояб. 2026, 14:05`."""
     local = moment.astimezone(settings.tz)
-    loc = locale or current_locale()
-    return f"{format_date(local.date(), 'medium', locale=loc)}, {local:%H:%M}"
+    return f"{_date(local.date(), locale or current_locale())}, {local:%H:%M}"
 
 
 def day(value: date | datetime, settings: Settings, locale: str | None = None) -> str:
+    """A store-time date, e.g. `22 нояб. 2026` / `Nov 22, 2026` / `22. nov 2026`."""
     if isinstance(value, datetime):
         value = value.astimezone(settings.tz).date()
-    return format_date(value, "medium", locale=locale or current_locale())
+    return _date(value, locale or current_locale())

@@ -170,6 +170,12 @@ class FaultResponse:
     description: str = ""
     retry_after: int | None = None
     migrate_to_chat_id: int | None = None
+    # What a broken proxy in front of Telegram answers: this text verbatim instead of the JSON
+    # error (an HTML 502 page, a truncated JSON body), with this content type.
+    raw_body: str | None = None
+    content_type: str = "text/html"
+    # The connection is dropped without any answer (a reset, a dying server).
+    reset: bool = False
 
     def to_body(self) -> dict[str, Any]:
         description = self.description or _DEFAULT_DESCRIPTIONS.get(
@@ -191,6 +197,14 @@ class FaultResponse:
         if parameters:
             body["parameters"] = parameters
         return body
+
+
+class _RawFault(Exception):
+    """A fault that is not a Telegram JSON error: a raw body, or a dropped connection."""
+
+    def __init__(self, fault: FaultResponse) -> None:
+        super().__init__(fault.error_code)
+        self.fault = fault
 
 
 class _ApiError(Exception):
@@ -680,6 +694,9 @@ class _FaultInjector:
         self.hook: FaultHook | None = None
         self.blocked: set[int] = set()
         self.limiter: _TokenBucket | None = None
+        # Telegram's cap on messages to one group: at most `group_limit` sends per minute.
+        self.group_limit: int | None = None
+        self.group_sends: dict[int, list[float]] = {}
 
     def check(self, method: str, params: dict[str, Any]) -> FaultResponse | None:
         if self.hook is not None and (fault := self.hook(method, params)) is not None:
@@ -695,6 +712,16 @@ class _FaultInjector:
             return FaultResponse(403, "Forbidden: bot was blocked by the user")
         if is_send and self.limiter is not None and not self.limiter.take():
             return FaultResponse(429, "Too Many Requests: retry after 1", retry_after=1)
+        chat_id = _as_int(params.get("chat_id"))
+        if is_send and self.group_limit is not None and chat_id is not None and chat_id < 0:
+            now = time.monotonic()
+            window = [t for t in self.group_sends.get(chat_id, []) if t > now - 60.0]
+            if len(window) >= self.group_limit:
+                self.group_sends[chat_id] = window
+                wait = max(1, int(window[0] + 60.0 - now + 0.999))
+                return FaultResponse(429, "", retry_after=wait)
+            window.append(now)
+            self.group_sends[chat_id] = window
         return None
 
 
@@ -1272,16 +1299,29 @@ class FakeTelegram:
         retry_after: int | None = None,
         chat_id: int | None = None,
         times: int = 1,
+        *,
+        raw_body: str | None = None,
+        content_type: str = "text/html",
+        reset: bool = False,
     ) -> None:
         """Answer the next ``times`` matching requests with an error.
 
         ``method="*"`` matches any method except getUpdates; ``chat_id`` narrows the rule to
-        one chat. An empty description gets Telegram's usual text for the code.
+        one chat. An empty description gets Telegram's usual text for the code. ``raw_body``
+        answers with that text instead of a JSON error (a proxy's HTML page, broken JSON);
+        ``reset`` drops the connection without answering. The request is not carried out.
         """
         if times < 1:
             msg = f"times must be >= 1, got {times}"
             raise ValueError(msg)
-        fault = FaultResponse(error_code, description, retry_after)
+        fault = FaultResponse(
+            error_code,
+            description,
+            retry_after,
+            raw_body=raw_body,
+            content_type=content_type,
+            reset=reset,
+        )
         self._faults.rules.append(_FailRule(method, fault, chat_id, times))
 
     def set_fault_hook(self, hook: FaultHook | None) -> None:
@@ -1295,6 +1335,12 @@ class FakeTelegram:
 
     def unblock(self, user_id: int) -> None:
         self._faults.blocked.discard(user_id)
+
+    def set_group_rate_limit(self, per_minute: int | None) -> None:
+        """Telegram's cap on one group: at most ``per_minute`` send* calls to a group chat
+        (negative id) in any 60 s; more get 429 with the seconds until a slot frees up."""
+        self._faults.group_limit = per_minute or None
+        self._faults.group_sends.clear()
 
     def set_rate_limit(self, per_second: float | None) -> None:
         """Global token bucket (burst = one second's worth) on send* methods; requests over
@@ -1400,8 +1446,13 @@ class FakeTelegram:
             self._record(call)
         else:
             self._inflight += 1
+        raw: FaultResponse | None = None
         try:
             call.status, call.response = await self._execute(call, entry)
+        except _RawFault as exc:
+            raw = exc.fault
+            call.status = raw.error_code
+            call.response = {"ok": False, "error_code": raw.error_code, "raw": raw.raw_body}
         finally:
             if not polling:
                 self._inflight -= 1
@@ -1410,6 +1461,14 @@ class FakeTelegram:
             self._last_activity = time.monotonic()
         if not polling:
             self._record(call)
+        if raw is not None and raw.reset:
+            if request.transport is not None:
+                request.transport.abort()  # the client sees the connection drop
+            return web.Response(status=499)  # written nowhere
+        if raw is not None:
+            return web.Response(
+                text=raw.raw_body or "", status=raw.error_code, content_type=raw.content_type
+            )
         return web.json_response(call.response, status=call.status, dumps=_json_dumps)
 
     def _record(self, call: Call) -> None:
@@ -1426,6 +1485,8 @@ class FakeTelegram:
             return 404, body
         fault = self._faults.check(call.method, call.params)
         if fault is not None:
+            if fault.raw_body is not None or fault.reset:
+                raise _RawFault(fault)
             return fault.error_code, fault.to_body()
         try:
             result = await entry[1](call)

@@ -47,7 +47,7 @@ async def test_stats_for_an_owner_with_changes_and_period_buttons(app: App) -> N
     assert "Changes against" in reply.text
     # Nov 10–16 vs Nov 3–9: 5 purchases (4 × 1000 + 200) against 1 (1500).
     assert "Purchases: 5  ▲ 400 %" in reply.text
-    assert "Revenue through cards: RUB4,200" in reply.text
+    assert "Revenue through cards: ₽4,200" in reply.text
     assert "NPS: 0" in reply.text
     assert [b["text"] for b in reply.buttons] == ["7 days", "30 days", "90 days", "Month"]
     await owner.press(reply, "30 days")
@@ -101,7 +101,7 @@ async def test_digest_sends_text_and_a_png_chart(app: App) -> None:
     await owner.send("/digest")
     text = await owner.wait_message("Weekly digest")
     assert "Nov 9, 2026 – Nov 15, 2026" in text.text
-    assert "Revenue through cards: RUB4,200" in text.text
+    assert "Revenue through cards: ₽4,200" in text.text
     assert "Queue <too> long & slow" in text.text  # escaped in HTML, shown as written
     assert "card 100 045: 4 uses on Nov 10, 2026" in text.text
     photo = await owner.wait_message(lambda m: m.photo is not None)
@@ -162,7 +162,7 @@ async def test_card_summary_and_inventory_for_owners(app: App) -> None:
     await owner.send("/card 100045")
     reply = await owner.wait_message("Card 100 045")
     assert "7 %" in reply.text and "Bound to @anna" in reply.text
-    assert "Purchases: 5, total RUB5,500" in reply.text
+    assert "Purchases: 5, total ₽5,500" in reply.text
     assert "voided" in reply.text
     await owner.send("/card 999999")
     assert "999999 is not registered" in (await owner.wait_message()).text
@@ -239,6 +239,6 @@ async def test_digest_of_an_empty_program(session: AsyncSession, settings: Setti
     i18n: I18n = create_i18n("ru")
     with i18n.context(), i18n.use_locale("en"):
         text, png = await digest_message(session, settings, datetime(2026, 11, 16, 9, tzinfo=UTC))
-    assert "Revenue through cards: <b>RUB0</b>" in text
+    assert "Revenue through cards: <b>₽0</b>" in text
     assert "Nothing unusual this week." in text
     assert png.startswith(PNG)

@@ -63,7 +63,7 @@ async def test_bad_amounts_are_refused_with_a_new_prompt(app: App, text: str, re
     assert refusal.reply_markup and refusal.reply_markup.get("force_reply") is True
     assert await last_draft(app.sessionmaker) is None
     await cashier.send("100")  # still waiting for the amount
-    assert "RUB95" in (await cashier.wait_message("To pay")).text
+    assert "₽95" in (await cashier.wait_message("To pay")).text
 
 
 async def test_bad_amount_in_the_group_re_prompts_as_a_reply(app: App) -> None:
@@ -75,7 +75,7 @@ async def test_bad_amount_in_the_group_re_prompts_as_a_reply(app: App) -> None:
     await group.send(cashier, "abc", reply_to=prompt)
     again = await group.wait_message("not an amount")
     await group.send(cashier, "200", reply_to=again)
-    assert "RUB190" in (await group.wait_message("To pay")).text
+    assert "₽190" in (await group.wait_message("To pay")).text
 
 
 @pytest.fixture
@@ -108,8 +108,8 @@ async def test_the_quote_shows_the_whole_breakdown(tiered_app: App) -> None:
     assert "Printed card: 5 %" in quote.text
     assert "Tier by purchase amount: 7 %" in quote.text
     assert "Tier by total spend: —" in quote.text
-    assert "Discount: 7 % = RUB420" in quote.text
-    assert "To pay: RUB5,580" in quote.text
+    assert "Discount: 7 % = ₽420" in quote.text
+    assert "To pay: ₽5,580" in quote.text
     await cashier.press(quote, "✅")
     await cashier.wait_message("recorded")
 
@@ -124,7 +124,7 @@ async def test_the_quote_shows_the_whole_breakdown(tiered_app: App) -> None:
     assert "Tier by total spend: 7 %" in quote.text
     assert "Personal offer (we miss you): +5 %" in quote.text
     assert "Capped at the maximum of 14 %" in quote.text
-    assert "Discount: 14 % = RUB1,680" in quote.text
+    assert "Discount: 14 % = ₽1,680" in quote.text
 
 
 async def test_a_new_card_gets_the_printed_tier_to_hand_out(tiered_app: App) -> None:

@@ -28,7 +28,7 @@ async def test_confirm_records_one_purchase_and_tells_everyone(app: App) -> None
     assert answer.params.get("text") == "Recorded."
     receipt = await cashier.wait_message("recorded")
     assert receipt.message_id == quote.message_id  # the quote turned into the receipt
-    assert "RUB2,500 − 10 % (RUB250) = RUB2,250" in receipt.text
+    assert "₽2,500 − 10 % (₽250) = ₽2,250" in receipt.text
     assert receipt.find_button("↩️")
 
     rows = await purchases(app.sessionmaker)

@@ -61,7 +61,7 @@ async def test_sale_command_and_number_in_the_staff_group(app: App) -> None:
     # Privacy mode: the amount arrives as a reply to the bot's ForceReply prompt.
     await group.send(cashier, "1000", reply_to=prompt)
     quote = await group.wait_message("To pay")
-    assert "RUB950" in quote.text
+    assert "₽950" in quote.text
 
 
 async def test_forged_mangled_unknown_and_blocked_cards_are_refused(app: App) -> None:
