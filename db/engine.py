@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,39 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; FULL makes a confirmed sale survive a power
-    # cut; busy_timeout makes a second writer (another process) wait instead of failing.
+    # cut; busy_timeout makes a second writer (another process) wait instead of failing;
+    # secure_delete overwrites deleted and updated-away content with zeros, so erased personal
+    # data does not linger in free space of the file (`scrub_wal` deals with the log).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+async def scrub_wal(engine: AsyncEngine) -> bool:
+    """After erasing personal data: copy the write-ahead log into the database file and
+    truncate the log, so that no earlier page image holding the erased values stays on disk
+    (the log keeps old page versions until a checkpoint). SQLite only; True when the log was
+    emptied (False: a reader kept it busy past `busy_timeout`; the next checkpoint finishes it)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    async with engine.connect() as connection:
+        busy, _log, _done = (
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        ).one()
+    if busy:
+        log.warning("the WAL checkpoint after an erasure was blocked by a reader; retried later")
+    return not busy
 
 
 def ensure_sqlite_dir(url: str) -> None:

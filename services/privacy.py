@@ -30,8 +30,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Text, and_, cast, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from db.engine import scrub_wal
 from db.models import (
     AuditEvent,
     BindAttempt,
@@ -357,7 +358,15 @@ async def erase_client(
         return False
     await _erase(session, client, now=now, reason=reason, language=default_language)
     await session.commit()
+    await _leave_no_bytes(session)
     return True
+
+
+async def _leave_no_bytes(session: AsyncSession) -> None:
+    """The erased values are zeroed in the database file (`secure_delete`); the log still holds
+    older page images until a checkpoint: run it now (`db.engine.scrub_wal`)."""
+    bind = session.bind
+    await scrub_wal(bind if isinstance(bind, AsyncEngine) else bind.engine)
 
 
 # --------------------------------------------------------------------------------- marketing
@@ -444,4 +453,6 @@ async def anonymise_inactive(
         await _erase(session, client, now=now, reason="retention", language=default_language)
         await session.commit()
         erased += 1
+    if erased:
+        await _leave_no_bytes(session)
     return erased
