@@ -19,12 +19,14 @@ from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DbSessionMiddleware
 from bot.scheduler import create_sender
-from bot.telegram_session import BotSession
+from bot.telegram_session import AnsweringUpdates, BotSession, RetryRepliesAfterFlood
 from bot.throttling import ThrottlingMiddleware
 from handlers import feature_routers
 from handlers.roles import StaffDirectory
+from handlers.till import ReceiptLocks
 from services.clock import Clock, utc_now
 from services.delivery import Outbox
+from services.qr_decode import QrReader
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -32,6 +34,7 @@ def create_bot(settings: Settings) -> Bot:
     if settings.telegram_api_url:
         # A self-hosted Bot API server, or the tests' fake one.
         session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(RetryRepliesAfterFlood())
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
@@ -68,6 +71,7 @@ def create_dispatcher(
     that drive delivery passes by hand).
     """
     outbox = Outbox(sessionmaker, clock=clock)
+    qr_reader = QrReader()  # photos are decoded one at a time (services/qr_decode.py)
     dp = Dispatcher(
         storage=storage or MemoryStorage(),
         settings=settings,
@@ -75,9 +79,12 @@ def create_dispatcher(
         clock=clock,
         staff=staff or StaffDirectory(settings),
         outbox=outbox,
+        qr_reader=qr_reader,
+        receipt_locks=ReceiptLocks(),  # a receipt's ✅ and ↩️ edits in order (handlers/till.py)
         **extra,
     )
     i18n = create_i18n(settings.default_language)
+    dp.update.outer_middleware(AnsweringUpdates())  # the calls made now answer someone
     # Cheap guards run first (bot/throttling.py explains why at the update level): a flood, or
     # a webhook retry of an update already handled, is dropped before a DB session opens.
     dp.update.outer_middleware(
@@ -103,6 +110,11 @@ def create_dispatcher(
         await drain(dp)
 
     dp.shutdown.register(finish_updates)
+
+    async def stop_reader() -> None:
+        qr_reader.close()
+
+    dp.shutdown.register(stop_reader)
     if delivery_worker:
 
         async def start_outbox(bot: Bot) -> None:

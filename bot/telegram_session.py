@@ -1,4 +1,5 @@
-"""The Bot API HTTP session: JSON request bodies, and aiogram's response models kept alive.
+"""The Bot API HTTP session: JSON request bodies, aiogram's response models kept alive, and
+replies that survive Telegram's flood limit.
 
 Request bodies. aiogram sends every call as a form; without files that is
 `application/x-www-form-urlencoded`, and aiohttp percent-escapes each byte of each value in
@@ -17,10 +18,21 @@ a one-time cost.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from aiogram import BaseMiddleware
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.methods.base import Response
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods.base import Response, TelegramType
+from aiogram.types import TelegramObject
 from aiohttp import FormData
 from aiohttp.payload import JsonPayload
 
@@ -28,6 +40,8 @@ if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.methods import TelegramMethod
     from aiogram.types import InputFile
+
+log = logging.getLogger(__name__)
 
 
 class BotSession(AiohttpSession):
@@ -55,3 +69,60 @@ class BotSession(AiohttpSession):
         if returning not in self._response_models:
             self._response_models[returning] = Response[returning]  # type: ignore[valid-type]
         return super().check_response(bot, method, status_code, content)
+
+
+# ------------------------------------------------------------- the bot's own replies
+# True while the dispatcher handles an update: the calls made then answer a person who is
+# waiting (a cashier at the till). The delivery worker's task never has it set: the sender
+# paces itself and handles its own 429s.
+ANSWERING: ContextVar[bool] = ContextVar("answering_an_update", default=False)
+
+REPLY_RETRY_AFTER_MAX = 60  # seconds; Telegram asks a group over its cap to wait up to ~40 s
+REPLY_RETRIES = 2
+
+
+class AnsweringUpdates(BaseMiddleware):
+    """Outer update middleware: marks the calls made while handling the update (`ANSWERING`)."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        token = ANSWERING.set(True)
+        try:
+            return await handler(event, data)
+        finally:
+            ANSWERING.reset(token)
+
+
+class RetryRepliesAfterFlood(BaseRequestMiddleware):
+    """A reply that Telegram refuses with 429 (a busy staff group: 20 messages a minute) is sent
+    again after `retry_after` instead of being lost: the cashier gets their answer late rather
+    than never. Only replies (`ANSWERING`); a wait longer than a minute is given up on."""
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        attempt = 0
+        while True:
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                attempt += 1
+                if (
+                    not ANSWERING.get()
+                    or attempt > REPLY_RETRIES
+                    or exc.retry_after > REPLY_RETRY_AFTER_MAX
+                ):
+                    raise
+                log.info(
+                    "%s hit Telegram's flood limit; sending again in %s s",
+                    type(method).__name__,
+                    exc.retry_after,
+                )
+                await asyncio.sleep(exc.retry_after)

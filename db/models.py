@@ -95,6 +95,7 @@ class DraftStatus(StrEnum):
     OPEN = "open"
     CONFIRMED = "confirmed"
     CANCELLED = "cancelled"
+    REPLACED = "replaced"  # the same cashier quoted the same card again: only the newest stands
 
 
 class OfferKind(StrEnum):

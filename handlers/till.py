@@ -18,12 +18,19 @@ import contextlib
 import html
 import logging
 import re
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramServerError,
+)
 from aiogram.filters import Command, CommandObject, CommandStart, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -48,13 +55,14 @@ from handlers.roles import IsStaff, Role
 from services import qr_payload
 from services.cards import group_number
 from services.delivery import Outbox, OutboxMessage
-from services.errors import InvalidAmount
+from services.errors import CardNotFound, InvalidAmount
 from services.money import parse_amount
-from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, decode_qr
+from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, QrReader
 from services.qr_payload import InvalidPayload
 from services.sales import (
     AlreadyVoided,
     CardAlreadyIssued,
+    CardBlockedAtTill,
     CardSummary,
     Confirmation,
     CustomerRef,
@@ -71,6 +79,9 @@ log = logging.getLogger(__name__)
 router = Router(name=__name__)
 
 _NUMBER_TEXT = re.compile(r"\s*\d[\d \-]{3,30}\s*")
+# What a cashier types as an amount: digits and separators, maybe a currency word or sign.
+_CURRENCY_WORDS = re.compile(r"(?i)₽|€|\$|руб\.?|р\.?|rub|eur")
+_AMOUNT_TEXT = re.compile(r"[\d\s.,'’\u00a0\u202f]*\d[\d\s.,'’\u00a0\u202f]*")
 # A scanner that dropped or changed characters still produced something payload-shaped.
 _LOOSE_PAYLOAD = re.compile(r"c\d{1,25}_\S{0,40}")
 
@@ -99,12 +110,15 @@ class InStaffGroup(Filter):
 
 
 class AmountAnswer(Filter):
-    """In a private chat any text in the amount state; in a group only a reply to the bot."""
+    """In a private chat any text in the amount state. In a group a reply to the bot, or —
+    from the cashier the bot is waiting for (the state is theirs in this chat) — a bare amount:
+    on a desktop ForceReply does not force, and `1500` typed under the prompt is the amount."""
 
     async def __call__(self, message: Message, bot: Bot) -> bool:
-        if message.chat.type == "private":
+        if message.chat.type == "private" or _is_reply_to_bot(message, bot):
             return True
-        return _is_reply_to_bot(message, bot)
+        text = message.text or ""
+        return len(text) <= 32 and bool(_AMOUNT_TEXT.fullmatch(_CURRENCY_WORDS.sub("", text)))
 
 
 def _is_reply_to_bot(message: Message, bot: Bot) -> bool:
@@ -145,10 +159,28 @@ def _draft_gone(exc: Exception, settings: Settings) -> str:
     texts = {
         "expired": _("This quote has expired. Scan the card again."),
         "cancelled": _("This quote was cancelled."),
+        "replaced": _("This quote was replaced by a newer one for the same card."),
         "confirmed": _("This purchase is already recorded; use ↩️ Void to undo it."),
         "offer_used": _("The personal offer was used meanwhile. Scan the card again."),
     }
     return texts.get(exc.reason, _("This quote no longer exists. Scan the card again."))
+
+
+@renders(CardBlockedAtTill)
+def _blocked_at_till(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, CardBlockedAtTill)
+    reasons = {
+        "lost": _("reported lost or stolen"),
+        "replaced": _("replaced by the holder's new card"),
+        "erased": _("its holder left the program"),
+    }
+    reason = reasons.get(exc.reason or "")
+    number = group_number(exc.number)
+    if reason is None:
+        return _("⛔ Card {number} is blocked: do not give its discount.").format(number=number)
+    return _("⛔ Card {number} is blocked ({reason}): do not give its discount.").format(
+        number=number, reason=reason
+    )
 
 
 @renders(NotYourDraft)
@@ -337,7 +369,7 @@ def render_receipt(done: Confirmation, settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def render_voided(result: VoidResult, settings: Settings) -> str:
+def render_voided(result: VoidResult | Confirmation, settings: Settings) -> str:
     return "\n".join(
         [
             _("↩️ Purchase #{id} voided").format(id=result.purchase_id),
@@ -347,16 +379,20 @@ def render_voided(result: VoidResult, settings: Settings) -> str:
 
 
 def render_customer_receipt(done: Confirmation, settings: Settings) -> str:
-    text = _("Purchase {amount}, you saved {saved}. Your discount tier: {pct}.").format(
+    """What the customer reads: this purchase's discount (whatever gave it: the printed card, the
+    amount, a personal offer), then — with cumulative tiers — where their card stands."""
+    text = _("Purchase {amount}: discount {pct}, you saved {saved}.").format(
         amount=formatting.money(done.amount, settings),
+        pct=formatting.pct(done.discount_pct),
         saved=formatting.money(done.discount_amount, settings),
-        pct=formatting.pct(done.tier_pct),
     )
-    if done.next_tier is not None:
-        text += " " + _("{remaining} more to {pct}.").format(
-            remaining=formatting.money(done.next_tier.remaining, settings),
-            pct=formatting.pct(done.next_tier.pct),
-        )
+    if settings.cumulative_tiers_minor:
+        text += " " + _("Your card's level: {pct}.").format(pct=formatting.pct(done.tier_pct))
+        if done.next_tier is not None:
+            text += " " + _("{remaining} more to {pct}.").format(
+                remaining=formatting.money(done.next_tier.remaining, settings),
+                pct=formatting.pct(done.next_tier.pct),
+            )
     return text
 
 
@@ -403,6 +439,73 @@ def outside_messages(
 
 def _who(user: Any) -> str:
     return html.escape(getattr(user, "full_name", None) or str(getattr(user, "id", "?")))
+
+
+# ------------------------------------------------------ the receipt after the commit
+class ReceiptLocks:
+    """One lock per receipt message (chat, message id), held while a ✅ or a void decides what
+    the message shows and edits it: a late ✅ racing a ↩️ then edits either before the void
+    (and the void's edit comes last) or after it (and reads the purchase as voided). Per
+    process; the locks vanish with their last holder."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[tuple[int, int], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    @contextlib.asynccontextmanager
+    async def hold(self, chat_id: int | None, message_id: int | None) -> AsyncIterator[None]:
+        if chat_id is None or message_id is None:
+            yield
+            return
+        key = (chat_id, message_id)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            yield
+
+
+# Telegram failing after the sale is committed (5xx, a dropped connection, a proxy's HTML page)
+# must not read as "something went wrong": the cashier would ring the sale up again.
+_TRANSIENT = (TelegramServerError, TelegramNetworkError, ClientDecodeError, TimeoutError)
+AFTER_COMMIT_RETRIES = (0.5, 1.5)
+
+
+async def after_commit(call: Callable[[], Awaitable[Any]], what: str) -> bool:
+    """A Telegram call that reports something already recorded: retried on transient failures,
+    never raised. False when it did not go through."""
+    for delay in (0.0, *AFTER_COMMIT_RETRIES):
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            await call()
+            return True
+        except TelegramBadRequest as exc:
+            if "not modified" in str(exc):  # a repeat that changes nothing: already shown
+                return True
+            log.warning("%s after the commit was refused: %s", what, exc)
+            return False
+        except _TRANSIENT as exc:
+            log.info("%s after the commit failed (%r); retrying", what, exc)
+        except TelegramAPIError as exc:
+            log.warning("%s after the commit failed: %s", what, exc)
+            return False
+    log.warning("%s after the commit kept failing; giving up", what)
+    return False
+
+
+async def show_receipt(
+    bot: Bot, message: Message, text: str, markup: InlineKeyboardMarkup | None
+) -> None:
+    """Turn the quote into the receipt; if Telegram keeps failing at that, send it anew."""
+    if not await after_commit(
+        lambda: message.edit_text(text, reply_markup=markup), "editing the receipt"
+    ):
+        await after_commit(
+            lambda: bot.send_message(message.chat.id, text, reply_markup=markup),
+            "sending the receipt anew",
+        )
 
 
 # ------------------------------------------------------------ identifying the card
@@ -456,7 +559,12 @@ async def scan_text(
 
 @router.message(Match(F.photo | F.document.mime_type.startswith("image/")))
 async def scan_photo(
-    message: Message, bot: Bot, sales: SalesService, state: FSMContext, settings: Settings
+    message: Message,
+    bot: Bot,
+    sales: SalesService,
+    qr_reader: QrReader,
+    state: FSMContext,
+    settings: Settings,
 ) -> None:
     media = message.photo[-1] if message.photo else message.document
     assert media is not None
@@ -466,7 +574,7 @@ async def scan_photo(
             raise ImageRejected("too_big")
         data = await bot.download(media.file_id)
         assert data is not None
-        texts = await asyncio.to_thread(decode_qr, data.read())  # CPU work off the loop
+        texts = await qr_reader.read(data.read())  # off the loop, one photo at a time
     except ImageRejected:
         if in_group:
             return  # any picture posted in the staff chat: not necessarily meant for the till
@@ -516,7 +624,18 @@ async def number_in_staff_group(
     if _is_reply_to_bot(message, bot):
         return  # an answer to someone else's prompt, not a card number
     assert message.text is not None
-    card = await sales.identify_number(message.text.strip())
+    try:
+        card = await sales.identify_number(message.text.strip())
+    except CardNotFound as exc:
+        # A bare number in the staff chat is as likely an amount typed before any card was
+        # scanned as a mistyped card: say how a sale goes.
+        await message.reply(
+            _(
+                "No card {number} in our program. To record a sale, first scan the card's QR "
+                "or send its number; then answer my message with the amount."
+            ).format(number=group_number(exc.number))
+        )
+        return
     await _show_card(message, card, state, settings)
 
 
@@ -550,6 +669,7 @@ async def void_command(
     bot: Bot,
     outbox: Outbox,
     sales: SalesService,
+    receipt_locks: ReceiptLocks,
     role: Role,
     settings: Settings,
     i18n: I18n,
@@ -565,13 +685,17 @@ async def void_command(
         int(ref), message.from_user.id, role >= Role.OWNER, now, announce=compose
     )
     outbox.notify()
-    await message.answer(render_voided(result, settings))
+    text = render_voided(result, settings)
+    await after_commit(lambda: message.answer(text), "answering /void")
     if result.chat_id is not None and result.message_id is not None:
-        with contextlib.suppress(TelegramAPIError):
-            await bot.edit_message_text(
-                render_voided(result, settings),
-                chat_id=result.chat_id,
-                message_id=result.message_id,
+        # The receipt's edit comes after the void's commit, under the receipt's lock: a ✅
+        # pressed meanwhile has either shown its receipt already or will read the void.
+        async with receipt_locks.hold(result.chat_id, result.message_id):
+            await after_commit(
+                lambda: bot.edit_message_text(
+                    text, chat_id=result.chat_id, message_id=result.message_id
+                ),
+                "marking the receipt voided",
             )
 
 
@@ -602,6 +726,26 @@ def _void_messages(
 async def confirm_sale(
     cq: CallbackQuery,
     callback_data: TillCb,
+    bot: Bot,
+    outbox: Outbox,
+    sales: SalesService,
+    receipt_locks: ReceiptLocks,
+    role: Role,
+    settings: Settings,
+    i18n: I18n,
+    now: datetime,
+) -> None:
+    message = cq.message if isinstance(cq.message, Message) else None
+    where = (message.chat.id, message.message_id) if message else (None, None)
+    async with receipt_locks.hold(*where):
+        await _confirm(cq, callback_data, bot, message, outbox, sales, role, settings, i18n, now)
+
+
+async def _confirm(
+    cq: CallbackQuery,
+    callback_data: TillCb,
+    bot: Bot,
+    message: Message | None,
     outbox: Outbox,
     sales: SalesService,
     role: Role,
@@ -609,7 +753,6 @@ async def confirm_sale(
     i18n: I18n,
     now: datetime,
 ) -> None:
-    message = cq.message if isinstance(cq.message, Message) else None
     in_private = message is None or message.chat.type == "private"
 
     def compose(done: Confirmation) -> list[OutboxMessage]:
@@ -640,12 +783,15 @@ async def confirm_sale(
     )
     if not done.already:
         outbox.notify()
-    await cq.answer(_("Already confirmed.") if done.already else _("Recorded."))
+    # From here on the sale is recorded: whatever Telegram does, the cashier is told so.
+    if done.voided:  # a late tap on a purchase voided since: show what the ledger says
+        note, text, markup = _("This purchase was voided."), render_voided(done, settings), None
+    else:
+        note = _("Already confirmed.") if done.already else _("Recorded.")
+        text, markup = render_receipt(done, settings), void_keyboard(done.purchase_id)
+    await after_commit(lambda: cq.answer(note), "answering ✅")
     if message is not None:
-        with contextlib.suppress(TelegramBadRequest):  # "message is not modified" on a repeat
-            await message.edit_text(
-                render_receipt(done, settings), reply_markup=void_keyboard(done.purchase_id)
-            )
+        await show_receipt(bot, message, text, markup)
 
 
 @router.callback_query(TillCb.filter(F.action == "no"), IsStaff())
@@ -667,6 +813,7 @@ async def void_sale(
     callback_data: TillCb,
     outbox: Outbox,
     sales: SalesService,
+    receipt_locks: ReceiptLocks,
     role: Role,
     settings: Settings,
     i18n: I18n,
@@ -678,14 +825,16 @@ async def void_sale(
     message = cq.message if isinstance(cq.message, Message) else None
     chat_type = message.chat.type if message is not None else "private"
     compose = _void_messages(chat_type, cq.from_user, settings, i18n)
-    result = await sales.void(
-        int(callback_data.ref), cq.from_user.id, role >= Role.OWNER, now, announce=compose
-    )
-    outbox.notify()
-    await cq.answer(_("Voided."))
-    if message is not None:
-        with contextlib.suppress(TelegramBadRequest):
-            await message.edit_text(render_voided(result, settings))
+    where = (message.chat.id, message.message_id) if message else (None, None)
+    async with receipt_locks.hold(*where):
+        result = await sales.void(
+            int(callback_data.ref), cq.from_user.id, role >= Role.OWNER, now, announce=compose
+        )
+        outbox.notify()
+        await after_commit(lambda: cq.answer(_("Voided.")), "answering ↩️")
+        if message is not None:
+            text = render_voided(result, settings)
+            await after_commit(lambda: message.edit_text(text), "marking the receipt voided")
 
 
 @router.callback_query(Match(F.data.startswith(TillCb.__prefix__ + ":")))

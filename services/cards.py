@@ -34,6 +34,19 @@ def normalize_number(text: str) -> str:
     return digits
 
 
+def lookup_number(text: str) -> str:
+    """A number typed to look a card up (`/sale`, `/issue`): like `normalize_number`, except
+    that a short run of digits (`999`) is a number no card has — `CardNotFound`, not a
+    malformed input."""
+    try:
+        return normalize_number(text)
+    except InvalidCardNumber:
+        digits = _SEPARATORS.sub("", text.strip()) if isinstance(text, str) else ""
+        if digits.isascii() and digits.isdigit() and len(digits) < MIN_DIGITS:
+            raise CardNotFound(digits) from None
+        raise
+
+
 def group_number(number: str, size: int = 3) -> str:
     """`"100045"` → `"100 045"`: printed and shown in groups so people can read it aloud."""
     head = len(number) % size

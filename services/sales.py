@@ -71,8 +71,8 @@ if TYPE_CHECKING:  # services do not depend on the bot package at run time
 
 # --------------------------------------------------------------------------- errors
 class DraftGone(DomainError):
-    """The quote cannot be confirmed any more; `reason`: expired | cancelled | confirmed |
-    not_found | offer_used."""
+    """The quote cannot be confirmed any more; `reason`: expired | cancelled | replaced (the
+    cashier quoted the same card again) | confirmed | not_found | offer_used."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"sale draft is gone: {reason}")
@@ -103,6 +103,15 @@ class AlreadyVoided(DomainError):
     def __init__(self, purchase_id: int) -> None:
         super().__init__(f"purchase {purchase_id} is already voided")
         self.purchase_id = purchase_id
+
+
+class CardBlockedAtTill(CardBlocked):
+    """The till refuses a blocked card; `reason` is why it was blocked (lost | replaced |
+    erased | …, None when unknown) — the cashier must not give its discount."""
+
+    def __init__(self, number: str, reason: str | None) -> None:
+        super().__init__(number)
+        self.reason = reason
 
 
 class CardAlreadyIssued(DomainError):
@@ -185,6 +194,7 @@ class Confirmation:
     customer: CustomerRef | None
     tier_pct: int  # the card's tier after this purchase
     next_tier: pricing.NextTier | None
+    voided: bool = False  # a repeated confirm of a purchase voided since (`already` is True)
 
 
 @dataclass(frozen=True)
@@ -225,7 +235,7 @@ class SalesService:
     # ---------------------------------------------------------------- identify
     async def identify_number(self, text: str) -> CardSummary:
         """A typed number: InvalidCardNumber / CardNotFound / CardBlocked when unusable."""
-        return await self.lane.run(self._identify, cards.normalize_number(text), self.clock())
+        return await self.lane.run(self._identify, cards.lookup_number(text), self.clock())
 
     async def identify_payload(self, payload: str) -> CardSummary:
         """A scanned QR payload: InvalidPayload when forged or mangled."""
@@ -238,7 +248,7 @@ class SalesService:
         if card is None:
             raise CardNotFound(number)
         if card.status == CardStatus.BLOCKED:
-            raise CardBlocked(number)
+            raise CardBlockedAtTill(number, card.block_reason)
         offers: tuple[OfferView, ...] = ()
         if card.client_id is not None:
             rows = _offers_statement().execute(session, {"p_client": card.client_id, "p_now": now})
@@ -265,7 +275,10 @@ class SalesService:
     async def quote(
         self, card_id: int, amount_minor: int, cashier_id: int, chat_id: int, now: datetime
     ) -> DraftView:
-        """Price a purchase and store it as an open draft that expires after DRAFT_TTL_MIN."""
+        """Price a purchase and store it as an open draft that expires after DRAFT_TTL_MIN.
+
+        The cashier's earlier open quotes for the same card are replaced: only the newest one can
+        be confirmed, so an old ✅ pressed after a new quote was confirmed records nothing."""
         return await self.lane.run(self._quote, card_id, amount_minor, cashier_id, chat_id, now)
 
     def _quote(
@@ -286,7 +299,7 @@ class SalesService:
         if card is None:
             raise CardNotFound(str(card_id))
         if card.status == CardStatus.BLOCKED:  # blocked since it was scanned
-            raise CardBlocked(card.number)
+            raise CardBlockedAtTill(card.number, card.block_reason)
         amount_tiers = self.settings.amount_tiers_minor
         q = pricing.quote(
             amount=amount_minor,
@@ -315,6 +328,15 @@ class SalesService:
             created_at=now,
             expires_at=now + timedelta(minutes=self.settings.draft_ttl_min),
         )
+        replaced = _replace_drafts_statement().execute(
+            session, {"p_card": card.id, "p_cashier": cashier_id, "p_now": now}
+        )
+        events = [
+            audit.values("sale.replaced", at=now, actor_id=cashier_id, draft_id=old, by=draft["id"])
+            for (old,) in replaced.all()
+        ]
+        if events:
+            audit.insert_many(session, events)
         _insert_draft_statement().execute(session, draft)
         session.commit()
         hand_out = None
@@ -513,6 +535,8 @@ class SalesService:
             return result
         if draft.status == DraftStatus.CANCELLED:
             raise DraftGone("cancelled")
+        if draft.status == DraftStatus.REPLACED:
+            raise DraftGone("replaced")
         if draft.expires_at <= now:
             raise DraftGone("expired")
         return None
@@ -556,6 +580,7 @@ class SalesService:
             customer=customer,
             tier_pct=tier,
             next_tier=next_tier,
+            voided=purchase.get("voided_at") is not None,
         )
 
     # ------------------------------------------------------------------ cancel
@@ -701,14 +726,16 @@ class SalesService:
         self, number: str, segment: str | None, actor_id: int, now: datetime
     ) -> IssueResult:
         """Staff hand out a printed card (`/issue 100045 [b2b]`)."""
-        return await self.lane.run(
-            self._issue, cards.normalize_number(number), segment, actor_id, now
-        )
+        return await self.lane.run(self._issue, cards.lookup_number(number), segment, actor_id, now)
 
     def _issue(
         self, session: Session, number: str, segment: str | None, actor_id: int, now: datetime
     ) -> IssueResult:
-        card = cards.usable(session.scalar(cards.by_number(number)), number)
+        card = session.scalar(cards.by_number(number))
+        if card is None:
+            raise CardNotFound(number)
+        if card.status == CardStatus.BLOCKED:
+            raise CardBlockedAtTill(card.number, card.block_reason)
         if card.status != CardStatus.IN_STOCK:
             raise CardAlreadyIssued(card.number)
         if segment is not None:
@@ -747,6 +774,7 @@ _CARD_COLUMNS = (
     _cards.kind,
     _cards.status,
     _cards.client_id,
+    _cards.block_reason,
 )
 
 
@@ -810,6 +838,26 @@ def _quote_statement(with_spend: bool) -> Prepared:
 @cache
 def _insert_draft_statement() -> Prepared:
     return Prepared(insert(SaleDraft.__table__))
+
+
+@cache
+def _replace_drafts_statement() -> Prepared:
+    """The cashier's open quotes for this card → replaced (by the one being inserted)."""
+    drafts = SaleDraft.__table__.c
+    return Prepared(
+        update(SaleDraft.__table__)
+        .where(
+            drafts.card_id == bindparam("p_card"),
+            drafts.cashier_id == bindparam("p_cashier"),
+            drafts.status == DraftStatus.OPEN.value,
+        )
+        .values(
+            status=DraftStatus.REPLACED.value,
+            decided_at=_p_now(),
+            decided_by=bindparam("p_cashier"),
+        )
+        .returning(drafts.id)
+    )
 
 
 @cache
@@ -909,6 +957,7 @@ def _history_columns() -> tuple[Any, Any, Any]:
 __all__ = [
     "AlreadyVoided",
     "CardAlreadyIssued",
+    "CardBlockedAtTill",
     "CardSummary",
     "Confirmation",
     "CustomerRef",

@@ -28,6 +28,7 @@ from tests.fakeapi import FakeTelegram
 from tests.till_helpers import add_offer, count, purchases, seed_bound, seed_card
 
 STRANGER = 3777
+OTHER_CASHIER = 2002
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -186,12 +187,13 @@ async def test_one_offer_two_open_quotes_only_the_first_confirm_gets_it(
     offer_id = await add_offer(sessionmaker, client_id, clock(), pct=5)
     async with sessionmaker() as session:
         sales = SalesService(Lane.of(session.bind), settings, clock)
+        # Two tills at once (the same cashier's second quote would replace the first).
         first = await sales.quote(card_id, 100000, CASHIER_ID, CASHIER_ID, clock())
-        second = await sales.quote(card_id, 200000, CASHIER_ID, CASHIER_ID, clock())
+        second = await sales.quote(card_id, 200000, OTHER_CASHIER, OTHER_CASHIER, clock())
         assert first.offer_pct == second.offer_pct == 5
         done = await sales.confirm(first.id, CASHIER_ID, False, clock())
         with pytest.raises(DraftGone) as gone:
-            await sales.confirm(second.id, CASHIER_ID, False, clock())
+            await sales.confirm(second.id, OTHER_CASHIER, False, clock())
         assert gone.value.reason == "offer_used"
         # The void returns the offer; a fresh quote gets it again.
         await sales.void(done.purchase_id, CASHIER_ID, False, clock())

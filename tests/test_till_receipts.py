@@ -1,0 +1,227 @@
+"""What the cashier sees around a sale when things go sideways: stale quotes, Telegram failing
+after the sale is recorded, late taps on a voided sale, a busy staff group, blocked cards,
+numbers typed the way people type them."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from db.models import DraftStatus, SaleDraft
+from tests.conftest import CASHIER_ID, CUSTOMER_ID, STAFF_CHAT_ID, App, FrozenClock, running_app
+from tests.fakeapi import FakeMessage, FakeTelegram, FakeUser
+from tests.till_helpers import purchases, seed_bound, seed_card
+
+
+async def quote_for(cashier: FakeUser, amount: str = "2500", number: str = "100045") -> FakeMessage:
+    await cashier.send(f"/sale {number}")
+    await cashier.wait_message("Enter the purchase amount")
+    await cashier.send(amount)
+    return await cashier.wait_message("To pay")
+
+
+# ------------------------------------------------------------------------- stale quotes
+
+
+async def test_a_newer_quote_replaces_the_older_one(app: App) -> None:
+    await seed_card(app.sessionmaker, "100045", 5)
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    older = await quote_for(cashier, "1000")
+    newer = await quote_for(cashier, "2000")
+    assert (await cashier.press(newer, "✅")).params["text"] == "Recorded."
+    answer = await cashier.press(older, "✅")
+    assert "replaced by a newer one" in answer.params["text"]
+    assert [p.amount for p in await purchases(app.sessionmaker)] == [200000]
+    async with app.sessionmaker() as session:
+        statuses = (
+            await session.scalars(select(SaleDraft.status).order_by(SaleDraft.amount))
+        ).all()
+    assert statuses == [DraftStatus.REPLACED, DraftStatus.CONFIRMED]
+
+
+async def test_another_cashiers_quote_for_the_same_card_stays_open(app: App) -> None:
+    await seed_card(app.sessionmaker, "100045", 5)
+    app.tg.set_member(STAFF_CHAT_ID, 2002, "member")
+    first = app.tg.user(CASHIER_ID, language_code="en")
+    second = app.tg.user(2002, language_code="en")
+    mine = await quote_for(first, "1000")
+    await quote_for(second, "2000")
+    assert (await first.press(mine, "✅")).params["text"] == "Recorded."
+
+
+# --------------------------------------------------- Telegram failing after the commit
+
+
+async def test_a_sale_recorded_while_telegram_fails_is_reported_as_recorded(app: App) -> None:
+    await seed_card(app.sessionmaker, "100045", 5)
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    quote = await quote_for(cashier)
+    # The answer to ✅ is lost once, the receipt edit fails three times (5xx, reset, a proxy's
+    # HTML page): the sale stands, the cashier gets the receipt anew, and never "Sorry".
+    app.tg.fail_next("answerCallbackQuery", 502)
+    app.tg.fail_next("editMessageText", 500)
+    app.tg.fail_next("editMessageText", 0, reset=True)
+    app.tg.fail_next("editMessageText", 502, raw_body="<html><h1>502 Bad Gateway</h1></html>")
+    await cashier.press(quote, "✅")
+    receipt = await cashier.wait_message("recorded")
+    assert receipt.message_id != quote.message_id  # sent anew after the edits kept failing
+    assert receipt.find_button("↩️")
+    await app.tg.wait_for_idle(quiet=0.3)
+    assert not [m for m in app.tg.messages_in(CASHIER_ID) if "went wrong" in (m.text or "")]
+    answers = [c for c in app.tg.calls if c.method == "answerCallbackQuery" and c.ok]
+    assert [c.params.get("text") for c in answers] == ["Recorded."]  # the retry went through
+    assert len(await purchases(app.sessionmaker)) == 1
+    # A cashier who still taps ✅ again records nothing more.
+    again = await cashier.press(quote, "✅")
+    assert again.params["text"] == "Already confirmed."
+    assert len(await purchases(app.sessionmaker)) == 1
+
+
+async def test_a_transient_edit_failure_is_retried_in_place(app: App) -> None:
+    await seed_card(app.sessionmaker, "100045", 5)
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    quote = await quote_for(cashier)
+    app.tg.fail_next("editMessageText", 503)
+    await cashier.press(quote, "✅")
+    receipt = await cashier.wait_message("recorded")
+    assert receipt.message_id == quote.message_id
+
+
+# ------------------------------------------------------------- a voided sale stays voided
+
+
+async def test_a_late_confirm_tap_shows_the_purchase_as_voided(app: App) -> None:
+    await seed_bound(app.sessionmaker)
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    quote = await quote_for(cashier)
+    await cashier.press(quote, "✅")
+    receipt = await cashier.wait_message("recorded")
+    await cashier.press(receipt, "↩️")
+    await cashier.wait_message("voided")
+    late = await cashier.press_data(quote.message_id, quote.find_button("✅")["callback_data"])
+    assert late.params["text"] == "This purchase was voided."
+    await app.tg.wait_for_idle(quiet=0.2)
+    [shown] = [m for m in app.tg.messages_in(CASHIER_ID) if m.message_id == quote.message_id]
+    assert "voided" in shown.text and "recorded" not in shown.text
+    assert not shown.buttons  # no ↩️ Void on a voided purchase
+
+
+async def test_racing_a_late_confirm_against_the_void_never_shows_a_voided_sale_as_recorded(
+    tg: FakeTelegram,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> None:
+    fast = settings.model_copy(update={"flood_limit": 1000})  # a cashier tapping fast
+    async with running_app(tg, fast, sessionmaker, clock) as app:
+        await _race(app)
+
+
+async def _race(app: App) -> None:
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    for i in range(8):
+        number = f"10004{i}"
+        await seed_card(app.sessionmaker, number, 5)
+        quote = await quote_for(cashier, "1000", number)
+        ok = quote.find_button("✅")["callback_data"]
+        await cashier.press(quote, "✅")
+        receipt = await cashier.wait_message("recorded")
+        await asyncio.gather(cashier.press(receipt, "↩️"), cashier.press_data(quote.message_id, ok))
+        await app.tg.wait_for_idle(quiet=0.2)
+        [shown] = [m for m in app.tg.messages_in(CASHIER_ID) if m.message_id == quote.message_id]
+        assert "voided" in shown.text, (i, shown.text)
+    assert all(p.voided_at is not None for p in await purchases(app.sessionmaker))
+
+
+# ------------------------------------------------------------------ the busy staff group
+
+
+async def test_a_reply_refused_by_the_groups_flood_limit_is_sent_after_the_wait(app: App) -> None:
+    await seed_card(app.sessionmaker, "100045", 5)
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    group = app.tg.group(STAFF_CHAT_ID)
+    app.tg.fail_next("sendMessage", 429, retry_after=1, chat_id=STAFF_CHAT_ID)
+    await group.send(cashier, "100045")
+    prompt = await group.wait_message("Enter the purchase amount", timeout=5)
+    assert prompt.text
+    refused = [c for c in app.tg.calls if c.method == "sendMessage" and c.status == 429]
+    assert len(refused) == 1  # refused once, then sent: the cashier got the prompt
+
+
+async def test_an_amount_typed_under_the_prompt_without_replying_is_taken(app: App) -> None:
+    await seed_card(app.sessionmaker, "100045", 5)
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    group = app.tg.group(STAFF_CHAT_ID)
+    await group.send(cashier, "100045")
+    await group.wait_message("Enter the purchase amount")
+    await group.send(cashier, "1500")  # not a reply: desktop clients do not force one
+    quote = await group.wait_message("To pay")
+    assert "1,500" in quote.text
+
+
+async def test_a_bare_number_before_any_scan_explains_how_a_sale_goes(app: App) -> None:
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    group = app.tg.group(STAFF_CHAT_ID)
+    await group.send(cashier, "1500")
+    reply = await group.wait_message("No card 1 500")
+    assert "first scan the card" in reply.text
+
+
+# ------------------------------------------------------------------ cards the till refuses
+
+
+async def test_a_blocked_card_tells_the_cashier_not_to_give_the_discount(app: App) -> None:
+    await seed_card(app.sessionmaker, "100045", 5, status="blocked")
+    async with app.sessionmaker() as session:
+        from db.models import Card
+
+        card = await session.scalar(select(Card).where(Card.number == "100045"))
+        assert card is not None
+        card.block_reason = "lost"
+        await session.commit()
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    await cashier.send("/sale 100045")
+    reply = await cashier.wait_message("blocked")
+    assert "do not give its discount" in reply.text and "lost or stolen" in reply.text
+    assert "contact the store" not in reply.text
+
+
+async def test_issue_of_a_short_number_says_it_is_not_registered(app: App) -> None:
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    await cashier.send("/issue 999")
+    assert "Card 999 is not registered" in (await cashier.wait_message()).text
+    await cashier.send("/sale 12")
+    assert "Card 12 is not registered" in (await cashier.wait_message()).text
+
+
+async def test_russian_amounts_with_a_currency_are_taken(app: App) -> None:
+    await seed_card(app.sessionmaker, "100045", 5)
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    for typed in ("2500р", "2 500 ₽", "2500 руб."):
+        quote = await quote_for(cashier, typed)
+        assert "Amount: ₽2,500" in quote.text, typed
+
+
+# -------------------------------------------------------------- what the customer reads
+
+
+async def test_the_customer_reads_the_discount_this_purchase_got(
+    tg: FakeTelegram,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> None:
+    """A 5 % card, a 7 % tier by this purchase's amount: the customer is told 7 %, not "your
+    tier: 5 %" (there are no cumulative tiers to speak of)."""
+    await seed_card(sessionmaker, "100045", 5, client_tg_id=CUSTOMER_ID, language="en")
+    tiers = settings.model_copy(update={"amount_tiers": [(Decimal(2000), 7)]})
+    async with running_app(tg, tiers, sessionmaker, clock) as app:
+        cashier = app.tg.user(CASHIER_ID, language_code="en")
+        quote = await quote_for(cashier, "2500")
+        await cashier.press(quote, "✅")
+        note = await app.tg.user(CUSTOMER_ID).wait_message()
+    assert "discount 7 %" in note.text and "5 %" not in note.text
