@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from aiogram import Bot, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -15,15 +17,36 @@ from handlers.roles import Role, StaffDirectory
 router = Router(name=__name__)
 
 
+# The "user" Telegram puts on messages of a group admin who writes anonymously, as the group.
+ANONYMOUS_ADMIN_ID = 1087968824
+
+
+def _anonymous(message: Message) -> bool:
+    user = message.from_user
+    return user is None or user.id == ANONYMOUS_ADMIN_ID or message.sender_chat is not None
+
+
 @router.message(Command("help"), StateFilter("*"))
 async def show_help(message: Message, bot: Bot, staff: StaffDirectory, settings: Settings) -> None:
-    assert message.from_user is not None
-    role = await staff.role(bot, message.from_user.id)
     in_group = message.chat.type != "private"
-    lines = [_("<b>{store}</b> loyalty card bot.").format(store=settings.store_name), ""]
+    anonymous = _anonymous(message)
+    role = Role.CUSTOMER
+    if not anonymous and message.from_user is not None:
+        role = await staff.role(bot, message.from_user.id)
+    store = html.escape(settings.store_name)
+    lines = [_("<b>{store}</b> loyalty card bot.").format(store=store), ""]
     lines += [f"/{c.name} — {c.description}" for c in commands_for(role, group=in_group)]
     if role >= Role.CASHIER:
-        lines += ["", _("You are signed in as staff of {store}.").format(store=settings.store_name)]
+        lines += ["", _("You are signed in as staff of {store}.").format(store=store)]
+    if anonymous:
+        lines += [
+            "",
+            _(
+                "You are writing as the group, anonymously: I cannot tell who you are, so the "
+                "till does not answer you. Turn off “Remain anonymous” in your admin rights to "
+                "record sales here."
+            ),
+        ]
     await message.answer("\n".join(lines))
 
 

@@ -38,6 +38,8 @@ from services import privacy
 
 router = Router(name=__name__)
 router.message.filter(Match(F.chat.type == "private"))
+# A privacy button pressed (or forged) in a group changes nothing and posts nothing there.
+router.callback_query.filter(Match(F.message.chat.type == "private"))
 
 POLICY_DIR = PROJECT_ROOT / "locales"
 MESSAGE_LIMIT = 4096

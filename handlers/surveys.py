@@ -17,6 +17,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
@@ -26,12 +27,18 @@ from services import privacy, surveys
 from services.surveys import AnswerStatus, SurveyNotFound
 
 router = Router(name=__name__)
+# Surveys and the opt-out button belong to the customer's private chat: in a group (forged or
+# forwarded) they change nothing and post nothing there.
+router.message.filter(Match(F.chat.type == "private"))
+router.callback_query.filter(Match(F.message.chat.type == "private"))
 
 
 class NpsCb(CallbackData, prefix="nps"):
     action: str  # "s" = score, "k" = skip the comment
-    survey: int
-    score: int = 0
+    # Bounded so that forged data (`nps:s:<40 digits>:5`) is refused when unpacked, before any
+    # query: SQLite cannot even compare an integer that large.
+    survey: int = Field(ge=1, le=2**62)
+    score: int = Field(default=0, ge=0, le=10)
 
 
 class MarketingCb(CallbackData, prefix="mkt"):

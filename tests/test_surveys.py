@@ -192,6 +192,17 @@ async def test_a_forged_survey_button_changes_nothing(
     assert (await _surveys(session))[0].score is None
 
 
+async def test_absurd_survey_button_data_is_refused_without_an_error(
+    app: App, sender: DeliverySender, session: AsyncSession
+) -> None:
+    await _send_survey(app, sender, session, 5208)
+    user = app.tg.user(5208, language_code="en")
+    for data in ("nps:s:" + "9" * 40 + ":5", "nps:s:-1:5", "nps:s:1:11", "nps:k:" + "9" * 30):
+        answer = await user.press_data(1, data)
+        assert answer.params.get("text") == "This button is no longer valid.", data
+    assert (await _surveys(session))[0].score is None
+
+
 async def test_an_answered_survey_is_not_sent_late(
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
