@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     birthday_days_before: int = Field(default=0, ge=0, le=30)
     birthday_valid_days: int = Field(default=7, ge=1)
     welcome_bonus_pct: int = Field(default=0, ge=0, le=99)
+    welcome_valid_days: int = Field(default=30, ge=1)
     digest_hour: int = Field(default=9, ge=0, le=23)
     backup_dir: Path = Path("data/backups")
     backup_keep: int = Field(default=7, ge=1)

@@ -36,9 +36,11 @@ from bot.i18n import LocaleMiddleware
 from handlers import formatting
 from handlers.errors import renders
 from handlers.filters import Match
+from handlers.roles import Role, StaffDirectory
 from services import qr_payload
 from services.card_image import CardArt, art_key, render_png
 from services.cards import group_number
+from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, QrReader
 from services.wallet import (
     NO_YEAR,
     AlreadyHasCard,
@@ -53,6 +55,7 @@ from services.wallet import (
     InvalidBirthday,
     InvalidPhone,
     NoActiveCard,
+    OfferView,
     PinRequired,
     ReplacementNeedsConfirmation,
     TelegramProfile,
@@ -63,6 +66,9 @@ from services.wallet import (
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
 router.message.filter(Match(F.chat.type == "private"))
+# Wallet buttons live in the customer's private chat; pressed (or forged) in a group they
+# change nothing and post nothing there (the catch-all only stops the spinner).
+router.callback_query.filter(Match(F.message.chat.type == "private"))
 
 LANGUAGE_NAMES = {"ru": "🇷🇺 Русский", "en": "🇬🇧 English", "et": "🇪🇪 Eesti"}
 
@@ -326,8 +332,17 @@ async def _after_binding(
         )
     client = await wallet.require_client(chat_id)
     await send_card(bot, chat_id, await wallet.card_view(client), wallet, settings)
+    if result.welcome is not None:
+        await bot.send_message(chat_id, _welcome_text(result.welcome, settings))
     if client.phone is None or client.birthday is None:
         await _ask_profile(bot, chat_id, state, phone=client.phone is None)
+
+
+def _welcome_text(offer: OfferView, settings: Settings) -> str:
+    return _(
+        "🎁 A welcome gift: <b>+{pct}</b> off your first purchase, until {until}. "
+        "The till applies it by itself when you show your card."
+    ).format(pct=formatting.pct(offer.bonus_pct), until=formatting.day(offer.valid_until, settings))
 
 
 async def _ask_profile(bot: Bot, chat_id: int, state: FSMContext, *, phone: bool) -> None:
@@ -426,47 +441,21 @@ async def _drop_buttons(cq: CallbackQuery) -> None:
 # --------------------------------------------------------------------------- /start, consent
 
 
-@router.message(CommandStart(), StateFilter("*"))
-async def start(
-    message: Message,
-    command: CommandObject,
-    state: FSMContext,
-    wallet: WalletService,
-    settings: Settings,
-    bot: Bot,
-) -> None:
-    assert message.from_user is not None
-    await state.clear()
-    args = (command.args or "").strip()
-    if args and qr_payload.looks_like_payload(args):
-        # Someone opened a card's QR link: it is only useful at the till. Say nothing about it.
-        await message.answer(
-            _(
-                "This is a loyalty card of <b>{store}</b>. Only the store's staff can use it "
-                "at the till. Want your own card? Send /start."
-            ).format(store=html.escape(settings.store_name)),
-            reply_markup=ReplyKeyboardRemove(),
-        )
-        return
-    client = await wallet.client(message.from_user.id)
-    if wallet.has_consent(client):
-        try:
-            view = await wallet.card_view(client)
-        except NoActiveCard:
-            await _ask_number(bot, message.chat.id, state, settings)
-            return
-        await send_card(bot, message.chat.id, view, wallet, settings)
-        return
+def _someone_elses_card(settings: Settings) -> str:
+    return _(
+        "This is a loyalty card of <b>{store}</b>. Only the store's staff can use it "
+        "at the till. Want your own card? Send /start."
+    ).format(store=html.escape(settings.store_name))
+
+
+async def _offer_consent(message: Message, name: str, settings: Settings) -> None:
     await message.answer(
         _(
             "Hello, {name}! 👋\n"
             "This is the loyalty program of <b>{store}</b>: your discount card lives right here "
             "in Telegram. Show its QR code at the till to get your discount, and see your "
             "savings and personal offers at any time."
-        ).format(
-            name=html.escape(message.from_user.first_name or ""),
-            store=html.escape(settings.store_name),
-        ),
+        ).format(name=html.escape(name), store=html.escape(settings.store_name)),
         reply_markup=ReplyKeyboardRemove(),
     )
     await message.answer(
@@ -482,6 +471,75 @@ async def start(
         ),
         reply_markup=_consent_keyboard(),
     )
+
+
+@router.message(CommandStart(), StateFilter("*"))
+async def start(
+    message: Message,
+    command: CommandObject,
+    state: FSMContext,
+    wallet: WalletService,
+    staff: StaffDirectory,
+    settings: Settings,
+    bot: Bot,
+) -> None:
+    assert message.from_user is not None
+    await state.clear()
+    args = (command.args or "").strip()
+    if args and qr_payload.looks_like_payload(args):
+        # Someone opened a card's QR link: it is only useful at the till. Say nothing about it.
+        await message.answer(_someone_elses_card(settings), reply_markup=ReplyKeyboardRemove())
+        return
+    client = await wallet.client(message.from_user.id)
+    if wallet.has_consent(client):
+        try:
+            view = await wallet.card_view(client)
+        except NoActiveCard:
+            await _ask_number(bot, message.chat.id, state, settings)
+            return
+        await send_card(bot, message.chat.id, view, wallet, settings)
+        return
+    role = await staff.role(bot, message.from_user.id)
+    if role >= Role.CASHIER:
+        # Staff open the bot to work: the till first; joining as a customer is one tap away.
+        await message.answer(_staff_welcome(role, settings), reply_markup=_join_keyboard())
+        return
+    await _offer_consent(message, message.from_user.first_name or "", settings)
+
+
+def _staff_welcome(role: Role, settings: Settings) -> str:
+    who = (
+        _("You are an owner of <b>{store}</b>.")
+        if role >= Role.OWNER
+        else _("You are a cashier of <b>{store}</b>.")
+    ).format(store=html.escape(settings.store_name))
+    return "\n".join(
+        [
+            who,
+            _(
+                "To record a sale, scan the customer's QR code with your phone's camera, send a "
+                "photo of it here, or type /sale and the card number, e.g. /sale 100045. "
+                "/help lists everything you can do."
+            ),
+            "",
+            _("Want a loyalty card of your own as a customer too? Tap below."),
+        ]
+    )
+
+
+def _join_keyboard() -> InlineKeyboardMarkup:
+    join = InlineKeyboardButton(
+        text=_("💳 Get my own card"), callback_data=WalletCb(action="join").pack()
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[join]])
+
+
+@router.callback_query(WalletCb.filter(F.action == "join"))
+async def join(cq: CallbackQuery, settings: Settings) -> None:
+    await cq.answer()
+    await _drop_buttons(cq)
+    if isinstance(cq.message, Message):
+        await _offer_consent(cq.message, cq.from_user.first_name or "", settings)
 
 
 @router.callback_query(WalletCb.filter(F.action == "agree"))
@@ -561,6 +619,15 @@ async def offers(message: Message, wallet: WalletService, settings: Settings) ->
     assert message.from_user is not None
     items = await wallet.offers(message.from_user.id)
     if not items:
+        client = await wallet.client(message.from_user.id)
+        if client is not None and client.marketing_opt_out:
+            await message.answer(
+                _(
+                    "No personal offers right now. You turned offers off, so we will not send "
+                    "any: /notifications turns them back on."
+                )
+            )
+            return
         await message.answer(
             _("No personal offers right now. We will send you one when there is something for you.")
         )
@@ -819,6 +886,8 @@ async def digital(
     )
     client = await wallet.require_client(cq.from_user.id)
     await send_card(bot, cq.from_user.id, await wallet.card_view(client), wallet, settings)
+    if result.welcome is not None:
+        await bot.send_message(cq.from_user.id, _welcome_text(result.welcome, settings))
     await _ask_profile(bot, cq.from_user.id, state, phone=client.phone is None)
 
 
@@ -876,6 +945,105 @@ async def birthday_hint(message: Message) -> None:
         _("Please send your birthday as DD.MM.YYYY or DD.MM, or tap “Skip”."),
         reply_markup=_skip_keyboard(),
     )
+
+
+# --------------------------------------------------------------------------- outside any step
+
+
+@router.message(Match(F.text.regexp(r"\s*\d[\d \-]{3,30}\s*")))
+async def number_outside_a_step(
+    message: Message,
+    state: FSMContext,
+    wallet: WalletService,
+    settings: Settings,
+    bot: Bot,
+    i18n: I18n,
+) -> None:
+    """A card number typed outside the binding step: before "I agree", after /cancel, or by a
+    member who already holds a card. Say what to do instead of "I did not understand"."""
+    assert message.from_user is not None
+    client = await wallet.client(message.from_user.id)
+    if not wallet.has_consent(client):
+        await message.answer(
+            _(
+                "To link your card, first agree to the program's terms: tap “✅ I agree” below, "
+                "then send the number again."
+            ),
+            reply_markup=_consent_keyboard(),
+        )
+        return
+    try:
+        view = await wallet.card_view(message.from_user.id)
+    except NoActiveCard:  # a member without a card: this is the number they want to link
+        await _bind(
+            message,
+            text=message.text or "",
+            pin=None,
+            replace=False,
+            state=state,
+            wallet=wallet,
+            settings=settings,
+            bot=bot,
+            i18n=i18n,
+        )
+        return
+    await message.answer(
+        _(
+            "Your card is {number}. To link another card instead, open /card and tap "
+            "“🔄 Link another card”."
+        ).format(number=group_number(view.number))
+    )
+
+
+@router.message(Match(F.photo | F.document.mime_type.startswith("image/")))
+async def photo(
+    message: Message, bot: Bot, qr_reader: QrReader, wallet: WalletService, settings: Settings
+) -> None:
+    """A customer's photo: usually of a card's QR (their own, or one they were given)."""
+    assert message.from_user is not None
+    media = message.photo[-1] if message.photo else message.document
+    assert media is not None
+    try:
+        if (media.file_size or 0) > MAX_IMAGE_BYTES:
+            raise ImageRejected("too_big")
+        data = await bot.download(media.file_id)
+        assert data is not None
+        texts = await qr_reader.read(data.read())
+    except ImageRejected:
+        texts = []
+    secret = settings.secret_key.get_secret_value()
+    number = next((n for t in texts if (n := _card_number_in(secret, t)) is not None), None)
+    if number is None:
+        await message.answer(
+            _(
+                "I could not find a card's QR code in this picture. To link a printed card, "
+                "send the number printed on it as text."
+            )
+        )
+        return
+    client = await wallet.client(message.from_user.id)
+    if wallet.has_consent(client):
+        with contextlib.suppress(NoActiveCard):
+            view = await wallet.card_view(message.from_user.id)
+            if view.number == number:
+                await message.answer(
+                    _(
+                        "This is your card {number}. Show this QR code at the till to get your "
+                        "discount."
+                    ).format(number=group_number(number))
+                )
+                return
+    await message.answer(_someone_elses_card(settings))
+
+
+def _card_number_in(secret: str, text: str) -> str | None:
+    payload = qr_payload.extract(text)
+    if payload is None:
+        return None
+    try:
+        return qr_payload.verify(secret, payload)
+    except qr_payload.InvalidPayload:
+        return None
 
 
 @router.callback_query(WalletCb.filter())

@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Card, Client, Delivery, Offer, OfferKind, Purchase, WinbackAssignment
+from db.models import (
+    Card,
+    CardStatus,
+    Client,
+    Delivery,
+    Offer,
+    OfferKind,
+    Purchase,
+    WinbackAssignment,
+)
 from services import delivery
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -44,12 +53,21 @@ class WinbackResult:
 
 
 def _contactable() -> list[object]:
+    """Clients an offer can reach and be used by: consented, reachable, not opted out, not
+    erased, and holding a card the till accepts (an offer for someone whose only card is
+    blocked could never be redeemed)."""
+    usable_card = (
+        select(Card.id)
+        .where(Card.client_id == Client.id, Card.status != CardStatus.BLOCKED)
+        .exists()
+    )
     return [
         Client.tg_id.is_not(None),
         Client.erased_at.is_(None),
         Client.consent_at.is_not(None),
         Client.reachable.is_(True),
         Client.marketing_opt_out.is_(False),
+        usable_card,
     ]
 
 

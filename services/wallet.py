@@ -19,7 +19,17 @@ from sqlalchemy import Integer, cast, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import BindAttempt, Card, CardKind, CardStatus, Client, Offer, Purchase, Segment
+from db.models import (
+    BindAttempt,
+    Card,
+    CardKind,
+    CardStatus,
+    Client,
+    Offer,
+    OfferKind,
+    Purchase,
+    Segment,
+)
 from services import audit, delivery
 from services.cards import MAX_DIGITS, find_by_number, mark_issued, normalize_number
 from services.clock import Clock
@@ -136,11 +146,20 @@ class TelegramProfile:
 
 
 @dataclass(frozen=True)
+class OfferView:
+    offer_id: int
+    kind: str
+    bonus_pct: int
+    valid_until: datetime
+
+
+@dataclass(frozen=True)
 class BindResult:
     card_id: int
     number: str
     replaced_number: str | None = None
     already_bound: bool = False
+    welcome: OfferView | None = None  # the welcome offer a new member got just now
 
 
 @dataclass(frozen=True)
@@ -181,14 +200,6 @@ class HistoryPage:
     page: int  # 0-based, clamped into range
     pages: int
     total: int
-
-
-@dataclass(frozen=True)
-class OfferView:
-    offer_id: int
-    kind: str
-    bonus_pct: int
-    valid_until: datetime
 
 
 # --------------------------------------------------------------------------- parsers
@@ -436,8 +447,42 @@ class WalletService:
             client_id=client.id,
             replaced=replaced_number,
         )
+        welcome = await self._welcome(client.id, now)
         await self.session.commit()
-        return BindResult(card_id=card.id, number=card.number, replaced_number=replaced_number)
+        return BindResult(
+            card_id=card.id, number=card.number, replaced_number=replaced_number, welcome=welcome
+        )
+
+    async def _welcome(self, client_id: int, now: datetime) -> OfferView | None:
+        """A new member's welcome offer (WELCOME_BONUS_PCT for WELCOME_VALID_DAYS), in the
+        caller's unit of work: once per client, and only for someone new to the store — no
+        purchase on any of their cards yet (a printed card used at the till before it was
+        linked already had its first purchase)."""
+        pct = self.settings.welcome_bonus_pct
+        if pct <= 0:
+            return None
+        had_one = await self.session.scalar(
+            select(Offer.id).where(Offer.client_id == client_id, Offer.kind == OfferKind.WELCOME)
+        )
+        bought = await self.session.scalar(
+            select(Card.id).where(Card.client_id == client_id, Card.purchase_count > 0).limit(1)
+        )
+        if had_one is not None or bought is not None:
+            return None
+        offer = Offer(
+            client_id=client_id,
+            kind=OfferKind.WELCOME,
+            bonus_pct=pct,
+            valid_from=now,
+            valid_until=now + timedelta(days=self.settings.welcome_valid_days),
+            created_at=now,
+        )
+        self.session.add(offer)
+        await self.session.flush()
+        audit.record(
+            self.session, "offer.welcome", at=now, client_id=client_id, offer_id=offer.id, pct=pct
+        )
+        return OfferView(offer.id, offer.kind, offer.bonus_pct, offer.valid_until)
 
     async def issue_digital(self, tg_id: int) -> BindResult:
         """ "I have no card": a digital-only card from the configured range, issued at once."""
@@ -478,8 +523,9 @@ class WalletService:
                 card_id=card.id,
                 client_id=client.id,
             )
+            welcome = await self._welcome(client.id, now)
             await self.session.commit()
-            return BindResult(card_id=card.id, number=number)
+            return BindResult(card_id=card.id, number=number, welcome=welcome)
         raise DigitalCardsUnavailable("exhausted")
 
     async def _next_digital_number(self) -> str:

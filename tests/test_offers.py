@@ -10,12 +10,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from db.models import Client, Offer, WinbackAssignment
+from db.models import Card, CardStatus, Client, Offer, WinbackAssignment
 from services import offers
 from tests.conftest import App, FrozenClock, make_settings
 from tests.engagement_helpers import (
     bulk_clients,
     buy,
+    card_of,
     deliveries,
     fast_limiter,
     make_client,
@@ -71,6 +72,25 @@ async def test_only_contactable_clients(
         await buy(session, await make_client(session, tg_id, **options), clock())
     await make_client(session, 6106)  # never bought anything
     assert await _eligible(session, settings, clock() + timedelta(days=60)) == {6101}
+
+
+async def test_no_offer_for_someone_whose_only_card_is_blocked(
+    session: AsyncSession, settings: Settings, clock: FrozenClock
+) -> None:
+    """An offer the till could never apply (a lost card, not replaced yet) is not sent."""
+    blocked = await make_client(session, 6107, birthday=date(1990, 11, 20))
+    await buy(session, blocked, clock())
+    card = await card_of(session, blocked)
+    card.status = CardStatus.BLOCKED
+    card.block_reason = "lost"
+    await session.commit()
+    assert await _eligible(session, settings, clock() + timedelta(days=60)) == set()
+    birthday = clock().replace(month=11, day=20, hour=9)
+    assert await offers.birthday_sweep(session, settings, birthday) == 0
+    # With a new card they are reachable by offers again.
+    session.add(Card(number="777001", base_pct=5, status=CardStatus.ISSUED, client_id=blocked.id))
+    await session.commit()
+    assert await _eligible(session, settings, clock() + timedelta(days=60)) == {6107}
 
 
 async def test_sweep_offers_records_and_respects_the_cooldown(

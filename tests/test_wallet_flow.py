@@ -9,7 +9,16 @@ from sqlalchemy import select
 
 from db.models import AuditEvent, Card, CardStatus, Client
 from tests.conftest import CASHIER_ID, OWNER_ID, App, build_app, make_settings
-from tests.wallet_helpers import add_purchase, bind, card, client, join, plain, seed_cards
+from tests.wallet_helpers import (
+    AGREE,
+    add_purchase,
+    bind,
+    card,
+    client,
+    join,
+    plain,
+    seed_cards,
+)
 
 
 async def test_nothing_is_stored_before_consent_and_commands_ask_to_start(app: App) -> None:
@@ -118,9 +127,12 @@ async def test_unexpected_input_gets_a_hint_and_cancel_leaves(app: App) -> None:
     assert "digits only" in (await user.wait_message()).text
     await user.send("/cancel")
     assert (await user.wait_message()).text == "Cancelled."
-    await user.send("100045")  # not in the binding step any more
+    await user.send("hello")  # not in the binding step any more
     assert "Send /help" in (await user.wait_message()).text
-    assert (await card(app.sessionmaker, "100045")).client_id is None
+    # A member without a card who types a card number later still means to link it.
+    await user.send("100045")
+    assert "100 045" in (await user.wait_message(lambda m: m.method == "sendPhoto")).text
+    assert (await card(app.sessionmaker, "100045")).client_id is not None
 
 
 async def test_rate_limit_per_user_and_its_reset_after_an_hour(app: App) -> None:
@@ -262,9 +274,20 @@ async def test_digital_card_is_issued_at_once(app: App) -> None:
 
 
 async def test_staff_can_be_customers_too(app: App) -> None:
+    """A cashier's first /start shows the till first; their own card is one tap away."""
     await seed_cards(app.sessionmaker, 100040, 100050, 5, app.clock())
     cashier = app.tg.user(CASHIER_ID, language_code="en")
-    photo = await bind(cashier, "100043")
+    await cashier.send("/start")
+    welcome = await cashier.wait_message("You are a cashier of")
+    assert "/sale 100045" in welcome.text
+    assert "Before we start" not in welcome.text
+    assert await client(app.sessionmaker, CASHIER_ID) is None  # nothing stored
+    await cashier.press(welcome, "💳")
+    consent = await cashier.wait_message("Before we start")
+    await cashier.press(consent, AGREE["en"])
+    await cashier.wait_message("100 045")
+    await cashier.send("100043")
+    photo = await cashier.wait_message(lambda m: m.method == "sendPhoto")
     assert "100 043" in photo.text
 
 
