@@ -4,9 +4,11 @@
 
 Both run in this process on the same links: the floor is `qrcode` (same error correction, same
 pixels per module, 4-module border) writing its PNG; the card is `services.card_image.render_png`
-(gradient body, texts, the QR, PNG encoding). Reported: the median of each, the ratio, and the
-memory of `--renders` renders of different cards: tracemalloc (current and peak) and RSS after
-the first 100 renders and at the end, which must stay flat (no leak, bounded caches).
+(gradient body, texts in the shipped DejaVu fonts, the QR, PNG encoding; every other card has a
+60-character Cyrillic store name, wrapped onto two lines). Reported: the median of each, the
+ratio, and the memory of `--renders` renders of different cards: tracemalloc (current and peak)
+and RSS after the first 100 renders and at the end, which must stay flat (no leak, bounded
+caches).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from services.card_image import QR_SIDE, QUIET_ZONE, CardArt, qr_matrix, render_
 
 SECRET = "bench-secret-key-0123456789abcdef"
 BOT = "loyalty_shop_bot"
+LONG_NAME = "Магазин хозяйственных товаров «Ёлочка» на Пушкинской площади"
 
 
 def _rss_mb() -> float:
@@ -43,7 +46,9 @@ def _art(i: int) -> CardArt:
     number = str(100_000 + i)
     link = qr_payload.deep_link(BOT, qr_payload.sign(SECRET, number))
     pct = (5, 7, 10, 12)[i % 4]
-    return CardArt("Our Store", number, pct, "Business" if i % 3 == 0 else "", link, "discount")
+    # Every other card has a long Cyrillic store name: it wraps onto two lines with an ellipsis.
+    name = "Our Store" if i % 2 else LONG_NAME
+    return CardArt(name, number, pct, "Business" if i % 3 == 0 else "", link, "discount")
 
 
 def _floor_png(link: str, box_size: int) -> bytes:

@@ -293,12 +293,19 @@ async def digest_message(
         (_("<b>Worth a look</b>"), anomalies, _("Nothing unusual this week.")),
     ]
     lines += _fit_sections(lines, sections, DIGEST_TEXT_LIMIT)
+    locale = fmt.current_locale()
     labels = reports.ChartLabels(
         title=_("Last 12 weeks"),
         revenue=_("Revenue through cards"),
         active_cards=_("Active cards"),
         nps=_("NPS"),
         no_answers=_("No NPS answers yet"),
+        nothing_yet=_(
+            "Nothing to chart yet: revenue and active cards appear after the first purchases "
+            "with a card, the NPS trend after the first survey answers."
+        ),
+        locale=locale,
+        money=lambda minor: fmt.money(minor, settings, locale),
     )
     png = reports.render_chart(digest.series, labels, settings.currency_exponent)
     return "\n".join(lines), png

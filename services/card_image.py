@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +29,7 @@ MIN_MODULE_PX = 4
 QR_SIDE = 500  # px available for the QR with its quiet zone
 _RADIUS = 36
 _MARGIN = 64
-_LAYOUT_VERSION = "1"
+_LAYOUT_VERSION = "2"  # 2: the shipped font, long names on two lines
 
 # (top-left colour, bottom-right colour, text colour) per printed/tier percentage.
 _PALETTES: dict[int, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]] = {
@@ -38,13 +39,19 @@ _PALETTES: dict[int, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int
 }
 _OTHER = ((96, 62, 148), (44, 26, 78), (255, 255, 255))  # violet for any other tier
 
-_FONT_CANDIDATES = (
-    "DejaVuSans-Bold.ttf",  # found by FreeType on most Linux machines
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
-    "/Library/Fonts/Arial Bold.ttf",
-    "C:/Windows/Fonts/arialbd.ttf",
-)
+# The fonts travel with the code (DejaVu, licence in fonts/LICENSE_DEJAVU): a system lookup
+# finds DejaVu on one machine, a Latin-only fallback on another, and the card would lose its
+# Cyrillic there. Basic layout, not Raqm: Raqm is present on some machines only, and the card
+# must come out the same everywhere.
+FONTS_DIR = Path(__file__).with_name("fonts")
+FONT_BOLD = FONTS_DIR / "DejaVuSans-Bold.ttf"
+FONT_REGULAR = FONTS_DIR / "DejaVuSans.ttf"
+# Below this a text is hard to read on a phone (the card shows at about a third of its size):
+# a long text wraps, then ends in an ellipsis, rather than shrinking further.
+MIN_FONT_PX = 32
+_NAME_LINES = 2
+_NAME_HEIGHT = 120  # px from the top margin to above the percentage's digits
+_ELLIPSIS = "…"
 
 
 @dataclass(frozen=True)
@@ -77,25 +84,98 @@ def art_key(art: CardArt) -> str:
 
 
 @lru_cache(maxsize=64)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    for candidate in _FONT_CANDIDATES:
-        if candidate.startswith("/") and not Path(candidate).exists():
-            continue
-        try:
-            return ImageFont.truetype(candidate, size)
-        except OSError:
-            continue
-    # Pillow ≥ 10.1 ships a scalable default font (Latin only): always there.
-    return ImageFont.load_default(size=size)
+def font(size: int, *, bold: bool = True) -> ImageFont.FreeTypeFont:
+    """The shipped DejaVu Sans at `size` px: Latin, Cyrillic and Estonian letters."""
+    path = FONT_BOLD if bold else FONT_REGULAR
+    return ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.BASIC)
 
 
-def _fitting_font(draw: ImageDraw.ImageDraw, text: str, size: int, max_width: int):
-    while size > 14:
-        font = _font(size)
-        if draw.textlength(text, font=font) <= max_width:
-            return font
-        size -= 4
-    return _font(size)
+@dataclass(frozen=True)
+class TextBlock:
+    """A text laid out for the card: its font and its lines (top to bottom)."""
+
+    font: ImageFont.FreeTypeFont
+    lines: tuple[str, ...]
+
+    @property
+    def line_height(self) -> int:
+        ascent, descent = self.font.getmetrics()
+        return ascent + descent
+
+    @property
+    def height(self) -> int:
+        return self.line_height * len(self.lines)
+
+
+def fit_text(
+    text: str,
+    size: int,
+    max_width: int,
+    *,
+    max_lines: int = 1,
+    max_height: int | None = None,
+    bold: bool = True,
+) -> TextBlock:
+    """The largest size from `size` down to `MIN_FONT_PX` at which `text` fits in `max_lines`
+    lines of `max_width` px (and `max_height`); if it never does, the minimum size with the
+    text wrapped and its last line ending in an ellipsis."""
+    smallest = min(size, MIN_FONT_PX)
+    for candidate in [*range(size, smallest, -4), smallest]:
+        lines, complete = _wrap(text, font(candidate, bold=bold), max_width, max_lines)
+        block = TextBlock(font(candidate, bold=bold), lines)
+        if complete and (max_height is None or block.height <= max_height):
+            return block
+    face = font(smallest, bold=bold)
+    if max_height is not None:  # as many lines as the height holds at the minimum size
+        max_lines = max(1, min(max_lines, max_height // TextBlock(face, ("",)).line_height))
+    return TextBlock(face, _wrap(text, face, max_width, max_lines)[0])
+
+
+def _wrap(
+    text: str, face: ImageFont.FreeTypeFont, max_width: int, max_lines: int
+) -> tuple[tuple[str, ...], bool]:
+    """Greedy word wrap into at most `max_lines` lines; a word wider than a line is split.
+    Returns the lines and whether all of the text is in them (if not, the last line ends
+    in an ellipsis)."""
+
+    def fits(line: str) -> bool:
+        return face.getlength(line) <= max_width
+
+    lines: list[str] = []
+    current = ""
+    words = text.split()
+    i = 0
+    while i < len(words):
+        word = words[i]
+        attempt = f"{current} {word}" if current else word
+        if fits(attempt):
+            current, i = attempt, i + 1
+            continue
+        if not current:  # a single word wider than the line: split it where it overflows
+            cut = 1
+            while cut < len(word) and fits(word[: cut + 1]):
+                cut += 1
+            current, words[i] = word[:cut], word[cut:]
+        lines.append(current)
+        current = ""
+        if len(lines) == max_lines:
+            break
+    if current and len(lines) < max_lines:
+        lines.append(current)
+        current = ""
+    complete = i >= len(words) and not current
+    if not complete and lines:
+        lines[-1] = _ellipsize(lines[-1], fits)
+    return tuple(lines), complete
+
+
+def _ellipsize(line: str, fits: Callable[[str], bool]) -> str:
+    """`line` ending in "…" within the width: after its last word if there is room, else
+    cut inside it."""
+    line = line.rstrip()
+    while line and not fits(line.rstrip(" ,.;:–—-") + _ELLIPSIS):
+        line = line[:-1]
+    return line.rstrip(" ,.;:–—-") + _ELLIPSIS
 
 
 @lru_cache(maxsize=8)
@@ -137,6 +217,40 @@ def _qr_image(link: str, max_side: int) -> Image.Image:
     return small.resize((modules * scale, modules * scale), Image.Resampling.NEAREST)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where everything goes on one card: the QR panel and each text, already fitted."""
+
+    qr: Image.Image
+    qr_at: tuple[int, int]
+    text_width: int  # left of the QR panel, between the margins
+    name: TextBlock
+    pct: TextBlock
+    caption: TextBlock | None
+    segment: TextBlock | None
+    number: TextBlock
+
+
+def layout(art: CardArt) -> Layout:
+    # The QR on the right, big enough to survive a downscaled phone photo; its size follows
+    # the link's length, and the texts get what is left.
+    qr = _qr_image(art.link, QR_SIDE)
+    panel_x = WIDTH - _MARGIN - qr.width
+    width = panel_x - 2 * _MARGIN
+    return Layout(
+        qr=qr,
+        qr_at=(panel_x, (HEIGHT - qr.height) // 2),
+        text_width=width,
+        # A long store name takes two lines before it gets smaller than readable, then ends
+        # in an ellipsis.
+        name=fit_text(art.store_name, 56, width, max_lines=_NAME_LINES, max_height=_NAME_HEIGHT),
+        pct=fit_text(f"{art.tier_pct} %", 200, width),
+        caption=fit_text(art.caption, 40, width) if art.caption else None,
+        segment=fit_text(art.segment_label, 36, width) if art.segment_label else None,
+        number=fit_text(group_number(art.number), 64, width),
+    )
+
+
 def render(art: CardArt) -> Image.Image:
     image = _background(art.tier_pct).copy()
     draw = ImageDraw.Draw(image)
@@ -144,34 +258,25 @@ def render(art: CardArt) -> Image.Image:
     # Secondary texts: the ink blended a quarter towards the body colour (no alpha layer).
     mid = [(a + b) // 2 for a, b in zip(start, end, strict=True)]
     soft = tuple((3 * i + m) // 4 for i, m in zip(ink, mid, strict=True))
+    place = layout(art)
 
-    # The QR on a white panel on the right, big enough to survive a downscaled phone photo.
-    qr = _qr_image(art.link, QR_SIDE)
-    panel_x = WIDTH - _MARGIN - qr.width
-    panel_y = (HEIGHT - qr.height) // 2
+    qr_x, qr_y = place.qr_at
     draw.rounded_rectangle(
-        (panel_x - 8, panel_y - 8, panel_x + qr.width + 8, panel_y + qr.height + 8),
+        (qr_x - 8, qr_y - 8, qr_x + place.qr.width + 8, qr_y + place.qr.height + 8),
         24,
         fill=(255, 255, 255),
     )
-    image.paste(qr, (panel_x, panel_y))
+    image.paste(place.qr, place.qr_at)
 
-    text_width = panel_x - 2 * _MARGIN
+    def write(block: TextBlock | None, x: int, y: int, fill: tuple[int, ...]) -> None:
+        for i, line in enumerate(block.lines if block else ()):
+            draw.text((x, y + i * block.line_height), line, font=block.font, fill=fill)
 
-    name_font = _fitting_font(draw, art.store_name, 56, text_width)
-    draw.text((_MARGIN, _MARGIN), art.store_name, font=name_font, fill=ink)
-    pct_text = f"{art.tier_pct} %"
-    pct_font = _fitting_font(draw, pct_text, 200, text_width)
-    draw.text((_MARGIN, 190), pct_text, font=pct_font, fill=ink)
-    if art.caption:
-        cap_font = _fitting_font(draw, art.caption, 40, text_width)
-        draw.text((_MARGIN + 6, 410), art.caption, font=cap_font, fill=soft)
-    if art.segment_label:
-        seg_font = _fitting_font(draw, art.segment_label, 36, text_width)
-        draw.text((_MARGIN + 6, 470), art.segment_label, font=seg_font, fill=soft)
-    grouped = group_number(art.number)
-    num_font = _fitting_font(draw, grouped, 64, text_width)
-    draw.text((_MARGIN, HEIGHT - _MARGIN - 70), grouped, font=num_font, fill=ink)
+    write(place.name, _MARGIN, _MARGIN, ink)
+    write(place.pct, _MARGIN, 190, ink)
+    write(place.caption, _MARGIN + 6, 410, soft)
+    write(place.segment, _MARGIN + 6, 470, soft)
+    write(place.number, _MARGIN, HEIGHT - _MARGIN - 70, ink)
     return image
 
 

@@ -7,13 +7,17 @@ the chart's labels in already translated.
 from __future__ import annotations
 
 import io
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from babel.dates import format_skeleton
+from babel.numbers import format_decimal
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,56 +66,124 @@ async def build_digest(session: AsyncSession, settings: Settings, now: datetime)
 
 @dataclass(frozen=True)
 class ChartLabels:
-    """Every text on the chart, translated by the caller."""
+    """Everything the chart shows in the owner's language: the texts (translated by the caller),
+    the language of dates and counts, and how money reads (the caller's money formatting, so the
+    chart shows `250 000 ₽` exactly as the digest's text does)."""
 
     title: str
     revenue: str
     active_cards: str
     nps: str
     no_answers: str
+    nothing_yet: str = ""  # instead of empty axes for a new program; "" shows `no_answers`
+    locale: str = "ru"
+    money: Callable[[int], str] | None = None  # minor units → text; None: a grouped number
 
 
-def render_chart(
-    series: list[kpi.WeekPoint], labels: ChartLabels, exponent: int, date_format: str = "%d.%m"
-) -> bytes:
-    """PNG: weekly revenue through cards (bars) and active cards (line), NPS trend below.
+# Dates on the week axis: day and abbreviated month in the reader's language (`15 нояб.`,
+# `Nov 15`, `15. nov`) — the weeks' last store days; the year is in the digest's text.
+_WEEK_SKELETON = "dMMM"
+_BARS = "#4C72B0"
+_LINE = "#DD8452"
+_NPS = "#55A868"
+
+
+def chart_figure(series: list[kpi.WeekPoint], labels: ChartLabels, exponent: int) -> Figure:
+    """The digest chart as a matplotlib `Figure` (`render_chart` makes the PNG): weekly revenue
+    through cards (bars) and active cards (line), the NPS trend below; for a program with no
+    purchases and no NPS answers in these weeks, a message instead of axes.
 
     Uses `Figure` + the Agg canvas directly (no pyplot): no global state, thread-safe, and
     nothing left open between renders.
     """
-    fig = Figure(figsize=(8, 6), dpi=100)
+    if not any(p.revenue or p.active_cards or p.nps_answers for p in series):
+        return _nothing_yet(labels)
+    locale = labels.locale
+    fig = Figure(figsize=(8, 6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
+    fig.suptitle(labels.title)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     x = list(range(len(series)))
-    ticks = [p.last.strftime(date_format) for p in series]
+
     revenue = [p.revenue / 10**exponent for p in series]
-    bars = top.bar(x, revenue, color="#4C72B0")
+    bars = top.bar(x, revenue, color=_BARS)
     top.set_ylabel(labels.revenue)
-    top.set_title(labels.title)
+    # Whole currency units from 0: a week without sales is a zero bar, never a negative axis.
+    top.set_ylim(0, max(revenue, default=0) * 1.05 or 1)
+    top.yaxis.set_major_locator(MaxNLocator(integer=True))
+    top.yaxis.set_major_formatter(FuncFormatter(_money_ticks(labels, exponent)))
+
     twin = top.twinx()
-    (line,) = twin.plot(x, [p.active_cards for p in series], color="#DD8452", marker="o")
+    active = [p.active_cards for p in series]
+    (line,) = twin.plot(x, active, color=_LINE, marker="o")
     twin.set_ylabel(labels.active_cards)
-    twin.set_ylim(bottom=0)
+    twin.set_ylim(0, max(active, default=0) * 1.1 or 1)
     twin.yaxis.set_major_locator(MaxNLocator(integer=True))
-    top.legend(
-        [bars, line], [labels.revenue, labels.active_cards], loc="upper left", fontsize="small"
+    twin.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_decimal(v, locale=locale)))
+
+    # Under the plots, below the week labels: never on top of a bar, however tall (above
+    # them it would collide with the title: constrained layout does not stack the two).
+    fig.legend(
+        [bars, line],
+        [labels.revenue, labels.active_cards],
+        loc="outside lower center",
+        ncols=2,
+        fontsize="small",
+        frameon=False,
     )
+
     nps_x = [i for i, p in enumerate(series) if p.nps_score is not None]
     nps_y = [p.nps_score for p in series if p.nps_score is not None]
     if nps_x:
-        bottom.plot(nps_x, nps_y, color="#55A868", marker="o")
+        bottom.plot(nps_x, nps_y, color=_NPS, marker="o", clip_on=False)
     else:
         bottom.text(
             0.5, 0.5, labels.no_answers, ha="center", va="center", transform=bottom.transAxes
         )
     bottom.axhline(0, color="#999999", linewidth=0.8)
     bottom.set_ylim(-100, 100)
+    bottom.set_yticks([-100, -50, 0, 50, 100])
+    bottom.yaxis.set_major_formatter(
+        FuncFormatter(lambda v, _pos: format_decimal(round(v), locale=locale))
+    )
     bottom.set_ylabel(labels.nps)
-    bottom.set_xticks(x)
-    bottom.set_xticklabels(ticks, rotation=45, fontsize="small")
-    fig.tight_layout()
+    bottom.set_xticks(
+        x,
+        [format_skeleton(_WEEK_SKELETON, p.last, locale=locale) for p in series],
+        rotation=45,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize="small",
+    )
+    return fig
+
+
+def _money_ticks(labels: ChartLabels, exponent: int) -> Callable[[float, int], str]:
+    def tick(value: float, _pos: int) -> str:
+        minor = round(value * 10**exponent)
+        if labels.money is not None:
+            return labels.money(minor)
+        return format_decimal(minor / 10**exponent, locale=labels.locale)
+
+    return tick
+
+
+def _nothing_yet(labels: ChartLabels) -> Figure:
+    """A new program: the title and one friendly sentence, no empty axes."""
+    fig = Figure(figsize=(8, 3), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(labels.title)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    message = "\n".join(textwrap.wrap(labels.nothing_yet or labels.no_answers, 60))
+    ax.text(0.5, 0.5, message, ha="center", va="center", color="#555555", fontsize="large")
+    return fig
+
+
+def render_chart(series: list[kpi.WeekPoint], labels: ChartLabels, exponent: int) -> bytes:
+    """The digest chart as a PNG (see `chart_figure`)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    chart_figure(series, labels, exponent).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
