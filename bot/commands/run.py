@@ -30,8 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    settings.require_bot()
+    settings = load_settings(require_bot=True)
     webhook = bool(getattr(args, "webhook", False))
     if webhook:
         from bot.webhook import require_webhook
