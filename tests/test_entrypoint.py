@@ -96,6 +96,13 @@ def test_run_reads_env_file_migrates_and_answers(tmp_path: Path) -> None:
                 process.send_signal(signal.SIGINT)
                 output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
             assert process.returncode == 0, output.decode()
+            text = output.decode()
+            # OWNER_IDS is set, STAFF_CHAT_ID is not: only the staff group's warning.
+            assert "OWNER_IDS is empty" not in text
+            assert text.count("WARNING bot.commands.run: STAFF_CHAT_ID is empty") == 1, text
+            # The migration says what it did, without alembic's dialect preamble.
+            assert "Running upgrade  -> 0001" in text, text
+            assert "Context impl" not in text and "Will assume" not in text, text
 
     asyncio.run(scenario())
     with sqlite3.connect(tmp_path / "b.db") as conn:
