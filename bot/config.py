@@ -23,7 +23,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(Exception):
-    """A setting is missing or malformed; the message is one line for the operator."""
+    """Settings are missing or malformed: one line per problem for the operator.
+
+    `problems` holds every line (all of them are reported at once, so that one edit of `.env`
+    can fix them all); `str()` joins them with newlines.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems: tuple[str, ...] = problems
 
 
 def _split_csv(value: Any) -> Any:
@@ -253,17 +261,10 @@ class Settings(BaseSettings):
         return user_id in self.owner_ids
 
     def require_bot(self) -> None:
-        """Refuse to start the bot without the settings it cannot run without."""
-        if not self.bot_token.get_secret_value().strip():
-            raise SettingsError(
-                "BOT_TOKEN is empty: copy .env.example to .env, get a token from @BotFather "
-                "and set BOT_TOKEN, SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID"
-            )
-        if len(self.secret_key.get_secret_value()) < 16:
-            raise SettingsError(
-                "SECRET_KEY must be at least 16 characters (it signs the QR codes); "
-                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
-            )
+        """Refuse to start the bot without the settings it cannot run without (all at once)."""
+        problems = _bot_problems(self.bot_token, self.secret_key)
+        if problems:
+            raise SettingsError(*problems)
 
 
 def _hhmm(text: str) -> time:
@@ -284,15 +285,72 @@ _BY_ERROR_TYPE = {
 }
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build `Settings`, turning a validation error into one line that names the variable."""
+class _BotSecrets(BaseSettings):
+    """The two values the bot cannot start without, read from the same sources as `Settings`:
+    when another setting is malformed these can still be checked, so that every problem is
+    reported in one go."""
+
+    model_config = Settings.model_config
+
+    bot_token: SecretStr = SecretStr("")
+    secret_key: SecretStr = SecretStr("")
+
+
+def _bot_problems(bot_token: SecretStr, secret_key: SecretStr) -> list[str]:
+    problems = []
+    token = bot_token.get_secret_value().strip()
+    if not token:
+        problems.append(
+            "BOT_TOKEN is empty: copy .env.example to .env, get a token from @BotFather "
+            "and set BOT_TOKEN, SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID"
+        )
+    else:
+        # The form aiogram accepts (it refuses anything else with a traceback of its own).
+        bot_id, sep, rest = token.partition(":")
+        if not (sep and bot_id.isdigit() and rest) or any(c.isspace() for c in token):
+            problems.append(
+                "Invalid setting BOT_TOKEN: expected the token @BotFather gives, "
+                "e.g. 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+            )
+    if len(secret_key.get_secret_value()) < 16:
+        problems.append(
+            "SECRET_KEY must be at least 16 characters (it signs the QR codes); "
+            'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    return problems
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    """(field, "Invalid setting FIELD: expected …") for one pydantic error."""
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    expected = _EXPECTED.get(field) or _BY_ERROR_TYPE.get(error["type"])
+    if expected is None:
+        message = error["msg"].removeprefix("Value error, ")
+        expected = message if message.startswith("expected") else f"expected: {message}"
+    return field, f"Invalid setting {field.upper()}: {expected}"
+
+
+def load_settings(*, require_bot: bool = False, **overrides: Any) -> Settings:
+    """Build `Settings`, reporting every malformed variable at once, one line each.
+
+    `require_bot=True` (commands that run the bot) also checks BOT_TOKEN and SECRET_KEY,
+    together with the rest: one `SettingsError` lists every problem.
+    """
+    problems: list[str] = []
     try:
-        return Settings(**overrides)
+        settings: Settings | None = Settings(**overrides)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        expected = _EXPECTED.get(field) or _BY_ERROR_TYPE.get(error["type"])
-        if expected is None:
-            message = error["msg"].removeprefix("Value error, ")
-            expected = message if message.startswith("expected") else f"expected: {message}"
-        raise SettingsError(f"Invalid setting {field.upper()}: {expected}") from exc
+        settings = None
+        seen: set[str] = set()
+        for error in exc.errors():
+            field, line = _describe(error)
+            if field not in seen:  # OWNER_IDS=a,b: one line, not one per item
+                seen.add(field)
+                problems.append(line)
+    if require_bot:
+        secrets = settings if settings is not None else _BotSecrets(**overrides)
+        problems = _bot_problems(secrets.bot_token, secrets.secret_key) + problems
+    if problems:
+        raise SettingsError(*problems)
+    assert settings is not None
+    return settings

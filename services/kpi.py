@@ -1,4 +1,4 @@
-"""The program's KPIs for a period of store-time days, as SQL aggregates (DESIGN.md's table).
+"""The program's KPIs for a period of store-time days, as SQL aggregates (docs/design.md's table).
 
 Period P = store-time dates `first`…`last` inclusive, turned into UTC bounds [start, end) by
 `store_day_bounds`. Voided purchases never count. Money stays in minor units inside (`Kpis`);
@@ -459,7 +459,7 @@ def program_costs(settings: Settings, days: int, cards_issued: int) -> float:
 
 
 async def compute(session: AsyncSession, settings: Settings, first: date, last: date) -> Kpis:
-    """Every KPI of DESIGN.md's table for the store-time days `first`…`last` inclusive."""
+    """Every KPI of docs/design.md's table for the store-time days `first`…`last` inclusive."""
     if first > last:
         raise InvalidPeriod("order", f"{first} {last}")
     tz = settings.tz

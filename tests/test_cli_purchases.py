@@ -1,4 +1,4 @@
-"""`python -m bot purchases import`: the DESIGN.md contract, line by line."""
+"""`python -m bot purchases import`: the docs/design.md contract, line by line."""
 
 from __future__ import annotations
 

@@ -54,12 +54,67 @@ def test_wrong_value_names_the_variable(
     assert "\n" not in str(info.value)
 
 
+def test_every_wrong_value_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OWNER_IDS", "alice,bob")
+    monkeypatch.setenv("TIMEZONE", "Mars/Olympus")
+    monkeypatch.setenv("CURRENCY", "RUBLES")
+    monkeypatch.setenv("FLOOD_LIMIT", "many")
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None)
+    problems = info.value.problems
+    # One line per variable (OWNER_IDS has two bad items but one line), in .env.example order.
+    assert [p.split(":")[0] for p in problems] == [
+        "Invalid setting OWNER_IDS",
+        "Invalid setting TIMEZONE",
+        "Invalid setting CURRENCY",
+        "Invalid setting FLOOD_LIMIT",
+    ]
+    assert problems[3] == "Invalid setting FLOOD_LIMIT: expected a whole number"
+    assert all("\n" not in p for p in problems)
+    assert str(info.value) == "\n".join(problems)
+
+
 def test_bot_refuses_to_start_without_token_or_secret(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match=r"BOT_TOKEN is empty: copy \.env\.example"):
+    with pytest.raises(SettingsError) as info:
         Settings(_env_file=None).require_bot()
-    with pytest.raises(SettingsError, match="SECRET_KEY must be at least 16"):
+    bot_token, secret_key = info.value.problems  # both, not just the first
+    assert bot_token.startswith("BOT_TOKEN is empty: copy .env.example")
+    assert secret_key.startswith("SECRET_KEY must be at least 16")
+    with pytest.raises(SettingsError) as info:
         Settings(_env_file=None, bot_token="1:x", secret_key="short").require_bot()
+    assert [p[:30] for p in info.value.problems] == ["SECRET_KEY must be at least 16"]
     Settings(_env_file=None, bot_token="1:x", secret_key="s" * 16).require_bot()
+
+
+@pytest.mark.parametrize("token", ["12345", "bot:12345", "12345:", "123 45:abc"])
+def test_a_token_of_the_wrong_form_is_named(token: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings(_env_file=None, bot_token=token, secret_key="s" * 16).require_bot()
+    assert info.value.problems == (
+        "Invalid setting BOT_TOKEN: expected the token @BotFather gives, "
+        "e.g. 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+    )
+
+
+def test_settings_for_the_bot_report_missing_and_malformed_together(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("SECRET_KEY=short\nSTAFF_CHAT_ID=staff\n", encoding="utf-8")
+    monkeypatch.setenv("OWNER_IDS", "alice")
+    with pytest.raises(SettingsError) as info:
+        load_settings(require_bot=True, _env_file=env_file)
+    assert [p.split(":")[0] for p in info.value.problems] == [
+        "BOT_TOKEN is empty",
+        "SECRET_KEY must be at least 16 characters (it signs the QR codes); generate one with",
+        "Invalid setting OWNER_IDS",
+        "Invalid setting STAFF_CHAT_ID",
+    ]
+    monkeypatch.setenv("OWNER_IDS", "1")
+    monkeypatch.setenv("STAFF_CHAT_ID", "-100")
+    monkeypatch.setenv("BOT_TOKEN", "1:x")
+    monkeypatch.setenv("SECRET_KEY", "s" * 16)
+    assert load_settings(require_bot=True, _env_file=env_file).staff_chat_id == -100
 
 
 def test_quiet_window_parses_store_time() -> None:

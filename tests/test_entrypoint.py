@@ -31,10 +31,39 @@ def test_run_without_env_file_explains_what_to_do(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == (
+    assert result.stderr.splitlines() == [
         "error: BOT_TOKEN is empty: copy .env.example to .env, get a token from @BotFather and "
-        "set BOT_TOKEN, SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID"
+        "set BOT_TOKEN, SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID",
+        "error: SECRET_KEY must be at least 16 characters (it signs the QR codes); generate one "
+        'with: python -c "import secrets; print(secrets.token_urlsafe(32))"',
+    ]
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_run_reports_every_bad_setting_in_one_go(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "BOT_TOKEN=123456:ABC\nSECRET_KEY=short\nOWNER_IDS=me\nSTAFF_CHAT_ID=staff\n"
+        "TIMEZONE=Europe/Tallin\nMAX_PURCHASE=lots\n",
+        encoding="utf-8",
     )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "SECRET_KEY must be at least 16 characters (it signs the QR codes); generate one with",
+        "Invalid setting OWNER_IDS",
+        "Invalid setting STAFF_CHAT_ID",
+        "Invalid setting TIMEZONE",
+        "Invalid setting MAX_PURCHASE",
+    ], result.stderr
+    assert lines[4] == "error: Invalid setting MAX_PURCHASE: expected a number such as 1234.50"
     assert not (tmp_path / "b.db").exists()
 
 
@@ -67,6 +96,13 @@ def test_run_reads_env_file_migrates_and_answers(tmp_path: Path) -> None:
                 process.send_signal(signal.SIGINT)
                 output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
             assert process.returncode == 0, output.decode()
+            text = output.decode()
+            # OWNER_IDS is set, STAFF_CHAT_ID is not: only the staff group's warning.
+            assert "OWNER_IDS is empty" not in text
+            assert text.count("WARNING bot.commands.run: STAFF_CHAT_ID is empty") == 1, text
+            # The migration says what it did, without alembic's dialect preamble.
+            assert "Running upgrade  -> 0001" in text, text
+            assert "Context impl" not in text and "Will assume" not in text, text
 
     asyncio.run(scenario())
     with sqlite3.connect(tmp_path / "b.db") as conn:

@@ -1,4 +1,4 @@
-"""The KPI engine against hand-computed fixtures (DESIGN.md's table, key by key)."""
+"""The KPI engine against hand-computed fixtures (docs/design.md's table, key by key)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,35 @@
-"""`python -m bot run` — migrate the database, then run the bot (long polling)."""
+"""`python -m bot run` — migrate the database, then run the bot (long polling).
+
+What an operator gets wrong on the first start is answered in one line, not a traceback: bad or
+missing settings (all of them at once, exit 2), a token Telegram refuses (exit 2), no route to
+the Bot API (exit 1). Settings the bot runs without but that switch features off (no owners, no
+staff group) are logged as warnings once it starts.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import sys
+from typing import TYPE_CHECKING
 
-from bot.config import Settings, load_settings
+from bot.config import Settings, SettingsError, load_settings
 from bot.logging_setup import setup_logging
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.types import User
+
 log = logging.getLogger(__name__)
+
+TELEGRAM_API_DEFAULT = "https://api.telegram.org"
+
+
+class BotApiUnreachable(Exception):
+    """The Bot API could not be asked who the bot is: one line for the operator, exit code 1."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,50 +48,111 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    settings.require_bot()
+    settings = load_settings(require_bot=True)
     webhook = bool(getattr(args, "webhook", False))
     if webhook:
         from bot.webhook import require_webhook
 
         require_webhook(settings)
     setup_logging(settings.log_level)
-    asyncio.run(run_polling(settings, webhook=webhook))
+    try:
+        asyncio.run(run_polling(settings, webhook=webhook))
+    except BotApiUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def warn_about_missing_roles(settings: Settings) -> None:
+    """The bot runs without owners or a staff group, but whole features are then off: say so."""
+    if not settings.owner_ids:
+        log.warning(
+            "OWNER_IDS is empty: nobody is an owner, so nobody gets the owner commands (/stats, "
+            "/digest, /export, /block …), the weekly digest or the owner alerts; set OWNER_IDS "
+            "to your Telegram id"
+        )
+    if settings.staff_chat_id is None:
+        log.warning(
+            "STAFF_CHAT_ID is empty: there are no cashiers (only owners can record sales) and "
+            "sales are not logged to a staff group; set STAFF_CHAT_ID to the staff group's id"
+        )
+
+
+async def who_am_i(bot: Bot, settings: Settings) -> User:
+    """getMe, the first call to Telegram: a refused token or an unreachable server is one line."""
+    from aiogram.exceptions import (
+        ClientDecodeError,
+        TelegramAPIError,
+        TelegramNetworkError,
+        TelegramUnauthorizedError,
+    )
+
+    url = settings.telegram_api_url or TELEGRAM_API_DEFAULT
+    token = settings.bot_token.get_secret_value()
+
+    def reason(exc: TelegramAPIError) -> str:
+        # aiohttp may quote the request URL, which holds the token: never print it.
+        return exc.message.replace(token, "<BOT_TOKEN>")
+
+    try:
+        return await bot.get_me()
+    except TelegramUnauthorizedError as exc:
+        # Telegram's description is "Unauthorized": the token is wrong or was revoked.
+        raise SettingsError(
+            f"Telegram refused BOT_TOKEN (401 {reason(exc)}): the token is wrong or was revoked; "
+            "copy the current one from @BotFather (/mybots → your bot → API Token)"
+        ) from None
+    except TelegramNetworkError as exc:
+        raise BotApiUnreachable(
+            f"cannot reach the Telegram Bot API at {url}: {reason(exc)}; check the network"
+            + (" and TELEGRAM_API_URL" if settings.telegram_api_url else "")
+        ) from None
+    except TelegramAPIError as exc:
+        raise BotApiUnreachable(
+            f"the Telegram Bot API at {url} refused getMe: {reason(exc)}"
+        ) from None
+    except ClientDecodeError:
+        raise BotApiUnreachable(
+            f"{url} did not answer like a Telegram Bot API server; check TELEGRAM_API_URL"
+        ) from None
 
 
 async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
     # aiogram takes seconds to import: only the commands that run the bot pay for it.
     from bot.app import create_bot, create_dispatcher
 
-    await upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
     bot = create_bot(settings)
-    sessionmaker = create_sessionmaker(engine)
-    guards = []
-    if webhook:  # Telegram retries webhook updates: process each update id once
-        from bot.webhook import ProcessedUpdates
-
-        guards.append(ProcessedUpdates(sessionmaker))
-    dp = create_dispatcher(settings, sessionmaker, update_guards=guards)
-    if settings.scheduler_enabled:  # SCHEDULER_ENABLED=false: a second instance without jobs
-        from bot.scheduler import Engagement
-
-        engagement = Engagement(bot, sessionmaker, settings, outbox=dp["outbox"])
-        dp.startup.register(engagement.start)
-        dp.shutdown.register(engagement.stop)
     try:
-        me = await bot.get_me()
-        log.info("starting @%s (id %s)", me.username, me.id)
-        if webhook:
-            from bot.webhook import serve_webhook
+        # First, so that a token Telegram refuses changes nothing (no database is created).
+        me = await who_am_i(bot, settings)
+        await upgrade(settings.database_url)
+        engine = create_engine(settings.database_url)
+        try:
+            sessionmaker = create_sessionmaker(engine)
+            guards = []
+            if webhook:  # Telegram retries webhook updates: process each update id once
+                from bot.webhook import ProcessedUpdates
 
-            await serve_webhook(bot, dp, settings)
-        else:
-            # getUpdates is refused while a webhook is set (after a switch back from webhook
-            # mode); pending updates are kept.
-            await bot.delete_webhook(drop_pending_updates=False)
-            await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types())
+                guards.append(ProcessedUpdates(sessionmaker))
+            dp = create_dispatcher(settings, sessionmaker, update_guards=guards)
+            if settings.scheduler_enabled:  # SCHEDULER_ENABLED=false: second instance, no jobs
+                from bot.scheduler import Engagement
+
+                engagement = Engagement(bot, sessionmaker, settings, outbox=dp["outbox"])
+                dp.startup.register(engagement.start)
+                dp.shutdown.register(engagement.stop)
+            log.info("starting @%s (id %s)", me.username, me.id)
+            warn_about_missing_roles(settings)
+            if webhook:
+                from bot.webhook import serve_webhook
+
+                await serve_webhook(bot, dp, settings)
+            else:
+                # getUpdates is refused while a webhook is set (after a switch back from
+                # webhook mode); pending updates are kept.
+                await bot.delete_webhook(drop_pending_updates=False)
+                await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types())
+        finally:
+            await engine.dispose()
     finally:
         await bot.session.close()
-        await engine.dispose()
