@@ -7,24 +7,39 @@ row first (`enqueue`, idempotent by `key`), and `deliver_due` sends what is due:
 * marketing rows to opted-out, unreachable or erased clients are `skipped`;
 * rate limits are token buckets: `delivery_rate_global` msg/s overall, `delivery_rate_chat`
   msg/s per chat, `delivery_rate_group_per_min` per group chat (negative id); waiting is
-  `asyncio.sleep`, never a busy loop;
+  `asyncio.sleep`, never a busy loop. Messages the bot sends outside this sender (the till
+  answering in the staff group) are charged to the same buckets (`Outbox.note_sent`), so
+  proactive messages to that chat wait and the till's replies keep their room;
+* several due rows of a combined kind (`COMBINED_KINDS`: the staff group's sale lines) for one
+  chat go out as one message, their lines joined oldest first, as many as fit in
+  `MESSAGE_LIMIT` — one message every 3 s carries a whole rush, where one line per message
+  at the group's 20 a minute fell behind;
 * 429 → every send pauses for `retry_after` and the same message is retried;
-  5xx / network errors → exponential backoff, `failed` after `delivery_max_attempts`;
-  403 → `unreachable` and `client.reachable = False`; other 4xx → `failed`.
+  5xx, network errors and answers that are not the Bot API's JSON (a proxy's HTML error page,
+  a truncated body: aiogram's `ClientDecodeError`) → exponential backoff, `failed` after
+  `delivery_max_attempts`; 403 → `unreachable` and `client.reachable = False`; other 4xx →
+  `failed`.
 
 Exactly-once, as far as Telegram allows. A batch of due rows is *claimed* by one conditional
 update (status pending and due → `attempts + 1`, `next_attempt_at = now + lease`, `RETURNING`
 the rows actually taken) in its own short transaction, so two senders (the bot's worker and
 `jobs run deliveries`) never both send a row. Right after each API call its outcome (`sent_at`,
-`message_id`) is committed in another short transaction of its own. A crash leaves claimed,
-unsent rows: when their lease runs out they are sent then — nothing is lost. The one window we
-cannot close is a crash after Telegram accepted a message and before our commit (a few
-milliseconds): there we err on the side of **at-least-once** and that message is sent again
-after the restart; at most the messages in flight at that instant (`concurrency`, 8) can repeat.
-A crash at any other moment neither loses nor repeats anything. (At-most-once would instead
-silently lose surveys and owners' alerts; a repeated offer text is harmless because the offer is
-one database row that the till applies once.) A graceful stop (`DeliveryWorker.stop`) lets the
-messages in flight be recorded before it ends, so an ordinary restart repeats nothing.
+`message_id`) is committed in another short transaction of its own; the rows of a combined
+message are claimed together and recorded together, with that message's id. A crash leaves
+claimed, unsent rows: when their lease runs out they are sent then — nothing is lost. The one
+window we cannot close is a crash after Telegram accepted a message and before our commit (a
+few milliseconds): there we err on the side of **at-least-once** and that message is sent
+again after the restart; at most the messages in flight at that instant (`concurrency`, 8) can
+repeat. A crash at any other moment neither loses nor repeats anything. (At-most-once would
+instead silently lose surveys and owners' alerts; a repeated offer text is harmless because
+the offer is one database row that the till applies once.)
+
+A message sent but not recorded because the recording failed (the database locked for longer
+than `busy_timeout`, any error in that unit) is never sent again by this process: its rows are
+kept aside (`_unrecorded`, left out of every claim) and the record is retried with backoff for
+as long as the process lives, logged once. A graceful stop (`DeliveryWorker.stop`) lets the
+messages in flight be recorded and then flushes those pending records, so an ordinary restart
+repeats nothing; a one-off pass (`jobs run deliveries`) does the same before it returns.
 
 Up to `concurrency` sends are in flight at once (Telegram's latency would otherwise cap a
 sequential sender far below 25 msg/s); the buckets still pace them.
@@ -44,11 +59,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramForbiddenError,
     TelegramNetworkError,
@@ -75,10 +91,25 @@ log = logging.getLogger(__name__)
 # line in the staff chat): quiet hours are for unprompted messages, so these still go out.
 TRANSACTIONAL_KINDS = frozenset({"receipt", "staff_log"})
 
+# Kinds whose due rows for one chat are sent as one message, one line each, oldest first: the
+# staff group gets 20 messages a minute (shared with the till), a busy till sells faster.
+# Their renderers return plain text (no buttons, no photo).
+COMBINED_KINDS = frozenset({"staff_log"})
+# Telegram's longest text message. Counted in UTF-16 code units on the HTML source, which is
+# never shorter than the text Telegram counts (tags and entities are not counted there).
+MESSAGE_LIMIT = 4096
+_COMBINE_ROWS = 200  # rows looked at for one combined message (a line is 40-100 characters)
+
 # How long a claimed row stays invisible to other senders; after a crash it is retried then.
 DEFAULT_LEASE = timedelta(minutes=2)
 BACKOFF_CAP = timedelta(hours=1)
 _BATCH = 500
+
+# Retrying the record of a message that was sent: first after 0.1 s, doubling up to 30 s.
+RECORD_RETRY_FIRST = 0.1
+RECORD_RETRY_CAP = 30.0
+# How long a graceful stop (or the end of a one-off pass) keeps trying to record such sends.
+FLUSH_TIMEOUT = 30.0
 
 
 # ----------------------------------------------------------------------------- enqueue
@@ -188,6 +219,11 @@ class TokenBucket:
         self._refill(now)
         self.tokens -= 1.0
 
+    def charge(self, now: float, floor: float) -> None:
+        """A token spent by someone else: taken even if there is none, down to `floor`."""
+        self._refill(now)
+        self.tokens = max(floor, self.tokens - 1.0)
+
     def full(self, now: float) -> bool:
         self._refill(now)
         return self.tokens >= self.capacity
@@ -234,6 +270,17 @@ class RateLimiter:
         now = self.monotonic()
         self.global_bucket.take(now)
         self._chat(chat_id).take(now)
+
+    def note_sent(self, chat_id: int) -> None:
+        """A message went to this chat outside the sender (the till answering a cashier):
+        charge the chat's bucket (a group's 20 a minute) and the global one, so the sender's
+        next message there waits and the till's own replies come first. The debt is capped
+        at a minute's worth for a chat (Telegram counts a group's messages per minute) and a
+        second's worth overall, so a burst cannot hold proactive messages back for longer."""
+        now = self.monotonic()
+        bucket = self._chat(chat_id)
+        bucket.charge(now, floor=-bucket.rate * 60.0)
+        self.global_bucket.charge(now, floor=-self.global_bucket.rate)
 
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.monotonic() + seconds)
@@ -283,11 +330,11 @@ Renderer = Callable[[AsyncSession, Outgoing, "Settings", datetime], Awaitable[Re
 
 @dataclass
 class DeliveryStats:
-    sent: int = 0
+    sent: int = 0  # deliveries (rows) sent; a combined message counts each of its lines
     failed: int = 0
     unreachable: int = 0
     skipped: int = 0
-    retried: int = 0  # 5xx / network errors rescheduled with backoff
+    retried: int = 0  # 5xx / network errors / broken answers rescheduled with backoff
     rate_limited: int = 0  # 429s received
     quiet_deferred: int = 0
     errors: list[str] = field(default_factory=list)
@@ -331,6 +378,7 @@ def _due_rows_statement() -> Prepared:
         select(
             _rows.id,
             _rows.chat_id,
+            _rows.kind,
             clients.tg_id,
             _due_at().label("due"),
             func.row_number().over(partition_by=chat, order_by=(_due_at(), _rows.id)).label("nth"),
@@ -345,7 +393,7 @@ def _due_rows_statement() -> Prepared:
         .subquery()
     )
     return Prepared(
-        select(due.c.id, due.c.chat_id, due.c.tg_id, due.c.queued)
+        select(due.c.id, due.c.chat_id, due.c.tg_id, due.c.queued, due.c.kind)
         .where(due.c.nth == 1)
         .order_by(due.c.due, due.c.id)
         .limit(_BATCH)
@@ -353,12 +401,39 @@ def _due_rows_statement() -> Prepared:
 
 
 def _due_rows(session: Session, now: datetime) -> list[Any]:
-    """(id, chat_id, client's tg_id, due rows of that chat) of each chat's oldest due row."""
+    """(id, chat_id, client's tg_id, due rows of that chat, kind) of each chat's oldest due
+    row."""
     return _due_rows_statement().execute(session, {"p_now": now}).all()
 
 
-def _update_row(session: Session, delivery_id: int, **values: Any) -> None:
-    session.execute(update(Delivery.__table__).where(_rows.id == delivery_id).values(**values))
+@cache
+def _combinable_statement() -> Prepared:
+    """A chat's due pending rows of one kind, oldest first: the lines of one combined
+    message, with each row's retry time before the claim (to give back lines that do not
+    fit)."""
+    return Prepared(
+        select(_rows.id, _rows.payload, _rows.next_attempt_at)
+        .where(
+            _rows.chat_id == bindparam("p_chat"),
+            _rows.kind == bindparam("p_kind"),
+            _rows.status == DeliveryStatus.PENDING.value,
+            _due(bindparam("p_now", type_=UTCDateTime())),
+        )
+        .order_by(_due_at(), _rows.id)
+        .limit(_COMBINE_ROWS)
+    )
+
+
+def _text_size(text: str) -> int:
+    """Length as Telegram counts it (UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _line_size(payload: Any) -> int:
+    """A combined row's expected line length: its payload's text, which is what the renderers
+    of combined kinds send (checked again after rendering)."""
+    text = payload.get("text") if isinstance(payload, dict) else None
+    return _text_size(text) if isinstance(text, str) else 0
 
 
 @cache
@@ -376,18 +451,50 @@ def _sent_statement() -> Prepared:
     )
 
 
-def _record_sent(
-    session: Session, delivery_id: int, outgoing: Outgoing, message_id: int, now: datetime
-) -> None:
-    _sent_statement().execute(session, {"p_id": delivery_id, "p_now": now, "p_message": message_id})
-    survey_id = outgoing.payload.get("survey_id")
-    if outgoing.kind == "survey" and isinstance(survey_id, int):
+@dataclass(frozen=True)
+class SentMessage:
+    """What makes a send count: its rows (several for a combined message), the message id
+    and when. Recording it again is harmless (same values), which the retries rely on."""
+
+    ids: tuple[int, ...]
+    message_id: int
+    at: datetime
+    surveys: tuple[int, ...] = ()  # surveys asked by this message: their `sent_at`
+
+
+def _record_sent(session: Session, sent: SentMessage) -> None:
+    statement = _sent_statement()
+    for delivery_id in sent.ids:
+        statement.execute(
+            session, {"p_id": delivery_id, "p_now": sent.at, "p_message": sent.message_id}
+        )
+    if sent.surveys:
         session.execute(
             update(Survey)
-            .where(Survey.id == survey_id, Survey.sent_at.is_(None))
-            .values(sent_at=now)
+            .where(Survey.id.in_(sent.surveys), Survey.sent_at.is_(None))
+            .values(sent_at=sent.at)
         )
     session.commit()
+
+
+class _Head(NamedTuple):
+    """A chat's oldest due row, picked for this batch; `combine` when more rows of its kind
+    may go in the same message."""
+
+    id: int
+    chat_id: int | None
+    kind: str
+    combine: bool
+
+
+@dataclass
+class _Job:
+    """One message's worth of claimed rows: one row, or the lines of a combined message."""
+
+    items: list[Outgoing]
+    # Each combined row's retry time before the claim: a line that does not fit is given
+    # back as it was (`_release`).
+    previous: dict[int, datetime | None] = field(default_factory=dict)
 
 
 class DeliverySender:
@@ -419,15 +526,30 @@ class DeliverySender:
         self.backoff_base = backoff_base
         self.sleep = sleep
         self.concurrency = concurrency
-        self._slots = asyncio.Semaphore(concurrency)
         self.batch_size = batch_size or max(10, min(200, int(self.limiter.global_bucket.rate)))
         self.stopping = False  # set by a graceful stop: finish the messages in flight, return
         self.wake: asyncio.Event | None = None  # the worker's: something new was queued
+        # A worker's sender records failed records in the background and flushes them when
+        # it stops; a one-off pass flushes them before it returns.
+        self.background_records = False
+        # Rows sent whose record failed, by row id: never claimed again by this sender while
+        # `_recorder` retries recording them.
+        self._unrecorded: dict[int, SentMessage] = {}
+        self._recorder: asyncio.Task[None] | None = None
 
     async def deliver_due(self, stats: DeliveryStats | None = None) -> DeliveryStats:
         """Send everything due now (waiting for rate limits as needed); return what happened
         (counted into `stats` as it happens, if given)."""
         stats = stats if stats is not None else DeliveryStats()
+        try:
+            await self._deliver(stats)
+        finally:
+            if not self.background_records:
+                await self.flush()
+        return stats
+
+    async def _deliver(self, stats: DeliveryStats) -> None:
+        slots = asyncio.Semaphore(self.concurrency)  # at most `concurrency` messages in flight
         while True:
             now = self.clock()
             if (
@@ -437,11 +559,14 @@ class DeliverySender:
                 stats.quiet_deferred += await self._defer_quiet(now, until)
             rows = await self.lane.run(_due_rows, now)
             if not rows:
-                return stats
+                return
             waits: list[float] = []
-            ready: list[int] = []
+            ready: list[_Head] = []
             more = False  # a chat with more messages due than the one sent now
-            for delivery_id, chat_id, tg_id, queued in rows:
+            cut = False  # the batch was full before every row was looked at
+            for delivery_id, chat_id, tg_id, queued, kind in rows:
+                if delivery_id in self._unrecorded:
+                    continue  # sent; its record is being retried — never sent again
                 target = chat_id if chat_id is not None else tg_id
                 if target is not None:
                     # A throttled chat waits; the others go first.
@@ -450,21 +575,27 @@ class DeliverySender:
                         waits.append(wait)
                         continue
                     more = more or queued > 1
-                ready.append(delivery_id)
+                combine = kind in COMBINED_KINDS and chat_id is not None and queued > 1
+                ready.append(_Head(delivery_id, chat_id, kind, combine))
                 if len(ready) >= self.batch_size:
+                    cut = True
                     break
             if self.stopping:
-                return stats
+                return
             if not ready:
-                await self._pause(min(waits) if waits else 0.05)
+                if not waits:  # only sends whose record is being retried are left
+                    return
+                await self._pause(min(waits))
                 continue
-            items, skipped = await self.lane.run(self._claim, ready, now)
+            jobs, skipped = await self.lane.run(
+                self._claim, ready, now, frozenset(self._unrecorded)
+            )
             stats.skipped += skipped
-            await asyncio.gather(*(self._slot(item, stats) for item in items))
-            if len(ready) == len(rows) < _BATCH and not more:
+            await asyncio.gather(*(self._slot(job, stats, slots) for job in jobs))
+            if not waits and not cut and len(rows) < _BATCH and not more:
                 # Everything that was due has been handled; what was queued since woke the
                 # worker (`notify`), and what comes due later is found by its next pass.
-                return stats
+                return
 
     async def _pause(self, seconds: float) -> None:
         """Wait for a throttled chat. In the worker, a message queued meanwhile (`notify`)
@@ -476,10 +607,14 @@ class DeliverySender:
             await asyncio.wait_for(self.wake.wait(), seconds)
         self.wake.clear()
 
-    async def _slot(self, item: Outgoing, stats: DeliveryStats) -> None:
-        async with self._slots:  # at most `concurrency` messages in flight
-            if not self.stopping:
-                await self._one(item, stats)
+    async def _slot(self, job: _Job, stats: DeliveryStats, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            if self.stopping:
+                return
+            try:
+                await self._one(job, stats)
+            except Exception:  # the database failed us: the rows wait out their lease
+                log.exception("delivering %s failed", [item.id for item in job.items])
 
     async def _defer_quiet(self, now: datetime, until: datetime) -> int:
         def defer(session: Session) -> int:
@@ -497,12 +632,34 @@ class DeliverySender:
 
         return await self.lane.run(defer)
 
-    def _claim(self, session: Session, ids: list[int], now: datetime) -> tuple[list[Outgoing], int]:
+    def _claim(
+        self, session: Session, heads: list[_Head], now: datetime, unrecorded: frozenset[int]
+    ) -> tuple[list[_Job], int]:
         """Take rows for this sender with one conditional update: the ones still pending and
-        due get `attempts + 1` and a lease; others are left alone. Then the claimed rows with
-        their clients; unwanted ones are marked skipped here. One short transaction; returns
-        what to send and how many were skipped."""
-        claimed = (
+        due get `attempts + 1` and a lease; others are left alone. A head that combines takes
+        its chat's next due rows of its kind along, as many as the message holds. Then the
+        claimed rows with their clients; unwanted ones are marked skipped here. One short
+        transaction; returns what to send, one job per message, and how many were skipped."""
+        members: dict[int, list[int]] = {head.id: [head.id] for head in heads}
+        previous: dict[int, datetime | None] = {}
+        for head in heads:
+            if not head.combine:
+                continue
+            lines = _combinable_statement().execute(
+                session, {"p_chat": head.chat_id, "p_kind": head.kind, "p_now": now}
+            )
+            size = 0
+            for row_id, payload, next_attempt_at in lines.all():
+                if row_id in unrecorded:
+                    continue
+                size += _line_size(payload) + (1 if size else 0)
+                if row_id != head.id:
+                    if size > MESSAGE_LIMIT:
+                        break
+                    members[head.id].append(row_id)
+                previous[row_id] = next_attempt_at
+        ids = [row_id for group in members.values() for row_id in group]
+        claimed = set(
             session.execute(
                 update(Delivery.__table__)
                 .where(
@@ -523,7 +680,6 @@ class DeliverySender:
             select(Delivery, Client)
             .outerjoin(Client, Client.id == Delivery.client_id)
             .where(Delivery.id.in_(claimed))
-            .order_by(Delivery.id)
         ).all()
         chat_only = [row.chat_id for row, client in pairs if client is None and row.chat_id]
         languages: dict[int, str | None] = {}
@@ -533,7 +689,7 @@ class DeliverySender:
                     select(Client.tg_id, Client.language).where(Client.tg_id.in_(chat_only))
                 ).all()
             )
-        items: list[Outgoing] = []
+        items: dict[int, Outgoing] = {}
         skipped = 0
         for row, client in pairs:
             reason = self._unwanted(row, client)
@@ -545,57 +701,104 @@ class DeliverySender:
                 continue
             chat_id = row.chat_id if row.chat_id is not None else client.tg_id
             language = client.language if client is not None else languages.get(chat_id)
-            items.append(
-                Outgoing(
-                    row.id,
-                    row.key,
-                    row.kind,
-                    chat_id,
-                    dict(row.payload or {}),
-                    client,
-                    language,
-                    row.attempts,
-                )
+            items[row.id] = Outgoing(
+                row.id,
+                row.key,
+                row.kind,
+                chat_id,
+                dict(row.payload or {}),
+                client,
+                language,
+                row.attempts,
             )
         session.commit()
-        return items, skipped
+        jobs = []
+        for group in members.values():
+            job = _Job([items[row_id] for row_id in group if row_id in items])
+            if job.items:
+                job.previous = {i.id: previous[i.id] for i in job.items if i.id in previous}
+                jobs.append(job)
+        return jobs, skipped
 
-    async def _finish(self, delivery_id: int, **values: Any) -> None:
+    async def _finish(self, ids: Sequence[int], **values: Any) -> None:
         def finish(session: Session) -> None:
-            _update_row(session, delivery_id, **values)
+            session.execute(update(Delivery.__table__).where(_rows.id.in_(ids)).values(**values))
             session.commit()
 
         await self.lane.run(finish)
 
-    async def _one(self, item: Outgoing, stats: DeliveryStats) -> None:
+    async def _one(self, job: _Job, stats: DeliveryStats) -> None:
         # Renderers only read, and most need no database at all (a prebuilt receipt): the
         # session connects on its first statement and is closed only if it did.
         session = self.sessionmaker()
+        rendered: list[tuple[Outgoing, Rendered]] = []
+        failed: list[tuple[Outgoing, Exception]] = []
+        unwanted: list[Outgoing] = []
         try:
-            rendered = await self.render(session, item, self.settings, self.clock())
-        except Exception as exc:  # a renderer bug must not stop the other deliveries
-            log.exception("rendering delivery %s (%s) failed", item.id, item.kind)
-            await session.close()
+            for item in job.items:
+                try:
+                    message = await self.render(session, item, self.settings, self.clock())
+                except Exception as exc:  # a renderer bug must not stop the other deliveries
+                    log.exception("rendering delivery %s (%s) failed", item.id, item.kind)
+                    failed.append((item, exc))
+                    continue
+                if message is None:
+                    unwanted.append(item)
+                else:
+                    rendered.append((item, message))
+        finally:
+            if session.in_transaction():
+                await session.close()
+        for item, exc in failed:
             stats.failed += 1
             await self._finish(
-                item.id,
+                [item.id],
                 status=DeliveryStatus.FAILED,
                 last_error=f"render: {exc!r}"[:255],
                 next_attempt_at=None,
             )
-            return
-        if session.in_transaction():
-            await session.close()
-        if rendered is None:
-            stats.skipped += 1
+        if unwanted:
+            stats.skipped += len(unwanted)
             await self._finish(
-                item.id,
+                [item.id for item in unwanted],
                 status=DeliveryStatus.SKIPPED,
                 last_error="no longer relevant",
                 next_attempt_at=None,
             )
+        if not rendered:
             return
-        await self._send(item.id, item, rendered, item.attempts, stats)
+        if len(rendered) == 1:
+            item, message = rendered[0]
+            await self._send([item], message, stats)
+            return
+        # A combined message: the lines that fit, oldest first; the others are given back.
+        size = -1
+        taken: list[Outgoing] = []
+        lines: list[str] = []
+        for item, message in rendered:
+            size += 1 + _text_size(message.text)
+            if taken and size > MESSAGE_LIMIT:
+                break
+            taken.append(item)
+            lines.append(message.text)
+        rest = [item for item, _message in rendered[len(taken) :]]
+        if rest:
+            await self._release(rest, job.previous)
+        await self._send(taken, Rendered("\n".join(lines)), stats)
+
+    async def _release(self, items: Sequence[Outgoing], previous: dict[int, Any]) -> None:
+        """Give back claimed rows that did not fit in a combined message, as they were."""
+
+        def release(session: Session) -> None:
+            for item in items:
+                session.execute(
+                    update(Delivery.__table__)
+                    .where(_rows.id == item.id, _rows.status == DeliveryStatus.PENDING.value)
+                    .values(attempts=_rows.attempts - 1, next_attempt_at=previous.get(item.id))
+                )
+            session.commit()
+
+        await self.lane.run(release)
 
     @staticmethod
     def _unwanted(row: Delivery, client: Client | None) -> str | None:
@@ -612,14 +815,12 @@ class DeliverySender:
         return None
 
     async def _send(
-        self,
-        delivery_id: int,
-        outgoing: Outgoing,
-        rendered: Rendered,
-        attempts: int,
-        stats: DeliveryStats,
+        self, items: Sequence[Outgoing], rendered: Rendered, stats: DeliveryStats
     ) -> None:
-        chat_id = outgoing.chat_id
+        """Send one message for `items` (one row, or the lines of a combined message) and
+        record the outcome for all of them."""
+        chat_id = items[0].chat_id
+        ids = tuple(item.id for item in items)
         while True:
             while (wait := self.limiter.global_delay()) > 0:
                 await self.sleep(wait)
@@ -641,60 +842,155 @@ class DeliverySender:
                 self.limiter.pause(exc.retry_after)
                 continue  # the same message again, after the pause
             except TelegramForbiddenError as exc:
-                stats.unreachable += 1
-                await self._unreachable(delivery_id, outgoing, str(exc))
+                stats.unreachable += len(items)
+                await self._unreachable(items, str(exc))
                 return
             except (TelegramServerError, TelegramNetworkError, TimeoutError) as exc:
-                await self._retry_later(delivery_id, attempts, repr(exc), stats)
+                await self._retry_later(items, repr(exc), stats)
+                return
+            except ClientDecodeError as exc:
+                # Not the Bot API's JSON (a proxy's HTML error page, a cut-off body): like a
+                # 5xx, the message may not have gone out — try again later.
+                log.warning("delivery %s: the Bot API's answer was not JSON", list(ids))
+                await self._retry_later(items, f"ClientDecodeError: {exc.message}", stats)
                 return
             except TelegramAPIError as exc:  # 400 & co: sending again would not help
-                stats.failed += 1
+                stats.failed += len(items)
                 await self._finish(
-                    delivery_id,
+                    ids,
                     status=DeliveryStatus.FAILED,
                     last_error=str(exc)[:255],
                     next_attempt_at=None,
                 )
                 return
+            except Exception as exc:  # unforeseen (a library bug): retried, bounded by attempts
+                log.exception("sending delivery %s failed", list(ids))
+                await self._retry_later(items, repr(exc), stats)
+                return
             break
+        surveys = tuple(
+            int(item.payload["survey_id"])
+            for item in items
+            if item.kind == "survey" and isinstance(item.payload.get("survey_id"), int)
+        )
         # The commit that makes the send count, as soon as possible after the API call.
-        await self.lane.run(_record_sent, delivery_id, outgoing, message.message_id, self.clock())
-        stats.sent += 1
+        await self._record(SentMessage(ids, message.message_id, self.clock(), surveys))
+        stats.sent += len(items)
 
-    async def _unreachable(self, delivery_id: int, outgoing: Outgoing, error: str) -> None:
+    async def _record(self, sent: SentMessage) -> None:
+        """Record a send; if that fails, keep it aside and retry in the background. Never
+        raises: a sent message must not be sent again because its record failed. Kept aside
+        before the first try, so a cancellation mid-way leaves it for `flush`."""
+        for delivery_id in sent.ids:
+            self._unrecorded[delivery_id] = sent
+        try:
+            await self.lane.run(_record_sent, sent)
+        except Exception:
+            log.warning(
+                "deliveries %s were sent (message %s) but recording that failed; retrying "
+                "the record until it succeeds (they will not be sent again)",
+                list(sent.ids),
+                sent.message_id,
+                exc_info=True,
+            )
+            if self._recorder is None or self._recorder.done():
+                self._recorder = asyncio.create_task(self._record_later(), name="delivery-records")
+            return
+        self._forget(sent)
+
+    def _forget(self, sent: SentMessage) -> None:
+        for delivery_id in sent.ids:
+            if self._unrecorded.get(delivery_id) is sent:
+                del self._unrecorded[delivery_id]
+
+    async def _record_pending(self) -> None:
+        """One try at every record kept aside; the ones that fail again stay (logged once,
+        by `_record`)."""
+        for sent in {id(s): s for s in self._unrecorded.values()}.values():
+            try:
+                await self.lane.run(_record_sent, sent)
+            except Exception:  # logged when it first failed; retried later
+                continue
+            self._forget(sent)
+
+    async def _record_later(self) -> None:
+        delay = RECORD_RETRY_FIRST
+        while self._unrecorded:
+            await asyncio.sleep(delay)
+            await self._record_pending()
+            delay = min(delay * 2, RECORD_RETRY_CAP)
+
+    async def flush(self, within: float = FLUSH_TIMEOUT) -> bool:
+        """Record the sends whose record failed so far, retrying for up to `within` seconds
+        (a graceful stop, the end of a one-off pass). False if some are still unrecorded:
+        those would be sent again once their lease ends (logged)."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        delay = RECORD_RETRY_FIRST
+        while self._unrecorded:
+            await self._record_pending()
+            if not self._unrecorded:
+                break
+            if loop.time() + delay > deadline:
+                log.error(
+                    "deliveries %s were sent but could not be recorded; they will be sent "
+                    "again when their lease ends",
+                    sorted(self._unrecorded),
+                )
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_CAP)
+        return True
+
+    async def _unreachable(self, items: Sequence[Outgoing], error: str) -> None:
         def unreachable(session: Session) -> None:
             session.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery_id)
+                update(Delivery.__table__)
+                .where(_rows.id.in_([item.id for item in items]))
                 .values(
                     status=DeliveryStatus.UNREACHABLE, last_error=error[:255], next_attempt_at=None
                 )
             )
-            if outgoing.client is not None:
+            clients = {item.client.id for item in items if item.client is not None}
+            if clients:
                 session.execute(
-                    update(Client).where(Client.id == outgoing.client.id).values(reachable=False)
+                    update(Client).where(Client.id.in_(clients)).values(reachable=False)
                 )
             session.commit()
 
         await self.lane.run(unreachable)
 
     async def _retry_later(
-        self, delivery_id: int, attempts: int, error: str, stats: DeliveryStats
+        self, items: Sequence[Outgoing], error: str, stats: DeliveryStats
     ) -> None:
-        if attempts >= self.settings.delivery_max_attempts:
-            stats.failed += 1
-            await self._finish(
-                delivery_id,
-                status=DeliveryStatus.FAILED,
-                last_error=error[:255],
-                next_attempt_at=None,
-            )
-            return
-        stats.retried += 1
-        delay = min(timedelta(seconds=self.backoff_base * 2 ** (attempts - 1)), BACKOFF_CAP)
-        await self._finish(
-            delivery_id, last_error=error[:255], next_attempt_at=self.clock() + delay
-        )
+        """Back off (each row by its own attempts), or `failed` after the last attempt."""
+        now = self.clock()
+        outcomes: list[tuple[int, dict[str, Any]]] = []
+        for item in items:
+            if item.attempts >= self.settings.delivery_max_attempts:
+                stats.failed += 1
+                values = {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
+            else:
+                stats.retried += 1
+                delay = min(
+                    timedelta(seconds=self.backoff_base * 2 ** (item.attempts - 1)), BACKOFF_CAP
+                )
+                values = {"next_attempt_at": now + delay}
+            outcomes.append((item.id, {**values, "last_error": error[:255]}))
+
+        def retry(session: Session) -> None:
+            for delivery_id, values in outcomes:
+                session.execute(
+                    update(Delivery.__table__).where(_rows.id == delivery_id).values(**values)
+                )
+            session.commit()
+
+        await self.lane.run(retry)
 
 
 class DeliveryWorker:
@@ -705,6 +1001,7 @@ class DeliveryWorker:
         self.interval = interval
         self._wake = asyncio.Event()
         sender.wake = self._wake
+        sender.background_records = True
         self._task: asyncio.Task[None] | None = None
         self.stats = DeliveryStats()
 
@@ -716,8 +1013,9 @@ class DeliveryWorker:
             self._task = asyncio.create_task(self._run(), name="delivery-worker")
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Let the message in flight be recorded (cancelling between the API call and the
-        commit would send it again after a restart), then end the loop."""
+        """Let the messages in flight be recorded (cancelling between the API call and the
+        commit would send them again after a restart), end the loop, then flush the records
+        that failed so far (`DeliverySender.flush`)."""
         task, self._task = self._task, None
         if task is None:
             return
@@ -731,6 +1029,7 @@ class DeliveryWorker:
                 await task
         finally:
             self.sender.stopping = False
+        await self.sender.flush()
 
     async def _run(self) -> None:
         while not self.sender.stopping:
@@ -777,6 +1076,14 @@ class Outbox:
         """Messages were queued by someone else's transaction (`queue_messages`): send now."""
         if self.worker is not None:
             self.worker.notify()
+
+    def note_sent(self, chat_id: int) -> None:
+        """A message was just sent to this chat outside the delivery sender (the till
+        answering a cashier): the sender's bucket for that chat (a group's 20 a minute) is
+        charged for it, so proactive messages there wait and the till's replies come first.
+        Nothing to do when this process runs no worker."""
+        if self.worker is not None:
+            self.worker.sender.limiter.note_sent(chat_id)
 
     async def post(
         self,

@@ -378,8 +378,9 @@ async def test_a_claimed_row_waits_for_its_lease_after_a_crash(
     await _text(session, "x", 4001, clock())
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     row = (await deliveries(session))[0]
-    claimed, _skipped = await sender.lane.run(sender._claim, [row.id], clock())
-    assert [item.id for item in claimed] == [row.id]  # the crashed sender's claim
+    head = delivery._Head(row.id, row.chat_id, row.kind, combine=False)
+    jobs, _skipped = await sender.lane.run(sender._claim, [head], clock(), frozenset())
+    assert [item.id for job in jobs for item in job.items] == [row.id]  # the crashed claim
     assert (await sender.deliver_due()).sent == 0
     clock.advance(seconds=delivery.DEFAULT_LEASE.total_seconds())
     assert (await sender.deliver_due()).sent == 1

@@ -6,6 +6,7 @@ blocked the bot are marked unreachable."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -15,14 +16,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from db.models import Client, Delivery, DeliveryStatus, WinbackAssignment
-from services import offers
+from services import delivery, offers
 from services.clock import utc_now
-from tests.conftest import make_settings
+from tests.conftest import FrozenClock, make_settings
 from tests.engagement_helpers import bot_for, bulk_clients, deliveries, fast_limiter, sender_for
 from tests.fakeapi import FakeTelegram, FaultResponse
 
@@ -158,3 +160,65 @@ async def test_winback_survives_faults_and_a_kill(
     )
     assert unreachable == blocked
     assert state["429"] >= 1 and state["5xx"] >= 1
+
+
+# ----------------------------------------------------------- broken answers from the Bot API
+
+HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+@pytest.mark.manual_delivery
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"error_code": 502, "raw_body": HTML_502},
+        {"error_code": 200, "raw_body": '{"ok": true, "res', "content_type": "application/json"},
+        {"error_code": 502, "reset": True},
+    ],
+    ids=["html-502", "malformed-json", "dropped-connection"],
+)
+async def test_a_broken_answer_is_a_failed_attempt_and_the_pass_goes_on(
+    tg: FakeTelegram,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    fault: dict[str, Any],
+) -> None:
+    """A proxy's HTML error page, a truncated JSON body (aiogram's ClientDecodeError, not a
+    TelegramAPIError) or a dropped connection: the message is retried with backoff like a
+    5xx, without a traceback, and the next message of the same pass still goes."""
+    clock = FrozenClock()
+    for n, chat in enumerate((4001, 4002, 4003)):
+        await delivery.enqueue(
+            session,
+            key=f"m{n}",
+            kind="text",
+            chat_id=chat,
+            payload={"text": f"message {n}"},
+            due_at=clock(),
+        )
+    await session.commit()
+    tg.fail_next("sendMessage", chat_id=4002, **fault)
+    bot = bot_for(tg, settings)
+    try:
+        # One message at a time: the broken answer comes in the middle of the pass.
+        sender = sender_for(
+            bot, sessionmaker, settings, clock, limiter=fast_limiter(), concurrency=1
+        )
+        with caplog.at_level(logging.INFO):
+            stats = await sender.deliver_due()
+        assert stats.sent == 2 and stats.retried == 1 and stats.failed == 0
+        assert sorted(c.chat_id for c in tg.sent()) == [4001, 4003]
+        [broken] = await deliveries(session, chat_id=4002)
+        assert broken.status == DeliveryStatus.PENDING and broken.attempts == 1
+        assert broken.next_attempt_at == clock() + timedelta(seconds=1)  # backoff, not the lease
+        assert broken.last_error
+        assert not [r for r in caplog.records if r.exc_info], "no traceback for a broken answer"
+        clock.advance(seconds=1)
+        assert (await sender.deliver_due()).sent == 1
+    finally:
+        await bot.session.close()
+    assert Counter(c.chat_id for c in tg.sent()) == {4001: 1, 4002: 1, 4003: 1}
+    [row] = await deliveries(session, chat_id=4002)
+    assert row.status == DeliveryStatus.SENT and row.attempts == 2
