@@ -19,7 +19,7 @@ from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DbSessionMiddleware
 from bot.scheduler import create_sender
-from bot.telegram_session import AnsweringUpdates, BotSession, RetryRepliesAfterFlood
+from bot.telegram_session import AnsweringUpdates, BotSession, Replies
 from bot.throttling import ThrottlingMiddleware
 from handlers import feature_routers
 from handlers.roles import StaffDirectory
@@ -34,7 +34,7 @@ def create_bot(settings: Settings) -> Bot:
     if settings.telegram_api_url:
         # A self-hosted Bot API server, or the tests' fake one.
         session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-    session.middleware(RetryRepliesAfterFlood())
+    session.middleware(Replies())  # 429s on replies, replies counted against a group's cap
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
@@ -84,7 +84,7 @@ def create_dispatcher(
         **extra,
     )
     i18n = create_i18n(settings.default_language)
-    dp.update.outer_middleware(AnsweringUpdates())  # the calls made now answer someone
+    dp.update.outer_middleware(AnsweringUpdates(outbox.note_sent))  # replies, counted
     # Cheap guards run first (bot/throttling.py explains why at the update level): a flood, or
     # a webhook retry of an update already handled, is dropped before a DB session opens.
     dp.update.outer_middleware(

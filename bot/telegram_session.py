@@ -72,17 +72,24 @@ class BotSession(AiohttpSession):
 
 
 # ------------------------------------------------------------- the bot's own replies
-# True while the dispatcher handles an update: the calls made then answer a person who is
-# waiting (a cashier at the till). The delivery worker's task never has it set: the sender
-# paces itself and handles its own 429s.
-ANSWERING: ContextVar[bool] = ContextVar("answering_an_update", default=False)
+# While the dispatcher handles an update, the calls it makes answer a person who is waiting (a
+# cashier at the till); this holds who counts the messages they send to a chat (the delivery
+# sender's rate limiter, `Outbox.note_sent`). The delivery worker's own task never has it set:
+# the sender paces itself and handles its own 429s.
+ANSWERING: ContextVar[Callable[[int], None] | None] = ContextVar("answering", default=None)
 
-REPLY_RETRY_AFTER_MAX = 60  # seconds; Telegram asks a group over its cap to wait up to ~40 s
-REPLY_RETRIES = 2
+# How long a reply may wait, in all, for Telegram's flood limit before it is given up on: a
+# group over its cap is asked to wait up to ~40 s, and during a rush a reply may be refused
+# again after its wait when other messages took the freed slots first.
+REPLY_WAIT_MAX = 60.0
 
 
 class AnsweringUpdates(BaseMiddleware):
-    """Outer update middleware: marks the calls made while handling the update (`ANSWERING`)."""
+    """Outer update middleware: marks the calls made while handling the update (`ANSWERING`)
+    and says who counts the messages they send (`note_sent(chat_id)`)."""
+
+    def __init__(self, note_sent: Callable[[int], None]) -> None:
+        self.note_sent = note_sent
 
     async def __call__(
         self,
@@ -90,17 +97,22 @@ class AnsweringUpdates(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        token = ANSWERING.set(True)
+        token = ANSWERING.set(self.note_sent)
         try:
             return await handler(event, data)
         finally:
             ANSWERING.reset(token)
 
 
-class RetryRepliesAfterFlood(BaseRequestMiddleware):
-    """A reply that Telegram refuses with 429 (a busy staff group: 20 messages a minute) is sent
-    again after `retry_after` instead of being lost: the cashier gets their answer late rather
-    than never. Only replies (`ANSWERING`); a wait longer than a minute is given up on."""
+class Replies(BaseRequestMiddleware):
+    """The bot's replies and a group's 20 messages a minute (the staff group at a busy till):
+
+    * a reply Telegram refuses with 429 is sent again after `retry_after` instead of being
+      lost — the cashier gets the answer late rather than never (after a minute of waiting in
+      all it is given up on);
+    * a message a reply puts into a group is reported to the delivery sender (`ANSWERING`),
+      whose bucket for that group is charged, so the staff log leaves the group's budget to
+      the till's own replies (and combines its lines while it waits)."""
 
     async def __call__(
         self,
@@ -108,17 +120,15 @@ class RetryRepliesAfterFlood(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        attempt = 0
+        note_sent = ANSWERING.get()
+        waited = 0.0
         while True:
             try:
-                return await make_request(bot, method)
+                response = await make_request(bot, method)
+                break
             except TelegramRetryAfter as exc:
-                attempt += 1
-                if (
-                    not ANSWERING.get()
-                    or attempt > REPLY_RETRIES
-                    or exc.retry_after > REPLY_RETRY_AFTER_MAX
-                ):
+                waited += exc.retry_after
+                if note_sent is None or waited > REPLY_WAIT_MAX:
                     raise
                 log.info(
                     "%s hit Telegram's flood limit; sending again in %s s",
@@ -126,3 +136,13 @@ class RetryRepliesAfterFlood(BaseRequestMiddleware):
                     exc.retry_after,
                 )
                 await asyncio.sleep(exc.retry_after)
+        chat_id = getattr(method, "chat_id", None)
+        if note_sent is not None and isinstance(chat_id, int) and chat_id < 0 and _sends(method):
+            note_sent(chat_id)
+        return response
+
+
+def _sends(method: TelegramMethod[Any]) -> bool:
+    """A call that puts a new message into a chat (what a group's per-minute cap counts)."""
+    name = type(method).__name__
+    return name.startswith("Send") or name in ("CopyMessage", "ForwardMessage")

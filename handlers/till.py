@@ -55,7 +55,7 @@ from handlers.roles import IsStaff, Role
 from services import qr_payload
 from services.cards import group_number
 from services.delivery import Outbox, OutboxMessage
-from services.errors import CardNotFound, InvalidAmount
+from services.errors import CardNotFound, InvalidAmount, InvalidCardNumber
 from services.money import parse_amount
 from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, QrReader
 from services.qr_payload import InvalidPayload
@@ -595,9 +595,21 @@ async def scan_photo(
     StateFilter(TillStates.amount), Match(F.text), ~Match(F.text.startswith("/")), AmountAnswer()
 )
 async def take_amount(
-    message: Message, sales: SalesService, state: FSMContext, settings: Settings, now: datetime
+    message: Message,
+    bot: Bot,
+    sales: SalesService,
+    state: FSMContext,
+    settings: Settings,
+    now: datetime,
 ) -> None:
     assert message.text is not None and message.from_user is not None
+    if message.chat.type != "private" and not _is_reply_to_bot(message, bot):
+        # A bare number in the staff group stays what it always was there, a card, when it is
+        # one (the cashier moved on to the next customer); anything else is the amount.
+        with contextlib.suppress(CardNotFound, InvalidCardNumber):
+            card = await sales.identify_number(message.text.strip())
+            await _show_card(message, card, state, settings)
+            return
     data = await state.get_data()
     try:
         amount = parse_amount(message.text, settings.currency_exponent, settings.max_purchase_minor)

@@ -225,3 +225,89 @@ async def test_the_customer_reads_the_discount_this_purchase_got(
         await cashier.press(quote, "✅")
         note = await app.tg.user(CUSTOMER_ID).wait_message()
     assert "discount 7 %" in note.text and "5 %" not in note.text
+
+
+async def test_the_tills_replies_in_the_staff_group_are_charged_to_the_staff_logs_budget(
+    app: App,
+) -> None:
+    """What the till sends into the staff group counts against the group's 20 messages a
+    minute in the delivery sender too: the staff log waits (and combines its lines) instead of
+    taking the slots the cashiers' answers need."""
+    await seed_card(app.sessionmaker, "100045", 5)
+    outbox = app.dp["outbox"]
+    assert outbox.worker is not None
+    limiter = outbox.worker.sender.limiter
+    assert limiter.chat_delay(STAFF_CHAT_ID) == 0
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    group = app.tg.group(STAFF_CHAT_ID)
+    await group.send(cashier, "100045")
+    await group.wait_message("Enter the purchase amount")
+    # One reply: the next staff-log line waits a full slot (60 s / 20 messages).
+    assert limiter.chat_delay(STAFF_CHAT_ID) > 2.0
+    # Replies in a private chat are not the group's business.
+    before = limiter.chat_delay(CASHIER_ID)
+    await cashier.send("/sale 100045")
+    await cashier.wait_message("Enter the purchase amount")
+    assert limiter.chat_delay(CASHIER_ID) == before == 0
+
+
+async def test_a_rush_answers_every_scan_in_the_group_and_logs_every_sale_once(
+    tg: FakeTelegram,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> None:
+    """Five cashiers at once against a group capped like Telegram's (time runs ten times
+    faster here: 20 messages per 6 s), with more scans in the group than the cap: every scan
+    gets its prompt and every sale made in a private chat reaches the staff log exactly once,
+    in fewer messages than sales."""
+    fast = settings.model_copy(update={"flood_limit": 1000, "delivery_rate_group_per_min": 200})
+    tg.set_group_rate_limit(20, window=6.0)
+    for i in range(42):
+        await seed_card(sessionmaker, f"1001{i:02d}", 5)
+    group_cashiers = [2101, 2102]
+    private_cashiers = [2103, 2104, 2105]
+    async with running_app(tg, fast, sessionmaker, clock):
+        for cashier_id in group_cashiers + private_cashiers:
+            tg.set_member(STAFF_CHAT_ID, cashier_id, "member")
+        group = tg.group(STAFF_CHAT_ID)
+
+        async def sell_in_private(cashier_id: int, numbers: list[str]) -> None:
+            cashier = tg.user(cashier_id, language_code="en")
+            for number in numbers:
+                quote = await quote_for(cashier, "1000", number)
+                await cashier.press(quote, "✅")
+                await cashier.wait_message("recorded")
+
+        async def scan_in_group(cashier_id: int, numbers: list[str]) -> None:
+            cashier = tg.user(cashier_id, language_code="en")
+            for number in numbers:
+                await group.send(cashier, number)
+
+        numbers = [f"1001{i:02d}" for i in range(42)]
+        sold, scanned = numbers[:18], numbers[18:]  # 18 sales in private, 24 scans in the group
+        await asyncio.gather(
+            *(sell_in_private(c, sold[k::3]) for k, c in enumerate(private_cashiers)),
+            *(scan_in_group(c, scanned[k::2]) for k, c in enumerate(group_cashiers)),
+        )
+
+        def prompts() -> int:
+            return sum(1 for m in group.messages() if "Enter the purchase amount" in (m.text or ""))
+
+        def logged() -> list[str]:
+            return [
+                line
+                for m in group.messages()
+                for line in (m.text or "").splitlines()
+                if line.startswith("🧾")
+            ]
+
+        for _ in range(400):
+            if prompts() == 24 and len(logged()) == 18:
+                break
+            await asyncio.sleep(0.1)
+        assert prompts() == 24  # more than the group's cap, and no scan left without an answer
+        lines = logged()
+        assert len(lines) == len(set(lines)) == 18  # every sale exactly once
+        log_messages = [m for m in group.messages() if (m.text or "").startswith("🧾")]
+        assert len(log_messages) < 18  # combined while the group was busy
