@@ -12,6 +12,11 @@
   is installed in webhook mode only and polling pays no write per update.
 * Requests are handled to completion before answering (handle_in_background=False), so a 200
   means "done" and Telegram's retry semantics stay meaningful.
+* A body that is not a Telegram update (not JSON, not an object, `update_id` not an integer in
+  0..2^63-1, fields aiogram cannot read) is answered 400 with one log line and never reaches
+  the dispatcher; a body over 1 MiB is 413 (read no further). Telegram never sends such a body,
+  so the sender is something else holding the secret; a 4xx (unlike a 200) shows the problem
+  in the proxy log and in getWebhookInfo instead of dropping it silently.
 * Slow or idle clients cannot pin the process (`WebhookServer`): WEBHOOK_REQUEST_TIMEOUT bounds
   the wait for headers, for a body and on an idle keep-alive connection; past
   WEBHOOK_MAX_CONNECTIONS open connections a new one is closed on arrival, and the open-file
@@ -41,6 +46,7 @@ from aiogram.types import TelegramObject, Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
+from pydantic import ValidationError
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -57,6 +63,7 @@ KEEP_PROCESSED = timedelta(days=1)
 PRUNE_EVERY = timedelta(hours=1)
 _SECRET_FORM = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MAX_BODY = 1024**2  # Telegram's updates are a few KiB; nginx's snippet says the same (1m)
+MAX_UPDATE_ID = 2**63 - 1  # processed_updates.update_id is a signed 64-bit integer
 TELEGRAM_MAX_CONNECTIONS = 40  # Telegram's own default for setWebhook(max_connections)
 # The listen backlog, which is also how many connections asyncio accepts per loop turn. Telegram
 # opens at most 40 at once; a smaller batch keeps few refused connections in flight.
@@ -306,7 +313,7 @@ class _BrokenHttp(logging.Filter):
 class SecretRequestHandler(SimpleRequestHandler):
     """aiogram's handler, but a wrong or missing secret is 403 (aiogram says 401) and the
     comparison is over bytes (a non-ASCII header must not crash `compare_digest`); the body
-    must arrive within `read_timeout` and be at most MAX_BODY bytes of JSON."""
+    must arrive within `read_timeout` and be a Telegram update (see the module docstring)."""
 
     def __init__(self, dispatcher: Dispatcher, bot: Bot, secret_token: str, read_timeout: float):
         super().__init__(
@@ -336,7 +343,8 @@ class SecretRequestHandler(SimpleRequestHandler):
         return response
 
     async def refusal(self, request: web.Request) -> tuple[int, str] | None:
-        """Why this request's body cannot be handled (status, one-line reason), or None."""
+        """Why this request's body is not a Telegram update (status, one-line reason), or
+        None when it is one."""
         length = request.content_length
         if length is not None and length > MAX_BODY:
             return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a body of {length} bytes"
@@ -350,9 +358,21 @@ class SecretRequestHandler(SimpleRequestHandler):
         except ConnectionError:  # nobody is left to answer; aiohttp drops the answer quietly
             return HTTPStatus.BAD_REQUEST, "the connection closed before the whole body"
         try:
-            await request.json(loads=self.bot.session.json_loads)
-        except ValueError:
-            return HTTPStatus.BAD_REQUEST, "the body is not JSON"
+            data = await request.json(loads=self.bot.session.json_loads)
+        except (ValueError, LookupError, RecursionError) as exc:  # bad JSON, charset, nesting
+            return HTTPStatus.BAD_REQUEST, f"the body is not JSON ({type(exc).__name__})"
+        if not isinstance(data, dict):
+            return HTTPStatus.BAD_REQUEST, f"the body is a JSON {type(data).__name__}"
+        update_id = data.get("update_id")
+        # `type(...) is int`: JSON true is not an update id (pydantic would read it as 1).
+        if type(update_id) is not int or not 0 <= update_id <= MAX_UPDATE_ID:
+            return HTTPStatus.BAD_REQUEST, "update_id is missing or not an integer in 0..2^63-1"
+        try:
+            Update.model_validate(data, context={"bot": self.bot})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return HTTPStatus.BAD_REQUEST, f"not a Telegram update ({where}: {first['msg']})"
         return None
 
 

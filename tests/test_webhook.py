@@ -1,5 +1,5 @@
 """Webhook mode: the secret header is required (403 otherwise), a retried update runs once,
-slow clients are cut off."""
+a body that is not an update is a 4xx with one log line, slow clients are cut off."""
 
 from __future__ import annotations
 
@@ -196,6 +196,9 @@ async def test_only_post_on_the_path(hook: Hook) -> None:
     assert (await hook.post("/other", json=update(7), headers=headers)).status == 404
 
 
+# ----------------------------------------------------------------------- malformed bodies
+
+
 def webhook_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
@@ -208,6 +211,69 @@ def assert_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
     assert [
         r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR
     ] == []
+
+
+async def huge_chunks() -> AsyncIterator[bytes]:
+    for _ in range(40):  # 2.5 MiB with no Content-Length (chunked)
+        yield b'{"update_id": 1, "x": "' + b"x" * 65_536
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        pytest.param(b"[]", 400, id="list"),
+        pytest.param(b"{}", 400, id="empty-object"),
+        pytest.param(b'"update"', 400, id="string"),
+        pytest.param(b'{"update_id": "abc"}', 400, id="id-string"),
+        pytest.param(b'{"update_id": "12"}', 400, id="id-numeric-string"),
+        pytest.param(b'{"update_id": true}', 400, id="id-true"),
+        pytest.param(b'{"update_id": 1.5}', 400, id="id-float"),
+        pytest.param(b'{"update_id": 9223372036854775808}', 400, id="id-2^63"),
+        pytest.param(b'{"update_id": 123456789012345678901234567890}', 400, id="id-huge"),
+        pytest.param(b'{"update_id": -1}', 400, id="id-negative"),
+        pytest.param(b'{"update_id": 5, "message": "hello"}', 400, id="not-an-update"),
+        pytest.param(b"{not json", 400, id="not-json"),
+        pytest.param(b"\xff\xfe\x00{", 400, id="not-utf8"),
+        pytest.param(b"[" * 200_000 + b"]" * 200_000, 400, id="deeply-nested"),
+        pytest.param(b'{"update_id": 1, "x": "' + b"x" * 2 * 1024**2 + b'"}', 413, id="2MiB"),
+        pytest.param(huge_chunks, 413, id="2MiB-chunked"),
+    ],
+)
+async def test_a_body_that_is_not_an_update_is_refused_with_one_line(
+    hook: Hook, caplog: pytest.LogCaptureFixture, body: Any, status: int
+) -> None:
+    data = body() if callable(body) else body
+    response = await hook.post(PATH, data=data, headers=HEADERS)
+    assert response.status == status
+    assert len(webhook_warnings(caplog)) == 1, webhook_warnings(caplog)
+    assert f"answered {status}" in webhook_warnings(caplog)[0]
+    assert_no_traceback(caplog)
+    assert await hook.processed() == 0  # nothing written
+    await hook.tg.wait_for_idle(quiet=0.1)
+    assert hook.replies() == []
+
+    response = await hook.post(PATH, json=update(77), headers=HEADERS)
+    assert response.status == 200
+    assert any("what this bot can do" in text for text in hook.replies())
+    assert await hook.processed() == 1
+
+
+async def test_an_unknown_charset_is_a_bad_request(
+    hook: Hook, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {**HEADERS, "Content-Type": "application/json; charset=no-such-charset"}
+    response = await hook.post(PATH, data=b'{"update_id": 1}', headers=headers)
+    assert response.status == 400
+    assert len(webhook_warnings(caplog)) == 1
+    assert_no_traceback(caplog)
+    assert await hook.processed() == 0
+
+
+async def test_the_largest_update_id_fits(hook: Hook, caplog: pytest.LogCaptureFixture) -> None:
+    response = await hook.post(PATH, json=update(2**63 - 1), headers=HEADERS)
+    assert response.status == 200
+    assert await hook.processed() == 1
+    assert_no_traceback(caplog)
 
 
 # -------------------------------------------------------------------------- slow clients
