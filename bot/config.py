@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_path: str = "/telegram/webhook"
+    webhook_max_connections: int = Field(default=100, ge=1, le=100_000)
+    webhook_request_timeout: float = Field(default=10.0, gt=0, le=300)
 
     # --- Validators -----------------------------------------------------------------------
     @field_validator("owner_ids", mode="before")
