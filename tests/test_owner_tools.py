@@ -285,3 +285,14 @@ async def test_audit_view_for_everything_and_for_one_card(app: App) -> None:
     assert "card linked" in text and "card blocked" not in text
     await owner.send("/audit 999999")
     assert "not registered" in (await owner.wait_message()).text
+
+
+async def test_help_lists_unblock_and_audit_for_owners_only(app: App) -> None:
+    owner = app.tg.user(OWNER_ID, language_code="en")
+    await owner.send("/help")
+    text = (await owner.wait_message("/block")).text
+    assert "/unblock — unblock a card that was found" in text and "/audit" in text
+    cashier = app.tg.user(CASHIER_ID, language_code="en")
+    await cashier.send("/help")
+    text = (await cashier.wait_message("/sale")).text
+    assert "/unblock" not in text and "/audit" not in text
