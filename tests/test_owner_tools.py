@@ -296,3 +296,14 @@ async def test_help_lists_unblock_and_audit_for_owners_only(app: App) -> None:
     await cashier.send("/help")
     text = (await cashier.wait_message("/sale")).text
     assert "/unblock" not in text and "/audit" not in text
+
+
+async def test_forged_block_buttons_change_nothing(app: App) -> None:
+    await seed_member(app.sessionmaker)
+    owner = app.tg.user(OWNER_ID, language_code="en")
+    question = await _ask_block(owner)
+    for data in ("blk:yes:100045:99999999999999999999", "blk:yes:100045:-5", "blk:yes:abc:0"):
+        call = await owner.press_data(question.message_id, data)
+        assert "something went wrong" not in (call.params.get("text") or "")
+    await app.tg.wait_for_idle()
+    assert (await _card(app)).status == CardStatus.ISSUED
