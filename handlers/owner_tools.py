@@ -158,9 +158,7 @@ async def block(
     lines = [_("Block card {number}? The till will refuse it from now on.").format(number=number)]
     if summary.holder or summary.bound_at:
         lines.append(
-            _("It is linked to {holder}, who will be told.").format(
-                holder=html.escape(summary.holder or "?")
-            )
+            _("It is linked to {holder}.").format(holder=html.escape(summary.holder or "?"))
         )
     lines.append(
         _("Purchases: {count}, total {total}").format(
@@ -181,7 +179,8 @@ async def block_answer(
     i18n: I18n,
     owner_chat: OwnerChat,
 ) -> None:
-    number = group_number(callback_data.number)
+    plain = normalize_number(callback_data.number)  # button data may be forged
+    number = group_number(plain)
     if callback_data.action is BlockAction.KEEP:
         await owner_chat.show(_("Card {number} stays active.").format(number=number))
         return
@@ -191,13 +190,11 @@ async def block_answer(
         owner_chat.toast = _("This button has expired.")
         await owner_chat.show(
             _("Nothing changed: that question is too old. Send /block {plain} again.").format(
-                plain=callback_data.number
+                plain=plain
             )
         )
         return
-    change = await card_admin.block_card(
-        session, callback_data.number, actor_id=cq.from_user.id, now=now
-    )
+    change = await card_admin.block_card(session, plain, actor_id=cq.from_user.id, now=now)
     if not change.changed:  # a second tap, or blocked meanwhile: nothing to do
         owner_chat.toast = _("Card {number} is already blocked.").format(number=number)
         return
