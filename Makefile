@@ -58,6 +58,7 @@ bench: install-dev locales
 	$(BIN)/python -m bench.sale_flow
 	$(BIN)/python -m bench.kpi
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.export
 
 clean:
 	rm -rf $(VENV) locales/*/LC_MESSAGES/*.mo

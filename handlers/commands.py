@@ -40,8 +40,10 @@ COMMANDS: list[Command] = [
     Command("export", __("export the data as XLSX or CSV"), Role.OWNER),
     Command("cards", __("card inventory; /card N for one card"), Role.OWNER),
     Command("block", __("block a lost card: /block number"), Role.OWNER),
+    Command("unblock", __("unblock a card that was found: /unblock number"), Role.OWNER),
     Command("unbind", __("unbind a card from its owner: /unbind number"), Role.OWNER),
     Command("staff", __("staff list and recent audit events"), Role.OWNER),
+    Command("audit", __("audit log; /audit N for one card"), Role.OWNER),
 ]
 
 

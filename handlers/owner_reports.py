@@ -1,7 +1,8 @@
 """Owners: /stats, /digest, /export, /card N, /cards — the program's numbers in Telegram.
 
-Everything is read-only. `digest_message` is also what the scheduled weekly digest sends
-(the caller sets the i18n locale first).
+Everything is read-only. Answers go through `OwnerChat` to the owner's private chat, also when
+the owner asks in the staff group (`handlers/owner_chat.py`). `digest_message` is also what the
+scheduled weekly digest sends (the caller sets the i18n locale first).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
@@ -32,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from handlers import formatting as fmt
 from handlers.errors import renders
-from handlers.roles import IsOwner
+from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
+from handlers.roles import IsOwner, StaffDirectory
 from services import export, kpi, reports
 from services.cards import group_number
 from services.inventory import inventory_counts
@@ -41,6 +42,8 @@ from services.kpi import InvalidPeriod, Kpis
 router = Router(name=__name__)
 router.message.filter(IsOwner())
 router.callback_query.filter(IsOwner())
+router.message.middleware(OwnerChatMiddleware())
+router.callback_query.middleware(OwnerChatMiddleware())
 
 PRESETS = ("7d", "30d", "90d", "month")
 
@@ -49,17 +52,29 @@ class StatsCb(CallbackData, prefix="st"):
     period: str
 
 
-@renders(InvalidPeriod)
-def _invalid_period(exc: Exception, settings: Settings) -> str:
-    assert isinstance(exc, InvalidPeriod)
+# Periods as the owner would type them: the dates the way people in the store's countries write
+# them (`kpi.parse_period` reads DD.MM.YYYY as well as ISO dates).
+_PERIOD_EXAMPLES = ("30d", "month", "01.10.2026 31.10.2026")
+
+
+def period_error(exc: InvalidPeriod, command: str | None = None) -> str:
+    """Why a period was refused, with examples for the command the owner typed."""
     if exc.reason == "order":
         return _("The first date must not be after the second one.")
     if exc.reason == "too_long":
         return _("A period can be at most {days} days long.").format(days=kpi.MAX_PERIOD_DAYS)
+    prefix = f"/{command} " if command else ""
+    examples = ", ".join(prefix + example for example in _PERIOD_EXAMPLES)
     return _(
-        "I did not understand the period. Use /stats, /stats 30d, /stats 90d, /stats month "
-        "or /stats 2026-10-01 2026-10-31."
-    )
+        "I did not understand the period. Examples: {examples} (two dates: from and to, both "
+        "included)."
+    ).format(examples=examples)
+
+
+@renders(InvalidPeriod)
+def _invalid_period(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, InvalidPeriod)
+    return period_error(exc)
 
 
 # ------------------------------------------------------------------------- rendering
@@ -141,6 +156,149 @@ def _rfm_names() -> dict[str, str]:
         "hibernating": _("hibernating"),
         "lost": _("lost"),
     }
+
+
+# ---------------------------------------------------------------------------- export
+
+# Excel's date formats per language (Excel shows the rest of a number the reader's way).
+_EXCEL_DATES = {"en": ("yyyy-mm-dd", "yyyy-mm-dd hh:mm")}
+_EXCEL_DATES_DEFAULT = ("dd.mm.yyyy", "dd.mm.yyyy hh:mm")
+# Excel in these languages expects `;` between CSV fields and a decimal comma.
+_DECIMAL_COMMA = frozenset({"ru", "et"})
+
+
+def _group_names() -> dict[str, str]:
+    return {
+        "by_segment.b2c": "B2C",
+        "by_segment.b2b": "B2B",
+        "digital_vs_paper.digital": _("Telegram wallet"),
+        "digital_vs_paper.paper": _("Paper only"),
+    }
+
+
+def _kpi_labels() -> dict[str, str]:
+    """The KPI summary's rows, named as /stats names them."""
+    figures = {key: str(label) for label, key, _render in STATS_LINES}
+    labels = dict(figures)
+    labels |= {
+        "first": _("Period: first day"),
+        "last": _("Period: last day"),
+        "program_costs": _("Program costs"),
+        "cards_total": _("Cards registered"),
+        "nps.score": _("NPS"),
+        "nps.answers": _("NPS: answers"),
+        "nps.promoters": _("NPS: promoters"),
+        "nps.passives": _("NPS: passives"),
+        "nps.detractors": _("NPS: detractors"),
+        "winback.offered": _("Win-back: offered"),
+        "winback.control": _("Win-back: control group"),
+        "winback.redeemed": _("Win-back: redeemed"),
+        "winback.redemption_rate": _("Win-back: redemption rate"),
+        "winback.return_rate_offered": _("Win-back: came back, offered"),
+        "winback.return_rate_control": _("Win-back: came back, control group"),
+        "winback.lift": _("Win-back: lift"),
+    }
+    labels |= {
+        f"rfm.{key}": _("RFM: {segment}").format(segment=name) for key, name in _rfm_names().items()
+    }
+    for group, name in _group_names().items():
+        for key in ("active_cards", "purchases", "revenue", "average_check"):
+            labels[f"{group}.{key}"] = f"{name}: {figures[key]}"
+    return labels
+
+
+def export_labels(language: str, people: dict[int, str]) -> export.ExportLabels:
+    """Every word of an export in the current locale; `people` names cashiers."""
+    date_format, datetime_format = _EXCEL_DATES.get(language, _EXCEL_DATES_DEFAULT)
+    comma = language in _DECIMAL_COMMA
+    card, client, purchase, offer = _("Card"), _("Client no."), _("Purchase no."), _("Offer no.")
+    created = _("Created at")
+    return export.ExportLabels(
+        sheets={
+            export.SUMMARY: _("KPIs"),
+            "purchases": _("Purchases"),
+            "cards": _("Cards"),
+            "clients": _("Clients"),
+            "surveys": _("Surveys"),
+            "offers": _("Offers"),
+        },
+        headers={
+            "kpi_summary.kpi": _("Figure"),
+            "kpi_summary.value": _("Value"),
+            "client_id": client,
+            "purchases.id": purchase,
+            "card_number": card,
+            "purchases.created_at": _("Date and time"),
+            "amount": _("Amount"),
+            "discount_pct": _("Discount, %"),
+            "discount_amount": _("Discount"),
+            "paid_amount": _("Paid"),
+            "offer_id": offer,
+            "cashier_id": _("Cashier"),
+            "source": _("Source"),
+            "voided_at": _("Voided at"),
+            "cards.number": card,
+            "base_pct": _("Printed discount, %"),
+            "segment": _("Segment"),
+            "cards.kind": _("Card type"),
+            "status": _("Status"),
+            "issued_at": _("Handed out at"),
+            "bound_at": _("Linked at"),
+            "blocked_at": _("Blocked at"),
+            "block_reason": _("Why blocked"),
+            "clients.id": client,
+            "tg_id": _("Telegram ID"),
+            "first_name": _("First name"),
+            "last_name": _("Last name"),
+            "username": _("Telegram username"),
+            "language": _("Language"),
+            "consent_at": _("Agreed to the terms at"),
+            "consent_version": _("Privacy policy version"),
+            "reachable": _("Reachable in Telegram"),
+            "marketing_opt_out": _("Offers turned off"),
+            "clients.created_at": _("Joined at"),
+            "erased_at": _("Data erased at"),
+            "phone": _("Phone"),
+            "birthday": _("Birthday"),
+            "surveys.id": _("Survey no."),
+            "purchase_id": purchase,
+            "surveys.created_at": created,
+            "score": _("Score (0–10)"),
+            "answered_at": _("Answered at"),
+            "comment": _("Comment"),
+            "offers.id": offer,
+            "offers.kind": _("Offer"),
+            "bonus_pct": _("Extra discount, %"),
+            "valid_from": _("Valid from"),
+            "valid_until": _("Valid until"),
+            "offers.created_at": created,
+            "redeemed_purchase_id": _("Used in purchase no."),
+            "redeemed_at": _("Used at"),
+            "cancelled_at": _("Cancelled at"),
+        },
+        values={
+            "status": {"in_stock": _("in stock"), "issued": _("issued"), "blocked": _("blocked")},
+            "segment": {"b2c": "B2C", "b2b": "B2B"},
+            "cards.kind": {"printed": _("printed"), "digital": _("digital")},
+            "block_reason": {
+                "lost": _("lost or stolen"),
+                "erased": _("holder erased their data"),
+                "replaced": _("replaced by another card"),
+            },
+            "source": {"bot": _("till in Telegram"), "import": _("history import")},
+            "offers.kind": {
+                "winback": _("win-back"),
+                "birthday": _("birthday"),
+                "welcome": _("welcome"),
+            },
+        },
+        kpis=_kpi_labels(),
+        people=people,
+        date_format=date_format,
+        datetime_format=datetime_format,
+        csv_delimiter=";" if comma else ",",
+        decimal_mark="," if comma else ".",
+    )
 
 
 def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
@@ -362,10 +520,15 @@ async def stats(
     session: AsyncSession,
     settings: Settings,
     now: datetime,
+    owner_chat: OwnerChat,
 ) -> None:
-    first, last = kpi.parse_period(command.args, _today(now, settings))
+    try:
+        first, last = kpi.parse_period(command.args, _today(now, settings))
+    except InvalidPeriod as exc:
+        await owner_chat.send(period_error(exc, "stats"))
+        return
     text = await stats_text(session, settings, first, last)
-    await message.answer(text, reply_markup=stats_keyboard())
+    await owner_chat.send(text, reply_markup=stats_keyboard())
 
 
 @router.callback_query(StatsCb.filter())
@@ -375,31 +538,26 @@ async def stats_period(
     session: AsyncSession,
     settings: Settings,
     now: datetime,
-    bot: Bot,
+    owner_chat: OwnerChat,
 ) -> None:
     if callback_data.period not in PRESETS:
         raise InvalidPeriod("format", callback_data.period)
     first, last = kpi.parse_period(callback_data.period, _today(now, settings))
     text = await stats_text(session, settings, first, last)
-    if isinstance(cq.message, Message):
-        try:
-            await cq.message.edit_text(text, reply_markup=stats_keyboard())
-        except TelegramBadRequest as exc:
-            # Pressing the period already shown changes nothing: Telegram says so.
-            if "not modified" not in str(exc):
-                raise
-    else:
-        await bot.send_message(cq.from_user.id, text, reply_markup=stats_keyboard())
-    await cq.answer()
+    await owner_chat.show(text, reply_markup=stats_keyboard())
 
 
 @router.message(Command("digest"))
 async def digest(
-    message: Message, session: AsyncSession, settings: Settings, now: datetime
+    message: Message,
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+    owner_chat: OwnerChat,
 ) -> None:
     text, png = await digest_message(session, settings, now)
-    await message.answer(text)
-    await message.answer_photo(BufferedInputFile(png, filename="digest.png"))
+    await owner_chat.send(text)
+    await owner_chat.send_photo(BufferedInputFile(png, filename="digest.png"))
 
 
 @router.message(Command("export"))
@@ -409,23 +567,32 @@ async def export_data(
     session: AsyncSession,
     settings: Settings,
     now: datetime,
+    owner_chat: OwnerChat,
+    staff: StaffDirectory,
+    bot: Bot,
 ) -> None:
     words = (command.args or "").lower().split()
     as_csv = "csv" in words
     words = [w for w in words if w not in ("csv", "xlsx")]
     today = _today(now, settings)
     if words:
-        first, last = kpi.parse_period(" ".join(words), today)
+        try:
+            first, last = kpi.parse_period(" ".join(words), today)
+        except InvalidPeriod as exc:
+            await owner_chat.send(period_error(exc, "export"))
+            return
     else:
         first, last = await reports.data_span(session, settings, today)
+    people = await staff.names(bot, await export.cashier_ids(session, settings, first, last))
+    labels = export_labels(fmt.current_locale(), people)
     if as_csv:
-        path: Path = await export.export_csv_zip(session, settings, first, last)
+        path: Path = await export.export_csv_zip(session, settings, first, last, labels)
         name = f"loyalty-{first}-{last}.zip"
     else:
-        path = await export.export_xlsx(session, settings, first, last)
+        path = await export.export_xlsx(session, settings, first, last, labels)
         name = f"loyalty-{first}-{last}.xlsx"
     try:
-        await message.answer_document(
+        await owner_chat.send_document(
             FSInputFile(path, filename=name),
             caption=_("Export for {period}").format(period=_span(first, last, settings)),
         )
@@ -435,7 +602,11 @@ async def export_data(
 
 @router.message(Command("card", magic=F.args))
 async def card(
-    message: Message, command: CommandObject, session: AsyncSession, settings: Settings
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    settings: Settings,
+    owner_chat: OwnerChat,
 ) -> None:
     summary = await reports.card_summary(session, command.args or "")
     status = {
@@ -484,14 +655,14 @@ async def card(
             lines.append(f"<s>{line}</s> " + _("voided") if p.voided else line)
     else:
         lines.append(_("No purchases yet."))
-    await message.answer("\n".join(lines))
+    await owner_chat.send("\n".join(lines))
 
 
 @router.message(Command("cards"))
-async def cards(message: Message, session: AsyncSession) -> None:
+async def cards(message: Message, session: AsyncSession, owner_chat: OwnerChat) -> None:
     counts = await inventory_counts(session)
     if not counts:
-        await message.answer(_("No cards registered yet: add them with python -m bot cards add."))
+        await owner_chat.send(_("No cards registered yet: add them with python -m bot cards add."))
         return
     status_names = {"in_stock": _("in stock"), "issued": _("issued"), "blocked": _("blocked")}
     totals: dict[str, int] = {}
@@ -508,4 +679,4 @@ async def cards(message: Message, session: AsyncSession) -> None:
         for st, pct_value, segment, n in counts:
             if st == status:
                 lines.append(f"   · {pct_value} % {segment.upper()}: {n}")
-    await message.answer("\n".join(lines))
+    await owner_chat.send("\n".join(lines))

@@ -1,40 +1,84 @@
-"""Owners only: /block a lost card, /unbind a card from its account, /staff (who works here and
-the latest audit events). Everyone else falls through to the next routers untouched."""
+"""Owners only: /block a lost card (after a confirmation) and /unblock it when it turns up,
+/unbind a card from its account, /staff (who works here) and /audit (what happened lately).
+Everyone else falls through to the next routers untouched. Answers go to the owner's private
+chat, also when the owner types the command in the staff group (`handlers/owner_chat.py`)."""
 
 from __future__ import annotations
 
 import html
 import logging
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message, User
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
 from handlers import formatting
-from handlers.roles import IsOwner
-from services import card_admin
-from services.card_admin import CardChange
-from services.cards import group_number
+from handlers.errors import renders
+from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
+from handlers.roles import IsOwner, StaffDirectory
+from services import card_admin, reports
+from services.card_admin import AuditLine, CannotUnblock, CardChange
+from services.cards import group_number, normalize_number
 from services.delivery import Outbox
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
 router.message.filter(IsOwner())
 router.callback_query.filter(IsOwner())
+router.message.middleware(OwnerChatMiddleware())
+router.callback_query.middleware(OwnerChatMiddleware())
 
 CASHIER_LOOKBACK = timedelta(days=90)
+# A block confirmation older than this is refused: the owner looks at the card again.
+BLOCK_CONFIRM_TTL = timedelta(minutes=10)
+AUDIT_LINES = 30
+
+
+class BlockAction(StrEnum):
+    BLOCK = "yes"
+    KEEP = "no"
+
+
+class BlockCb(CallbackData, prefix="blk"):
+    action: BlockAction
+    number: str
+    asked: int  # when the question was asked, Unix seconds: the button expires
 
 
 def _usage(command: str) -> str:
     return _("Send the card number after the command, e.g. /{command} 100045.").format(
         command=command
     )
+
+
+@renders(CannotUnblock)
+def _cannot_unblock(exc: Exception, settings: Settings) -> str:
+    assert isinstance(exc, CannotUnblock)
+    number = group_number(exc.number)
+    if exc.reason in ("erased", "holder_erased"):
+        return _(
+            "Card {number} stays blocked: its holder erased their data. Hand out a new card "
+            "instead."
+        ).format(number=number)
+    if exc.reason == "replaced":
+        return _(
+            "Card {number} stays blocked: its holder replaced it with another card, which they "
+            "use now."
+        ).format(number=number)
+    if exc.reason == "holder_has_card":
+        return _(
+            "Card {number} stays blocked: its holder has linked card {other} since. To hand "
+            "this card to someone else, /unbind {plain} first, then /unblock {plain}."
+        ).format(number=number, other=group_number(exc.other_number or ""), plain=exc.number)
+    return _("Card {number} stays blocked ({reason}).").format(number=number, reason=exc.reason)
 
 
 async def _tell_holder(
@@ -50,6 +94,11 @@ async def _tell_holder(
                 "Your loyalty card {number} was blocked by the store. If you did not ask for "
                 "this, please contact the store."
             )
+        elif text_for == "unblocked":
+            text = _(
+                "Your loyalty card {number} works again: the store has unblocked it. Show it "
+                "at the till as usual."
+            )
         else:
             text = _(
                 "Your loyalty card {number} was unlinked from your Telegram account by the "
@@ -64,31 +113,125 @@ async def _tell_holder(
     )
 
 
+# ------------------------------------------------------------------------------ /block
+
+
+def _block_keyboard(number: str, now: datetime) -> InlineKeyboardMarkup:
+    asked = int(now.timestamp())
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("✅ Block"),
+                    callback_data=BlockCb(
+                        action=BlockAction.BLOCK, number=number, asked=asked
+                    ).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("❌ Keep"),
+                    callback_data=BlockCb(
+                        action=BlockAction.KEEP, number=number, asked=asked
+                    ).pack(),
+                ),
+            ]
+        ]
+    )
+
+
 @router.message(Command("block"))
 async def block(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+    owner_chat: OwnerChat,
+) -> None:
+    if not command.args:
+        await owner_chat.send(_usage("block"))
+        return
+    summary = await reports.card_summary(session, command.args, limit=0)
+    number = group_number(summary.number)
+    if summary.status == "blocked":
+        await owner_chat.send(_("Card {number} is already blocked.").format(number=number))
+        return
+    lines = [_("Block card {number}? The till will refuse it from now on.").format(number=number)]
+    if summary.holder or summary.bound_at:
+        lines.append(
+            _("It is linked to {holder}.").format(holder=html.escape(summary.holder or "?"))
+        )
+    lines.append(
+        _("Purchases: {count}, total {total}").format(
+            count=formatting.number(summary.purchases),
+            total=formatting.money(summary.total, settings),
+        )
+    )
+    await owner_chat.send("\n".join(lines), reply_markup=_block_keyboard(summary.number, now))
+
+
+@router.callback_query(BlockCb.filter())
+async def block_answer(
+    cq: CallbackQuery,
+    callback_data: BlockCb,
+    session: AsyncSession,
+    now: datetime,
+    outbox: Outbox,
+    i18n: I18n,
+    owner_chat: OwnerChat,
+) -> None:
+    plain = normalize_number(callback_data.number)  # button data may be forged
+    number = group_number(plain)
+    if callback_data.action is BlockAction.KEEP:
+        await owner_chat.show(_("Card {number} stays active.").format(number=number))
+        return
+    # Compared as Unix seconds: forged button data can hold any integer.
+    age = int(now.timestamp()) - callback_data.asked
+    if not -60 <= age <= BLOCK_CONFIRM_TTL.total_seconds():
+        owner_chat.toast = _("This button has expired.")
+        await owner_chat.show(
+            _("Nothing changed: that question is too old. Send /block {plain} again.").format(
+                plain=plain
+            )
+        )
+        return
+    change = await card_admin.block_card(session, plain, actor_id=cq.from_user.id, now=now)
+    if not change.changed:  # a second tap, or blocked meanwhile: nothing to do
+        owner_chat.toast = _("Card {number} is already blocked.").format(number=number)
+        return
+    told = await _tell_holder(outbox, i18n, change, "blocked", now)
+    text = _("Card {number} is blocked: the till will refuse it.").format(number=number)
+    if told:
+        text += "\n" + _("Its holder will be told.")
+    text += "\n" + _("Found again? /unblock {plain}").format(plain=change.number)
+    await owner_chat.show(text)
+
+
+@router.message(Command("unblock"))
+async def unblock(
     message: Message,
     command: CommandObject,
     session: AsyncSession,
     now: datetime,
     outbox: Outbox,
     i18n: I18n,
+    owner_chat: OwnerChat,
 ) -> None:
     assert message.from_user is not None
     if not command.args:
-        await message.answer(_usage("block"))
+        await owner_chat.send(_usage("unblock"))
         return
-    change = await card_admin.block_card(
+    change = await card_admin.unblock_card(
         session, command.args, actor_id=message.from_user.id, now=now
     )
     number = group_number(change.number)
     if not change.changed:
-        await message.answer(_("Card {number} is already blocked.").format(number=number))
+        await owner_chat.send(_("Card {number} is not blocked.").format(number=number))
         return
-    told = await _tell_holder(outbox, i18n, change, "blocked", now)
-    text = _("Card {number} is blocked: the till will refuse it.").format(number=number)
+    told = await _tell_holder(outbox, i18n, change, "unblocked", now)
+    text = _("Card {number} is unblocked: the till accepts it again.").format(number=number)
     if told:
         text += "\n" + _("Its holder will be told.")
-    await message.answer(text)
+    await owner_chat.send(text)
 
 
 @router.message(Command("unbind"))
@@ -99,17 +242,18 @@ async def unbind(
     now: datetime,
     outbox: Outbox,
     i18n: I18n,
+    owner_chat: OwnerChat,
 ) -> None:
     assert message.from_user is not None
     if not command.args:
-        await message.answer(_usage("unbind"))
+        await owner_chat.send(_usage("unbind"))
         return
     change = await card_admin.unbind_card(
         session, command.args, actor_id=message.from_user.id, now=now
     )
     number = group_number(change.number)
     if not change.changed:
-        await message.answer(_("Card {number} is not linked to anyone.").format(number=number))
+        await owner_chat.send(_("Card {number} is not linked to anyone.").format(number=number))
         return
     told = await _tell_holder(outbox, i18n, change, "unbound", now)
     text = _("Card {number} is unlinked from its Telegram account; it can be linked again.").format(
@@ -117,7 +261,10 @@ async def unbind(
     )
     if told:
         text += "\n" + _("Its holder will be told.")
-    await message.answer(text)
+    await owner_chat.send(text)
+
+
+# ---------------------------------------------------------------------- /staff, /audit
 
 
 def _person(user: User) -> str:
@@ -127,12 +274,78 @@ def _person(user: User) -> str:
     return f"{name} — <code>{user.id}</code>"
 
 
+def _named(tg_id: int, names: dict[int, str]) -> str:
+    name = names.get(tg_id)
+    if name is None:
+        return f"<code>{tg_id}</code>"
+    return f"{html.escape(name)} — <code>{tg_id}</code>"
+
+
+def _action_names() -> dict[str, str]:
+    return {
+        "card.blocked": _("card blocked"),
+        "card.unblocked": _("card unblocked"),
+        "card.unbound": _("card unlinked"),
+        "card.bound": _("card linked"),
+        "card.replaced": _("card replaced by another"),
+        "card.issued": _("card handed out"),
+        "card.digital_issued": _("digital card issued"),
+        "card.bind_locked": _("card locked after wrong attempts"),
+        "cards.added": _("cards registered"),
+        "cards.imported": _("cards imported"),
+        "purchases.imported": _("purchase history imported"),
+        "sale.confirmed": _("sale"),
+        "sale.voided": _("sale voided"),
+        "offer.redeemed": _("offer used"),
+        "client.consent": _("agreed to the terms"),
+        "client.phone": _("phone number added"),
+        "client.birthday": _("birthday added"),
+        "client.erased": _("data erased"),
+        "marketing.on": _("offers turned on"),
+        "marketing.off": _("offers turned off"),
+    }
+
+
+def _audit_lines(events: list[AuditLine], names: dict[int, str], settings: Settings) -> list[str]:
+    actions = _action_names()
+    lines = []
+    for event in events:
+        parts = [
+            formatting.when(event.at, settings),
+            html.escape(actions.get(event.action, event.action)),
+        ]
+        if event.actor_id is not None:
+            parts.append(_("by {who}").format(who=_named(event.actor_id, names)))
+        if event.card_number:
+            parts.append(_("card {number}").format(number=group_number(event.card_number)))
+        if event.purchase_id is not None:
+            parts.append(_("purchase #{id}").format(id=event.purchase_id))
+        lines.append("• " + " · ".join(parts))
+    return lines or [_("none")]
+
+
 @router.message(Command("staff"))
 async def staff_list(
-    message: Message, session: AsyncSession, settings: Settings, now: datetime, bot: Bot
+    message: Message,
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+    bot: Bot,
+    staff: StaffDirectory,
+    owner_chat: OwnerChat,
 ) -> None:
+    overview = await card_admin.staff_overview(session, since=now - CASHIER_LOOKBACK)
+    names = await staff.names(
+        bot,
+        {
+            *settings.owner_ids,
+            *(c.tg_id for c in overview.cashiers),
+            *(e.actor_id for e in overview.events if e.actor_id is not None),
+        },
+    )
+
     lines = [_("<b>Owners</b> (OWNER_IDS):")]
-    lines += [f"• <code>{owner_id}</code>" for owner_id in settings.owner_ids]
+    lines += [f"• {_named(owner_id, names)}" for owner_id in settings.owner_ids]
 
     lines += ["", _("<b>Administrators of the staff group</b>:")]
     if settings.staff_chat_id is None:
@@ -147,11 +360,10 @@ async def staff_list(
             lines.append(_("Could not read the staff group (is the bot a member?)."))
         lines.append(_("Every member of the staff group may record sales."))
 
-    overview = await card_admin.staff_overview(session, since=now - CASHIER_LOOKBACK)
     lines += ["", _("<b>Recorded sales in the last 90 days</b>:")]
     lines += [
-        _("• <code>{id}</code>: {count} sales, last {when}").format(
-            id=c.tg_id,
+        _("• {who}: {count} sales, last {when}").format(
+            who=_named(c.tg_id, names),
             count=formatting.number(c.purchases),
             when=formatting.when(c.last_at, settings),
         )
@@ -159,15 +371,26 @@ async def staff_list(
     ] or [_("none")]
 
     lines += ["", _("<b>Latest audit events</b> (store time):")]
-    for event in overview.events:
-        parts = [formatting.when(event.at, settings), html.escape(event.action)]
-        if event.actor_id is not None:
-            parts.append(_("by {id}").format(id=event.actor_id))
-        if event.card_number:
-            parts.append(_("card {number}").format(number=group_number(event.card_number)))
-        if event.purchase_id is not None:
-            parts.append(_("purchase #{id}").format(id=event.purchase_id))
-        lines.append("• " + " · ".join(parts))
-    if not overview.events:
-        lines.append(_("none"))
-    await message.answer("\n".join(lines))
+    lines += _audit_lines(overview.events, names, settings)
+    await owner_chat.send("\n".join(lines))
+
+
+@router.message(Command("audit"))
+async def audit_view(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    settings: Settings,
+    bot: Bot,
+    staff: StaffDirectory,
+    owner_chat: OwnerChat,
+) -> None:
+    events = await card_admin.audit_trail(session, card_text=command.args, limit=AUDIT_LINES)
+    names = await staff.names(bot, {e.actor_id for e in events if e.actor_id is not None})
+    if command.args:
+        title = _("<b>Audit events of card {number}</b> (store time, newest first):").format(
+            number=group_number(normalize_number(command.args))
+        )
+    else:
+        title = _("<b>Latest audit events</b> (store time, newest first):")
+    await owner_chat.send("\n".join([title, *_audit_lines(events, names, settings)]))

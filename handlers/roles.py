@@ -2,12 +2,18 @@
 
 Staff membership is checked with getChatMember and cached for at most STAFF_CACHE_SEC (≤ 60 s),
 so a cashier removed from the staff group loses access within a minute.
+
+The owner's reports name cashiers instead of showing bare Telegram ids. Employee names are
+never stored: they are asked from Telegram when a report needs them and kept in memory for a
+few minutes (`NAME_CACHE_SEC`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import Any
 
@@ -21,6 +27,8 @@ from bot.config import Settings
 log = logging.getLogger(__name__)
 
 _MEMBER_STATUSES = {"creator", "administrator", "member", "restricted"}
+NAME_CACHE_SEC = 300.0
+_NAME_CACHE_MAX = 2_000
 
 
 class Role(IntEnum):
@@ -34,6 +42,7 @@ class StaffDirectory:
         self.settings = settings
         self.ttl = settings.staff_cache_sec if ttl is None else ttl
         self._cache: dict[int, tuple[bool, float]] = {}
+        self._names: dict[int, tuple[str | None, float]] = {}
 
     async def is_member(self, bot: Bot, user_id: int) -> bool:
         chat_id = self.settings.staff_chat_id
@@ -65,6 +74,45 @@ class StaffDirectory:
 
     def forget(self, user_id: int) -> None:
         self._cache.pop(user_id, None)
+
+    async def name(self, bot: Bot, user_id: int) -> str | None:
+        """The person's name as Telegram shows it (`Olga Petrova`), or None when Telegram does
+        not say: the staff group's member list first (a former cashier is still listed as
+        "left", with a name), then — for owners, who need not be in the group — their private
+        chat with the bot."""
+        cached = self._names.get(user_id)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        name = await self._ask_name(bot, user_id)
+        if len(self._names) >= _NAME_CACHE_MAX:
+            self._names = {k: v for k, v in self._names.items() if v[1] > now}
+        self._names[user_id] = (name, now + NAME_CACHE_SEC)
+        return name
+
+    async def names(self, bot: Bot, user_ids: Iterable[int]) -> dict[int, str]:
+        """`name` for several people at once; those Telegram does not name are left out."""
+        ids = sorted(set(user_ids))
+        found = await asyncio.gather(*(self.name(bot, user_id) for user_id in ids))
+        return {user_id: name for user_id, name in zip(ids, found, strict=True) if name}
+
+    async def _ask_name(self, bot: Bot, user_id: int) -> str | None:
+        chat_id = self.settings.staff_chat_id
+        if chat_id is not None:
+            try:
+                member = await bot.get_chat_member(chat_id, user_id)
+                if member.user.full_name.strip():
+                    return member.user.full_name.strip()
+            except TelegramAPIError as exc:
+                log.info("getChatMember(%s, %s) for a name failed: %s", chat_id, user_id, exc)
+        if self.settings.is_owner(user_id):
+            try:
+                chat = await bot.get_chat(user_id)
+                full = " ".join(part for part in (chat.first_name, chat.last_name) if part)
+                return full.strip() or None
+            except TelegramAPIError as exc:
+                log.info("getChat(%s) for a name failed: %s", user_id, exc)
+        return None
 
 
 class HasRole(Filter):

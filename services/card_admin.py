@@ -1,4 +1,5 @@
-"""Owner tools on cards and people: block a lost card, unbind a card, the staff overview."""
+"""Owner tools on cards and people: block a lost card (and unblock it when it turns up), unbind
+a card, the staff overview and the audit trail."""
 
 from __future__ import annotations
 
@@ -11,8 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import AuditEvent, Card, CardStatus, Client, Purchase
 from services import audit
 from services.cards import get_registered
+from services.errors import DomainError
 
 LOST_REASON = "lost"
+# Blocks the owner may lift: their own (a lost card that turned up). A card blocked because its
+# holder erased their data or moved to another card must stay blocked (`privacy`, `wallet`).
+UNBLOCKABLE: frozenset[str | None] = frozenset({LOST_REASON, None})
+
+
+class CannotUnblock(DomainError):
+    """A blocked card that must stay blocked. `reason`: the card's `block_reason` (`erased`,
+    `replaced`, …), or `holder_erased` / `holder_has_card` (then `other_number` is set)."""
+
+    def __init__(self, number: str, reason: str, other_number: str | None = None) -> None:
+        super().__init__(f"card {number} cannot be unblocked: {reason}")
+        self.number = number
+        self.reason = reason
+        self.other_number = other_number
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,59 @@ async def unbind_card(
     )
 
 
+async def unblock_card(
+    session: AsyncSession, text: str, *, actor_id: int, now: datetime
+) -> CardChange:
+    """Lift a block made for a lost card: the card is issued again (in stock if it never was
+    handed out) and its holder, if any, may use it again. Refuses (`CannotUnblock`) a card
+    blocked for any other reason, a card whose holder's data is erased, and a card whose
+    holder has linked another card since (one account holds one active card). Idempotent:
+    an unblocked card is left alone (`changed=False`)."""
+    card = await get_registered(session, text)
+    if card.status != CardStatus.BLOCKED:
+        return CardChange(card.number, changed=False)
+    reason = card.block_reason
+    if reason not in UNBLOCKABLE:
+        raise CannotUnblock(card.number, reason or "unknown")
+    holder = None
+    if card.client_id is not None:
+        holder = await session.get(Client, card.client_id)
+        if holder is None or holder.erased_at is not None:
+            raise CannotUnblock(card.number, "holder_erased")
+        other = await session.scalar(
+            select(Card.number)
+            .where(
+                Card.client_id == card.client_id,
+                Card.id != card.id,
+                Card.status != CardStatus.BLOCKED,
+            )
+            .limit(1)
+        )
+        if other is not None:
+            raise CannotUnblock(card.number, "holder_has_card", other)
+    card.status = CardStatus.ISSUED if card.issued_at is not None else CardStatus.IN_STOCK
+    card.blocked_at = None
+    card.block_reason = None
+    audit.record(
+        session,
+        "card.unblocked",
+        at=now,
+        actor_id=actor_id,
+        card_id=card.id,
+        client_id=card.client_id,
+        previous_reason=reason,
+        status=card.status,
+    )
+    tell = holder if holder is not None and holder.tg_id is not None and holder.reachable else None
+    await session.commit()
+    return CardChange(
+        card.number,
+        changed=True,
+        notify_tg_id=tell.tg_id if tell else None,
+        notify_language=tell.language if tell else None,
+    )
+
+
 @dataclass(frozen=True)
 class CashierActivity:
     tg_id: int
@@ -129,7 +198,17 @@ async def staff_overview(
         .order_by(func.max(Purchase.created_at).desc())
         .limit(cashiers)
     )
-    latest = await session.execute(
+    return StaffOverview(
+        cashiers=[CashierActivity(int(tg), int(n), last) for tg, n, last in activity.all()],
+        events=await audit_trail(session, limit=events),
+    )
+
+
+async def audit_trail(
+    session: AsyncSession, *, card_text: str | None = None, limit: int = 20
+) -> list[AuditLine]:
+    """The latest audit events, newest first; only those of one card with `card_text`."""
+    query = (
         select(
             AuditEvent.at,
             AuditEvent.action,
@@ -140,9 +219,9 @@ async def staff_overview(
         )
         .outerjoin(Card, Card.id == AuditEvent.card_id)
         .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .limit(events)
+        .limit(limit)
     )
-    return StaffOverview(
-        cashiers=[CashierActivity(int(tg), int(n), last) for tg, n, last in activity.all()],
-        events=[AuditLine(*row) for row in latest.all()],
-    )
+    if card_text is not None:
+        card = await get_registered(session, card_text)
+        query = query.where(AuditEvent.card_id == card.id)
+    return [AuditLine(*row) for row in (await session.execute(query)).all()]

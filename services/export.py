@@ -2,9 +2,21 @@
 
 Both stream: rows come from the database in batches (`session.stream` + `yield_per`) and go
 straight to a temporary file, so a million purchases never sit in memory. The caller sends the
-file and deletes it. Column names are stable machine identifiers (like the import CSV headers),
-money is in major units, times are in store time. Phone numbers and birthdays are exported
-only with EXPORT_INCLUDE_CONTACTS=true.
+file and deletes it. Phone numbers and birthdays are exported only with
+EXPORT_INCLUDE_CONTACTS=true.
+
+The file is for people who open it in Excel, not for machines:
+
+* every word in it — sheet names, column headers, KPI names, values such as a card's status,
+  cashiers' names — comes from `ExportLabels`, filled in by the handler in the owner's
+  language (without a label the stable machine key is used);
+* cells are typed: money in major units with grouping and two decimals, times as real Excel
+  date-times in store time, percentages as percentages; the header row is frozen;
+* a CSV for ru/et uses `;` and a decimal comma, which is what Excel in those locales opens
+  directly (`ExportLabels.csv_delimiter`, `decimal_mark`);
+* text that people typed (names, survey comments, Telegram names of cashiers) can never turn
+  into a formula (CSV injection): in the XLSX it is a string cell whatever it starts with, in
+  a CSV a value starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`.
 """
 
 from __future__ import annotations
@@ -14,14 +26,17 @@ import io
 import os
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.utils import get_column_letter
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,110 +47,227 @@ from services.clock import store_day_bounds
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from bot.config import Settings
 
-SHEETS = ("kpi_summary", "purchases", "cards", "clients", "surveys", "offers")
+SUMMARY = "kpi_summary"
+SHEETS = (SUMMARY, "purchases", "cards", "clients", "surveys", "offers")
 _BATCH = 2_000
+
+
+class Kind(StrEnum):
+    """How a value is written (and formatted) in the file."""
+
+    TEXT = "text"
+    NUMBER = "number"  # an id or a score: a plain integer
+    COUNT = "count"  # a count: grouped (1,234)
+    MONEY = "money"  # minor units in the database, major units with 2 decimals in the file
+    PERCENT = "percent"  # a percentage as stored: 7 → 7 %
+    SHARE = "share"  # a fraction: 0.4 → 40 %
+    DECIMAL = "decimal"
+    DATETIME = "datetime"  # UTC in the database, store time in the file
+    DATE = "date"
+    FLAG = "flag"
+    PERSON = "person"  # a Telegram id, written as the person's name when the labels know it
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str
+    kind: Kind
+    decimals: int = 0
+    width: int | None = None
 
 
 @dataclass(frozen=True)
 class Table:
     name: str
-    header: list[str]
-    query: Select[Any] | None
-    money: frozenset[str] = frozenset()
+    fields: list[Field]
+    query: Select[Any]
+
+
+# The KPI summary, in the order /stats shows it: (path into `kpi.Kpis`, how to write it).
+SUMMARY_ROWS: tuple[Field, ...] = (
+    Field("first", Kind.DATE),
+    Field("last", Kind.DATE),
+    Field("cards_issued", Kind.COUNT),
+    Field("cards_issued_in_period", Kind.COUNT),
+    Field("cards_bound", Kind.COUNT),
+    Field("active_cards", Kind.COUNT),
+    Field("activity_rate", Kind.SHARE, 1),
+    Field("purchases", Kind.COUNT),
+    Field("revenue", Kind.MONEY),
+    Field("discount_total", Kind.MONEY),
+    Field("average_check", Kind.MONEY),
+    Field("average_discount_pct", Kind.PERCENT, 1),
+    Field("frequency", Kind.DECIMAL, 2),
+    Field("repeat_rate", Kind.SHARE, 1),
+    Field("retention_rate", Kind.SHARE, 1),
+    Field("spend_per_active_card", Kind.MONEY),
+    Field("new_buyers", Kind.COUNT),
+    Field("ltv", Kind.MONEY),
+    Field("roi_pct", Kind.PERCENT, 1),
+    Field("program_costs", Kind.MONEY),
+    Field("cards_total", Kind.COUNT),
+    Field("nps.score", Kind.DECIMAL, 1),
+    Field("nps.answers", Kind.COUNT),
+    Field("nps.promoters", Kind.COUNT),
+    Field("nps.passives", Kind.COUNT),
+    Field("nps.detractors", Kind.COUNT),
+    *(Field(f"rfm.{segment}", Kind.COUNT) for segment in kpi.RFM_SEGMENTS),
+    *(
+        Field(f"{group}.{key}.{name}", kind)
+        for group, keys in (("by_segment", kpi.SEGMENTS), ("digital_vs_paper", kpi.WALLETS))
+        for key in keys
+        for name, kind in (
+            ("active_cards", Kind.COUNT),
+            ("purchases", Kind.COUNT),
+            ("revenue", Kind.MONEY),
+            ("average_check", Kind.MONEY),
+        )
+    ),
+    Field("winback.offered", Kind.COUNT),
+    Field("winback.control", Kind.COUNT),
+    Field("winback.redeemed", Kind.COUNT),
+    Field("winback.redemption_rate", Kind.SHARE, 1),
+    Field("winback.return_rate_offered", Kind.SHARE, 1),
+    Field("winback.return_rate_control", Kind.SHARE, 1),
+    Field("winback.lift", Kind.SHARE, 1),
+)
+SUMMARY_FIELDS = (Field("kpi", Kind.TEXT), Field("value", Kind.TEXT))
+
+
+@dataclass(frozen=True)
+class ExportLabels:
+    """Every word and number style of an export, in the reader's language.
+
+    `headers` and `values` are keyed `"<sheet>.<column>"` (or just `"<column>"` for every
+    sheet); `values` maps a stored value (`"issued"`) to its text. `sheets` names the sheets,
+    `kpis` the rows of the KPI summary (keys of `SUMMARY_ROWS`), `people` Telegram ids to
+    names. Formats are Excel's (`dd.mm.yyyy hh:mm`).
+    """
+
+    sheets: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    kpis: Mapping[str, str] = field(default_factory=dict)
+    people: Mapping[int, str] = field(default_factory=dict)
+    datetime_format: str = "yyyy-mm-dd hh:mm"
+    date_format: str = "yyyy-mm-dd"
+    csv_delimiter: str = ","
+    decimal_mark: str = "."
+
+    def sheet(self, name: str) -> str:
+        return _sheet_title(self.sheets.get(name) or name)
+
+    def header(self, table: str, key: str) -> str:
+        return self.headers.get(f"{table}.{key}") or self.headers.get(key) or key
+
+    def value_names(self, table: str, key: str) -> Mapping[str, str]:
+        return self.values.get(f"{table}.{key}") or self.values.get(key) or {}
+
+
+# Excel refuses these in a sheet name, and names longer than 31 characters.
+_SHEET_FORBIDDEN = str.maketrans(dict.fromkeys("[]:*?/\\", " "))
+
+
+def _sheet_title(name: str) -> str:
+    return name.translate(_SHEET_FORBIDDEN).strip()[:31] or "Sheet"
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """A CSV cell that Excel or LibreOffice would read as a formula gets a leading `'`
+    (OWASP "CSV injection"); anything else is left as it is."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _tables(settings: Settings, start: datetime, end: datetime) -> list[Table]:
-    in_p_purchase = (Purchase.created_at >= start) & (Purchase.created_at < end)
-    client_cols: list[Any] = [
-        Client.id,
-        Client.tg_id,
-        Client.first_name,
-        Client.last_name,
-        Client.username,
-        Client.language,
-        Client.consent_at,
-        Client.consent_version,
-        Client.reachable,
-        Client.marketing_opt_out,
-        Client.created_at,
-        Client.erased_at,
+    in_period = (Purchase.created_at >= start) & (Purchase.created_at < end)
+    client_fields = [
+        (Client.id, Kind.NUMBER),
+        (Client.tg_id, Kind.NUMBER),
+        (Client.first_name, Kind.TEXT),
+        (Client.last_name, Kind.TEXT),
+        (Client.username, Kind.TEXT),
+        (Client.language, Kind.TEXT),
+        (Client.consent_at, Kind.DATETIME),
+        (Client.consent_version, Kind.TEXT),
+        (Client.reachable, Kind.FLAG),
+        (Client.marketing_opt_out, Kind.FLAG),
+        (Client.created_at, Kind.DATETIME),
+        (Client.erased_at, Kind.DATETIME),
     ]
     if settings.export_include_contacts:
-        client_cols += [Client.phone, Client.birthday]
+        client_fields += [(Client.phone, Kind.TEXT), (Client.birthday, Kind.DATE)]
+
+    def table(name: str, columns: list[tuple[Any, Kind]], query: Select[Any]) -> Table:
+        return Table(name, [Field(column.key, kind) for column, kind in columns], query)
+
+    purchases = [
+        (Purchase.id, Kind.NUMBER),
+        (Card.number.label("card_number"), Kind.TEXT),
+        (Purchase.created_at, Kind.DATETIME),
+        (Purchase.amount, Kind.MONEY),
+        (Purchase.discount_pct, Kind.PERCENT),
+        (Purchase.discount_amount, Kind.MONEY),
+        (Purchase.paid_amount, Kind.MONEY),
+        (Purchase.offer_id, Kind.NUMBER),
+        (Purchase.cashier_id, Kind.PERSON),
+        (Purchase.source, Kind.TEXT),
+        (Purchase.voided_at, Kind.DATETIME),
+    ]
+    cards = [
+        (Card.number, Kind.TEXT),
+        (Card.base_pct, Kind.PERCENT),
+        (Card.segment, Kind.TEXT),
+        (Card.kind, Kind.TEXT),
+        (Card.status, Kind.TEXT),
+        (Card.issued_at, Kind.DATETIME),
+        (Card.client_id, Kind.NUMBER),
+        (Card.bound_at, Kind.DATETIME),
+        (Card.blocked_at, Kind.DATETIME),
+        (Card.block_reason, Kind.TEXT),
+    ]
+    surveys = [
+        (Survey.id, Kind.NUMBER),
+        (Survey.client_id, Kind.NUMBER),
+        (Survey.purchase_id, Kind.NUMBER),
+        (Survey.created_at, Kind.DATETIME),
+        (Survey.score, Kind.NUMBER),
+        (Survey.answered_at, Kind.DATETIME),
+        (Survey.comment, Kind.TEXT),
+    ]
+    offers = [
+        (Offer.id, Kind.NUMBER),
+        (Offer.client_id, Kind.NUMBER),
+        (Offer.kind, Kind.TEXT),
+        (Offer.bonus_pct, Kind.PERCENT),
+        (Offer.valid_from, Kind.DATETIME),
+        (Offer.valid_until, Kind.DATETIME),
+        (Offer.created_at, Kind.DATETIME),
+        (Offer.redeemed_purchase_id, Kind.NUMBER),
+        (Offer.redeemed_at, Kind.DATETIME),
+        (Offer.cancelled_at, Kind.DATETIME),
+    ]
+
+    def columns(spec: list[tuple[Any, Kind]]) -> list[Any]:
+        return [column for column, _kind in spec]
+
     return [
-        Table(
+        table(
             "purchases",
-            [
-                "id",
-                "card_number",
-                "created_at",
-                "amount",
-                "discount_pct",
-                "discount_amount",
-                "paid_amount",
-                "offer_id",
-                "cashier_id",
-                "source",
-                "voided_at",
-            ],
-            select(
-                Purchase.id,
-                Card.number,
-                Purchase.created_at,
-                Purchase.amount,
-                Purchase.discount_pct,
-                Purchase.discount_amount,
-                Purchase.paid_amount,
-                Purchase.offer_id,
-                Purchase.cashier_id,
-                Purchase.source,
-                Purchase.voided_at,
-            )
+            purchases,
+            select(*columns(purchases))
             .join(Card, Card.id == Purchase.card_id)
-            .where(in_p_purchase)
+            .where(in_period)
             .order_by(Purchase.created_at, Purchase.id),
-            frozenset({"amount", "discount_amount", "paid_amount"}),
         ),
-        Table(
-            "cards",
-            [
-                "number",
-                "base_pct",
-                "segment",
-                "kind",
-                "status",
-                "issued_at",
-                "client_id",
-                "bound_at",
-                "blocked_at",
-                "block_reason",
-            ],
-            select(
-                Card.number,
-                Card.base_pct,
-                Card.segment,
-                Card.kind,
-                Card.status,
-                Card.issued_at,
-                Card.client_id,
-                Card.bound_at,
-                Card.blocked_at,
-                Card.block_reason,
-            ).order_by(Card.number),
-        ),
-        Table("clients", [c.key for c in client_cols], select(*client_cols).order_by(Client.id)),
-        Table(
+        table("cards", cards, select(*columns(cards)).order_by(Card.number)),
+        table("clients", client_fields, select(*columns(client_fields)).order_by(Client.id)),
+        table(
             "surveys",
-            ["id", "client_id", "purchase_id", "created_at", "score", "answered_at", "comment"],
-            select(
-                Survey.id,
-                Survey.client_id,
-                Survey.purchase_id,
-                Survey.created_at,
-                Survey.score,
-                Survey.answered_at,
-                Survey.comment,
-            )
+            surveys,
+            select(*columns(surveys))
             .where(
                 or_(
                     (Survey.created_at >= start) & (Survey.created_at < end),
@@ -144,76 +276,186 @@ def _tables(settings: Settings, start: datetime, end: datetime) -> list[Table]:
             )
             .order_by(Survey.id),
         ),
-        Table(
+        table(
             "offers",
-            [
-                "id",
-                "client_id",
-                "kind",
-                "bonus_pct",
-                "valid_from",
-                "valid_until",
-                "created_at",
-                "redeemed_purchase_id",
-                "redeemed_at",
-                "cancelled_at",
-            ],
-            select(
-                Offer.id,
-                Offer.client_id,
-                Offer.kind,
-                Offer.bonus_pct,
-                Offer.valid_from,
-                Offer.valid_until,
-                Offer.created_at,
-                Offer.redeemed_purchase_id,
-                Offer.redeemed_at,
-                Offer.cancelled_at,
-            )
+            offers,
+            select(*columns(offers))
             .where((Offer.created_at >= start) & (Offer.created_at < end))
             .order_by(Offer.id),
         ),
     ]
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    rows: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows += _flatten(value, f"{name}.")
-        else:
-            rows.append((name, value))
-    return rows
+async def cashier_ids(
+    session: AsyncSession, settings: Settings, first: date, last: date
+) -> set[int]:
+    """The Telegram ids of everyone who recorded a purchase in the period (the caller names
+    them through `ExportLabels.people`)."""
+    start, end = store_day_bounds(first, last, settings.tz)
+    rows = await session.scalars(
+        select(Purchase.cashier_id)
+        .where(Purchase.created_at >= start, Purchase.created_at < end)
+        .where(Purchase.cashier_id.is_not(None))
+        .distinct()
+    )
+    return {int(tg_id) for tg_id in rows}
 
 
-async def _rows(
-    session: AsyncSession, table: Table, convert: Callable[[str, Any], Any]
-) -> AsyncIterator[list[Any]]:
-    assert table.query is not None
-    result = await session.stream(table.query.execution_options(yield_per=_BATCH))
-    async for row in result:
-        yield [convert(name, value) for name, value in zip(table.header, row, strict=True)]
+# ------------------------------------------------------------------------------- values
 
 
-def _converter(settings: Settings, table: Table, *, text: bool) -> Callable[[str, Any], Any]:
-    exponent = settings.currency_exponent
-
-    def convert(name: str, value: Any) -> Any:
+def _lookup(kpis: kpi.Kpis, path: str) -> Any:
+    value: Any = kpis
+    for part in path.split("."):
         if value is None:
-            return "" if text else None
-        if name in table.money:
-            return Decimal(value).scaleb(-exponent)
-        if isinstance(value, datetime):
-            local = value.astimezone(settings.tz).replace(tzinfo=None)
-            return local.isoformat(sep=" ", timespec="seconds") if text else local
-        if isinstance(value, date):
-            return value.isoformat() if text else value
-        if isinstance(value, bool):
-            return int(value) if text else value
+            return None
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+    return value
+
+
+def _major(minor: float | int, exponent: int) -> Decimal:
+    return Decimal(str(minor)).scaleb(-exponent).quantize(Decimal("0.01"))
+
+
+def _fraction(value: float | int, kind: Kind) -> Decimal:
+    """A percentage or a share as the fraction Excel's percent format shows (7 % → 0.07)."""
+    number = Decimal(str(value))
+    return number / 100 if kind is Kind.PERCENT else number
+
+
+Convert = Callable[[Any], Any]
+
+
+def _plain(item: Field, table: str, labels: ExportLabels, settings: Settings) -> Convert:
+    """The value as Python data (numbers, datetimes, text): what both writers start from."""
+    exponent = settings.currency_exponent
+    tz = settings.tz
+    names = labels.value_names(table, item.key)
+    people = labels.people
+    kind = item.kind
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        if kind is Kind.MONEY:
+            return _major(value, exponent)
+        if kind in (Kind.PERCENT, Kind.SHARE):
+            return _fraction(value, kind)
+        if kind is Kind.DECIMAL:
+            return Decimal(str(value)).quantize(Decimal(1).scaleb(-item.decimals))
+        if kind is Kind.DATETIME and isinstance(value, datetime):
+            return value.astimezone(tz).replace(tzinfo=None)
+        if kind is Kind.PERSON:
+            return people.get(int(value)) or str(value)
+        if kind is Kind.TEXT and isinstance(value, str):
+            return names.get(value, value)
         return value
 
     return convert
+
+
+def _xlsx_format(item: Field, labels: ExportLabels) -> str | None:
+    kind = item.kind
+    if kind is Kind.MONEY:
+        return "#,##0.00"
+    if kind is Kind.COUNT:
+        return "#,##0"
+    if kind in (Kind.PERCENT, Kind.SHARE):
+        return "0." + "0" * item.decimals + "%" if item.decimals else "0%"
+    if kind is Kind.DECIMAL:
+        return "0." + "0" * item.decimals if item.decimals else "0"
+    if kind is Kind.DATETIME:
+        return labels.datetime_format
+    if kind is Kind.DATE:
+        return labels.date_format
+    return None
+
+
+def _xlsx_cell(
+    sheet: Any, item: Field, table: str, labels: ExportLabels, settings: Settings
+) -> Convert:
+    plain = _plain(item, table, labels, settings)
+    number_format = _xlsx_format(item, labels)
+
+    def convert(value: Any) -> Any:
+        value = plain(value)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            if not value.startswith("="):
+                return value
+            # openpyxl would store text starting with "=" as a formula: force a string.
+            cell = WriteOnlyCell(sheet, value=value)
+            cell.data_type = "s"
+            return cell
+        if number_format is None:
+            return value
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.number_format = number_format
+        return cell
+
+    return convert
+
+
+def _csv_cell(item: Field, table: str, labels: ExportLabels, settings: Settings) -> Convert:
+    plain = _plain(item, table, labels, settings)
+    mark = labels.decimal_mark
+    kind = item.kind
+
+    def decimal(number: Decimal, places: int) -> str:
+        return f"{number:.{places}f}".replace(".", mark)
+
+    def convert(value: Any) -> str:
+        value = plain(value)
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if kind is Kind.MONEY:
+            return decimal(value, 2)
+        if kind in (Kind.PERCENT, Kind.SHARE):
+            return decimal(value * 100, item.decimals) + "%"
+        if kind is Kind.DECIMAL:
+            return decimal(value, item.decimals)
+        if isinstance(value, datetime):
+            return value.isoformat(sep=" ", timespec="seconds")
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, str):
+            return neutralise(value)
+        return str(value)
+
+    return convert
+
+
+_WIDTHS = {
+    Kind.TEXT: 16,
+    Kind.NUMBER: 10,
+    Kind.COUNT: 10,
+    Kind.MONEY: 14,
+    Kind.PERCENT: 9,
+    Kind.SHARE: 9,
+    Kind.DECIMAL: 10,
+    Kind.DATETIME: 17,
+    Kind.DATE: 12,
+    Kind.FLAG: 9,
+    Kind.PERSON: 24,
+}
+_WIDE_TEXT = {"comment": 60, "first_name": 20, "last_name": 20, "username": 20}
+
+
+def _width(item: Field, header: str) -> int:
+    base = item.width or _WIDE_TEXT.get(item.key) or _WIDTHS[item.kind]
+    return min(max(base, len(header) + 2), 60)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+async def _rows(session: AsyncSession, table: Table) -> AsyncIterator[Any]:
+    result = await session.stream(table.query.execution_options(yield_per=_BATCH))
+    async for row in result:
+        yield row
 
 
 def _temp_path(suffix: str) -> Path:
@@ -222,26 +464,54 @@ def _temp_path(suffix: str) -> Path:
     return Path(name)
 
 
-async def _summary(session: AsyncSession, settings: Settings, first: date, last: date) -> Any:
+async def _summary(
+    session: AsyncSession, settings: Settings, first: date, last: date, labels: ExportLabels
+) -> list[tuple[str, Field, Any]]:
     kpis = await kpi.compute(session, settings, first, last)
-    return _flatten(kpi.to_json(kpis, settings.currency_exponent))
+    return [
+        (labels.kpis.get(item.key) or item.key, item, _lookup(kpis, item.key))
+        for item in SUMMARY_ROWS
+    ]
 
 
-async def export_xlsx(session: AsyncSession, settings: Settings, first: date, last: date) -> Path:
+def _start_sheet(workbook: Workbook, name: str, headers: list[str], widths: Iterable[int]) -> Any:
+    sheet = workbook.create_sheet(name)
+    # Both must be set before the first row: a write-only sheet streams its XML.
+    sheet.freeze_panes = "A2"
+    for index, width in enumerate(widths, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = width
+    sheet.append(headers)
+    return sheet
+
+
+async def export_xlsx(
+    session: AsyncSession,
+    settings: Settings,
+    first: date,
+    last: date,
+    labels: ExportLabels | None = None,
+) -> Path:
     """An XLSX with the sheets of `SHEETS` for the store days `first`…`last`; a temp file."""
+    labels = labels or ExportLabels()
     start, end = store_day_bounds(first, last, settings.tz)
     path = _temp_path(".xlsx")
     try:
         workbook = Workbook(write_only=True)
-        summary = workbook.create_sheet("kpi_summary")
-        summary.append(["kpi", "value"])
-        for key, value in await _summary(session, settings, first, last):
-            summary.append([key, value])
+        rows = await _summary(session, settings, first, last, labels)
+        headers = [labels.header(SUMMARY, item.key) for item in SUMMARY_FIELDS]
+        label_width = max([len(label) for label, _item, _value in rows] + [len(headers[0])])
+        summary = _start_sheet(
+            workbook, labels.sheet(SUMMARY), headers, [min(label_width + 2, 60), 16]
+        )
+        for label, item, value in rows:
+            summary.append([label, _xlsx_cell(summary, item, SUMMARY, labels, settings)(value)])
         for table in _tables(settings, start, end):
-            sheet = workbook.create_sheet(table.name)
-            sheet.append(table.header)
-            async for row in _rows(session, table, _converter(settings, table, text=False)):
-                sheet.append(row)
+            headers = [labels.header(table.name, item.key) for item in table.fields]
+            widths = [_width(item, h) for item, h in zip(table.fields, headers, strict=True)]
+            sheet = _start_sheet(workbook, labels.sheet(table.name), headers, widths)
+            cells = [_xlsx_cell(sheet, item, table.name, labels, settings) for item in table.fields]
+            async for row in _rows(session, table):
+                sheet.append([cell(value) for cell, value in zip(cells, row, strict=True)])
         workbook.save(path)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -250,28 +520,45 @@ async def export_xlsx(session: AsyncSession, settings: Settings, first: date, la
 
 
 async def export_csv_zip(
-    session: AsyncSession, settings: Settings, first: date, last: date
+    session: AsyncSession,
+    settings: Settings,
+    first: date,
+    last: date,
+    labels: ExportLabels | None = None,
 ) -> Path:
     """A zip of `<sheet>.csv` files (UTF-8 with BOM, so Excel reads Cyrillic); a temp file."""
+    labels = labels or ExportLabels()
     start, end = store_day_bounds(first, last, settings.tz)
     path = _temp_path(".zip")
+
+    def writer_for(raw: Any) -> tuple[io.TextIOWrapper, Any]:
+        out = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        return out, csv.writer(out, delimiter=labels.csv_delimiter)
+
     try:
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            with archive.open("kpi_summary.csv", "w") as raw:
-                out = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                writer = csv.writer(out)
-                writer.writerow(["kpi", "value"])
-                for key, value in await _summary(session, settings, first, last):
-                    writer.writerow([key, "" if value is None else value])
+            with archive.open(f"{SUMMARY}.csv", "w") as raw:
+                out, writer = writer_for(raw)
+                writer.writerow(
+                    [neutralise(labels.header(SUMMARY, item.key)) for item in SUMMARY_FIELDS]
+                )
+                for label, item, value in await _summary(session, settings, first, last, labels):
+                    writer.writerow(
+                        [neutralise(label), _csv_cell(item, SUMMARY, labels, settings)(value)]
+                    )
                 out.flush()
                 out.detach()
             for table in _tables(settings, start, end):
                 with archive.open(f"{table.name}.csv", "w") as raw:
-                    out = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                    writer = csv.writer(out)
-                    writer.writerow(table.header)
-                    async for row in _rows(session, table, _converter(settings, table, text=True)):
-                        writer.writerow(row)
+                    out, writer = writer_for(raw)
+                    writer.writerow(
+                        [neutralise(labels.header(table.name, item.key)) for item in table.fields]
+                    )
+                    cells = [_csv_cell(item, table.name, labels, settings) for item in table.fields]
+                    async for row in _rows(session, table):
+                        writer.writerow(
+                            [cell(value) for cell, value in zip(cells, row, strict=True)]
+                        )
                     out.flush()
                     out.detach()
     except BaseException:

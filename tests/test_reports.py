@@ -66,14 +66,30 @@ async def test_stats_arguments_and_bad_input(app: App) -> None:
     await owner.send("/stats month")
     assert "Nov 1, 2026 – Nov 16, 2026" in (await owner.wait_message()).text
     await owner.send("/stats yesterday")
-    assert "I did not understand the period" in (await owner.wait_message()).text
+    text = (await owner.wait_message()).text
+    assert "I did not understand the period" in text and "/stats 30d" in text
+    assert "/stats 01.10.2026 31.10.2026" in text
     await owner.send("/stats 2026-10-31 2026-10-01")
     assert "must not be after" in (await owner.wait_message()).text
     sent = await owner.send("/stats")
     reply = await owner.wait_message("Program KPIs")
     assert sent
     call = await owner.press_data(reply.message_id, "st:999d")
-    assert "did not understand the period" in (call.params.get("text") or "")
+    alert = call.params.get("text") or ""
+    assert "did not understand the period" in alert and "/stats" not in alert  # no command
+
+
+async def test_export_explains_a_bad_period_with_export_examples(app: App) -> None:
+    owner = app.tg.user(OWNER_ID, language_code="en")
+    await owner.send("/export foo")
+    text = (await owner.wait_message()).text
+    assert "I did not understand the period" in text
+    assert "/export 30d, /export month, /export 01.10.2026 31.10.2026" in text
+    assert "/stats" not in text
+    await owner.send("/export 2026-10-31 2026-10-01 csv")
+    assert "must not be after" in (await owner.wait_message()).text
+    await app.tg.wait_for_idle()
+    assert not app.tg.sent(OWNER_ID, "sendDocument")
 
 
 async def test_stats_in_russian(app: App) -> None:
@@ -115,16 +131,16 @@ async def test_export_xlsx_has_the_sheets_and_no_phones(app: App) -> None:
     message = await owner.wait_message(lambda m: m.document is not None)
     assert message.document.filename.endswith(".xlsx")  # type: ignore[union-attr]
     book = load_workbook(io.BytesIO(message.document.data), read_only=True)  # type: ignore[union-attr]
-    assert book.sheetnames == list(export.SHEETS)
-    clients = list(book["clients"].iter_rows(values_only=True))
-    assert "phone" not in clients[0] and "+79001234567" not in str(clients)
-    purchases = list(book["purchases"].iter_rows(values_only=True))
+    assert len(book.sheetnames) == len(export.SHEETS)
+    clients = list(book["Clients"].iter_rows(values_only=True))
+    assert "Phone" not in clients[0] and "+79001234567" not in str(clients)
+    purchases = list(book["Purchases"].iter_rows(values_only=True))
     assert len(purchases) == 1 + 7  # header + every purchase since the first one
     summary = {
         row[0]: row[1] if len(row) > 1 else None
-        for row in book["kpi_summary"].iter_rows(min_row=2, values_only=True)
+        for row in book["KPIs"].iter_rows(min_row=2, values_only=True)
     }
-    assert summary["purchases"] == 6 and summary["revenue"] == 5700.0
+    assert summary["Purchases"] == 6 and summary["Revenue through cards"] == 5700.0
 
 
 async def test_export_csv_zip(app: App) -> None:
@@ -135,7 +151,7 @@ async def test_export_csv_zip(app: App) -> None:
     archive = zipfile.ZipFile(io.BytesIO(message.document.data))  # type: ignore[union-attr]
     assert sorted(archive.namelist()) == sorted(f"{s}.csv" for s in export.SHEETS)
     rows = list(csv.reader(io.StringIO(archive.read("purchases.csv").decode("utf-8-sig"))))
-    assert rows[0][:4] == ["id", "card_number", "created_at", "amount"]
+    assert rows[0][:4] == ["Purchase no.", "Card", "Date and time", "Amount"]
     assert rows[2][1:4] == ["100045", "2026-11-10 10:00:00", "1000.00"]
 
 
@@ -149,7 +165,7 @@ async def test_export_with_contacts_enabled(
     )
     try:
         book = load_workbook(path, read_only=True)
-        clients = list(book["clients"].iter_rows(values_only=True))
+        clients = list(book["clients"].iter_rows(values_only=True))  # no labels: machine keys
         assert "phone" in clients[0] and "+79001234567" in clients[1]
         book.close()
     finally:

@@ -35,9 +35,11 @@ OWNER_COMMANDS = [
     "/cards",
     "/card 100045",
     "/block 100045",
+    "/unblock 100045",
     "/unbind 100045",
     "/staff",
     "/audit",
+    "/audit 100045",
 ]
 STAFF_COMMANDS = ["/sale 100045", "/sale", "/issue 100046", "/issue 100046 b2b", "/void 1"]
 STAFF_MODULES = ("handlers.till", "handlers.owner_reports", "handlers.owner_tools")
