@@ -39,7 +39,8 @@ def _anchors(markdown: Path) -> set[str]:
         match = None if in_code else _HEADING.match(line)
         if match is None:
             continue
-        text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", match.group(2)).lower()
+        # Markup goes (underscores stay: GitHub keeps them, as in `OWNER_IDS`).
+        text = re.sub(r"[`*]|\[([^\]]*)\]\([^)]*\)", r"\1", match.group(2)).lower()
         slug = re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
         count = seen.get(slug, 0)
         seen[slug] = count + 1
