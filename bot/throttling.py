@@ -23,8 +23,7 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
-from aiogram.utils.i18n import I18n
-from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import I18n, ngettext
 
 from bot.i18n import language_from_telegram
 
@@ -126,9 +125,12 @@ class ThrottlingMiddleware(BaseMiddleware):
         language = language_from_telegram(user.language_code, self.default_language)
         # Outside the locale middleware (it runs later): set up the gettext context here.
         with self.i18n.context(), self.i18n.use_locale(language):
-            text = _("Too many messages. Please wait {seconds} seconds.").format(
-                seconds=int(self.guard.penalty)
-            )
+            seconds = int(self.guard.penalty)
+            text = ngettext(
+                "Too many messages. Please wait {seconds} second.",
+                "Too many messages. Please wait {seconds} seconds.",
+                seconds,
+            ).format(seconds=seconds)
         try:
             if isinstance(inner, CallbackQuery):
                 await inner.answer(text, show_alert=True)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -129,10 +129,14 @@ async def _bind_lock_alert(
     session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
     number = str(item.payload["number"])
-    text = _(
+    failures = int(item.payload["failures"])
+    text = ngettext(
+        "⚠️ Linking of card {number} is locked after {failures} failed attempt "
+        "(someone may be guessing). See /card {plain}.",
         "⚠️ Linking of card {number} is locked after {failures} failed attempts "
-        "(someone may be guessing). See /card {plain}."
-    ).format(number=group_number(number), failures=item.payload["failures"], plain=number)
+        "(someone may be guessing). See /card {plain}.",
+        failures,
+    ).format(number=group_number(number), failures=formatting.number(failures), plain=number)
     return Rendered(text)
 
 

@@ -27,6 +27,7 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
+from aiogram.utils.i18n import ngettext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
@@ -62,7 +63,11 @@ def period_error(exc: InvalidPeriod, command: str | None = None) -> str:
     if exc.reason == "order":
         return _("The first date must not be after the second one.")
     if exc.reason == "too_long":
-        return _("A period can be at most {days} days long.").format(days=kpi.MAX_PERIOD_DAYS)
+        return ngettext(
+            "A period can be at most {days} day long.",
+            "A period can be at most {days} days long.",
+            kpi.MAX_PERIOD_DAYS,
+        ).format(days=fmt.number(kpi.MAX_PERIOD_DAYS))
     prefix = f"/{command} " if command else ""
     examples = ", ".join(prefix + example for example in _PERIOD_EXAMPLES)
     return _(
@@ -322,15 +327,15 @@ def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
             "detractors {detractors})"
         ).format(
             score=_decimal(nps.score, settings),
-            answers=nps.answers,
-            promoters=nps.promoters,
-            passives=nps.passives,
-            detractors=nps.detractors,
+            answers=fmt.number(nps.answers),
+            promoters=fmt.number(nps.promoters),
+            passives=fmt.number(nps.passives),
+            detractors=fmt.number(nps.detractors),
         )
         + _change(nps.score, previous.nps.score)
     )
     names = _rfm_names()
-    rfm = ", ".join(f"{names[k]} {current.rfm.get(k, 0)}" for k in kpi.RFM_SEGMENTS)
+    rfm = ", ".join(f"{names[k]} {fmt.number(current.rfm.get(k, 0))}" for k in kpi.RFM_SEGMENTS)
     lines += ["", _("RFM segments: {segments}").format(segments=rfm), ""]
     groups = [
         ("B2C", current.by_segment.get("b2c")),
@@ -347,8 +352,8 @@ def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
                 "average check {check}"
             ).format(
                 group=name,
-                active=core.active_cards,
-                purchases=core.purchases,
+                active=fmt.number(core.active_cards),
+                purchases=fmt.number(core.purchases),
                 revenue=fmt.money(core.revenue, settings),
                 check=_money(core.average_check, settings),
             )
@@ -361,9 +366,9 @@ def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
                 "Win-back: {offered} offered, {control} in the control group, {redeemed} redeemed "
                 "({redemption}); came back: {offered_rate} vs {control_rate} (lift {lift})"
             ).format(
-                offered=wb.offered,
-                control=wb.control,
-                redeemed=wb.redeemed,
+                offered=fmt.number(wb.offered),
+                control=fmt.number(wb.control),
+                redeemed=fmt.number(wb.redeemed),
                 redemption=_share(wb.redemption_rate, settings),
                 offered_rate=_share(wb.return_rate_offered, settings),
                 control_rate=_share(wb.return_rate_control, settings),
@@ -418,7 +423,7 @@ async def digest_message(
         )
     lines.append(
         _("NPS: <b>{score}</b> (answers: {answers})").format(
-            score=_decimal(cur.nps.score, settings), answers=cur.nps.answers
+            score=_decimal(cur.nps.score, settings), answers=fmt.number(cur.nps.answers)
         )
         + _change(cur.nps.score, prev.nps.score)
     )
@@ -427,14 +432,20 @@ async def digest_message(
         _("• {number}: last purchase {day}, purchases: {purchases}, {total}").format(
             number=group_number(card.number),
             day=fmt.day(card.last_purchase_at, settings),
-            purchases=card.purchases,
+            purchases=fmt.number(card.purchases),
             total=fmt.money(card.total, settings),
         )
         for card in digest.at_risk
     ]
     anomalies = [
-        _("• card {number}: {uses} uses on {day}").format(
-            number=group_number(busy.number), uses=busy.uses, day=fmt.day(busy.day, settings)
+        ngettext(
+            "• card {number}: {uses} use on {day}",
+            "• card {number}: {uses} uses on {day}",
+            busy.uses,
+        ).format(
+            number=group_number(busy.number),
+            uses=fmt.number(busy.uses),
+            day=fmt.day(busy.day, settings),
         )
         for busy in digest.anomalies.cards
     ] + [
@@ -637,7 +648,7 @@ async def card(
         lines.append(_("Not bound to Telegram (paper only)."))
     lines.append(
         _("Purchases: {count}, total {total}, discounts {discounts}").format(
-            count=summary.purchases,
+            count=fmt.number(summary.purchases),
             total=fmt.money(summary.total, settings),
             discounts=fmt.money(summary.discounts, settings),
         )
@@ -669,14 +680,14 @@ async def cards(message: Message, session: AsyncSession, owner_chat: OwnerChat) 
     for status, _pct_value, _segment, n in counts:
         totals[status] = totals.get(status, 0) + n
     lines = [
-        _("<b>Card inventory</b>, total: {total}").format(total=sum(totals.values())),
+        _("<b>Card inventory</b>, total: {total}").format(total=fmt.number(sum(totals.values()))),
         "",
     ]
     for status in ("in_stock", "issued", "blocked"):
         if status not in totals:
             continue
-        lines.append(f"<b>{status_names[status]}</b>: {totals[status]}")
+        lines.append(f"<b>{status_names[status]}</b>: {fmt.number(totals[status])}")
         for st, pct_value, segment, n in counts:
             if st == status:
-                lines.append(f"   · {pct_value} % {segment.upper()}: {n}")
+                lines.append(f"   · {fmt.pct(pct_value)} {segment.upper()}: {fmt.number(n)}")
     await owner_chat.send("\n".join(lines))

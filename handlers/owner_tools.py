@@ -15,7 +15,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -362,7 +362,9 @@ async def staff_list(
 
     lines += ["", _("<b>Recorded sales in the last 90 days</b>:")]
     lines += [
-        _("• {who}: {count} sales, last {when}").format(
+        ngettext(
+            "• {who}: {count} sale, last {when}", "• {who}: {count} sales, last {when}", c.purchases
+        ).format(
             who=_named(c.tg_id, names),
             count=formatting.number(c.purchases),
             when=formatting.when(c.last_at, settings),

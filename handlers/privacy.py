@@ -29,6 +29,7 @@ from aiogram.types import (
     Message,
 )
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import LANGUAGES, PROJECT_ROOT, Settings
@@ -113,10 +114,13 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
 
 def _retention_text(settings: Settings) -> str:
     if settings.retention_months:
-        return _(
+        return ngettext(
+            "If you neither buy with the card nor write to the bot for {months} month, "
+            "your data is anonymised automatically.",
             "If you neither buy with the card nor write to the bot for {months} months, "
-            "your data is anonymised automatically."
-        ).format(months=settings.retention_months)
+            "your data is anonymised automatically.",
+            settings.retention_months,
+        ).format(months=formatting.number(settings.retention_months))
     return _("We keep your data until you erase it.")
 
 

@@ -249,10 +249,11 @@ def render_card(card: CardSummary, settings: Settings) -> str:
     if card.visits:
         lines.append(
             _("Visits: {count}, last {when}").format(
-                count=card.visits, when=formatting.when(card.last_visit, settings)
+                count=formatting.number(card.visits),
+                when=formatting.when(card.last_visit, settings),
             )
             if card.last_visit
-            else _("Visits: {count}").format(count=card.visits)
+            else _("Visits: {count}").format(count=formatting.number(card.visits))
         )
         lines.append(
             _("Total spend: {amount}").format(amount=formatting.money(card.spend, settings))

@@ -10,7 +10,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 from bot.config import LANGUAGES, PROJECT_ROOT
-from bot.i18n import LOCALES_DIR
+from bot.i18n import LOCALES_DIR, create_i18n
 
 
 def _extract(tmp_path: Path) -> set[str]:
@@ -83,3 +83,24 @@ def test_placeholders_survive_translation(language: str) -> None:
                 assert set(re.findall(r"\{(\w+)", string)) <= expected | set(
                     re.findall(r"\{(\w+)", ids[0])
                 ), f"{language}: {message.id!r} → {string!r}"
+
+
+@pytest.mark.parametrize(
+    ("language", "one", "few", "many"),
+    [
+        ("ru", "1 секунду", "3 секунды", "5 секунд"),
+        ("en", "1 second", "3 seconds", "5 seconds"),
+        ("et", "1 sekund", "3 sekundit", "5 sekundit"),
+    ],
+)
+def test_counts_take_the_plural_form_of_each_language(
+    language: str, one: str, few: str, many: str
+) -> None:
+    """Counted texts go through ngettext: "1 second", never "1 seconds"; Russian has three
+    forms (1 секунду, 3 секунды, 5 секунд)."""
+    i18n = create_i18n()
+    singular = "Too many messages. Please wait {seconds} second."
+    plural = "Too many messages. Please wait {seconds} seconds."
+    with i18n.context(), i18n.use_locale(language):
+        texts = [i18n.gettext(singular, plural, n).format(seconds=n) for n in (1, 3, 5)]
+    assert [one in texts[0], few in texts[1], many in texts[2]] == [True, True, True], texts

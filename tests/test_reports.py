@@ -248,7 +248,7 @@ async def test_a_busy_week_still_fits_a_photo_caption(
     visible = html.unescape(re.sub(r"<[^>]+>", "", text))
     assert len(visible) <= 1024
     assert "Что написали недовольные" in visible and "Стоит проверить" in visible
-    assert "500 000: использований за день — 5" in visible
+    assert "500 000: 5 покупок 10 нояб. 2026" in visible
 
 
 async def test_digest_of_an_empty_program(session: AsyncSession, settings: Settings) -> None:
