@@ -65,7 +65,7 @@ BAD_FILE = (
     "100001,2026-01-05,ten\n"  # 8: not a number
     "100001,2099-01-05,10\n"  # 9: future
     "100001,2026-01-05,10,extra\n"  # 10: too many cells
-    "100001,2026-01-06,10.555\n"  # 11: too many decimals
+    "100001,2026-01-06,10.5555\n"  # 11: too many decimals
     "100003,2026-01-07,250\n"  # 12: fine
 )
 
