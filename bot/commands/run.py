@@ -10,6 +10,7 @@ from bot.config import Settings, load_settings
 from bot.logging_setup import setup_logging
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
+from services.history_import import recover_interrupted_imports
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
     from bot.app import create_bot, create_dispatcher
 
     await upgrade(settings.database_url)
+    recover_interrupted_imports(settings.database_url)
     engine = create_engine(settings.database_url)
     bot = create_bot(settings)
     sessionmaker = create_sessionmaker(engine)
