@@ -171,8 +171,15 @@ class Card(Base):
     last_purchase_at: Mapped[datetime | None]
 
 
+class ImportStatus(StrEnum):
+    RUNNING = "running"  # rows going in; a crash here is rolled back (services.history_import)
+    FINISHING = "finishing"  # every row is in; a crash here is rolled forward
+    DONE = "done"
+
+
 class Import(Base):
-    """One imported file; the hash refuses the same file twice."""
+    """One imported file; the hash refuses the same file twice. Its rows go in over many short
+    transactions: `status` makes the whole import all-or-nothing across them."""
 
     __tablename__ = "imports"
 
@@ -183,6 +190,13 @@ class Import(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(
+        String(16), default=ImportStatus.DONE, server_default=ImportStatus.DONE.value
+    )
+    # Ids of the cards this import created (contiguous per write, created at `created_at`):
+    # what an interrupted import removes besides its purchases.
+    cards_from: Mapped[int | None] = mapped_column(Integer)
+    cards_to: Mapped[int | None] = mapped_column(Integer)
 
 
 class Offer(Base):

@@ -6,6 +6,7 @@ Feature modules register how their exceptions read with `@renders(ExcType)`.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable
 
@@ -44,6 +45,17 @@ def render_error(exc: Exception, settings: Settings) -> str | None:
 @renders(InvalidAmount)
 def _amount(exc: Exception, settings: Settings) -> str:
     assert isinstance(exc, InvalidAmount)
+    if exc.reason == "ambiguous":
+        units, group = exc.digits
+        amount = html.escape(exc.text.strip())
+        if not settings.currency_exponent:
+            return _("{amount} is ambiguous: write {whole}.").format(
+                amount=amount, whole=units + group
+            )
+        # The translation picks its language's decimal mark (both are accepted).
+        return _("{amount} is ambiguous: write {whole} or {units}.{cents}").format(
+            amount=amount, whole=units + group, units=units, cents=group[:2]
+        )
     texts = {
         "empty": _("Please send the amount as a number, e.g. 2500 or 2500.50."),
         "format": _("That is not an amount. Send a number, e.g. 2500 or 2500.50."),

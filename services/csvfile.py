@@ -5,6 +5,9 @@
 - The header is matched case-insensitively; required and optional columns are checked.
 - Rows are yielded one at a time with their physical line number: files of millions of rows
   never sit in memory whole.
+- A file that stops being UTF-8 deep inside (after a first block that was) is refused with the
+  number of the line that is not, whenever the rows are read: the caller writes nothing until
+  it has read them all.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,9 @@ from services.errors import ImportFileError
 
 _SNIFF_BYTES = 64 * 1024
 _DELIMITERS = (";", ",", "\t")
+_MAX_HEADER_CHARS = 4096
+# Bytes that are not UTF-8, as the "surrogateescape" error handler hands them over.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 class CsvRow(NamedTuple):
@@ -82,30 +89,40 @@ def _delimiter(header_line: str) -> str:
 def read_csv(path: Path, required: list[str], optional: list[str]) -> tuple[CsvHeader, CsvRows]:
     """Validate the header now; return it and the data rows, read lazily (use `with rows:`).
 
-    Raises `ImportFileError` for a file that is not a CSV with this header. A decoding error
-    deeper in the file surfaces from the iterator as `ImportFileError` with its line number.
+    Raises `ImportFileError` for a file that is not a CSV with this header. A line that is not
+    UTF-8 or not CSV deeper in the file surfaces from the iterator as `ImportFileError` with its
+    line number.
     """
     encoding = _check_text(path)
-    fh = path.open("r", encoding=encoding, newline="")
+    # Undecodable bytes are kept (as lone surrogates) and refused with their line number.
+    fh = path.open("r", encoding=encoding, errors="surrogateescape", newline="")
     try:
-        header_line = fh.readline()
+        header_line = fh.readline(_MAX_HEADER_CHARS)
         offset = 1
         while header_line and not header_line.strip():
-            header_line = fh.readline()
+            header_line = fh.readline(_MAX_HEADER_CHARS)
             offset += 1
+        if len(header_line) == _MAX_HEADER_CHARS and not header_line.endswith("\n"):
+            raise ImportFileError(
+                f"{path}: the header line is longer than {_MAX_HEADER_CHARS} characters; "
+                "expected " + ",".join(required + [f"[{c}]" for c in optional])
+            )
+        if _UNDECODABLE.search(header_line):
+            raise ImportFileError(f"{path}: not UTF-8 text; save the file as CSV UTF-8")
         delimiter = _delimiter(header_line)
-        columns = [c.strip().lower() for c in next(csv.reader([header_line], delimiter=delimiter))]
+        try:
+            header_cells = next(csv.reader([header_line], delimiter=delimiter), [])
+        except csv.Error as exc:
+            raise ImportFileError(f"{path}: the header line is not CSV ({exc})") from exc
+        columns = [c.strip().lower() for c in header_cells]
         missing = [c for c in required if c not in columns]
         unknown = [c for c in columns if c not in required and c not in optional]
         if missing or unknown:
             expected = ",".join(required + [f"[{c}]" for c in optional])
-            found = ",".join(columns) or "(nothing)"
+            found = ",".join(columns)[:80] or "(nothing)"
             raise ImportFileError(f"{path}: wrong header {found!r}; expected {expected}")
         if len(set(columns)) != len(columns):
             raise ImportFileError(f"{path}: a column appears twice in the header")
-    except UnicodeDecodeError as exc:
-        fh.close()
-        raise ImportFileError(f"{path}: not UTF-8 text; save the file as CSV UTF-8") from exc
     except BaseException:
         fh.close()
         raise
@@ -143,6 +160,12 @@ def _rows(
         with fh:
             for cells in reader:
                 line = offset + reader.line_num
+                for cell in cells:
+                    # isascii() is O(1) on most cells; only other text is searched.
+                    if not cell.isascii() and _UNDECODABLE.search(cell):
+                        raise ImportFileError(
+                            f"{path}: line {line}: not UTF-8 text; save the file as CSV UTF-8"
+                        )
                 count = len(cells)
                 if count == width:
                     yield CsvRow(line, [cell.strip() for cell in cells], False)
@@ -153,9 +176,8 @@ def _rows(
                     yield CsvRow(line, padded, False)
                 else:
                     yield CsvRow(line, [cell.strip() for cell in cells[:width]], True)
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(
-            f"{path}: not UTF-8 text after line {line}; save the file as CSV UTF-8"
-        ) from exc
     except csv.Error as exc:
-        raise ImportFileError(f"{path}: line {line + 1}: broken CSV ({exc})") from exc
+        # Typically a quote that never closes: the rest of the file became one huge cell.
+        raise ImportFileError(
+            f'{path}: line {line + 1}: broken CSV ({exc}); is a quote (") left open?'
+        ) from exc

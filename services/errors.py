@@ -13,10 +13,13 @@ class DomainError(Exception):
 class InvalidAmount(DomainError):
     """An amount could not be accepted; `reason` is a stable code for the renderer."""
 
-    def __init__(self, reason: str, text: str = "") -> None:
+    def __init__(self, reason: str, text: str = "", digits: tuple[str, str] = ("", "")) -> None:
         super().__init__(f"invalid amount {text!r}: {reason}")
-        self.reason = reason  # empty | format | zero | negative | precision | too_large
+        # empty | format | zero | negative | precision | too_large | ambiguous
+        self.reason = reason
         self.text = text
+        # ambiguous: the digits before and after the one separator (`99,999` → 99, 999)
+        self.digits = digits
 
 
 class InvalidCardNumber(DomainError):

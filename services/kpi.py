@@ -65,6 +65,7 @@ from sqlalchemy.orm import aliased
 
 from db.models import Card, Offer, Purchase, Survey, WinbackAssignment
 from services.clock import store_day_bounds
+from services.dates import parse_date
 from services.errors import DomainError
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -217,7 +218,8 @@ _DAYS = re.compile(r"(\d{1,4})d")
 
 def parse_period(args: str | None, today: date, default: str = "7d") -> tuple[date, date]:
     """`7d`/`30d`/`Nd` (the last N days up to today), `month` (this month so far), or two
-    ISO dates `2026-10-01 2026-10-31` (inclusive). Raises `InvalidPeriod`."""
+    dates, inclusive: `2026-10-01 2026-10-31` or `01.10.2026 31.10.2026` (`services.dates`).
+    Raises `InvalidPeriod`."""
     text = (args or "").strip().lower() or default
     parts = text.split()
     if len(parts) == 1 and (m := _DAYS.fullmatch(parts[0])):
@@ -231,7 +233,7 @@ def parse_period(args: str | None, today: date, default: str = "7d") -> tuple[da
         return today.replace(day=1), today
     if len(parts) == 2:
         try:
-            first, last = date.fromisoformat(parts[0]), date.fromisoformat(parts[1])
+            first, last = parse_date(parts[0]), parse_date(parts[1])
         except ValueError as exc:
             raise InvalidPeriod("format", text) from exc
         if first > last:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -67,8 +68,9 @@ async def test_till_void_and_history_import_keep_the_figures_exact(
         encoding="utf-8",
     )
     async with sessionmaker() as session:
-        await import_purchases(
-            session,
+        await asyncio.to_thread(
+            import_purchases,
+            settings.database_url,
             history,
             now=clock(),
             tz=ZoneInfo("Europe/Moscow"),

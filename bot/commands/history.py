@@ -6,8 +6,9 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bot.commands._common import LineReporter, with_session
+from bot.commands._common import LineReporter
 from bot.config import load_settings
+from db.migrate import upgrade
 from services.clock import utc_now
 from services.history_import import import_purchases
 
@@ -21,10 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "import",
         help="import card_number,date,amount[,discount_pct]",
         description="Import purchases from a CSV with the header "
-        "card_number,date,amount[,discount_pct]. date is YYYY-MM-DD or an ISO date-time in "
-        "store time; amount in major units (1234.50 or 1234,50). Unknown cards are created as "
-        "issued printed cards. Atomic: any bad line → every bad line reported, nothing "
-        "imported. The same file twice is refused.",
+        "card_number,date,amount[,discount_pct]. date is YYYY-MM-DD, DD.MM.YYYY [HH:MM[:SS]] "
+        "or an ISO date-time in store time; amount in major units (1234.50 or 1234,50). "
+        "Unknown cards are created as issued printed cards. Atomic: any bad line → every bad "
+        "line reported, nothing imported. The same file twice is refused; rows already "
+        "imported by an earlier file are skipped. The tills keep working meanwhile.",
     )
     imp.add_argument("file", type=Path, metavar="FILE.csv")
     imp.add_argument(
@@ -41,29 +43,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _import(args: argparse.Namespace) -> int:
     settings = load_settings()
     reporter = LineReporter(args.file.name)
-    summary = asyncio.run(
-        with_session(
-            settings,
-            lambda s: import_purchases(
-                s,
-                args.file,
-                now=utc_now(),
-                tz=settings.tz,
-                exponent=settings.currency_exponent,
-                max_amount_minor=settings.max_purchase_minor,
-                unknown_pct=args.pct,
-                skip_invalid=args.skip_invalid,
-                on_error=reporter,
-            ),
-        )
+    asyncio.run(upgrade(settings.database_url))
+    summary = import_purchases(
+        settings.database_url,
+        args.file,
+        now=utc_now(),
+        tz=settings.tz,
+        exponent=settings.currency_exponent,
+        max_amount_minor=settings.max_purchase_minor,
+        unknown_pct=args.pct,
+        skip_invalid=args.skip_invalid,
+        on_error=reporter,
     )
-    span = ""
+    span = present = ""
     if summary.first_at and summary.last_at:
         first = summary.first_at.astimezone(settings.tz).date()
         last = summary.last_at.astimezone(settings.tz).date()
         span = f", {first} to {last}"
+    if summary.present:
+        present = f"; {summary.present} already present"
     print(
-        f"imported {summary.imported} purchases{span}; {summary.new_cards} new cards; "
+        f"imported {summary.imported} purchases{span}{present}; {summary.new_cards} new cards; "
         f"{summary.skipped} invalid lines skipped"
     )
     return 0

@@ -7,6 +7,7 @@ import asyncio
 
 from bot.config import load_settings
 from db.migrate import upgrade
+from services.history_import import recover_interrupted_imports
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -17,5 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     asyncio.run(upgrade(settings.database_url))
+    recover_interrupted_imports(settings.database_url)
     print("database is up to date")
     return 0

@@ -18,6 +18,7 @@ from bot.config import Settings, SettingsError, load_settings
 from bot.logging_setup import setup_logging
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
+from services.history_import import recover_interrupted_imports
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -126,6 +127,7 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
         # First, so that a token Telegram refuses changes nothing (no database is created).
         me = await who_am_i(bot, settings)
         await upgrade(settings.database_url)
+        recover_interrupted_imports(settings.database_url)
         engine = create_engine(settings.database_url)
         try:
             sessionmaker = create_sessionmaker(engine)
