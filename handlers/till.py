@@ -51,13 +51,14 @@ from db.models import CardKind, CardStatus, OfferKind
 from handlers import formatting
 from handlers.errors import render_error, renders
 from handlers.filters import Match
+from handlers.photos import IMAGE, qr_texts
 from handlers.roles import IsStaff, Role
 from services import qr_payload
 from services.cards import group_number
 from services.delivery import Outbox, OutboxMessage
 from services.errors import CardNotFound, InvalidAmount, InvalidCardNumber
 from services.money import parse_amount
-from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, QrReader
+from services.qr_decode import ImageRejected, QrReader
 from services.qr_payload import InvalidPayload
 from services.sales import (
     AlreadyVoided,
@@ -558,7 +559,7 @@ async def scan_text(
     await _show_card(message, card, state, settings)
 
 
-@router.message(Match(F.photo | F.document.mime_type.startswith("image/")))
+@router.message(IMAGE)
 async def scan_photo(
     message: Message,
     bot: Bot,
@@ -567,15 +568,9 @@ async def scan_photo(
     state: FSMContext,
     settings: Settings,
 ) -> None:
-    media = message.photo[-1] if message.photo else message.document
-    assert media is not None
     in_group = message.chat.type != "private"
     try:
-        if (media.file_size or 0) > MAX_IMAGE_BYTES:
-            raise ImageRejected("too_big")
-        data = await bot.download(media.file_id)
-        assert data is not None
-        texts = await qr_reader.read(data.read())  # off the loop, one photo at a time
+        texts = await qr_texts(message, bot, qr_reader)
     except ImageRejected:
         if in_group:
             return  # any picture posted in the staff chat: not necessarily meant for the till

@@ -36,11 +36,12 @@ from bot.i18n import LocaleMiddleware
 from handlers import formatting
 from handlers.errors import renders
 from handlers.filters import Match
+from handlers.photos import IMAGE, qr_texts
 from handlers.roles import Role, StaffDirectory
 from services import qr_payload
 from services.card_image import CardArt, art_key, render_png
 from services.cards import group_number
-from services.qr_decode import MAX_IMAGE_BYTES, ImageRejected, QrReader
+from services.qr_decode import ImageRejected, QrReader
 from services.wallet import (
     NO_YEAR,
     AlreadyHasCard,
@@ -975,17 +976,7 @@ async def number_outside_a_step(
     try:
         view = await wallet.card_view(message.from_user.id)
     except NoActiveCard:  # a member without a card: this is the number they want to link
-        await _bind(
-            message,
-            text=message.text or "",
-            pin=None,
-            replace=False,
-            state=state,
-            wallet=wallet,
-            settings=settings,
-            bot=bot,
-            i18n=i18n,
-        )
+        await got_number(message, state, wallet, settings, bot, i18n)
         return
     await message.answer(
         _(
@@ -995,20 +986,14 @@ async def number_outside_a_step(
     )
 
 
-@router.message(Match(F.photo | F.document.mime_type.startswith("image/")))
+@router.message(IMAGE)
 async def photo(
     message: Message, bot: Bot, qr_reader: QrReader, wallet: WalletService, settings: Settings
 ) -> None:
     """A customer's photo: usually of a card's QR (their own, or one they were given)."""
     assert message.from_user is not None
-    media = message.photo[-1] if message.photo else message.document
-    assert media is not None
     try:
-        if (media.file_size or 0) > MAX_IMAGE_BYTES:
-            raise ImageRejected("too_big")
-        data = await bot.download(media.file_id)
-        assert data is not None
-        texts = await qr_reader.read(data.read())
+        texts = await qr_texts(message, bot, qr_reader)
     except ImageRejected:
         texts = []
     secret = settings.secret_key.get_secret_value()

@@ -210,6 +210,22 @@ async def app(
 
 
 @pytest.fixture
+def app_with(
+    tg: FakeTelegram,
+    db_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> Any:
+    """The running bot with some settings changed: `async with app_with(flood_limit=1000) as
+    app: ...` (the test's own database, fake server and clock)."""
+
+    def make(**overrides: Any) -> contextlib.AbstractAsyncContextManager[App]:
+        return running_app(tg, make_settings(db_url, **overrides), sessionmaker, clock)
+
+    return make
+
+
+@pytest.fixture
 def write_file(tmp_path: Path) -> Iterator[Any]:
     """Write text (or bytes) to a file in the test's tmp dir and return its path."""
 

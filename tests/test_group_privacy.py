@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Survey
-from tests.conftest import STAFF_CHAT_ID, App, FrozenClock, make_settings, running_app
-from tests.fakeapi import FakeTelegram
+from tests.conftest import STAFF_CHAT_ID, App
 from tests.test_privacy import TG_ID, seed_member
 from tests.test_security_e2e import dump
 
@@ -21,15 +20,8 @@ OTHER_GROUP = -1004242
 
 
 @pytest.fixture
-async def app(
-    tg: FakeTelegram,
-    db_url: str,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    clock: FrozenClock,
-) -> AsyncIterator[App]:
-    async with running_app(
-        tg, make_settings(db_url, flood_limit=100_000), sessionmaker, clock
-    ) as application:
+async def app(app_with: Any) -> AsyncIterator[App]:
+    async with app_with(flood_limit=100_000) as application:  # many presses in a row
         yield application
 
 

@@ -6,17 +6,9 @@ from sqlalchemy import select
 
 from db.models import AuditEvent, Card, CardStatus, Client, Offer, SaleDraft
 from tests.conftest import CASHIER_ID, CUSTOMER_ID, OWNER_ID, STAFF_CHAT_ID, App
-from tests.fakeapi import FakeMessage, FakeUser
-from tests.till_helpers import add_offer, audit_actions, purchases, seed_bound, seed_card
+from tests.till_helpers import add_offer, audit_actions, purchases, quote_for, seed_bound, seed_card
 
 OTHER_CASHIER = 2002
-
-
-async def quote_for(cashier: FakeUser, amount: str = "2500", number: str = "100045") -> FakeMessage:
-    await cashier.send(f"/sale {number}")
-    await cashier.wait_message("Enter the purchase amount")
-    await cashier.send(amount)
-    return await cashier.wait_message("To pay")
 
 
 async def test_confirm_records_one_purchase_and_tells_everyone(app: App) -> None:

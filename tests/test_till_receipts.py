@@ -6,23 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
 from db.models import DraftStatus, SaleDraft
-from tests.conftest import CASHIER_ID, CUSTOMER_ID, STAFF_CHAT_ID, App, FrozenClock, running_app
-from tests.fakeapi import FakeMessage, FakeTelegram, FakeUser
-from tests.till_helpers import purchases, seed_bound, seed_card
-
-
-async def quote_for(cashier: FakeUser, amount: str = "2500", number: str = "100045") -> FakeMessage:
-    await cashier.send(f"/sale {number}")
-    await cashier.wait_message("Enter the purchase amount")
-    await cashier.send(amount)
-    return await cashier.wait_message("To pay")
-
+from tests.conftest import CASHIER_ID, CUSTOMER_ID, STAFF_CHAT_ID, App
+from tests.fakeapi import FakeTelegram
+from tests.till_helpers import purchases, quote_for, seed_bound, seed_card
 
 # ------------------------------------------------------------------------- stale quotes
 
@@ -111,13 +103,9 @@ async def test_a_late_confirm_tap_shows_the_purchase_as_voided(app: App) -> None
 
 
 async def test_racing_a_late_confirm_against_the_void_never_shows_a_voided_sale_as_recorded(
-    tg: FakeTelegram,
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    clock: FrozenClock,
+    app_with: Any,
 ) -> None:
-    fast = settings.model_copy(update={"flood_limit": 1000})  # a cashier tapping fast
-    async with running_app(tg, fast, sessionmaker, clock) as app:
+    async with app_with(flood_limit=1000) as app:  # a cashier tapping fast
         await _race(app)
 
 
@@ -210,16 +198,12 @@ async def test_russian_amounts_with_a_currency_are_taken(app: App) -> None:
 
 
 async def test_the_customer_reads_the_discount_this_purchase_got(
-    tg: FakeTelegram,
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    clock: FrozenClock,
+    app_with: Any, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     """A 5 % card, a 7 % tier by this purchase's amount: the customer is told 7 %, not "your
     tier: 5 %" (there are no cumulative tiers to speak of)."""
     await seed_card(sessionmaker, "100045", 5, client_tg_id=CUSTOMER_ID, language="en")
-    tiers = settings.model_copy(update={"amount_tiers": [(Decimal(2000), 7)]})
-    async with running_app(tg, tiers, sessionmaker, clock) as app:
+    async with app_with(amount_tiers=[(Decimal(2000), 7)]) as app:
         cashier = app.tg.user(CASHIER_ID, language_code="en")
         quote = await quote_for(cashier, "2500")
         await cashier.press(quote, "✅")
@@ -252,22 +236,18 @@ async def test_the_tills_replies_in_the_staff_group_are_charged_to_the_staff_log
 
 
 async def test_a_rush_answers_every_scan_in_the_group_and_logs_every_sale_once(
-    tg: FakeTelegram,
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    clock: FrozenClock,
+    app_with: Any, tg: FakeTelegram, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     """Five cashiers at once against a group capped like Telegram's (time runs ten times
     faster here: 20 messages per 6 s), with more scans in the group than the cap: every scan
     gets its prompt and every sale made in a private chat reaches the staff log exactly once,
     in fewer messages than sales."""
-    fast = settings.model_copy(update={"flood_limit": 1000, "delivery_rate_group_per_min": 200})
     tg.set_group_rate_limit(20, window=6.0)
     for i in range(42):
         await seed_card(sessionmaker, f"1001{i:02d}", 5)
     group_cashiers = [2101, 2102]
     private_cashiers = [2103, 2104, 2105]
-    async with running_app(tg, fast, sessionmaker, clock):
+    async with app_with(flood_limit=1000, delivery_rate_group_per_min=200):
         for cashier_id in group_cashiers + private_cashiers:
             tg.set_member(STAFF_CHAT_ID, cashier_id, "member")
         group = tg.group(STAFF_CHAT_ID)

@@ -11,6 +11,7 @@ from bot.config import Settings
 from db.models import AuditEvent, Card, CardStatus, Client, Offer, Purchase
 from services import qr_payload
 from tests.conftest import CUSTOMER_ID
+from tests.fakeapi import FakeMessage, FakeUser
 
 
 async def seed_card(
@@ -98,3 +99,11 @@ async def audit_actions(sessionmaker: async_sessionmaker[AsyncSession]) -> list[
 async def count(sessionmaker: async_sessionmaker[AsyncSession], model: type) -> int:
     async with sessionmaker() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def quote_for(cashier: FakeUser, amount: str = "2500", number: str = "100045") -> FakeMessage:
+    """A cashier's quote for `number` at `amount`, in their private chat (the quote message)."""
+    await cashier.send(f"/sale {number}")
+    await cashier.wait_message("Enter the purchase amount")
+    await cashier.send(amount)
+    return await cashier.wait_message("To pay")
