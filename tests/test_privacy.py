@@ -175,7 +175,11 @@ async def dump_db(session: AsyncSession) -> dict[str, list[tuple[Any, ...]]]:
 POLICY = {
     "ru": ("Политика конфиденциальности", "Мы ничего о вас не храним", "Вы приняли эту версию"),
     "en": ("Privacy policy", "We store nothing about you", "You accepted this version"),
-    "et": ("privaatsuspoliitika", "Me ei säilita teie kohta midagi", "kiitsite selle versiooni"),
+    "et": (
+        "privaatsuspoliitika",
+        "Me ei säilita sinu kohta midagi",
+        "Kiitsid selle poliitika versiooni",
+    ),
 }
 
 
@@ -424,7 +428,7 @@ async def test_notifications_toggle(app: App) -> None:
 async def test_notifications_for_a_stranger(app: App) -> None:
     user = app.tg.user(3903, language_code="et")
     await user.send("/notifications")
-    assert "Me ei säilita teie kohta midagi" in (await user.wait_message()).text
+    assert "Me ei säilita sinu kohta midagi" in (await user.wait_message()).text
 
 
 async def test_privacy_commands_do_nothing_in_groups(app: App) -> None:
