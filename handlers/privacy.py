@@ -70,22 +70,61 @@ def policy_path(language: str, root: Path = POLICY_DIR) -> Path:
 
 
 def render_policy(source: str, values: dict[str, str]) -> str:
-    """Markdown subset → Telegram HTML, with every value escaped."""
-    escaped = html.escape(source, quote=False)
-    filled = _PLACEHOLDER.sub(
-        lambda m: html.escape(values[m[1]]) if m[1] in values else m[0], escaped
-    )
-    lines = []
-    for line in filled.splitlines():
-        stripped = line.strip()
+    """Markdown subset → Telegram HTML, with every value escaped.
+
+    A store may leave values unset (no phone, no address): a line that only labels such values
+    ("Questions: {store_phone} {store_address}") is then left out, and so is a heading left
+    with nothing under it — never a heading followed by nothing."""
+    lines: list[tuple[int, str]] = []  # (heading level, 0 for any other line; HTML)
+    for line in html.escape(source, quote=False).splitlines():
+        filled = _fill_line(line, values)
+        if filled is None:
+            continue
+        stripped = filled.strip()
         if stripped.startswith("#"):
-            lines.append(f"<b>{stripped.lstrip('#').strip()}</b>")
+            level = len(stripped) - len(stripped.lstrip("#"))
+            lines.append((level, f"<b>{stripped.lstrip('#').strip()}</b>"))
         elif stripped.startswith(("- ", "* ")):
-            lines.append("• " + stripped[2:])
+            lines.append((0, "• " + stripped[2:]))
         else:
-            lines.append(line.rstrip())
-    text = "\n".join(lines).strip()
+            lines.append((0, filled.rstrip()))
+    kept = [
+        text
+        for index, (level, text) in enumerate(lines)
+        if not level or _has_content(lines[index + 1 :], level)
+    ]
+    text = _BLANK_LINES.sub("\n\n", "\n".join(kept)).strip()
     return _BOLD.sub(r"<b>\1</b>", text)
+
+
+_BLANK_LINES = re.compile(r"\n{3,}")
+_SPACES = re.compile(r"(?<=\S) {2,}")
+_LABEL_ENDS = (":", "—", "–", "-")
+
+
+def _fill_line(line: str, values: dict[str, str]) -> str | None:
+    """The line with its values filled in; None when all its values are empty and the rest of
+    the line is only their label (it ends with a colon or a dash, or has no words at all)."""
+    known = [m[1] for m in _PLACEHOLDER.finditer(line) if m[1] in values]
+    if known and not any(values[name].strip() for name in known):
+        label = _PLACEHOLDER.sub(lambda m: "" if m[1] in values else m[0], line)
+        label = label.replace("**", "").strip().lstrip("#-* ").strip()
+        if label.endswith(_LABEL_ENDS) or not any(ch.isalnum() for ch in label):
+            return None
+    filled = _PLACEHOLDER.sub(
+        lambda m: html.escape(values[m[1]].strip()) if m[1] in values else m[0], line
+    )
+    return _SPACES.sub(" ", filled) if known else filled  # an empty value leaves no gap
+
+
+def _has_content(following: list[tuple[int, str]], level: int) -> bool:
+    """Whether a heading has any text under it before the next heading of its level or higher."""
+    for other_level, text in following:
+        if other_level and other_level <= level:
+            return False
+        if not other_level and text.strip():
+            return True
+    return False
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:

@@ -24,7 +24,8 @@ from db.models import (
 )
 from services import privacy
 from services.cards import refresh_totals
-from tests.conftest import App
+from tests.conftest import App, FrozenClock, make_settings, running_app
+from tests.fakeapi import FakeTelegram
 
 TG_ID = 777555333
 FIRST, LAST, USERNAME = "Zephyrina", "Quillfeather", "zeph_quill_77"
@@ -174,7 +175,11 @@ async def dump_db(session: AsyncSession) -> dict[str, list[tuple[Any, ...]]]:
 POLICY = {
     "ru": ("Политика конфиденциальности", "Мы ничего о вас не храним", "Вы приняли эту версию"),
     "en": ("Privacy policy", "We store nothing about you", "You accepted this version"),
-    "et": ("privaatsuspoliitika", "Me ei säilita teie kohta midagi", "kiitsite selle versiooni"),
+    "et": (
+        "privaatsuspoliitika",
+        "Me ei säilita sinu kohta midagi",
+        "Kiitsid selle poliitika versiooni",
+    ),
 }
 
 
@@ -201,6 +206,59 @@ async def test_privacy_tells_a_member_when_the_policy_changed(app: App) -> None:
     await user.send("/privacy")
     message = await user.wait_message("Privacy policy")
     assert "version 0" in message.text and "current version is 1" in message.text
+
+
+QUESTIONS = {"ru": "Вопросы:", "en": "Questions:", "et": "Küsimused:"}
+
+
+@pytest.mark.parametrize("language", ["ru", "en", "et"])
+async def test_privacy_without_store_contacts_has_no_empty_heading(
+    tg: FakeTelegram,
+    db_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    language: str,
+) -> None:
+    settings = make_settings(db_url, store_phone="", store_address="")
+    async with running_app(tg, settings, sessionmaker, clock) as app:
+        user = app.tg.user(TG_ID, language_code=language)
+        await user.send("/privacy")
+        message = await user.wait_message(POLICY[language][0])
+    assert QUESTIONS[language] not in message.text
+    dangling = [line for line in message.text.splitlines() if line.rstrip().endswith(":")]
+    assert dangling == []
+    assert "/deletemydata" in message.text  # the rest of the policy is all there
+
+
+@pytest.mark.parametrize("language", ["ru", "en", "et"])
+async def test_privacy_shows_the_store_contacts_when_set(app: App, language: str) -> None:
+    user = app.tg.user(TG_ID, language_code=language)
+    await user.send("/privacy")
+    message = await user.wait_message(POLICY[language][0])
+    assert f"{QUESTIONS[language]} +7 900 000-00-00 1 Main St" in message.text
+
+
+def test_policy_lines_whose_values_are_all_empty_are_left_out() -> None:
+    from handlers.privacy import render_policy
+
+    source = (
+        "# Title {store_name}\n"
+        "Text {retention}\n"
+        "\n"
+        "## Contacts\n"
+        "{store_phone}\n"
+        "\n"
+        "## Rights\n"
+        "- one {unknown}\n"
+        "\n"
+        "Questions: {store_phone} {store_address}"
+    )
+    empty = {"store_name": "", "retention": "", "store_phone": "", "store_address": " "}
+    assert render_policy(source, empty) == ("<b>Title</b>\nText\n\n<b>Rights</b>\n• one {unknown}")
+    some = {"store_name": "S", "retention": "R", "store_phone": "", "store_address": "A"}
+    assert render_policy(source, some) == (
+        "<b>Title S</b>\nText R\n\n<b>Rights</b>\n• one {unknown}\n\nQuestions: A"
+    )
 
 
 def test_policy_rendering_escapes_and_splits() -> None:
@@ -370,7 +428,7 @@ async def test_notifications_toggle(app: App) -> None:
 async def test_notifications_for_a_stranger(app: App) -> None:
     user = app.tg.user(3903, language_code="et")
     await user.send("/notifications")
-    assert "Me ei säilita teie kohta midagi" in (await user.wait_message()).text
+    assert "Me ei säilita sinu kohta midagi" in (await user.wait_message()).text
 
 
 async def test_privacy_commands_do_nothing_in_groups(app: App) -> None:
