@@ -38,8 +38,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import create_bot
-from bot.config import Settings
 from bot.scheduler import create_sender
+from config import Settings, load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import Delivery, DeliveryStatus
@@ -67,8 +67,8 @@ async def _database() -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSessio
 
 
 def _settings(tg: FakeTelegram, url: str, **values: Any) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    return load_settings(
+        env_file=None,
         bot_token=tg.token,
         telegram_api_url=tg.base_url,
         database_url=url,

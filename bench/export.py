@@ -27,8 +27,8 @@ from openpyxl import Workbook
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.kpi import END, fill_totals, generate
-from bot.config import Settings
 from bot.i18n import create_i18n
+from config import Settings, load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from services import export, kpi
@@ -41,7 +41,7 @@ def _rss_mb() -> float:
 
 async def floor_xlsx(session: AsyncSession, settings: Settings, first: date, last: date) -> Path:
     """The same reads, database values into a write-only workbook: no typing, no labels."""
-    start, end = store_day_bounds(first, last, settings.tz)
+    start, end = store_day_bounds(first, last, settings.store.tz)
     path = Path(tempfile.mkstemp(suffix=".xlsx")[1])
     workbook = Workbook(write_only=True)
     summary = workbook.create_sheet("kpi_summary")
@@ -63,10 +63,10 @@ async def measure(path: Path, repeat: int, i18n: I18n) -> dict[str, tuple[float,
     from handlers.owner_reports import export_labels
 
     url = f"sqlite+aiosqlite:///{path}"
-    settings = Settings(_env_file=None, database_url=url, timezone="Europe/Moscow")  # type: ignore[call-arg]
+    settings = load_settings(env_file=None, database_url=url, timezone="Europe/Moscow")
     engine = create_engine(url)
     maker = create_sessionmaker(engine)
-    last = END.astimezone(settings.tz).date()
+    last = END.astimezone(settings.store.tz).date()
     first = last - timedelta(days=729)
     best: dict[str, tuple[float, float]] = {}
     with i18n.context(), i18n.use_locale("ru"):

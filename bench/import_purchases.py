@@ -148,13 +148,13 @@ def till_process(db: str, card: str, stop: object, ready: object, out: object) -
 
 
 async def _till(db: str, card: str, stop: object, ready: object, out: object) -> None:
-    from bot.config import Settings
+    from config import load_settings
     from db.lane import Lane
     from services.sales import SalesService
 
     url = f"sqlite+aiosqlite:///{db}"
-    settings = Settings(
-        _env_file=None,
+    settings = load_settings(
+        env_file=None,
         bot_token="123456:TEST",
         secret_key="bench-secret-key-0123456789abcdef",
         database_url=url,

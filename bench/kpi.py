@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bot.config import Settings
+from config import load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import SQLITE_DATETIME_FORMAT
@@ -134,10 +134,10 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
     from handlers.owner_reports import digest_message
 
     url = f"sqlite+aiosqlite:///{path}"
-    settings = Settings(_env_file=None, database_url=url, timezone="Europe/Moscow")  # type: ignore[call-arg]
+    settings = load_settings(env_file=None, database_url=url, timezone="Europe/Moscow")
     engine = create_engine(url)
     maker = create_sessionmaker(engine)
-    last = END.astimezone(settings.tz).date() - timedelta(days=1)
+    last = END.astimezone(settings.store.tz).date() - timedelta(days=1)
     first = last - timedelta(days=364)
     timings: dict[str, list[float]] = {}
 

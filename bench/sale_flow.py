@@ -44,7 +44,7 @@ from aiogram import Dispatcher, Router
 from aiogram.types import Message
 
 from bot.app import create_bot, create_dispatcher
-from bot.config import Settings
+from config import Settings, load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import Card, CardStatus, Client
@@ -62,8 +62,8 @@ def make_settings(db_url: str, api_url: str, *, messages: bool = True) -> Settin
     # Without messages: no staff chat (the cashiers are owners then) and no bound customers,
     # so a confirm queues and sends nothing — what the delivery outbox costs a sale.
     owners = [1001] if messages else [1001, *range(FIRST_CASHIER, FIRST_CASHIER + 64)]
-    return Settings(
-        _env_file=None,
+    return load_settings(
+        env_file=None,
         bot_token="123456:TEST",
         telegram_api_url=api_url,
         secret_key=SECRET,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 from db.migrate import upgrade
 from tests.fakeapi import FakeTelegram
 

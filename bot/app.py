@@ -14,13 +14,13 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DbSessionMiddleware
 from bot.scheduler import create_sender
 from bot.telegram_session import AnsweringUpdates, BotSession, Replies
 from bot.throttling import ThrottlingMiddleware
+from config import Settings
 from handlers import feature_routers
 from handlers.roles import StaffDirectory
 from handlers.till import ReceiptLocks
@@ -31,12 +31,12 @@ from services.qr_decode import QrReader
 
 def create_bot(settings: Settings) -> Bot:
     session = BotSession()  # api.telegram.org
-    if settings.telegram_api_url:
+    if settings.telegram.api_url:
         # A self-hosted Bot API server, or the tests' fake one.
-        session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        session = BotSession(api=TelegramAPIServer.from_base(settings.telegram.api_url))
     session.middleware(Replies())  # 429s on replies, replies counted against a group's cap
     return Bot(
-        token=settings.bot_token.get_secret_value(),
+        token=settings.telegram.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
@@ -83,16 +83,16 @@ def create_dispatcher(
         receipt_locks=ReceiptLocks(),  # a receipt's ✅ and ↩️ edits in order (handlers/till.py)
         **extra,
     )
-    i18n = create_i18n(settings.default_language)
+    i18n = create_i18n(settings.store.default_language)
     dp.update.outer_middleware(AnsweringUpdates(outbox.note_sent))  # replies, counted
     # Cheap guards run first (bot/throttling.py explains why at the update level): a flood, or
     # a webhook retry of an update already handled, is dropped before a DB session opens.
     dp.update.outer_middleware(
         ThrottlingMiddleware(
-            settings.flood_limit,
+            settings.telegram.flood_limit,
             i18n,
-            settings.default_language,
-            exempt=frozenset(settings.owner_ids),
+            settings.store.default_language,
+            exempt=frozenset(settings.telegram.owner_ids),
         )
     )
     for guard in update_guards:
@@ -102,7 +102,7 @@ def create_dispatcher(
     # Error events propagate outside the update middlewares: give them a session too, before
     # the locale middleware (which reads the client's language through it).
     dp.errors.outer_middleware(db_middleware)
-    LocaleMiddleware(i18n, settings.default_language).setup(dp)
+    LocaleMiddleware(i18n, settings.store.default_language).setup(dp)
     dp.include_routers(*feature_routers())
     dp.startup.register(register_commands)  # command menus per language and scope
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.commands import history, inventory, jobs, kpi, migrate, run
-from bot.config import SettingsError
+from config import SettingsError
 from services.errors import DomainError
 
 COMMAND_MODULES = (run, migrate, inventory, history, jobs, kpi)

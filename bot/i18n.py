@@ -10,7 +10,7 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import LANGUAGES, PROJECT_ROOT
+from config import LANGUAGES, PROJECT_ROOT
 from db.models import Client
 
 LOCALES_DIR = PROJECT_ROOT / "locales"

@@ -19,8 +19,8 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import I18n
 
-from bot.config import LANGUAGES, Settings
 from bot.i18n import create_i18n
+from config import LANGUAGES, Settings
 from handlers.commands import commands_for
 from handlers.roles import Role
 
@@ -31,10 +31,13 @@ def _scopes(settings: Settings) -> list[tuple[BotCommandScopeUnion, Role, bool]]
     scopes: list[tuple[BotCommandScopeUnion, Role, bool]] = [
         (BotCommandScopeAllPrivateChats(), Role.CUSTOMER, False)
     ]
-    if settings.staff_chat_id is not None:
-        scopes.append((BotCommandScopeChat(chat_id=settings.staff_chat_id), Role.CASHIER, True))
+    if settings.telegram.staff_chat_id is not None:
+        scopes.append(
+            (BotCommandScopeChat(chat_id=settings.telegram.staff_chat_id), Role.CASHIER, True)
+        )
     scopes += [
-        (BotCommandScopeChat(chat_id=owner), Role.OWNER, False) for owner in settings.owner_ids
+        (BotCommandScopeChat(chat_id=owner), Role.OWNER, False)
+        for owner in settings.telegram.owner_ids
     ]
     return scopes
 
@@ -49,12 +52,12 @@ def menu(role: Role, *, group: bool, language: str, i18n: I18n | None = None) ->
 
 
 async def register_commands(bot: Bot, settings: Settings) -> None:
-    i18n = create_i18n(settings.default_language)
+    i18n = create_i18n(settings.store.default_language)
     # `None` is the menu for clients whose language has no menu of its own: the store default.
     for language in (None, *LANGUAGES):
         for scope, role, group in _scopes(settings):
             commands = menu(
-                role, group=group, language=language or settings.default_language, i18n=i18n
+                role, group=group, language=language or settings.store.default_language, i18n=i18n
             )
             try:
                 await bot.set_my_commands(commands, scope=scope, language_code=language)

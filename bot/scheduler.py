@@ -22,8 +22,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
 from bot.i18n import create_i18n
+from config import Settings
 from handlers.outbox import create_renderer
 from services import backup, jobs
 from services.clock import Clock, utc_now
@@ -42,8 +42,8 @@ def create_sender(
     clock: Clock = utc_now,
     i18n: I18n | None = None,
 ) -> DeliverySender:
-    i18n = i18n or create_i18n(settings.default_language)
-    render = create_renderer(i18n, settings.default_language)
+    i18n = i18n or create_i18n(settings.store.default_language)
+    render = create_renderer(i18n, settings.store.default_language)
     return DeliverySender(bot, sessionmaker, settings, render, clock=clock)
 
 
@@ -73,7 +73,7 @@ def create_scheduler(
     worker: DeliveryWorker | None = None,
 ) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(
-        timezone=settings.tz,
+        timezone=settings.store.tz,
         job_defaults={"coalesce": True, "misfire_grace_time": MISFIRE_GRACE, "max_instances": 1},
     )
 
@@ -87,30 +87,32 @@ def create_scheduler(
             replace_existing=True,
         )
 
-    tz = settings.tz
+    tz = settings.store.tz
     add("surveys", IntervalTrigger(minutes=1, timezone=tz))
-    add("winback", CronTrigger(hour=settings.winback_hour, minute=0, timezone=tz))
-    add("birthdays", CronTrigger(hour=settings.winback_hour, minute=5, timezone=tz))
-    add("digest", CronTrigger(day_of_week="mon", hour=settings.digest_hour, timezone=tz))
-    add("backup", CronTrigger(hour=settings.backup_hour, minute=0, timezone=tz))
+    add("winback", CronTrigger(hour=settings.engagement.winback_hour, minute=0, timezone=tz))
+    add("birthdays", CronTrigger(hour=settings.engagement.winback_hour, minute=5, timezone=tz))
+    add("digest", CronTrigger(day_of_week="mon", hour=settings.engagement.digest_hour, timezone=tz))
+    add("backup", CronTrigger(hour=settings.backup.hour, minute=0, timezone=tz))
     if "retention" in jobs.PASSES:
-        add("retention", CronTrigger(hour=settings.backup_hour, minute=30, timezone=tz))
+        add("retention", CronTrigger(hour=settings.backup.hour, minute=30, timezone=tz))
     return scheduler
 
 
 def catch_up_jobs(settings: Settings, now: datetime) -> list[str]:
     """The sweeps to run once at start-up (each is idempotent over the database)."""
     names = ["surveys", "digest"]  # the digest pass checks the week key and Monday's hour
-    local = now.astimezone(settings.tz)
-    if local.hour >= settings.winback_hour:  # today's run is due; the trigger runs it otherwise
+    local = now.astimezone(settings.store.tz)
+    if (
+        local.hour >= settings.engagement.winback_hour
+    ):  # today's run is due; the trigger runs it otherwise
         names += ["winback", "birthdays"]
-    newest = backup.backups(settings.backup_dir)
+    newest = backup.backups(settings.backup.dir)
     stale = not newest or (
         datetime.fromtimestamp(newest[0].stat().st_mtime, tz=now.tzinfo) < now - timedelta(days=1)
     )
     if stale:
         names.append("backup")
-    if "retention" in jobs.PASSES and settings.retention_months is not None:
+    if "retention" in jobs.PASSES and settings.privacy.retention_months is not None:
         names.append("retention")
     return names
 

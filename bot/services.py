@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from config import Settings
 from db.lane import Lane
 from services.clock import Clock
 from services.sales import SalesService

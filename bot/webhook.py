@@ -51,7 +51,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings, SettingsError
+from config import Settings, SettingsError
 from db.models import ProcessedUpdate
 from services.clock import Clock, utc_now
 
@@ -81,24 +81,24 @@ _ACCEPT_FAILED = "socket.accept() out of system resource"  # asyncio's message (
 
 
 def webhook_secret(settings: Settings) -> str:
-    return settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    return settings.webhook.secret.get_secret_value() if settings.webhook.secret else ""
 
 
 def webhook_url(settings: Settings) -> str:
     """WEBHOOK_URL is the public base (https://bot.example.com); the path is appended."""
-    base = (settings.webhook_url or "").rstrip("/")
-    path = "/" + settings.webhook_path.lstrip("/")
+    base = (settings.webhook.url or "").rstrip("/")
+    path = "/" + settings.webhook.path.lstrip("/")
     return base if base.endswith(path) else base + path
 
 
 def require_webhook(settings: Settings) -> None:
     """Refuse to start webhook mode without what it needs (one line for the operator)."""
-    if not settings.webhook_url:
+    if not settings.webhook.url:
         raise SettingsError(
             "WEBHOOK_URL is empty: set it to the public https address Telegram should call "
             "(e.g. https://bot.example.com), or run without --webhook"
         )
-    if not settings.webhook_url.startswith("https://"):
+    if not settings.webhook.url.startswith("https://"):
         raise SettingsError("WEBHOOK_URL must start with https:// (Telegram calls HTTPS only)")
     if not _SECRET_FORM.fullmatch(webhook_secret(settings)):
         raise SettingsError(
@@ -381,9 +381,9 @@ def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings) -> web.Appli
     the dispatcher run with the application's)."""
     app = web.Application(client_max_size=MAX_BODY)
     handler = SecretRequestHandler(
-        dp, bot, webhook_secret(settings), read_timeout=settings.webhook_request_timeout
+        dp, bot, webhook_secret(settings), read_timeout=settings.webhook.request_timeout
     )
-    handler.register(app, path="/" + settings.webhook_path.lstrip("/"))
+    handler.register(app, path="/" + settings.webhook.path.lstrip("/"))
     setup_application(app, dp, bot=bot)
     return app
 
@@ -395,7 +395,7 @@ async def set_webhook(bot: Bot, dp: Dispatcher, settings: Settings) -> None:
         secret_token=webhook_secret(settings),
         allowed_updates=dp.resolve_used_update_types(),
         # Telegram's own connections must fit under our cap, or it would be refused itself.
-        max_connections=min(settings.webhook_max_connections, TELEGRAM_MAX_CONNECTIONS),
+        max_connections=min(settings.webhook.max_connections, TELEGRAM_MAX_CONNECTIONS),
     )
     log.info("webhook set to %s", webhook_url(settings))
 
@@ -405,9 +405,9 @@ class WebhookServer:
     with WEBHOOK_REQUEST_TIMEOUT on headers, bodies and idle keep-alive connections."""
 
     def __init__(self, app: web.Application, settings: Settings) -> None:
-        self.host = settings.webhook_host
-        self.wanted_port = settings.webhook_port
-        self.max_connections = settings.webhook_max_connections
+        self.host = settings.webhook.host
+        self.wanted_port = settings.webhook.port
+        self.max_connections = settings.webhook.max_connections
         self.refused = Throttle(log, "connection refused")
         self.accept_failed = Throttle(log, "accept() failed")
         self.broken_http = _BrokenHttp(Throttle(log, "unreadable HTTP request"))
@@ -420,7 +420,7 @@ class WebhookServer:
             # each answer, and closes the connection if no whole request head has arrived by
             # then: the timeout for slow headers and for idle keep-alive connections alike (the
             # body has its own, in SecretRequestHandler).
-            keepalive_timeout=settings.webhook_request_timeout,
+            keepalive_timeout=settings.webhook.request_timeout,
             lingering_time=LINGER,
             logger=_http_log,
         )
@@ -488,10 +488,10 @@ async def serve_webhook(bot: Bot, dp: Dispatcher, settings: Settings) -> None:
         await set_webhook(bot, dp, settings)  # only now: Telegram may call right away
         log.info(
             "listening on http://%s:%s%s (at most %s connections)",
-            settings.webhook_host,
+            settings.webhook.host,
             server.port,
-            settings.webhook_path,
-            settings.webhook_max_connections,
+            settings.webhook.path,
+            settings.webhook.max_connections,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

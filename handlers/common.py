@@ -10,7 +10,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message, ReplyKeyboardRemove
 from aiogram.utils.i18n import gettext as _
 
-from bot.config import Settings
+from config import Settings
 from handlers.commands import commands_for
 from handlers.roles import Role, StaffDirectory
 
@@ -33,7 +33,7 @@ async def show_help(message: Message, bot: Bot, staff: StaffDirectory, settings:
     role = Role.CUSTOMER
     if not anonymous and message.from_user is not None:
         role = await staff.role(bot, message.from_user.id)
-    store = html.escape(settings.store_name)
+    store = html.escape(settings.store.name)
     lines = [_("<b>{store}</b> loyalty card bot.").format(store=store), ""]
     lines += [f"/{c.name} — {c.description}" for c in commands_for(role, group=in_group)]
     if role >= Role.CASHIER:

@@ -15,7 +15,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
 from aiogram.utils.i18n import gettext as _
 
-from bot.config import Settings
+from config import Settings
 from handlers import formatting
 from services.errors import CardBlocked, CardNotFound, DomainError, InvalidAmount, InvalidCardNumber
 
@@ -48,7 +48,7 @@ def _amount(exc: Exception, settings: Settings) -> str:
     if exc.reason == "ambiguous":
         units, group = exc.digits
         amount = html.escape(exc.text.strip())
-        if not settings.currency_exponent:
+        if not settings.store.currency_exponent:
             return _("{amount} is ambiguous: write {whole}.").format(
                 amount=amount, whole=units + group
             )
@@ -63,7 +63,7 @@ def _amount(exc: Exception, settings: Settings) -> str:
         "negative": _("The amount must be greater than zero."),
         "precision": _("Too many decimal places: at most two, e.g. 2500.50."),
         "too_large": _("That is more than the maximum purchase of {limit}.").format(
-            limit=formatting.money(settings.max_purchase_minor, settings)
+            limit=formatting.money(settings.pricing.max_purchase, settings)
         ),
     }
     return texts.get(exc.reason, texts["format"])

@@ -11,7 +11,7 @@ from babel import Locale
 from babel.dates import format_date
 from babel.numbers import NumberPattern, format_decimal, get_currency_symbol, parse_pattern
 
-from bot.config import Settings
+from config import Settings
 
 
 def current_locale() -> str:
@@ -56,7 +56,9 @@ _PCT_PATTERN = parse_pattern("#,##0.#")
 
 def money(minor: int, settings: Settings, locale: str | None = None) -> str:
     """`250000` → `2 500 ₽` (ru, et) / `₽2,500` (en); kopecks shown only when there are some."""
-    return _money(minor, settings.currency_exponent, settings.currency, locale or current_locale())
+    return _money(
+        minor, settings.store.currency_exponent, settings.store.currency, locale or current_locale()
+    )
 
 
 # A sale shows each of its amounts four times (quote, receipt, staff line, customer's message)
@@ -95,12 +97,12 @@ def _date(value: date, locale: str) -> str:
 
 def when(moment: datetime, settings: Settings, locale: str | None = None) -> str:
     """A UTC moment in store time, e.g. `22 нояб. 2026, 14:05`."""
-    local = moment.astimezone(settings.tz)
+    local = moment.astimezone(settings.store.tz)
     return f"{_date(local.date(), locale or current_locale())}, {local:%H:%M}"
 
 
 def day(value: date | datetime, settings: Settings, locale: str | None = None) -> str:
     """A store-time date, e.g. `22 нояб. 2026` / `Nov 22, 2026` / `22. nov 2026`."""
     if isinstance(value, datetime):
-        value = value.astimezone(settings.tz).date()
+        value = value.astimezone(settings.store.tz).date()
     return _date(value, locale or current_locale())

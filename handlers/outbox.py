@@ -19,7 +19,7 @@ from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import LANGUAGES, Settings
+from config import LANGUAGES, Settings
 from db.models import OfferKind
 from handlers import formatting
 from handlers.surveys import MarketingCb, NpsCb
@@ -72,7 +72,7 @@ async def _survey(
         "Thank you for shopping at {store}!\n\n"
         "How likely are you to recommend us to a friend? "
         "Tap a number: 0 = not at all, 10 = definitely."
-    ).format(store=html.escape(settings.store_name))
+    ).format(store=html.escape(settings.store.name))
     return Rendered(text, nps_keyboard(survey.id))
 
 
@@ -104,7 +104,7 @@ async def _offer(
     if offer is None or not offer.usable:
         return None
     until = formatting.day(offer.valid_until, settings)
-    store = html.escape(settings.store_name)
+    store = html.escape(settings.store.name)
     if offer.kind == OfferKind.BIRTHDAY:
         name = html.escape(offer.first_name or "")
         text = _(

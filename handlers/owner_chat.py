@@ -29,7 +29,7 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 
-from bot.config import Settings
+from config import Settings
 from handlers.errors import render_error
 from services.errors import DomainError
 

@@ -30,7 +30,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n import ngettext
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from config import Settings
 from handlers import formatting as fmt
 from handlers.errors import renders
 from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
@@ -86,7 +86,7 @@ def _invalid_period(exc: Exception, settings: Settings) -> str:
 
 
 def _today(now: datetime, settings: Settings) -> date:
-    return now.astimezone(settings.tz).date()
+    return now.astimezone(settings.store.tz).date()
 
 
 def _span(first: date, last: date, settings: Settings) -> str:
@@ -476,7 +476,7 @@ async def digest_message(
         locale=locale,
         money=lambda minor: fmt.money(minor, settings, locale),
     )
-    png = reports.render_chart(digest.series, labels, settings.currency_exponent)
+    png = reports.render_chart(digest.series, labels, settings.store.currency_exponent)
     return "\n".join(lines), png
 
 

@@ -19,7 +19,7 @@ from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from config import Settings
 from handlers import formatting
 from handlers.errors import renders
 from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
@@ -338,25 +338,27 @@ async def staff_list(
     names = await staff.names(
         bot,
         {
-            *settings.owner_ids,
+            *settings.telegram.owner_ids,
             *(c.tg_id for c in overview.cashiers),
             *(e.actor_id for e in overview.events if e.actor_id is not None),
         },
     )
 
     lines = [_("<b>Owners</b> (OWNER_IDS):")]
-    lines += [f"• {_named(owner_id, names)}" for owner_id in settings.owner_ids]
+    lines += [f"• {_named(owner_id, names)}" for owner_id in settings.telegram.owner_ids]
 
     lines += ["", _("<b>Administrators of the staff group</b>:")]
-    if settings.staff_chat_id is None:
+    if settings.telegram.staff_chat_id is None:
         lines.append(_("STAFF_CHAT_ID is not set: nobody has cashier rights."))
     else:
         try:
-            admins = await bot.get_chat_administrators(settings.staff_chat_id)
+            admins = await bot.get_chat_administrators(settings.telegram.staff_chat_id)
             people = [a.user for a in admins if not a.user.is_bot]
             lines += [f"• {_person(user)}" for user in people] or [_("none")]
         except TelegramAPIError as exc:
-            log.warning("getChatAdministrators(%s) failed: %s", settings.staff_chat_id, exc)
+            log.warning(
+                "getChatAdministrators(%s) failed: %s", settings.telegram.staff_chat_id, exc
+            )
             lines.append(_("Could not read the staff group (is the bot a member?)."))
         lines.append(_("Every member of the staff group may record sales."))
 

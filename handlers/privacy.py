@@ -32,7 +32,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import LANGUAGES, PROJECT_ROOT, Settings
+from config import LANGUAGES, PROJECT_ROOT, Settings
 from handlers import formatting
 from handlers.filters import Match
 from services import privacy
@@ -152,14 +152,14 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
 
 
 def _retention_text(settings: Settings) -> str:
-    if settings.retention_months:
+    if settings.privacy.retention_months:
         return ngettext(
             "If you neither buy with the card nor write to the bot for {months} month, "
             "your data is anonymised automatically.",
             "If you neither buy with the card nor write to the bot for {months} months, "
             "your data is anonymised automatically.",
-            settings.retention_months,
-        ).format(months=formatting.number(settings.retention_months))
+            settings.privacy.retention_months,
+        ).format(months=formatting.number(settings.privacy.retention_months))
     return _("We keep your data until you erase it.")
 
 
@@ -175,20 +175,20 @@ async def show_policy(message: Message, session: AsyncSession, settings: Setting
     assert message.from_user is not None
     language = formatting.current_locale()
     if language not in LANGUAGES:
-        language = settings.default_language
+        language = settings.store.default_language
     source = policy_path(language).read_text(encoding="utf-8")
     values = {
-        "store_name": settings.store_name,
-        "store_phone": settings.store_phone,
-        "store_address": settings.store_address,
-        "version": settings.privacy_policy_version,
+        "store_name": settings.store.name,
+        "store_phone": settings.store.phone,
+        "store_address": settings.store.address,
+        "version": settings.privacy.policy_version,
         "retention": _retention_text(settings),
     }
     text = render_policy(source, values)
     client = await privacy.find_client(session, message.from_user.id)
     if client is None or client.consent_at is None:
         status = _nothing_stored()
-    elif client.consent_version == settings.privacy_policy_version:
+    elif client.consent_version == settings.privacy.policy_version:
         status = _("You accepted this version of the policy on {date}.").format(
             date=formatting.day(client.consent_at, settings)
         )
@@ -199,7 +199,7 @@ async def show_policy(message: Message, session: AsyncSession, settings: Setting
         ).format(
             old=html.escape(client.consent_version or "?"),
             date=formatting.day(client.consent_at, settings),
-            version=html.escape(settings.privacy_policy_version),
+            version=html.escape(settings.privacy.policy_version),
         )
     for part in split_message(f"{text}\n\n<i>{status}</i>"):
         await message.answer(part, disable_web_page_preview=True)
@@ -214,8 +214,8 @@ async def send_my_data(message: Message, session: AsyncSession, settings: Settin
     data = await privacy.export_client_data(
         session,
         message.from_user.id,
-        exponent=settings.currency_exponent,
-        currency=settings.currency,
+        exponent=settings.store.currency_exponent,
+        currency=settings.store.currency,
     )
     if data is None:
         await message.answer(_nothing_stored())
@@ -282,7 +282,7 @@ async def erase(
 ) -> None:
     # Only ever the presser's own data: the button carries no id to trust.
     erased = await privacy.erase_client(
-        session, cq.from_user.id, now, default_language=settings.default_language
+        session, cq.from_user.id, now, default_language=settings.store.default_language
     )
     await state.clear()
     if erased:

@@ -22,7 +22,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Filter
 from aiogram.types import TelegramObject, User
 
-from bot.config import Settings
+from config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,12 @@ class Role(IntEnum):
 class StaffDirectory:
     def __init__(self, settings: Settings, ttl: float | None = None) -> None:
         self.settings = settings
-        self.ttl = settings.staff_cache_sec if ttl is None else ttl
+        self.ttl = settings.telegram.staff_cache_sec if ttl is None else ttl
         self._cache: dict[int, tuple[bool, float]] = {}
         self._names: dict[int, tuple[str | None, float]] = {}
 
     async def is_member(self, bot: Bot, user_id: int) -> bool:
-        chat_id = self.settings.staff_chat_id
+        chat_id = self.settings.telegram.staff_chat_id
         if chat_id is None:
             return False
         cached = self._cache.get(user_id)
@@ -66,7 +66,7 @@ class StaffDirectory:
         return is_member
 
     async def role(self, bot: Bot, user_id: int) -> Role:
-        if self.settings.is_owner(user_id):
+        if self.settings.telegram.is_owner(user_id):
             return Role.OWNER
         if await self.is_member(bot, user_id):
             return Role.CASHIER
@@ -97,7 +97,7 @@ class StaffDirectory:
         return {user_id: name for user_id, name in zip(ids, found, strict=True) if name}
 
     async def _ask_name(self, bot: Bot, user_id: int) -> str | None:
-        chat_id = self.settings.staff_chat_id
+        chat_id = self.settings.telegram.staff_chat_id
         if chat_id is not None:
             try:
                 member = await bot.get_chat_member(chat_id, user_id)
@@ -105,7 +105,7 @@ class StaffDirectory:
                     return member.user.full_name.strip()
             except TelegramAPIError as exc:
                 log.info("getChatMember(%s, %s) for a name failed: %s", chat_id, user_id, exc)
-        if self.settings.is_owner(user_id):
+        if self.settings.telegram.is_owner(user_id):
             try:
                 chat = await bot.get_chat(user_id)
                 full = " ".join(part for part in (chat.first_name, chat.last_name) if part)

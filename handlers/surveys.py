@@ -20,7 +20,7 @@ from aiogram.utils.i18n import gettext as _
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from config import Settings
 from handlers.errors import renders
 from handlers.filters import Match
 from services import privacy, surveys

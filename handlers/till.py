@@ -46,7 +46,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
-from bot.config import Settings
+from config import Settings
 from db.models import CardKind, CardStatus, OfferKind
 from handlers import formatting
 from handlers.errors import render_error, renders
@@ -102,12 +102,15 @@ class TillChat(Filter):
     """A private chat with the bot or the staff group; other groups are not a till."""
 
     async def __call__(self, message: Message, settings: Settings) -> bool:
-        return message.chat.type == "private" or message.chat.id == settings.staff_chat_id
+        return message.chat.type == "private" or message.chat.id == settings.telegram.staff_chat_id
 
 
 class InStaffGroup(Filter):
     async def __call__(self, message: Message, settings: Settings) -> bool:
-        return settings.staff_chat_id is not None and message.chat.id == settings.staff_chat_id
+        return (
+            settings.telegram.staff_chat_id is not None
+            and message.chat.id == settings.telegram.staff_chat_id
+        )
 
 
 class AmountAnswer(Filter):
@@ -282,11 +285,11 @@ def render_quote(draft: DraftView, settings: Settings) -> str:
         _("Amount: {amount}").format(amount=money(draft.amount, settings)),
         _("Printed card: {pct}").format(pct=formatting.pct(draft.base_pct)),
     ]
-    if settings.amount_tiers:
+    if settings.pricing.amount_tiers:
         lines.append(
             _("Tier by purchase amount: {pct}").format(pct=_pct_or_dash(draft.amount_tier_pct))
         )
-    if settings.cumulative_tiers_minor:
+    if settings.pricing.cumulative_tiers:
         lines.append(
             _("Tier by total spend: {pct}").format(pct=_pct_or_dash(draft.cumulative_tier_pct))
         )
@@ -299,7 +302,7 @@ def render_quote(draft: DraftView, settings: Settings) -> str:
     if draft.capped:
         lines.append(
             _("Capped at the maximum of {pct}").format(
-                pct=formatting.pct(settings.discount_max_pct)
+                pct=formatting.pct(settings.pricing.discount_max_pct)
             )
         )
     lines += [
@@ -314,7 +317,9 @@ def render_quote(draft: DraftView, settings: Settings) -> str:
                 pct=formatting.pct(draft.hand_out_pct)
             )
         )
-    lines.append(_("The quote is valid for {minutes} min.").format(minutes=settings.draft_ttl_min))
+    lines.append(
+        _("The quote is valid for {minutes} min.").format(minutes=settings.pricing.draft_ttl_min)
+    )
     return "\n".join(lines)
 
 
@@ -388,7 +393,7 @@ def render_customer_receipt(done: Confirmation, settings: Settings) -> str:
         pct=formatting.pct(done.discount_pct),
         saved=formatting.money(done.discount_amount, settings),
     )
-    if settings.cumulative_tiers_minor:
+    if settings.pricing.cumulative_tiers:
         text += " " + _("Your card's level: {pct}.").format(pct=formatting.pct(done.tier_pct))
         if done.next_tier is not None:
             text += " " + _("{remaining} more to {pct}.").format(
@@ -422,11 +427,11 @@ def outside_messages(
     service sends them with its rate limits and retries (a 403 marks the customer
     unreachable), so a failed send never undoes a sale."""
     messages = []
-    if staff_line is not None and settings.staff_chat_id is not None:
-        with i18n.use_locale(settings.default_language):
+    if staff_line is not None and settings.telegram.staff_chat_id is not None:
+        with i18n.use_locale(settings.store.default_language):
             text = staff_line()
         messages.append(
-            OutboxMessage(staff_key, "staff_log", settings.staff_chat_id, {"text": text})
+            OutboxMessage(staff_key, "staff_log", settings.telegram.staff_chat_id, {"text": text})
         )
     if customer is not None:
         with i18n.use_locale(customer.language):
@@ -608,7 +613,9 @@ async def take_amount(
             return
     data = await state.get_data()
     try:
-        amount = parse_amount(message.text, settings.currency_exponent, settings.max_purchase_minor)
+        amount = parse_amount(
+            message.text, settings.store.currency_exponent, settings.pricing.max_purchase
+        )
     except InvalidAmount as exc:
         # The reason and a fresh prompt: in a group the next answer must reply to a prompt.
         reason = render_error(exc, settings) or ""

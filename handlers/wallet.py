@@ -31,8 +31,8 @@ from aiogram.types import (
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.config import LANGUAGES, Settings
 from bot.i18n import LocaleMiddleware
+from config import LANGUAGES, Settings
 from handlers import formatting
 from handlers.errors import renders
 from handlers.filters import Match
@@ -94,7 +94,7 @@ class Wallet(StatesGroup):
 @renders(ConsentRequired)
 def _consent_required(exc: Exception, settings: Settings) -> str:
     return _("First send /start to join the loyalty program of {store}.").format(
-        store=html.escape(settings.store_name)
+        store=html.escape(settings.store.name)
     )
 
 
@@ -189,7 +189,7 @@ def _consent_keyboard() -> InlineKeyboardMarkup:
 
 
 def _number_keyboard(settings: Settings) -> InlineKeyboardMarkup | None:
-    if not settings.digital_cards:
+    if not settings.cards.digital:
         return None
     button = InlineKeyboardButton(
         text=_("📱 I have no card"), callback_data=WalletCb(action="digital").pack()
@@ -233,7 +233,7 @@ def _segment_label(view: CardView) -> str:
 def card_caption(view: CardView, settings: Settings) -> str:
     lines = [
         _("<b>{store}</b> loyalty card {number}").format(
-            store=html.escape(settings.store_name), number=group_number(view.number)
+            store=html.escape(settings.store.name), number=group_number(view.number)
         ),
     ]
     if view.segment == "b2b":
@@ -264,9 +264,9 @@ async def send_card(
 ) -> None:
     """The card image, uploaded once per version and re-sent by file_id afterwards."""
     me = await bot.me()
-    payload = qr_payload.sign(settings.secret_key.get_secret_value(), view.number)
+    payload = qr_payload.sign(settings.telegram.secret_key.get_secret_value(), view.number)
     art = CardArt(
-        store_name=settings.store_name,
+        store_name=settings.store.name,
         number=view.number,
         tier_pct=view.tier_pct,
         segment_label=_segment_label(view),
@@ -301,7 +301,7 @@ async def send_card(
 async def _ask_number(bot: Bot, chat_id: int, state: FSMContext, settings: Settings) -> None:
     await state.set_state(Wallet.number)
     lines = [_("Send the number printed on your card, for example <code>100 045</code>.")]
-    if settings.digital_cards:
+    if settings.cards.digital:
         lines.append(_("No card yet? Tap “I have no card” and we will make a digital one."))
     await bot.send_message(chat_id, "\n".join(lines), reply_markup=_number_keyboard(settings))
 
@@ -446,7 +446,7 @@ def _someone_elses_card(settings: Settings) -> str:
     return _(
         "This is a loyalty card of <b>{store}</b>. Only the store's staff can use it "
         "at the till. Want your own card? Send /start."
-    ).format(store=html.escape(settings.store_name))
+    ).format(store=html.escape(settings.store.name))
 
 
 async def _offer_consent(message: Message, name: str, settings: Settings) -> None:
@@ -456,7 +456,7 @@ async def _offer_consent(message: Message, name: str, settings: Settings) -> Non
             "This is the loyalty program of <b>{store}</b>: your discount card lives right here "
             "in Telegram. Show its QR code at the till to get your discount, and see your "
             "savings and personal offers at any time."
-        ).format(name=html.escape(name), store=html.escape(settings.store_name)),
+        ).format(name=html.escape(name), store=html.escape(settings.store.name)),
         reply_markup=ReplyKeyboardRemove(),
     )
     await message.answer(
@@ -513,7 +513,7 @@ def _staff_welcome(role: Role, settings: Settings) -> str:
         _("You are an owner of <b>{store}</b>.")
         if role >= Role.OWNER
         else _("You are a cashier of <b>{store}</b>.")
-    ).format(store=html.escape(settings.store_name))
+    ).format(store=html.escape(settings.store.name))
     return "\n".join(
         [
             who,
@@ -648,20 +648,20 @@ async def offers(message: Message, wallet: WalletService, settings: Settings) ->
 
 @router.message(Command("store"))
 async def store(message: Message, settings: Settings) -> None:
-    lines = [f"<b>{html.escape(settings.store_name)}</b>"]
-    if settings.store_address:
-        lines.append(_("📍 Address: {address}").format(address=html.escape(settings.store_address)))
-    if settings.store_hours:
-        lines.append(_("🕒 Opening hours: {hours}").format(hours=html.escape(settings.store_hours)))
-    if settings.store_phone:
-        lines.append(_("📞 Phone: {phone}").format(phone=html.escape(settings.store_phone)))
+    lines = [f"<b>{html.escape(settings.store.name)}</b>"]
+    if settings.store.address:
+        lines.append(_("📍 Address: {address}").format(address=html.escape(settings.store.address)))
+    if settings.store.hours:
+        lines.append(_("🕒 Opening hours: {hours}").format(hours=html.escape(settings.store.hours)))
+    if settings.store.phone:
+        lines.append(_("📞 Phone: {phone}").format(phone=html.escape(settings.store.phone)))
     await message.answer("\n".join(lines))
-    if settings.store_latitude is not None and settings.store_longitude is not None:
+    if settings.store.latitude is not None and settings.store.longitude is not None:
         await message.answer_venue(
-            latitude=settings.store_latitude,
-            longitude=settings.store_longitude,
-            title=settings.store_name,
-            address=settings.store_address or settings.store_name,
+            latitude=settings.store.latitude,
+            longitude=settings.store.longitude,
+            title=settings.store.name,
+            address=settings.store.address or settings.store.name,
         )
 
 
@@ -996,7 +996,7 @@ async def photo(
         texts = await qr_texts(message, bot, qr_reader)
     except ImageRejected:
         texts = []
-    secret = settings.secret_key.get_secret_value()
+    secret = settings.telegram.secret_key.get_secret_value()
     number = next((n for t in texts if (n := _card_number_in(secret, t)) is not None), None)
     if number is None:
         await message.answer(

@@ -83,7 +83,7 @@ from db.prepared import Prepared
 from services.clock import Clock, utc_now
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +288,9 @@ class RateLimiter:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
         return cls(
-            settings.delivery_rate_global,
-            settings.delivery_rate_chat,
-            settings.delivery_rate_group_per_min,
+            settings.delivery.rate_global,
+            settings.delivery.rate_chat,
+            settings.delivery.rate_group_per_min,
         )
 
 
@@ -553,7 +553,9 @@ class DeliverySender:
         while True:
             now = self.clock()
             if (
-                until := quiet_until(now, self.settings.quiet_window, self.settings.tz)
+                until := quiet_until(
+                    now, self.settings.delivery.quiet_window, self.settings.store.tz
+                )
             ) is not None:
                 # Everything but transactional messages waits for the morning; those go on.
                 stats.quiet_deferred += await self._defer_quiet(now, until)
@@ -972,7 +974,7 @@ class DeliverySender:
         now = self.clock()
         outcomes: list[tuple[int, dict[str, Any]]] = []
         for item in items:
-            if item.attempts >= self.settings.delivery_max_attempts:
+            if item.attempts >= self.settings.delivery.max_attempts:
                 stats.failed += 1
                 values = {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
             else:

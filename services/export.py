@@ -45,7 +45,7 @@ from services import kpi
 from services.clock import store_day_bounds
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 SUMMARY = "kpi_summary"
 SHEETS = (SUMMARY, "purchases", "cards", "clients", "surveys", "offers")
@@ -197,7 +197,7 @@ def _tables(settings: Settings, start: datetime, end: datetime) -> list[Table]:
         (Client.created_at, Kind.DATETIME),
         (Client.erased_at, Kind.DATETIME),
     ]
-    if settings.export_include_contacts:
+    if settings.reports.export_include_contacts:
         client_fields += [(Client.phone, Kind.TEXT), (Client.birthday, Kind.DATE)]
 
     def table(name: str, columns: list[tuple[Any, Kind]], query: Select[Any]) -> Table:
@@ -291,7 +291,7 @@ async def cashier_ids(
 ) -> set[int]:
     """The Telegram ids of everyone who recorded a purchase in the period (the caller names
     them through `ExportLabels.people`)."""
-    start, end = store_day_bounds(first, last, settings.tz)
+    start, end = store_day_bounds(first, last, settings.store.tz)
     rows = await session.scalars(
         select(Purchase.cashier_id)
         .where(Purchase.created_at >= start, Purchase.created_at < end)
@@ -328,8 +328,8 @@ Convert = Callable[[Any], Any]
 
 def _plain(item: Field, table: str, labels: ExportLabels, settings: Settings) -> Convert:
     """The value as Python data (numbers, datetimes, text): what both writers start from."""
-    exponent = settings.currency_exponent
-    tz = settings.tz
+    exponent = settings.store.currency_exponent
+    tz = settings.store.tz
     names = labels.value_names(table, item.key)
     people = labels.people
     kind = item.kind
@@ -493,7 +493,7 @@ async def export_xlsx(
 ) -> Path:
     """An XLSX with the sheets of `SHEETS` for the store days `first`…`last`; a temp file."""
     labels = labels or ExportLabels()
-    start, end = store_day_bounds(first, last, settings.tz)
+    start, end = store_day_bounds(first, last, settings.store.tz)
     path = _temp_path(".xlsx")
     try:
         workbook = Workbook(write_only=True)
@@ -528,7 +528,7 @@ async def export_csv_zip(
 ) -> Path:
     """A zip of `<sheet>.csv` files (UTF-8 with BOM, so Excel reads Cyrillic); a temp file."""
     labels = labels or ExportLabels()
-    start, end = store_day_bounds(first, last, settings.tz)
+    start, end = store_day_bounds(first, last, settings.store.tz)
     path = _temp_path(".zip")
 
     def writer_for(raw: Any) -> tuple[io.TextIOWrapper, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services import backup, delivery, offers, surveys
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 DIGEST_KIND = "digest"
 
@@ -38,15 +38,17 @@ class JobResult:
 
 
 def iso_week(now: datetime, settings: Settings) -> str:
-    year, week, _ = now.astimezone(settings.tz).isocalendar()
+    year, week, _ = now.astimezone(settings.store.tz).isocalendar()
     return f"{year}-W{week:02d}"
 
 
 def digest_moment(now: datetime, settings: Settings) -> datetime:
     """Monday `DIGEST_HOUR` (store time) of the week `now` falls in, as UTC."""
-    local = now.astimezone(settings.tz)
+    local = now.astimezone(settings.store.tz)
     monday = local.date() - timedelta(days=local.weekday())
-    return datetime.combine(monday, time(settings.digest_hour), settings.tz).astimezone(UTC)
+    return datetime.combine(
+        monday, time(settings.engagement.digest_hour), settings.store.tz
+    ).astimezone(UTC)
 
 
 async def digest_pass(session: AsyncSession, settings: Settings, now: datetime) -> int:
@@ -58,7 +60,7 @@ async def digest_pass(session: AsyncSession, settings: Settings, now: datetime) 
         return 0
     week = iso_week(now, settings)
     added = 0
-    for owner_id in settings.owner_ids:
+    for owner_id in settings.telegram.owner_ids:
         added += await delivery.enqueue(
             session,
             key=f"digest:{week}:{owner_id}",
@@ -118,23 +120,23 @@ async def _digest(sm: async_sessionmaker[AsyncSession], s: Settings, now: dateti
 async def _backup(sm: async_sessionmaker[AsyncSession], s: Settings, now: datetime) -> JobResult:
     path = await asyncio.to_thread(
         backup.backup_database,
-        backup.database_path(s.database_url),
-        s.backup_dir,
-        s.backup_keep,
+        backup.database_path(s.database.url),
+        s.backup.dir,
+        s.backup.keep,
         now,
     )
     return JobResult(
-        "backup", {"kept": min(len(backup.backups(s.backup_dir)), s.backup_keep)}, path=str(path)
+        "backup", {"kept": min(len(backup.backups(s.backup.dir)), s.backup.keep)}, path=str(path)
     )
 
 
 async def _retention(sm: async_sessionmaker[AsyncSession], s: Settings, now: datetime) -> JobResult:
-    if s.retention_months is None:
+    if s.privacy.retention_months is None:
         return JobResult("retention", {"erased": 0}, note="RETENTION_MONTHS is not set")
     privacy: Any = importlib.import_module("services.privacy")
     async with sm() as session:
         erased = await privacy.anonymise_inactive(
-            session, now, s.retention_months, default_language=s.default_language
+            session, now, s.privacy.retention_months, default_language=s.store.default_language
         )
     return JobResult("retention", {"erased": erased})
 

@@ -69,7 +69,7 @@ from services.dates import parse_date
 from services.errors import DomainError
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 MEAN_MONTH_DAYS = Decimal("30.4375")
 MAX_PERIOD_DAYS = 3660
@@ -455,8 +455,8 @@ async def _winback(session: AsyncSession, start: datetime, end: datetime) -> Win
 
 def program_costs(settings: Settings, days: int, cards_issued: int) -> float:
     """Program costs of a period in minor units: the monthly cost pro rata + printed cards."""
-    monthly = Decimal(settings.to_minor(settings.program_cost_monthly))
-    per_card = settings.to_minor(settings.card_unit_cost)
+    monthly = Decimal(settings.store.to_minor(settings.reports.program_cost_monthly))
+    per_card = settings.store.to_minor(settings.reports.card_unit_cost)
     return float(monthly * days / MEAN_MONTH_DAYS + per_card * cards_issued)
 
 
@@ -464,7 +464,7 @@ async def compute(session: AsyncSession, settings: Settings, first: date, last: 
     """Every KPI of docs/design.md's table for the store-time days `first`…`last` inclusive."""
     if first > last:
         raise InvalidPeriod("order", f"{first} {last}")
-    tz = settings.tz
+    tz = settings.store.tz
     start, end = store_day_bounds(first, last, tz)
     prev_first, prev_last = previous_period(first, last)
     prev_start, _ = store_day_bounds(prev_first, prev_last, tz)
@@ -529,7 +529,7 @@ async def compute(session: AsyncSession, settings: Settings, first: date, last: 
     kpis.winback = await _winback(session, start, end)
 
     kpis.program_costs = program_costs(settings, kpis.days, kpis.cards_issued_in_period)
-    margin = float(settings.gross_margin_pct) / 100
+    margin = float(settings.reports.gross_margin_pct) / 100
     gain = (kpis.revenue - kpis.discount_total) * margin - kpis.discount_total
     roi = _div(gain - kpis.program_costs, kpis.discount_total + kpis.program_costs)
     kpis.roi_pct = None if roi is None else roi * 100
@@ -628,7 +628,7 @@ async def weekly_series(
         week_last = last - timedelta(days=7 * i)
         week_first = week_last - timedelta(days=6)
         bounds.append(
-            (week_first, week_last, *store_day_bounds(week_first, week_last, settings.tz))
+            (week_first, week_last, *store_day_bounds(week_first, week_last, settings.store.tz))
         )
     overall_start, overall_end = bounds[0][2], bounds[-1][3]
 
@@ -691,7 +691,7 @@ async def at_risk_cards(
     session: AsyncSession, settings: Settings, last: date, limit: int = 5
 ) -> list[AtRiskCard]:
     """The RFM `at_risk` cards at the end of `last`, biggest lifetime spend first."""
-    start, end = store_day_bounds(last, last, settings.tz)
+    start, end = store_day_bounds(last, last, settings.store.tz)
     rfm = _card_scores(start, start, end)
     rows = await session.execute(
         select(Card.number, rfm.c.last_at, rfm.c.life_n, rfm.c.life_total)
@@ -729,8 +729,8 @@ async def anomalies(
 ) -> Anomalies:
     """Cards used more than ANOMALY_DAILY_USES times in one store day; generous cashiers."""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    starts = [store_day_bounds(d, d, settings.tz)[0] for d in days]
-    start, end = store_day_bounds(first, last, settings.tz)
+    starts = [store_day_bounds(d, d, settings.store.tz)[0] for d in days]
+    start, end = store_day_bounds(first, last, settings.store.tz)
     # The store day as an index computed in SQL from UTC bounds (DST-safe, any dialect).
     day_index = case(
         *((Purchase.created_at < s, literal(i - 1)) for i, s in enumerate(starts[1:], start=1)),
@@ -741,7 +741,7 @@ async def anomalies(
         .join(Card, Card.id == Purchase.card_id)
         .where(_not_voided(), Purchase.created_at >= start, Purchase.created_at < end)
         .group_by(Card.number, day_index)
-        .having(func.count() > settings.anomaly_daily_uses)
+        .having(func.count() > settings.reports.anomaly_daily_uses)
         .order_by(func.count().desc(), Card.number)
         .limit(20)
     )
@@ -789,7 +789,7 @@ async def detractor_comments(
     session: AsyncSession, settings: Settings, first: date, last: date, limit: int = 10
 ) -> list[Comment]:
     """What the period's detractors (0–6) wrote, newest first."""
-    start, end = store_day_bounds(first, last, settings.tz)
+    start, end = store_day_bounds(first, last, settings.store.tz)
     rows = await session.execute(
         select(Survey.score, Survey.comment, Survey.answered_at)
         .where(

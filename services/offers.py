@@ -40,7 +40,7 @@ from db.models import (
 from services import delivery
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 OFFER_KIND = "offer"
 
@@ -75,7 +75,7 @@ async def winback_candidates(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> list[tuple[int, int, datetime]]:
     """(client id, tg id, last purchase) of every client eligible for win-back now."""
-    cooldown_days = max(settings.winback_cooldown_days, 1)
+    cooldown_days = max(settings.engagement.winback_cooldown_days, 1)
     recent = (
         select(WinbackAssignment.id)
         .where(
@@ -100,7 +100,7 @@ async def winback_candidates(
             .join(last, last.c.client_id == Client.id)
             .where(
                 *_contactable(),
-                last.c.last_at <= now - timedelta(days=settings.winback_min_days),
+                last.c.last_at <= now - timedelta(days=settings.engagement.winback_min_days),
                 ~recent,
             )
             .order_by(Client.id)
@@ -133,9 +133,11 @@ async def winback_candidates(
     eligible = []
     for client_id, tg_id, last_at in rows:
         client_gaps = gaps.get(client_id)
-        threshold = float(settings.winback_min_days)
+        threshold = float(settings.engagement.winback_min_days)
         if client_gaps:
-            threshold = max(threshold, settings.winback_factor * statistics.median(client_gaps))
+            threshold = max(
+                threshold, settings.engagement.winback_factor * statistics.median(client_gaps)
+            )
         if (now - last_at).total_seconds() >= threshold * 86400 - 1e-6:
             eligible.append((client_id, tg_id, last_at))
     return eligible
@@ -150,10 +152,10 @@ async def winback_sweep(
     """Assign today's eligible clients to offer/control and enqueue the offers. Commits."""
     rng = rng or random.Random()
     candidates = await winback_candidates(session, settings, now)
-    window_until = now + timedelta(days=settings.winback_valid_days)
+    window_until = now + timedelta(days=settings.engagement.winback_valid_days)
     control = offered = 0
     for client_id, tg_id, last_at in candidates:
-        in_control = rng.random() * 100 < settings.winback_holdout_pct
+        in_control = rng.random() * 100 < settings.engagement.winback_holdout_pct
         assignment = WinbackAssignment(
             client_id=client_id,
             assigned_at=now,
@@ -168,7 +170,7 @@ async def winback_sweep(
         offer = Offer(
             client_id=client_id,
             kind=OfferKind.WINBACK,
-            bonus_pct=settings.winback_bonus_pct,
+            bonus_pct=settings.engagement.winback_bonus_pct,
             valid_from=now,
             valid_until=window_until,
             created_at=now,
@@ -211,9 +213,9 @@ def birthday_due(birthday: date, today: date, days_before: int) -> date | None:
 
 async def birthday_sweep(session: AsyncSession, settings: Settings, now: datetime) -> int:
     """Birthday offers due today (store date), once a year per client. Commits."""
-    if settings.birthday_bonus_pct <= 0:
+    if settings.engagement.birthday_bonus_pct <= 0:
         return 0
-    today = now.astimezone(settings.tz).date()
+    today = now.astimezone(settings.store.tz).date()
     clients = (
         await session.execute(
             select(Client.id, Client.tg_id, Client.birthday)
@@ -223,7 +225,7 @@ async def birthday_sweep(session: AsyncSession, settings: Settings, now: datetim
     ).all()
     due = []
     for client_id, tg_id, birthday in clients:
-        target = birthday_due(birthday, today, settings.birthday_days_before)
+        target = birthday_due(birthday, today, settings.engagement.birthday_days_before)
         if target is not None:
             due.append((client_id, tg_id, f"birthday:{client_id}:{target.year}"))
     if not due:
@@ -242,9 +244,9 @@ async def birthday_sweep(session: AsyncSession, settings: Settings, now: datetim
         offer = Offer(
             client_id=client_id,
             kind=OfferKind.BIRTHDAY,
-            bonus_pct=settings.birthday_bonus_pct,
+            bonus_pct=settings.engagement.birthday_bonus_pct,
             valid_from=now,
-            valid_until=now + timedelta(days=settings.birthday_valid_days),
+            valid_until=now + timedelta(days=settings.engagement.birthday_valid_days),
             created_at=now,
         )
         session.add(offer)

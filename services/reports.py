@@ -26,7 +26,7 @@ from services import kpi
 from services.cards import get_registered
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 DIGEST_WEEKS = 12
 
@@ -45,7 +45,7 @@ class Digest:
 
 def digest_week(now: datetime, settings: Settings) -> tuple[date, date]:
     """The last 7 complete store days before `now` (Monday's digest covers Mon–Sun)."""
-    last = now.astimezone(settings.tz).date() - timedelta(days=1)
+    last = now.astimezone(settings.store.tz).date() - timedelta(days=1)
     return last - timedelta(days=6), last
 
 
@@ -287,4 +287,4 @@ async def data_span(session: AsyncSession, settings: Settings, today: date) -> t
     first = await session.scalar(select(func.min(Purchase.created_at)))
     if first is None:
         return today, today
-    return min(first.astimezone(settings.tz).date(), today), today
+    return min(first.astimezone(settings.store.tz).date(), today), today

@@ -66,7 +66,7 @@ from services.delivery import OutboxMessage, queue_messages
 from services.errors import CardBlocked, CardNotFound, DomainError
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 
 # --------------------------------------------------------------------------- errors
@@ -239,7 +239,7 @@ class SalesService:
 
     async def identify_payload(self, payload: str) -> CardSummary:
         """A scanned QR payload: InvalidPayload when forged or mangled."""
-        number = qr_payload.verify(self.settings.secret_key.get_secret_value(), payload)
+        number = qr_payload.verify(self.settings.telegram.secret_key.get_secret_value(), payload)
         return await self.identify_number(number)
 
     def _identify(self, session: Session, number: str, now: datetime) -> CardSummary:
@@ -254,7 +254,7 @@ class SalesService:
             rows = _offers_statement().execute(session, {"p_client": card.client_id, "p_now": now})
             offers = tuple(OfferView(*row) for row in rows.all())
         spend = int(card.spend)
-        tier = max(card.base_pct, pricing.tier_for(spend, self.settings.cumulative_tiers_minor))
+        tier = max(card.base_pct, pricing.tier_for(spend, self.settings.pricing.cumulative_tiers))
         return CardSummary(
             card_id=card.id,
             number=card.number,
@@ -290,7 +290,7 @@ class SalesService:
         chat_id: int,
         now: datetime,
     ) -> DraftView:
-        cumulative_tiers = self.settings.cumulative_tiers_minor
+        cumulative_tiers = self.settings.pricing.cumulative_tiers
         card = (
             _quote_statement(bool(cumulative_tiers))
             .execute(session, {"p_card": card_id, "p_now": now})
@@ -300,7 +300,7 @@ class SalesService:
             raise CardNotFound(str(card_id))
         if card.status == CardStatus.BLOCKED:  # blocked since it was scanned
             raise CardBlockedAtTill(card.number, card.block_reason)
-        amount_tiers = self.settings.amount_tiers_minor
+        amount_tiers = self.settings.pricing.amount_tiers
         q = pricing.quote(
             amount=amount_minor,
             base_pct=card.base_pct,
@@ -308,7 +308,7 @@ class SalesService:
             amount_tiers=amount_tiers,
             cumulative_tiers=cumulative_tiers,
             offer_pct=card.offer_pct or 0,
-            max_pct=self.settings.discount_max_pct,
+            max_pct=self.settings.pricing.discount_max_pct,
         )
         draft = dict(
             id=secrets.token_urlsafe(12),
@@ -326,7 +326,7 @@ class SalesService:
             paid_amount=q.paid_amount,
             status=DraftStatus.OPEN,
             created_at=now,
-            expires_at=now + timedelta(minutes=self.settings.draft_ttl_min),
+            expires_at=now + timedelta(minutes=self.settings.pricing.draft_ttl_min),
         )
         replaced = _replace_drafts_statement().execute(
             session, {"p_card": card.id, "p_cashier": cashier_id, "p_now": now}
@@ -556,7 +556,7 @@ class SalesService:
         spend: int | None = None,
     ) -> Confirmation:
         """`spend`: the holder's gross spend including this purchase (read when None)."""
-        cumulative = self.settings.cumulative_tiers_minor
+        cumulative = self.settings.pricing.cumulative_tiers
         tier, next_tier = card.base_pct, None
         if cumulative:  # the tier can only grow with spend when cumulative tiers are on
             if spend is None:
@@ -652,7 +652,7 @@ class SalesService:
             raise PurchaseNotFound(purchase_id)
         if purchase.voided_at is not None:
             raise AlreadyVoided(purchase_id)
-        window = self.settings.void_window_min
+        window = self.settings.pricing.void_window_min
         if not actor_is_owner:
             if purchase.cashier_id != actor_id:
                 raise VoidNotAllowed("not_yours", window)

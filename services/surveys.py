@@ -28,7 +28,7 @@ from services import delivery
 from services.errors import DomainError
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 SURVEY_KIND = "survey"
 DETRACTOR_KIND = "detractor_alert"
@@ -63,8 +63,8 @@ class Answer:
 
 async def sweep(session: AsyncSession, settings: Settings, now: datetime) -> int:
     """Create the surveys that are due; returns how many were enqueued. Commits."""
-    latest = now - timedelta(minutes=settings.survey_delay_min)
-    cooldown_from = now - timedelta(days=settings.survey_cooldown_days)
+    latest = now - timedelta(minutes=settings.engagement.survey_delay_min)
+    cooldown_from = now - timedelta(days=settings.engagement.survey_cooldown_days)
     recent_survey = exists().where(Survey.client_id == Client.id, Survey.created_at > cooldown_from)
     rows = (
         await session.execute(
@@ -122,7 +122,7 @@ async def _own_survey(session: AsyncSession, survey_id: int, tg_id: int) -> Surv
 
 
 def _open_since(settings: Settings, now: datetime) -> datetime:
-    return now - timedelta(days=settings.survey_answer_days)
+    return now - timedelta(days=settings.engagement.survey_answer_days)
 
 
 async def answer(
@@ -153,7 +153,7 @@ async def answer(
         status = AnswerStatus.ALREADY if survey.score is not None else AnswerStatus.EXPIRED
         return Answer(status, survey.id, survey.score)
     if score <= DETRACTOR_MAX:
-        for owner_id in settings.owner_ids:
+        for owner_id in settings.telegram.owner_ids:
             await delivery.enqueue(
                 session,
                 key=f"detractor:{survey.id}:{owner_id}",

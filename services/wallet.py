@@ -37,7 +37,7 @@ from services.errors import CardBlocked, CardNotFound, DomainError
 from services.pricing import NextTier, next_tier, tier_for
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
-    from bot.config import Settings
+    from config import Settings
 
 RATE_WINDOW = timedelta(hours=1)
 HISTORY_PAGE_SIZE = 5
@@ -263,7 +263,7 @@ class WalletService:
         return (
             client is not None
             and client.consent_at is not None
-            and client.consent_version == self.settings.privacy_policy_version
+            and client.consent_version == self.settings.privacy.policy_version
         )
 
     async def needs_consent(self, tg_id: int) -> bool:
@@ -287,10 +287,12 @@ class WalletService:
         client.last_name = (profile.last_name or "")[:128] or None
         client.username = (profile.username or "")[:64] or None
         client.language = (
-            language if language in self.settings.languages else self.settings.default_language
+            language
+            if language in self.settings.store.languages
+            else self.settings.store.default_language
         )
         client.consent_at = now
-        client.consent_version = self.settings.privacy_policy_version
+        client.consent_version = self.settings.privacy.policy_version
         client.last_seen_at = now
         await self.session.flush()
         audit.record(
@@ -299,14 +301,14 @@ class WalletService:
             at=now,
             actor_id=profile.tg_id,
             client_id=client.id,
-            version=self.settings.privacy_policy_version,
+            version=self.settings.privacy.policy_version,
         )
         await self.session.commit()
         return client
 
     async def set_language(self, tg_id: int, language: str) -> bool:
         """Store the language on the client; False when there is no client (before consent)."""
-        if language not in self.settings.languages:
+        if language not in self.settings.store.languages:
             raise ValueError(f"unsupported language {language!r}")
         result = await self.session.execute(
             update(Client).where(Client.tg_id == tg_id).values(language=language)
@@ -327,7 +329,7 @@ class WalletService:
     async def rate_limit_until(self, tg_id: int) -> datetime | None:
         """When the user may try again, or None if they may try now."""
         now = self.clock()
-        limit = self.settings.bind_user_max_failures
+        limit = self.settings.cards.bind_user_max_failures
         window = (BindAttempt.tg_id == tg_id, BindAttempt.success.is_(False))
         since = BindAttempt.at > now - RATE_WINDOW
         failures = await self.session.scalar(select(func.count()).where(*window, since))
@@ -352,7 +354,7 @@ class WalletService:
         self.session.add(BindAttempt(tg_id=tg_id, card_number=number, success=False, at=now))
         if card is not None and card.bind_locked_at is None:
             card.bind_failures = (card.bind_failures or 0) + 1
-            if card.bind_failures >= self.settings.bind_card_max_failures:
+            if card.bind_failures >= self.settings.cards.bind_card_max_failures:
                 card.bind_locked_at = now
                 audit.record(
                     self.session,
@@ -363,7 +365,7 @@ class WalletService:
                     failures=card.bind_failures,
                 )
                 exc = CardBindLocked(card.number, just_locked=True, failures=card.bind_failures)
-                for owner_id in self.settings.owner_ids:  # in the same unit of work: once
+                for owner_id in self.settings.telegram.owner_ids:  # in the same unit of work: once
                     await delivery.enqueue(
                         self.session,
                         key=f"bindlock:{card.id}:{now:%Y%m%dT%H%M%S}:{owner_id}",
@@ -458,7 +460,7 @@ class WalletService:
         caller's unit of work: once per client, and only for someone new to the store — no
         purchase on any of their cards yet (a printed card used at the till before it was
         linked already had its first purchase)."""
-        pct = self.settings.welcome_bonus_pct
+        pct = self.settings.engagement.welcome_bonus_pct
         if pct <= 0:
             return None
         had_one = await self.session.scalar(
@@ -474,7 +476,7 @@ class WalletService:
             kind=OfferKind.WELCOME,
             bonus_pct=pct,
             valid_from=now,
-            valid_until=now + timedelta(days=self.settings.welcome_valid_days),
+            valid_until=now + timedelta(days=self.settings.engagement.welcome_valid_days),
             created_at=now,
         )
         self.session.add(offer)
@@ -487,7 +489,7 @@ class WalletService:
     async def issue_digital(self, tg_id: int) -> BindResult:
         """ "I have no card": a digital-only card from the configured range, issued at once."""
         settings = self.settings
-        if not settings.digital_cards:
+        if not settings.cards.digital:
             raise DigitalCardsUnavailable("disabled")
         client = await self.require_client(tg_id)
         current = await self.active_card(client.id)
@@ -498,7 +500,7 @@ class WalletService:
             now = self.clock()
             card = Card(
                 number=number,
-                base_pct=settings.digital_card_pct,
+                base_pct=settings.cards.digital_pct,
                 segment=Segment.B2C,
                 kind=CardKind.DIGITAL,
                 status=CardStatus.IN_STOCK,
@@ -529,7 +531,7 @@ class WalletService:
         raise DigitalCardsUnavailable("exhausted")
 
     async def _next_digital_number(self) -> str:
-        low, high = self.settings.digital_card_from, self.settings.digital_card_to
+        low, high = self.settings.cards.digital_from, self.settings.cards.digital_to
         highest = await self.session.scalar(
             select(func.max(cast(Card.number, Integer))).where(
                 func.length(Card.number) <= MAX_DIGITS,
@@ -562,7 +564,7 @@ class WalletService:
                 .where(Card.client_id == client.id, Purchase.voided_at.is_(None))
             )
         ).one()
-        tiers = self.settings.cumulative_tiers_minor
+        tiers = self.settings.pricing.cumulative_tiers
         cumulative = tier_for(int(spend), tiers)
         tier_pct = max(card.base_pct, cumulative)
         return CardView(
@@ -649,7 +651,7 @@ class WalletService:
         return value
 
     async def set_birthday(self, tg_id: int, text: str) -> date:
-        value = parse_birthday(text, self.clock().astimezone(self.settings.tz).date())
+        value = parse_birthday(text, self.clock().astimezone(self.settings.store.tz).date())
         client = await self.require_client(tg_id)
         client.birthday = value
         audit.record(self.session, "client.birthday", at=self.clock(), client_id=client.id)

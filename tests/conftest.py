@@ -17,7 +17,8 @@ from aiogram import Bot, Dispatcher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import create_bot, create_dispatcher
-from bot.config import Settings
+from config import Settings
+from config.env import EnvSettings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from tests.fakeapi import FakeTelegram
@@ -62,7 +63,7 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "scheduler_enabled": False,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return Settings.from_env(EnvSettings(_env_file=None, **values))
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +165,7 @@ def build_app(
     *,
     delivery_worker: bool = True,
 ) -> App:
-    settings = settings.model_copy(update={"telegram_api_url": tg.base_url})
+    settings = settings.with_changes(telegram_api_url=tg.base_url)
     bot = create_bot(settings)
     dp = create_dispatcher(settings, sessionmaker, clock=clock, delivery_worker=delivery_worker)
     return App(bot=bot, dp=dp, tg=tg, settings=settings, sessionmaker=sessionmaker, clock=clock)

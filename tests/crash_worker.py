@@ -10,7 +10,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 
-from bot.config import Settings
+from config import load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.lane import Lane
 from services.sales import SalesService
@@ -20,8 +20,8 @@ CASHIER_ID = 2001
 
 async def main(db_path: str, count: int) -> None:
     url = f"sqlite+aiosqlite:///{db_path}"
-    settings = Settings(
-        _env_file=None,
+    settings = load_settings(
+        env_file=None,
         bot_token="123456:TEST",
         secret_key="test-secret-key-0123456789abcdef",
         database_url=url,

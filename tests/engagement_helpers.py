@@ -11,8 +11,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import create_bot
-from bot.config import Settings
 from bot.scheduler import create_sender
+from config import Settings
 from db.models import Card, CardStatus, Client, Delivery, Purchase
 from services.cards import refresh_totals
 from services.delivery import DeliverySender, RateLimiter
@@ -156,7 +156,7 @@ async def bulk_clients(
 
 
 def bot_for(tg: Any, settings: Settings) -> Bot:
-    return create_bot(settings.model_copy(update={"telegram_api_url": tg.base_url}))
+    return create_bot(settings.with_changes(telegram_api_url=tg.base_url))
 
 
 def sender_for(

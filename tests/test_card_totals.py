@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from config import Settings
 from db.engine import create_engine, create_sessionmaker
 from db.lane import Lane
 from db.migrate import upgrade
@@ -70,7 +70,7 @@ async def test_till_void_and_history_import_keep_the_figures_exact(
     async with sessionmaker() as session:
         await asyncio.to_thread(
             import_purchases,
-            settings.database_url,
+            settings.database.url,
             history,
             now=clock(),
             tz=ZoneInfo("Europe/Moscow"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 from tests.cli_helpers import Cli
 
 

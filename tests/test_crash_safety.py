@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 from db.engine import create_engine, create_sessionmaker
 from services.inventory import add_range
 from tests.conftest import FrozenClock

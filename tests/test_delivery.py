@@ -12,7 +12,7 @@ from aiogram import Bot
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from config import Settings
 from db.models import Client, DeliveryStatus
 from services import delivery
 from services.delivery import (

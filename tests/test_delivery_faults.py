@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from config import Settings
 from db.models import Client, Delivery, DeliveryStatus, WinbackAssignment
 from services import delivery, offers
 from services.clock import utc_now

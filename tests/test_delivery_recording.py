@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 import db.engine
-from bot.config import Settings
+from config import Settings
 from db.models import DeliveryStatus
 from services import delivery
 from services.delivery import Outbox

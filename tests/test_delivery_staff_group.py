@@ -14,7 +14,7 @@ import pytest
 from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from config import Settings
 from db.models import DeliveryStatus
 from services import delivery
 from services.delivery import MESSAGE_LIMIT, Outbox, OutboxMessage, Outgoing, RateLimiter, Rendered

@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
 from bot.i18n import create_i18n
+from config import Settings
 from handlers.owner_reports import digest_message
 from services import kpi, reports
 from tests.kpi_helpers import Data, msk

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 
 DOCS = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 _SKIP_DIRS = {".venv", ".git", "data", "build", "__pycache__", ".hypothesis", ".ruff_cache"}

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 from tests.fakeapi import FakeTelegram
 
 

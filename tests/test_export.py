@@ -14,8 +14,8 @@ from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
 from bot.i18n import create_i18n
+from config import Settings
 from handlers.owner_reports import STATS_LINES, export_labels
 from services import export
 from tests.conftest import CASHIER_ID, OWNER_ID, App

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.config import Settings
+from config import Settings
 from handlers import formatting
 from tests.conftest import make_settings
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import services.history_import as history_import
-from bot.config import PROJECT_ROOT, Settings
+from config import PROJECT_ROOT, Settings
 from db.engine import create_engine, create_sessionmaker
 from db.lane import Lane
 from services.history_import import Pacing, import_purchases, recover_interrupted_imports

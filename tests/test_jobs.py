@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.commands.jobs import parse_at
-from bot.config import Settings
 from bot.scheduler import MISFIRE_GRACE, catch_up_jobs, create_scheduler, run_job
+from config import Settings
 from services import jobs
 from tests.cli_helpers import Cli
 from tests.conftest import OWNER_ID, make_settings
@@ -29,7 +29,7 @@ SECOND_OWNER = 1002
 
 
 def _msk(settings: Settings, *args: int) -> datetime:
-    return datetime(*args, tzinfo=settings.tz)  # type: ignore[misc]
+    return datetime(*args, tzinfo=settings.store.tz)  # type: ignore[misc]
 
 
 async def test_digest_once_per_week_across_restarts(
@@ -79,7 +79,7 @@ async def test_scheduler_jobs_have_fixed_ids_and_forgiving_defaults(settings: Se
         for job in scheduler.get_jobs():
             assert job.coalesce is True and job.misfire_grace_time == MISFIRE_GRACE
         digest = scheduler.get_job("digest")
-        assert "mon" in str(digest.trigger) and f"hour='{settings.digest_hour}'" in str(
+        assert "mon" in str(digest.trigger) and f"hour='{settings.engagement.digest_hour}'" in str(
             digest.trigger
         )
     finally:
@@ -87,7 +87,7 @@ async def test_scheduler_jobs_have_fixed_ids_and_forgiving_defaults(settings: Se
 
 
 def test_catch_up_runs_todays_sweeps_once_they_are_due(settings: Settings, tmp_path: Path) -> None:
-    settings = settings.model_copy(update={"backup_dir": tmp_path / "none", "winback_hour": 11})
+    settings = settings.with_changes(backup_dir=tmp_path / "none", winback_hour=11)
     early = catch_up_jobs(settings, _msk(settings, 2026, 11, 24, 10, 0))
     assert "winback" not in early and "surveys" in early and "backup" in early
     late = catch_up_jobs(settings, _msk(settings, 2026, 11, 24, 12, 0))
@@ -185,7 +185,7 @@ async def test_engagement_starts_and_stops_with_the_bot(
     from services import delivery
     from services.clock import utc_now
 
-    settings = settings.model_copy(update={"backup_dir": tmp_path / "backups"})
+    settings = settings.with_changes(backup_dir=tmp_path / "backups")
     await delivery.enqueue(
         session, key="hello", kind="text", chat_id=4444, payload={"text": "hi"}, due_at=utc_now()
     )

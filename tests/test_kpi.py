@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from config import Settings
 from services import kpi
 from tests.cli_helpers import Cli
 from tests.conftest import make_settings
@@ -42,7 +42,7 @@ async def test_empty_period_is_zero_and_ratios_are_null(
     session: AsyncSession, settings: Settings
 ) -> None:
     kpis = await kpi.compute(session, settings, *P)
-    data = kpi.to_json(kpis, settings.currency_exponent)
+    data = kpi.to_json(kpis, settings.store.currency_exponent)
     assert data["cards_total"] == data["purchases"] == data["active_cards"] == 0
     assert data["revenue"] == 0.0
     for key in (
@@ -94,7 +94,7 @@ async def test_every_core_kpi_by_hand(session: AsyncSession, settings: Settings)
     assert (digital.cards_issued, digital.active_cards, digital.revenue) == (1, 1, 300_000)
     assert (paper.cards_issued, paper.active_cards, paper.revenue) == (3, 1, 50_000)
 
-    data = kpi.to_json(k, settings.currency_exponent)
+    data = kpi.to_json(k, settings.store.currency_exponent)
     assert data["revenue"] == 3500.0
     assert data["discount_total"] == 175.0
     assert data["average_check"] == 1166.67

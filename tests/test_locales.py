@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from bot.config import LANGUAGES, PROJECT_ROOT
 from bot.i18n import LOCALES_DIR, create_i18n
+from config import LANGUAGES, PROJECT_ROOT
 
 
 def _extract(tmp_path: Path) -> set[str]:

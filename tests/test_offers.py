@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from config import Settings
 from db.models import Card, CardStatus, Client, Offer, WinbackAssignment
 from services import offers
 from tests.conftest import App, FrozenClock, make_settings
@@ -36,7 +36,7 @@ async def test_exactly_at_the_minimum_days_is_eligible(
 ) -> None:
     client = await make_client(session, 6001)
     await buy(session, client, clock())
-    days = settings.winback_min_days
+    days = settings.engagement.winback_min_days
     assert await _eligible(session, settings, clock() + timedelta(days=days, seconds=-1)) == set()
     assert await _eligible(session, settings, clock() + timedelta(days=days)) == {6001}
 
@@ -104,8 +104,8 @@ async def test_sweep_offers_records_and_respects_the_cooldown(
     assert (result.eligible, result.control, result.offered) == (1, 0, 1)
     offer = await session.scalar(select(Offer))
     assert offer is not None and offer.kind == "winback"
-    assert offer.bonus_pct == settings.winback_bonus_pct
-    assert offer.valid_until == now + timedelta(days=settings.winback_valid_days)
+    assert offer.bonus_pct == settings.engagement.winback_bonus_pct
+    assert offer.valid_until == now + timedelta(days=settings.engagement.winback_valid_days)
     assignment = await session.scalar(select(WinbackAssignment))
     assert assignment is not None and assignment.offer_id == offer.id and not assignment.control
     [row] = await deliveries(session)
@@ -137,7 +137,7 @@ async def test_birthday_offer_once_a_year(session: AsyncSession, db_url: str) ->
     settings = make_settings(db_url, birthday_days_before=2)
     await make_client(session, 6301, birthday=date(1990, 11, 20))
     await make_client(session, 6302, birthday=date(1990, 12, 25), opt_out=True)
-    day = datetime(2026, 11, 17, 9, 0, tzinfo=settings.tz)  # 3 days before
+    day = datetime(2026, 11, 17, 9, 0, tzinfo=settings.store.tz)  # 3 days before
     assert await offers.birthday_sweep(session, settings, day) == 0
     assert await offers.birthday_sweep(session, settings, day + timedelta(days=1)) == 1
     for later in (2, 3, 10):  # the day itself, a week later: still once
@@ -145,7 +145,7 @@ async def test_birthday_offer_once_a_year(session: AsyncSession, db_url: str) ->
     [row] = await deliveries(session)
     client_id = await session.scalar(select(Client.id).where(Client.tg_id == 6301))
     assert row.key == f"birthday:{client_id}:2026"
-    next_year = datetime(2027, 11, 19, 9, 0, tzinfo=settings.tz)
+    next_year = datetime(2027, 11, 19, 9, 0, tzinfo=settings.store.tz)
     assert await offers.birthday_sweep(session, settings, next_year) == 1
 
 
@@ -158,7 +158,7 @@ def test_birthday_dates() -> None:
 async def test_offer_message_has_a_working_opt_out(app: App, session: AsyncSession) -> None:
     client = await make_client(session, 6401, first_name="Eve")
     await buy(session, client, app.clock() - timedelta(days=60))
-    settings = app.settings.model_copy(update={"winback_holdout_pct": 0})
+    settings = app.settings.with_changes(winback_holdout_pct=0)
     await offers.winback_sweep(session, settings, app.clock())
     sender = sender_for(app.bot, app.sessionmaker, app.settings, app.clock, limiter=fast_limiter())
     assert (await sender.deliver_due()).sent == 1

@@ -12,7 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from bot.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 
 # What the build needs; a copy keeps `*.egg-info` and `build/` out of the working tree.
 _SOURCES = ("pyproject.toml", "README.md", "bot", "handlers", "services", "db")

@@ -11,8 +11,8 @@ from aiogram.utils.i18n import I18n
 from openpyxl import load_workbook
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
 from bot.i18n import create_i18n
+from config import Settings
 from handlers.owner_reports import digest_message
 from services import export, kpi, reports
 from tests.conftest import CUSTOMER_ID, OWNER_ID, App
@@ -159,7 +159,7 @@ async def test_export_with_contacts_enabled(
     session: AsyncSession, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     await seed(sessionmaker)
-    with_contacts = settings.model_copy(update={"export_include_contacts": True})
+    with_contacts = settings.with_changes(export_include_contacts=True)
     path = await export.export_xlsx(
         session, with_contacts, datetime(2026, 11, 1).date(), datetime(2026, 11, 16).date()
     )

@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 
-from bot.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 from tests.fakeapi import FakeTelegram
 
 SECRET_KEY = "test-secret-key-0123456789abcdef"

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from config import Settings
 from db.models import Survey
 from services import surveys
 from services.delivery import DeliverySender
@@ -38,7 +38,7 @@ async def test_survey_is_due_delay_minutes_after_the_purchase(
 ) -> None:
     client = await make_client(session, 5001)
     purchase = await buy(session, client, clock())
-    clock.advance(minutes=settings.survey_delay_min - 1)
+    clock.advance(minutes=settings.engagement.survey_delay_min - 1)
     assert await surveys.sweep(session, settings, clock()) == 0
     clock.advance(minutes=1)
     assert await surveys.sweep(session, settings, clock()) == 1
@@ -58,7 +58,7 @@ async def test_one_survey_per_cooldown(
     await buy(session, client, clock())
     clock.advance(hours=3)
     assert await surveys.sweep(session, settings, clock()) == 0  # within 30 days
-    clock.advance(days=settings.survey_cooldown_days)
+    clock.advance(days=settings.engagement.survey_cooldown_days)
     await buy(session, client, clock())
     clock.advance(hours=3)
     assert await surveys.sweep(session, settings, clock()) == 1
@@ -99,7 +99,7 @@ async def sender(app: App) -> AsyncIterator[DeliverySender]:
 async def _send_survey(app: App, sender: DeliverySender, session: AsyncSession, tg_id: int) -> None:
     client = await make_client(session, tg_id)
     await buy(session, client, app.clock())
-    app.clock.advance(minutes=app.settings.survey_delay_min)
+    app.clock.advance(minutes=app.settings.engagement.survey_delay_min)
     assert await surveys.sweep(session, app.settings, app.clock()) == 1
     assert (await sender.deliver_due()).sent == 1
 
@@ -174,7 +174,7 @@ async def test_an_old_survey_takes_no_answer(
 ) -> None:
     user = app.tg.user(5205, language_code="en")
     await _send_survey(app, sender, session, 5205)
-    app.clock.advance(days=app.settings.survey_answer_days, seconds=1)
+    app.clock.advance(days=app.settings.engagement.survey_answer_days, seconds=1)
     answer = await user.press(user.last_message(), "10")
     assert "closed" in answer.params.get("text", "")
     [survey] = await _surveys(session)
@@ -214,7 +214,7 @@ async def test_an_answered_survey_is_not_sent_late(
     await buy(session, client, clock())
     clock.advance(hours=3)
     await surveys.sweep(session, settings, clock())
-    clock.advance(days=settings.survey_answer_days + 1)
+    clock.advance(days=settings.engagement.survey_answer_days + 1)
     sender = sender_for(None, sessionmaker, settings, clock, limiter=fast_limiter())  # type: ignore[arg-type]
     assert (await sender.deliver_due()).skipped == 1
 

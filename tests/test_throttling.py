@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
 from bot.throttling import FloodGuard
+from config import Settings
 from tests.conftest import OWNER_ID, App, FrozenClock, make_settings, running_app
 from tests.fakeapi import Call, FakeTelegram
 

@@ -61,7 +61,7 @@ async def test_expired_and_cancelled_quotes_cannot_be_confirmed(app: App) -> Non
     await seed_card(app.sessionmaker, "100045", 5)
     cashier = app.tg.user(CASHIER_ID, language_code="en")
     quote = await quote_for(cashier)
-    app.clock.advance(minutes=app.settings.draft_ttl_min + 1)
+    app.clock.advance(minutes=app.settings.pricing.draft_ttl_min + 1)
     answer = await cashier.press(quote, "✅")
     assert "expired" in answer.params["text"] and answer.params.get("show_alert")
     quote = await quote_for(cashier)
@@ -121,7 +121,7 @@ async def test_void_by_the_cashier_within_the_window_and_by_an_owner_later(app: 
     assert "+2 %" in quote.text
     await cashier.press(quote, "✅")
     receipt = await cashier.wait_message("recorded")
-    app.clock.advance(minutes=app.settings.void_window_min + 1)
+    app.clock.advance(minutes=app.settings.pricing.void_window_min + 1)
     answer = await cashier.press(receipt, "↩️")
     assert "within 30 min" in answer.params["text"]
     second = (await purchases(app.sessionmaker))[1]

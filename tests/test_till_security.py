@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from config import Settings
 from db.lane import Lane
 from db.models import SaleDraft
 from services.sales import DraftGone, SalesService
@@ -123,7 +123,7 @@ CONFIRM_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from datetime import datetime
-    from bot.config import Settings
+    from config import load_settings
     from db.engine import create_engine, create_sessionmaker
     from db.lane import Lane
     from services.sales import DraftGone, SalesService
@@ -132,7 +132,7 @@ CONFIRM_SCRIPT = textwrap.dedent(
         now = datetime.fromisoformat(now_iso)
         engine = create_engine(url)
         sessionmaker = create_sessionmaker(engine)
-        settings = Settings(_env_file=None, database_url=url)
+        settings = load_settings(env_file=None, database_url=url)
         async with sessionmaker() as session:
             sales = SalesService(Lane.of(session.bind), settings, lambda: now)
             print("ready", flush=True)

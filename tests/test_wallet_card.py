@@ -47,7 +47,10 @@ async def test_the_card_photo_scans_to_this_cards_deep_link(app: App) -> None:
         assert link.startswith("https://t.me/loyalty_test_bot?start=")
         payload = qr_payload.extract(link)
         assert payload is not None
-        assert qr_payload.verify(app.settings.secret_key.get_secret_value(), payload) == "100045"
+        assert (
+            qr_payload.verify(app.settings.telegram.secret_key.get_secret_value(), payload)
+            == "100045"
+        )
 
 
 async def test_the_image_is_uploaded_once_then_reused_by_file_id(app: App) -> None:

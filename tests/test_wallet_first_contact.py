@@ -43,7 +43,7 @@ async def test_a_photo_of_ones_own_qr_is_recognised(app: App) -> None:
     await seed_cards(app.sessionmaker, 100040, 100050, 5, app.clock())
     user = app.tg.user(3102, language_code="en")
     await bind(user, "100045")
-    secret = app.settings.secret_key.get_secret_value()
+    secret = app.settings.telegram.secret_key.get_secret_value()
     link = qr_payload.deep_link(app.tg.username, qr_payload.sign(secret, "100045"))
     await user.wait_message("share your phone number")  # the optional profile step
     await user.send("/cancel")

@@ -38,7 +38,7 @@ async def test_nothing_is_stored_before_consent_and_commands_ask_to_start(app: A
     stored = await client(app.sessionmaker, 3001)
     assert stored is not None
     assert stored.consent_at == app.clock()
-    assert stored.consent_version == app.settings.privacy_policy_version
+    assert stored.consent_version == app.settings.privacy.policy_version
     assert stored.language == "en"
 
 
@@ -139,7 +139,7 @@ async def test_rate_limit_per_user_and_its_reset_after_an_hour(app: App) -> None
     await seed_cards(app.sessionmaker, 100040, 100050, 5, app.clock())
     user = app.tg.user(3013, language_code="en")
     await join(user)
-    for i in range(app.settings.bind_user_max_failures):
+    for i in range(app.settings.cards.bind_user_max_failures):
         app.clock.advance(minutes=1)
         await user.send(f"55500{i}")
         assert "is not registered" in (await user.wait_message()).text
@@ -156,7 +156,7 @@ async def test_rate_limit_per_user_and_its_reset_after_an_hour(app: App) -> None
 async def test_the_limit_survives_a_restart(app: App) -> None:
     user = app.tg.user(3014, language_code="en")
     await join(user)
-    for i in range(app.settings.bind_user_max_failures):
+    for i in range(app.settings.cards.bind_user_max_failures):
         await user.send(f"55500{i}")
         await user.wait_message("is not registered")
     await app.stop()
@@ -263,7 +263,7 @@ async def test_digital_card_is_issued_at_once(app: App) -> None:
     assert "5 %" in photo.text
     issued = await card(app.sessionmaker, "900000001")
     assert issued.kind == "digital" and issued.status == CardStatus.ISSUED
-    assert issued.base_pct == app.settings.digital_card_pct and issued.client_id is not None
+    assert issued.base_pct == app.settings.cards.digital_pct and issued.client_id is not None
     second = app.tg.user(3041, language_code="en")
     prompt = await join(second)
     await second.press(prompt, "📱 I have no card")
@@ -297,7 +297,7 @@ async def test_someone_elses_card_link_reveals_nothing(app: App) -> None:
     await seed_cards(app.sessionmaker, 100040, 100050, 5, app.clock())
     owner_of_card = app.tg.user(3050, language_code="en")
     await bind(owner_of_card, "100044")
-    payload = qr_payload.sign(app.settings.secret_key.get_secret_value(), "100044")
+    payload = qr_payload.sign(app.settings.telegram.secret_key.get_secret_value(), "100044")
     stranger = app.tg.user(3051, language_code="en")
     await stranger.send(f"/start {payload}")
     reply = await stranger.wait_message()
@@ -486,7 +486,7 @@ async def test_command_menus_are_registered_per_language_and_scope(app: App) -> 
     }
     assert "card" in by_key[("all_private_chats", None, "en")]
     assert "sale" not in by_key[("all_private_chats", None, "en")]
-    assert "sale" in by_key[("chat", app.settings.staff_chat_id, "et")]
+    assert "sale" in by_key[("chat", app.settings.telegram.staff_chat_id, "et")]
     assert "stats" in by_key[("chat", OWNER_ID, None)]
     descriptions = {
         c.params.get("language_code"): c.params["commands"][0]["description"]

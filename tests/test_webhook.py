@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import webhook
 from bot.app import create_bot, create_dispatcher
 from bot.cli import main
-from bot.config import Settings, SettingsError
 from bot.webhook import (
     ProcessedUpdates,
     WebhookServer,
@@ -27,6 +27,7 @@ from bot.webhook import (
     set_webhook,
     webhook_url,
 )
+from config import Settings, SettingsError
 from db.models import ProcessedUpdate
 from tests.conftest import FrozenClock, make_settings
 from tests.fakeapi import FakeTelegram
@@ -101,7 +102,11 @@ async def running_hook(
         "webhook_max_connections": CAP,
         **overrides,
     }
-    settings = make_settings(db_url, **values).model_copy(update={"webhook_port": port})
+    settings = make_settings(db_url, **values)
+    # Port 0 (any free port) is for tests only: the environment refuses it, so set it here.
+    settings = dataclasses.replace(
+        settings, webhook=dataclasses.replace(settings.webhook, port=port)
+    )
     bot = create_bot(settings)
     dp = create_dispatcher(
         settings, sessionmaker, clock=clock, update_guards=[ProcessedUpdates(sessionmaker, clock)]

@@ -12,7 +12,7 @@ import sys
 
 import aiohttp
 
-from bot.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 from tests.fakeapi import FakeTelegram
 from tests.test_webhook import PATH, SECRET, USER_ID, update
 

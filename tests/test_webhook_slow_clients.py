@@ -20,8 +20,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.config import PROJECT_ROOT
 from bot.webhook import BACKLOG
+from config import PROJECT_ROOT
 from tests.fakeapi import FakeTelegram
 from tests.test_webhook import PATH, SECRET, USER_ID, update
 

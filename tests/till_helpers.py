@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Settings
+from config import Settings
 from db.models import AuditEvent, Card, CardStatus, Client, Offer, Purchase
 from services import qr_payload
 from tests.conftest import CUSTOMER_ID
@@ -81,7 +81,7 @@ async def add_offer(
 
 
 def payload(settings: Settings, number: str = "100045") -> str:
-    return qr_payload.sign(settings.secret_key.get_secret_value(), number)
+    return qr_payload.sign(settings.telegram.secret_key.get_secret_value(), number)
 
 
 async def purchases(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Purchase]:

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Settings
+from config import Settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 
@@ -19,8 +19,8 @@ T = TypeVar("T")
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[AsyncSession]:
     """A migrated database and one session; the engine is disposed afterwards."""
-    await upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
+    await upgrade(settings.database.url)
+    engine = create_engine(settings.database.url)
     try:
         async with create_sessionmaker(engine)() as session:
             yield session

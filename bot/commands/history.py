@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from bot.commands._common import LineReporter
-from bot.config import load_settings
+from config import load_settings
 from db.migrate import upgrade
 from services.clock import utc_now
 from services.history_import import import_purchases
@@ -43,22 +43,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _import(args: argparse.Namespace) -> int:
     settings = load_settings()
     reporter = LineReporter(args.file.name)
-    asyncio.run(upgrade(settings.database_url))
+    asyncio.run(upgrade(settings.database.url))
     summary = import_purchases(
-        settings.database_url,
+        settings.database.url,
         args.file,
         now=utc_now(),
-        tz=settings.tz,
-        exponent=settings.currency_exponent,
-        max_amount_minor=settings.max_purchase_minor,
+        tz=settings.store.tz,
+        exponent=settings.store.currency_exponent,
+        max_amount_minor=settings.pricing.max_purchase,
         unknown_pct=args.pct,
         skip_invalid=args.skip_invalid,
         on_error=reporter,
     )
     span = present = ""
     if summary.first_at and summary.last_at:
-        first = summary.first_at.astimezone(settings.tz).date()
-        last = summary.last_at.astimezone(settings.tz).date()
+        first = summary.first_at.astimezone(settings.store.tz).date()
+        last = summary.last_at.astimezone(settings.store.tz).date()
         span = f", {first} to {last}"
     if summary.present:
         present = f"; {summary.present} already present"

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from bot.commands._common import LineReporter, with_session
-from bot.config import load_settings
+from config import load_settings
 from services import inventory
 from services.clock import utc_now
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from datetime import datetime
 
-from bot.config import Settings, SettingsError, load_settings
+from config import Settings, SettingsError, load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from services.clock import utc_now
@@ -43,7 +43,7 @@ def parse_at(text: str | None, settings: Settings) -> datetime:
             f"--at: expected an ISO date-time such as 2026-11-23T09:00, got {text!r}"
         ) from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=settings.tz)
+        moment = moment.replace(tzinfo=settings.store.tz)
     return moment
 
 
@@ -61,14 +61,14 @@ async def _run_async(name: str, settings: Settings, now: datetime, *, fixed: boo
     if name not in jobs.PASSES:
         print("retention is not available: services.privacy.anonymise_inactive is missing")
         return 1
-    await upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
+    await upgrade(settings.database.url)
+    engine = create_engine(settings.database.url)
     try:
         result = await jobs.run_pass(name, create_sessionmaker(engine), settings, now)
     finally:
         await engine.dispose()
     counts = ", ".join(f"{key} {value}" for key, value in result.counts.items())
-    line = f"{name} as of {now.astimezone(settings.tz):%Y-%m-%d %H:%M %Z}: {counts}"
+    line = f"{name} as of {now.astimezone(settings.store.tz):%Y-%m-%d %H:%M %Z}: {counts}"
     if result.path:
         line += f"; backup written to {result.path}"
     print(line)
@@ -80,13 +80,13 @@ async def _run_async(name: str, settings: Settings, now: datetime, *, fixed: boo
 
 
 async def _deliveries(settings: Settings, at: datetime | None) -> int:
-    if not settings.bot_token.get_secret_value().strip():
+    if not settings.telegram.bot_token.get_secret_value().strip():
         raise SettingsError("BOT_TOKEN is empty: sending deliveries needs the bot's token")
     from bot.app import create_bot
     from bot.scheduler import create_sender
 
-    await upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
+    await upgrade(settings.database.url)
+    engine = create_engine(settings.database.url)
     bot = create_bot(settings)
     try:
         clock = (lambda: at) if at is not None else utc_now

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from bot.commands._common import with_session
-from bot.config import load_settings
+from config import load_settings
 from services import kpi
 
 
@@ -40,11 +40,12 @@ def _run(args: argparse.Namespace) -> int:
     kpis = asyncio.run(
         with_session(settings, lambda s: kpi.compute(s, settings, args.first, args.last))
     )
-    data = kpi.to_json(kpis, settings.currency_exponent)
+    data = kpi.to_json(kpis, settings.store.currency_exponent)
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        print(f"KPIs {args.first} to {args.last} ({settings.timezone}, {settings.currency})")
+        store = settings.store
+        print(f"KPIs {args.first} to {args.last} ({store.timezone}, {store.currency})")
         for key, value in _flatten(data):
             print(f"  {key:<42} {_human(value)}")
     return 0

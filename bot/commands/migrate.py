@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bot.config import load_settings
+from config import load_settings
 from db.migrate import upgrade
 from services.history_import import recover_interrupted_imports
 
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
-    asyncio.run(upgrade(settings.database_url))
-    recover_interrupted_imports(settings.database_url)
+    asyncio.run(upgrade(settings.database.url))
+    recover_interrupted_imports(settings.database.url)
     print("database is up to date")
     return 0

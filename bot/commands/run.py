@@ -14,8 +14,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from bot.config import Settings, SettingsError, load_settings
 from bot.logging_setup import setup_logging
+from config import Settings, SettingsError, load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from services.history_import import recover_interrupted_imports
@@ -66,13 +66,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def warn_about_missing_roles(settings: Settings) -> None:
     """The bot runs without owners or a staff group, but whole features are then off: say so."""
-    if not settings.owner_ids:
+    if not settings.telegram.owner_ids:
         log.warning(
             "OWNER_IDS is empty: nobody is an owner, so nobody gets the owner commands (/stats, "
             "/digest, /export, /block …), the weekly digest or the owner alerts; set OWNER_IDS "
             "to your Telegram id"
         )
-    if settings.staff_chat_id is None:
+    if settings.telegram.staff_chat_id is None:
         log.warning(
             "STAFF_CHAT_ID is empty: there are no cashiers (only owners can record sales) and "
             "sales are not logged to a staff group; set STAFF_CHAT_ID to the staff group's id"
@@ -88,8 +88,8 @@ async def who_am_i(bot: Bot, settings: Settings) -> User:
         TelegramUnauthorizedError,
     )
 
-    url = settings.telegram_api_url or TELEGRAM_API_DEFAULT
-    token = settings.bot_token.get_secret_value()
+    url = settings.telegram.api_url or TELEGRAM_API_DEFAULT
+    token = settings.telegram.bot_token.get_secret_value()
 
     def reason(exc: TelegramAPIError) -> str:
         # aiohttp may quote the request URL, which holds the token: never print it.
@@ -106,7 +106,7 @@ async def who_am_i(bot: Bot, settings: Settings) -> User:
     except TelegramNetworkError as exc:
         raise BotApiUnreachable(
             f"cannot reach the Telegram Bot API at {url}: {reason(exc)}; check the network"
-            + (" and TELEGRAM_API_URL" if settings.telegram_api_url else "")
+            + (" and TELEGRAM_API_URL" if settings.telegram.api_url else "")
         ) from None
     except TelegramAPIError as exc:
         raise BotApiUnreachable(
@@ -126,9 +126,9 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
     try:
         # First, so that a token Telegram refuses changes nothing (no database is created).
         me = await who_am_i(bot, settings)
-        await upgrade(settings.database_url)
-        recover_interrupted_imports(settings.database_url)
-        engine = create_engine(settings.database_url)
+        await upgrade(settings.database.url)
+        recover_interrupted_imports(settings.database.url)
+        engine = create_engine(settings.database.url)
         try:
             sessionmaker = create_sessionmaker(engine)
             guards = []
@@ -137,7 +137,9 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
 
                 guards.append(ProcessedUpdates(sessionmaker))
             dp = create_dispatcher(settings, sessionmaker, update_guards=guards)
-            if settings.scheduler_enabled:  # SCHEDULER_ENABLED=false: second instance, no jobs
+            if (
+                settings.engagement.scheduler_enabled
+            ):  # SCHEDULER_ENABLED=false: second instance, no jobs
                 from bot.scheduler import Engagement
 
                 engagement = Engagement(bot, sessionmaker, settings, outbox=dp["outbox"])

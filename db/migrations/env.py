@@ -18,7 +18,7 @@ def _url() -> str:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from bot.config import load_settings  # only when run from the alembic CLI
+    from config import load_settings  # only when run from the alembic CLI
 
     return load_settings().database_url
 

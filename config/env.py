@@ -1,15 +1,14 @@
-"""Settings read from the environment and `.env` (pydantic-settings).
+"""The environment, read and validated: one field per variable (pydantic-settings).
 
-Every variable is documented in `.env.example`. A wrong value raises `SettingsError`
-whose message names the variable and the expected form.
+Every variable is documented in `.env.example`; its name here is its name there. A wrong value
+raises `SettingsError` whose lines name each variable and the form it expects (all problems at
+once). The bot does not use this flat view: `config.sections.Settings` hands it out in sections.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import time
 from decimal import Decimal, InvalidOperation
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -61,7 +60,7 @@ def _parse_tiers(value: Any) -> Any:
     return tiers
 
 
-class Settings(BaseSettings):
+class EnvSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
@@ -219,59 +218,11 @@ class Settings(BaseSettings):
     def _empty_number_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    # --- Derived values -------------------------------------------------------------------
-    @cached_property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    @cached_property
-    def currency_exponent(self) -> int:
-        """Digits of the minor unit: 2 for RUB/EUR (kopecks/cents), 0 for JPY."""
-        return get_currency_precision(self.currency)
-
-    def to_minor(self, major: Decimal) -> int:
-        return int((major * (10**self.currency_exponent)).to_integral_value())
-
-    @property
-    def max_purchase_minor(self) -> int:
-        return self.to_minor(self.max_purchase)
-
-    @property
-    def amount_tiers_minor(self) -> list[tuple[int, int]]:
-        return [(self.to_minor(t), pct) for t, pct in self.amount_tiers]
-
-    @property
-    def cumulative_tiers_minor(self) -> list[tuple[int, int]]:
-        if not self.cumulative_tiers_enabled:
-            return []
-        return [(self.to_minor(t), pct) for t, pct in self.cumulative_tiers]
-
-    @property
-    def quiet_window(self) -> tuple[time, time] | None:
-        """(start, end) in store time, or None when quiet hours are off."""
-        if not self.quiet_hours:
-            return None
-        start, end = (part.strip() for part in self.quiet_hours.split("-"))
-        return _hhmm(start), _hhmm(end)
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        """The catalogs the bot speaks (services read this instead of importing bot.config)."""
-        return LANGUAGES
-
-    def is_owner(self, user_id: int) -> bool:
-        return user_id in self.owner_ids
-
     def require_bot(self) -> None:
         """Refuse to start the bot without the settings it cannot run without (all at once)."""
         problems = _bot_problems(self.bot_token, self.secret_key)
         if problems:
             raise SettingsError(*problems)
-
-
-def _hhmm(text: str) -> time:
-    hours, _, minutes = text.partition(":")
-    return time(int(hours) % 24, int(minutes or 0))
 
 
 _EXPECTED = {
@@ -288,11 +239,12 @@ _BY_ERROR_TYPE = {
 
 
 class _BotSecrets(BaseSettings):
-    """The two values the bot cannot start without, read from the same sources as `Settings`:
+    """The two values the bot cannot start without, read from the same sources as
+    `EnvSettings`:
     when another setting is malformed these can still be checked, so that every problem is
     reported in one go."""
 
-    model_config = Settings.model_config
+    model_config = EnvSettings.model_config
 
     bot_token: SecretStr = SecretStr("")
     secret_key: SecretStr = SecretStr("")
@@ -332,17 +284,18 @@ def _describe(error: Any) -> tuple[str, str]:
     return field, f"Invalid setting {field.upper()}: {expected}"
 
 
-def load_settings(*, require_bot: bool = False, **overrides: Any) -> Settings:
-    """Build `Settings`, reporting every malformed variable at once, one line each.
+def read_env(*, require_bot: bool = False, **overrides: Any) -> EnvSettings:
+    """Read and validate the environment, reporting every malformed variable at once, one
+    line each. `overrides` replace variables (lower-case names, e.g. `flood_limit=1000`).
 
     `require_bot=True` (commands that run the bot) also checks BOT_TOKEN and SECRET_KEY,
     together with the rest: one `SettingsError` lists every problem.
     """
     problems: list[str] = []
     try:
-        settings: Settings | None = Settings(**overrides)
+        env: EnvSettings | None = EnvSettings(**overrides)
     except ValidationError as exc:
-        settings = None
+        env = None
         seen: set[str] = set()
         for error in exc.errors():
             field, line = _describe(error)
@@ -350,9 +303,9 @@ def load_settings(*, require_bot: bool = False, **overrides: Any) -> Settings:
                 seen.add(field)
                 problems.append(line)
     if require_bot:
-        secrets = settings if settings is not None else _BotSecrets(**overrides)
+        secrets = env if env is not None else _BotSecrets(**overrides)
         problems = _bot_problems(secrets.bot_token, secrets.secret_key) + problems
     if problems:
         raise SettingsError(*problems)
-    assert settings is not None
-    return settings
+    assert env is not None
+    return env
