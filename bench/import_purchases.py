@@ -149,7 +149,7 @@ def till_process(db: str, card: str, stop: object, ready: object, out: object) -
 
 async def _till(db: str, card: str, stop: object, ready: object, out: object) -> None:
     from config import load_settings
-    from db.lane import Lane
+    from db.database import Database
     from services.sales import SalesService
 
     url = f"sqlite+aiosqlite:///{db}"
@@ -161,7 +161,7 @@ async def _till(db: str, card: str, stop: object, ready: object, out: object) ->
         owner_ids=[1001],
     )
     engine = create_engine(url)
-    sales = SalesService(Lane.of(engine), settings, lambda: datetime.now(UTC))
+    sales = SalesService(Database.of(engine), settings, lambda: datetime.now(UTC))
     writes: list[tuple[float, float]] = []
     ready.set()  # type: ignore[attr-defined]
     try:

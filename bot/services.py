@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
-from db.lane import Lane
+from db.database import Database
 from services.clock import Clock
 from services.sales import SalesService
 from services.wallet import WalletService
@@ -21,7 +21,7 @@ ServiceFactory = Callable[[AsyncSession, Settings, Clock], Any]
 
 SERVICE_FACTORIES: dict[str, ServiceFactory] = {
     "sales": lambda session, settings, clock: SalesService(
-        Lane.of(session.bind),
+        Database.of(session.bind),
         settings,
         clock,  # type: ignore[arg-type]
     ),

@@ -74,7 +74,7 @@ class _Unit(NamedTuple):
 class Lane:
     _lanes: ClassVar[weakref.WeakKeyDictionary[Engine, Lane]] = weakref.WeakKeyDictionary()
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, name: str = "db-lane") -> None:
         self.engine = create_engine(sync_url(url))
         event.listen(self.engine, "connect", _sqlite_pragmas)
         # The thread's one connection: units run one at a time, and checking a connection
@@ -84,7 +84,7 @@ class Lane:
         # is waiting, runs them one after another and hands the results back with one wake-up
         # of the event loop: under load a single round trip serves several cashiers.
         self._units: queue.SimpleQueue[_Unit | ThreadFuture[None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="db-lane", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
         self._disposed = False
 

@@ -61,6 +61,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+# Money and money totals: 64-bit on every engine (PostgreSQL's INTEGER is 32-bit; SQLite's
+# INTEGER is 64-bit already, and its schema stays as it was).
+Money = BigInteger().with_variant(Integer(), "sqlite")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -167,7 +172,7 @@ class Card(Base):
     # history import). The KPI engine reads them so that it scans only the period and what
     # came after it, not all history; the till reads them for the card summary.
     purchase_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    purchase_total: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    purchase_total: Mapped[int] = mapped_column(Money, default=0, server_default=text("0"))
     last_purchase_at: Mapped[datetime | None]
 
 
@@ -250,10 +255,10 @@ class Purchase(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
-    amount: Mapped[int] = mapped_column(Integer)  # gross, minor units
+    amount: Mapped[int] = mapped_column(Money)  # gross, minor units
     discount_pct: Mapped[int] = mapped_column(Integer)
-    discount_amount: Mapped[int] = mapped_column(Integer)
-    paid_amount: Mapped[int] = mapped_column(Integer)
+    discount_amount: Mapped[int] = mapped_column(Money)
+    paid_amount: Mapped[int] = mapped_column(Money)
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
     cashier_id: Mapped[int | None] = mapped_column(BigInteger)
     # A confirmed draft becomes exactly one purchase: the unique id is the last line of defence.
@@ -275,15 +280,15 @@ class SaleDraft(Base):
     cashier_id: Mapped[int] = mapped_column(BigInteger)
     chat_id: Mapped[int] = mapped_column(BigInteger)
     message_id: Mapped[int | None] = mapped_column(Integer)
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Money)
     base_pct: Mapped[int] = mapped_column(Integer)
     amount_tier_pct: Mapped[int] = mapped_column(Integer, default=0)
     cumulative_tier_pct: Mapped[int] = mapped_column(Integer, default=0)
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
     offer_pct: Mapped[int] = mapped_column(Integer, default=0)
     discount_pct: Mapped[int] = mapped_column(Integer)
-    discount_amount: Mapped[int] = mapped_column(Integer)
-    paid_amount: Mapped[int] = mapped_column(Integer)
+    discount_amount: Mapped[int] = mapped_column(Money)
+    paid_amount: Mapped[int] = mapped_column(Money)
     status: Mapped[str] = mapped_column(String(16), default=DraftStatus.OPEN)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]

@@ -14,7 +14,8 @@ tuples, and driver errors become SQLAlchemy's exceptions (`IntegrityError`, ...)
 
 It runs in the caller's transaction: `prepared.execute(session, params)` uses the DB-API
 connection of that `Session`, so it commits and rolls back with the unit like any other
-statement. It is meant for the blocking lane's sync sessions (`db.lane`).
+statement. It is SQLite's fast path for units of work (`db.database`); on any other database
+the same call runs the statement through the session, with the same results.
 
 Refused when compiled, so a misuse fails on first use rather than silently: parameters that
 are rendered at execution time (an expanding `IN`), and INSERT/UPDATE columns whose Python-side
@@ -126,6 +127,12 @@ class Prepared:
 
     def execute(self, session: Session, params: Mapping[str, Any] | None = None) -> PreparedResult:
         params = params or {}
+        if session.get_bind().dialect.name != "sqlite":
+            # The fast path is SQLite's (its driver is synchronous and its SQL takes
+            # microseconds); elsewhere the statement runs through the session as usual.
+            result = session.execute(self.statement, params)
+            rows = list(result.all()) if result.returns_rows else []
+            return PreparedResult(rows, result.rowcount)
         names = tuple(params)
         compiled = self._compiled.get(names) or self._compile(session, names)
         arguments = compiled.arguments(params)
@@ -143,6 +150,8 @@ class Prepared:
         rows); returns the row count."""
         if not params:
             return 0
+        if session.get_bind().dialect.name != "sqlite":
+            return int(session.execute(self.statement, list(params)).rowcount)
         names = tuple(params[0])
         compiled = self._compiled.get(names) or self._compile(session, names)
         if compiled.row is not None:

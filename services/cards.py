@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -53,6 +53,23 @@ def group_number(number: str, size: int = 3) -> str:
     parts = [number[:head]] if head else []
     parts += [number[i : i + size] for i in range(head, len(number), size)]
     return " ".join(parts)
+
+
+def numbers_between(low: int, high: int) -> ColumnElement[bool]:
+    """Cards whose numbers lie in [low, high] as numbers, without casting the column: a
+    19-digit card number does not fit a database integer. For each length, a string range of
+    that many digits (digit strings of one length order like the numbers they write)."""
+    ranges = []
+    for digits in range(len(str(low)), len(str(high)) + 1):
+        first, last = max(low, 10 ** (digits - 1)), min(high, 10**digits - 1)
+        ranges.append(
+            and_(func.length(Card.number) == digits, Card.number.between(str(first), str(last)))
+        )
+    return or_(*ranges)
+
+
+# Card numbers in numeric order, highest first (longer is larger; then digit by digit).
+HIGHEST_NUMBER_FIRST = (func.length(Card.number).desc(), Card.number.desc())
 
 
 def by_number(number: str) -> Select[tuple[Card]]:

@@ -73,13 +73,13 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from sqlalchemy import bindparam, case, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from db.lane import Lane
+from db.database import Database
 from db.models import Client, Delivery, DeliveryStatus, Survey, UTCDateTime, utcnow
 from db.prepared import Prepared
+from db.sql import insert_ignoring
 from services.clock import Clock, utc_now
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -116,10 +116,9 @@ FLUSH_TIMEOUT = 30.0
 
 
 @cache
-def _enqueue() -> Prepared:
-    return Prepared(
-        sqlite_insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["key"])
-    )
+def _enqueue(dialect: str) -> Prepared:
+    """Queue a delivery unless one with its key exists (idempotent by key)."""
+    return Prepared(insert_ignoring(Delivery.__table__, "key", dialect=dialect))
 
 
 def _delivery_row(message: OutboxMessage, due_at: datetime) -> dict[str, Any]:
@@ -150,7 +149,8 @@ async def enqueue(
 ) -> bool:
     """Add a delivery unless one with this key exists. True if added; the caller commits."""
     message = OutboxMessage(key, kind, chat_id, payload, client_id, marketing)
-    result = await session.execute(_enqueue().statement, _delivery_row(message, due_at))
+    statement = _enqueue(session.get_bind().dialect.name).statement
+    result = await session.execute(statement, _delivery_row(message, due_at))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -159,7 +159,7 @@ def queue_messages(
 ) -> list[bool]:
     """`enqueue` for a unit of work on the blocking lane (the caller commits): for each
     message, False if one with its key was already queued."""
-    statement = _enqueue()
+    statement = _enqueue(session.get_bind().dialect.name)
     return [bool(statement.execute(session, _delivery_row(m, due_at)).rowcount) for m in messages]
 
 
@@ -517,7 +517,7 @@ class DeliverySender:
     ) -> None:
         self.bot = bot
         self.sessionmaker = sessionmaker  # for renderers that read the database
-        self.lane = Lane.of(sessionmaker.kw["bind"])  # the sender's own units of work
+        self.db = Database.of(sessionmaker.kw["bind"])  # the sender's own units of work
         self.settings = settings
         self.render = render
         self.clock = clock
@@ -559,7 +559,7 @@ class DeliverySender:
             ) is not None:
                 # Everything but transactional messages waits for the morning; those go on.
                 stats.quiet_deferred += await self._defer_quiet(now, until)
-            rows = await self.lane.run(_due_rows, now)
+            rows = await self.db.write(_due_rows, now)
             if not rows:
                 return
             waits: list[float] = []
@@ -589,7 +589,7 @@ class DeliverySender:
                     return
                 await self._pause(min(waits))
                 continue
-            jobs, skipped = await self.lane.run(
+            jobs, skipped = await self.db.write(
                 self._claim, ready, now, frozenset(self._unrecorded)
             )
             stats.skipped += skipped
@@ -632,7 +632,7 @@ class DeliverySender:
             session.commit()
             return int(result.rowcount)  # type: ignore[attr-defined]
 
-        return await self.lane.run(defer)
+        return await self.db.write(defer)
 
     def _claim(
         self, session: Session, heads: list[_Head], now: datetime, unrecorded: frozenset[int]
@@ -727,7 +727,7 @@ class DeliverySender:
             session.execute(update(Delivery.__table__).where(_rows.id.in_(ids)).values(**values))
             session.commit()
 
-        await self.lane.run(finish)
+        await self.db.write(finish)
 
     async def _one(self, job: _Job, stats: DeliveryStats) -> None:
         # Renderers only read, and most need no database at all (a prebuilt receipt): the
@@ -800,7 +800,7 @@ class DeliverySender:
                 )
             session.commit()
 
-        await self.lane.run(release)
+        await self.db.write(release)
 
     @staticmethod
     def _unwanted(row: Delivery, client: Client | None) -> str | None:
@@ -886,7 +886,7 @@ class DeliverySender:
         for delivery_id in sent.ids:
             self._unrecorded[delivery_id] = sent
         try:
-            await self.lane.run(_record_sent, sent)
+            await self.db.write(_record_sent, sent)
         except Exception:
             log.warning(
                 "deliveries %s were sent (message %s) but recording that failed; retrying "
@@ -910,7 +910,7 @@ class DeliverySender:
         by `_record`)."""
         for sent in {id(s): s for s in self._unrecorded.values()}.values():
             try:
-                await self.lane.run(_record_sent, sent)
+                await self.db.write(_record_sent, sent)
             except Exception:  # logged when it first failed; retried later
                 continue
             self._forget(sent)
@@ -965,7 +965,7 @@ class DeliverySender:
                 )
             session.commit()
 
-        await self.lane.run(unreachable)
+        await self.db.write(unreachable)
 
     async def _retry_later(
         self, items: Sequence[Outgoing], error: str, stats: DeliveryStats
@@ -992,7 +992,7 @@ class DeliverySender:
                 )
             session.commit()
 
-        await self.lane.run(retry)
+        await self.db.write(retry)
 
 
 class DeliveryWorker:
@@ -1070,7 +1070,7 @@ class Outbox:
         self, sessionmaker: async_sessionmaker[AsyncSession], *, clock: Clock = utc_now
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.lane = Lane.of(sessionmaker.kw["bind"])
+        self.db = Database.of(sessionmaker.kw["bind"])
         self.clock = clock
         self.worker: DeliveryWorker | None = None
 
@@ -1112,7 +1112,7 @@ class Outbox:
             session.commit()
             return added
 
-        added = await self.lane.run(post)
+        added = await self.db.write(post)
         if any(added):
             self.notify()
         return added

@@ -11,12 +11,12 @@ from datetime import datetime
 from itertools import islice
 from pathlib import Path
 
-from sqlalchemy import Integer, cast, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Card, CardKind, CardStatus, Segment
 from services import audit
-from services.cards import MAX_DIGITS, normalize_number
+from services.cards import MAX_DIGITS, normalize_number, numbers_between
 from services.csvfile import read_csv
 from services.errors import ImportRowsInvalid, InvalidCardNumber, InventoryError
 
@@ -82,7 +82,7 @@ async def add_range(
         raise InventoryError(f"card numbers have at most {MAX_DIGITS} digits")
     overlap = await session.execute(
         select(func.count(), func.min(Card.number), func.max(Card.number)).where(
-            cast(Card.number, Integer).between(start, end), func.length(Card.number) <= MAX_DIGITS
+            numbers_between(start, end)
         )
     )
     count, first, last = overlap.one()

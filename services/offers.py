@@ -37,6 +37,7 @@ from db.models import (
     Purchase,
     WinbackAssignment,
 )
+from db.sql import days_between
 from services import delivery
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -125,7 +126,7 @@ async def winback_candidates(
             .where(Card.client_id.in_(chunk), Purchase.voided_at.is_(None))
             .subquery()
         )
-        gap_days = func.julianday(ordered.c.at) - func.julianday(ordered.c.prev_at)
+        gap_days = days_between(ordered.c.at, ordered.c.prev_at)
         for client_id, gap in await session.execute(
             select(ordered.c.client_id, gap_days).where(ordered.c.prev_at.is_not(None))
         ):

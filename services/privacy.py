@@ -45,6 +45,7 @@ from db.models import (
     Purchase,
     Survey,
 )
+from db.sql import greatest
 from services import audit
 
 ERASED_REASON = "erased"
@@ -431,7 +432,7 @@ async def anonymise_inactive(
         .group_by(Card.client_id)
         .subquery()
     )
-    last_activity = func.max(
+    last_activity = greatest(
         func.coalesce(last_purchase.c.last, Client.created_at),
         func.coalesce(Client.last_seen_at, Client.created_at),
         Client.created_at,

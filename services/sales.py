@@ -1,9 +1,9 @@
 """Sales at the till: identify a card, quote, confirm exactly once, cancel, void, issue.
 
-Usage (every method is one unit of work on the database's blocking lane, `db.lane`, and
-commits it; `now` is an aware UTC datetime)::
+Usage (every method is one unit of work, `db.database`, that commits its work; `now` is an
+aware UTC datetime)::
 
-    sales = SalesService(Lane.of(engine), settings, clock)
+    sales = SalesService(Database.of(engine), settings, clock)
     card = await sales.identify_number("100 045")        # CardSummary
     card = await sales.identify_payload("c100045_…")     # signed QR payload → CardSummary
     draft = await sales.quote(card.card_id, 250000, cashier_id, chat_id, now)   # DraftView
@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.lane import Lane
+from db.database import Database
 from db.models import (
     Card,
     CardStatus,
@@ -224,18 +224,17 @@ Announce = Callable[[Any], Sequence[OutboxMessage]]
 
 
 class SalesService:
-    """The till's units of work. Each public method is one call on the database's blocking
-    lane (`db.lane`): the till is the hottest path of the bot."""
+    """The till's units of work: each public method runs one (`db.database`)."""
 
-    def __init__(self, lane: Lane, settings: Settings, clock: Clock) -> None:
-        self.lane = lane
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self.db = db
         self.settings = settings
         self.clock = clock
 
     # ---------------------------------------------------------------- identify
     async def identify_number(self, text: str) -> CardSummary:
         """A typed number: InvalidCardNumber / CardNotFound / CardBlocked when unusable."""
-        return await self.lane.run(self._identify, cards.lookup_number(text), self.clock())
+        return await self.db.read(self._identify, cards.lookup_number(text), self.clock())
 
     async def identify_payload(self, payload: str) -> CardSummary:
         """A scanned QR payload: InvalidPayload when forged or mangled."""
@@ -279,7 +278,7 @@ class SalesService:
 
         The cashier's earlier open quotes for the same card are replaced: only the newest one can
         be confirmed, so an old ✅ pressed after a new quote was confirmed records nothing."""
-        return await self.lane.run(self._quote, card_id, amount_minor, cashier_id, chat_id, now)
+        return await self.db.write(self._quote, card_id, amount_minor, cashier_id, chat_id, now)
 
     def _quote(
         self,
@@ -379,7 +378,7 @@ class SalesService:
         staff-chat line); they are queued in the purchase's own transaction, so a sale and its
         messages are recorded together or not at all. A repeated confirm queues nothing.
         """
-        return await self.lane.run(
+        return await self.db.write(
             self._confirm, draft_id, actor_id, actor_is_owner, now, message_id, announce
         )
 
@@ -588,7 +587,7 @@ class SalesService:
         self, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
     ) -> str:
         """Drop an open draft; returns the card number. Cancelling twice is harmless."""
-        return await self.lane.run(self._cancel, draft_id, actor_id, actor_is_owner, now)
+        return await self.db.write(self._cancel, draft_id, actor_id, actor_is_owner, now)
 
     def _cancel(
         self, session: Session, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
@@ -636,7 +635,7 @@ class SalesService:
     ) -> VoidResult:
         """Mark a purchase voided (the row stays, it stops counting) and return its offer.
         `announce(result)` composes the messages to queue in the void's own transaction."""
-        return await self.lane.run(self._void, purchase_id, actor_id, actor_is_owner, now, announce)
+        return await self.db.write(self._void, purchase_id, actor_id, actor_is_owner, now, announce)
 
     def _void(
         self,
@@ -726,7 +725,7 @@ class SalesService:
         self, number: str, segment: str | None, actor_id: int, now: datetime
     ) -> IssueResult:
         """Staff hand out a printed card (`/issue 100045 [b2b]`)."""
-        return await self.lane.run(self._issue, cards.lookup_number(number), segment, actor_id, now)
+        return await self.db.write(self._issue, cards.lookup_number(number), segment, actor_id, now)
 
     def _issue(
         self, session: Session, number: str, segment: str | None, actor_id: int, now: datetime

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Integer, cast, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,13 @@ from db.models import (
     Segment,
 )
 from services import audit, delivery
-from services.cards import MAX_DIGITS, find_by_number, mark_issued, normalize_number
+from services.cards import (
+    HIGHEST_NUMBER_FIRST,
+    find_by_number,
+    mark_issued,
+    normalize_number,
+    numbers_between,
+)
 from services.clock import Clock
 from services.errors import CardBlocked, CardNotFound, DomainError
 from services.pricing import NextTier, next_tier, tier_for
@@ -533,10 +539,10 @@ class WalletService:
     async def _next_digital_number(self) -> str:
         low, high = self.settings.cards.digital_from, self.settings.cards.digital_to
         highest = await self.session.scalar(
-            select(func.max(cast(Card.number, Integer))).where(
-                func.length(Card.number) <= MAX_DIGITS,
-                cast(Card.number, Integer).between(low, high),
-            )
+            select(Card.number)
+            .where(numbers_between(low, high))
+            .order_by(*HIGHEST_NUMBER_FIRST)
+            .limit(1)
         )
         candidate = low if highest is None else int(highest) + 1
         if candidate > high:

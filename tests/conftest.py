@@ -1,10 +1,18 @@
-"""Shared fixtures: settings, a migrated SQLite file per test, a controllable clock, and the
-real bot polling a fake Telegram Bot API server on 127.0.0.1."""
+"""Shared fixtures: settings, a migrated database per test, a controllable clock, and the real
+bot polling a fake Telegram Bot API server on 127.0.0.1.
+
+The database is a SQLite file by default. With `TEST_POSTGRES_URL` set (`python -m
+tests.servers -- pytest` sets it, with a throwaway server) every test gets a PostgreSQL
+database of its own instead, created from a template migrated once per run; tests that need
+the SQLite file itself (`db_path`) are skipped there.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -66,24 +74,73 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
     return Settings.from_env(EnvSettings(_env_file=None, **values))
 
 
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
+TEMPLATE_DATABASE = "loyalty_template"
+_databases = itertools.count(1)
+
+
+def on_postgres() -> bool:
+    return bool(POSTGRES_URL)
+
+
+def _admin_dsn() -> str:
+    """The asyncpg DSN of the server's maintenance database (for CREATE/DROP DATABASE)."""
+    return POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _database_url(name: str) -> str:
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(_admin_dsn())
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Migrate once per run; each test gets a copy (migrating per test would cost seconds)."""
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path | str:
+    """Migrate once per run; each test gets a copy (migrating per test would cost seconds):
+    a SQLite file, or on PostgreSQL a template database."""
+    if on_postgres():
+        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {TEMPLATE_DATABASE} WITH (FORCE)"))
+        asyncio.run(_admin(f"CREATE DATABASE {TEMPLATE_DATABASE}"))
+        asyncio.run(upgrade(_database_url(TEMPLATE_DATABASE)))
+        return TEMPLATE_DATABASE
     path = tmp_path_factory.mktemp("template") / "template.db"
     asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
 @pytest.fixture
-def db_path(tmp_path: Path, migrated_template: Path) -> Path:
+def db_path(tmp_path: Path, migrated_template: Path | str) -> Path:
+    """The test's SQLite database file (tests that need the file itself skip on PostgreSQL)."""
+    if on_postgres():
+        pytest.skip("works on the SQLite file itself")
+    assert isinstance(migrated_template, Path)
     path = tmp_path / "loyalty.db"
     shutil.copy(migrated_template, path)
     return path
 
 
 @pytest.fixture
-def db_url(db_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{db_path}"
+async def db_url(
+    request: pytest.FixtureRequest, migrated_template: Path | str
+) -> AsyncIterator[str]:
+    """The URL of a fresh migrated database for this test (SQLite file or PostgreSQL)."""
+    if not on_postgres():
+        yield f"sqlite+aiosqlite:///{request.getfixturevalue('db_path')}"
+        return
+    name = f"t{os.getpid()}_{next(_databases)}"
+    await _admin(f"CREATE DATABASE {name} TEMPLATE {migrated_template}")
+    try:
+        yield _database_url(name)
+    finally:
+        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

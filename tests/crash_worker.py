@@ -11,8 +11,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from config import load_settings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
-from db.lane import Lane
 from services.sales import SalesService
 
 CASHIER_ID = 2001
@@ -35,7 +35,7 @@ async def main(db_path: str, count: int) -> None:
         for i in range(count):
             now = start + timedelta(milliseconds=i)
             async with sessionmaker() as session:
-                sales = SalesService(Lane.of(session.bind), settings, lambda now=now: now)
+                sales = SalesService(Database.of(session.bind), settings, lambda now=now: now)
                 card = await sales.identify_number(str(100000 + i % 20))
                 draft = await sales.quote(card.card_id, 1000 + i, CASHIER_ID, CASHIER_ID, now)
                 done = await sales.confirm(draft.id, CASHIER_ID, False, now)

@@ -11,8 +11,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
-from db.lane import Lane
 from db.migrate import upgrade
 from db.models import Card, Purchase
 from services.history_import import import_purchases
@@ -83,7 +83,7 @@ async def test_till_void_and_history_import_keep_the_figures_exact(
         assert after_import["100045"][:2] == (2, 175050)
         assert after_import["777001"][:2] == (1, 9900)
 
-        sales = SalesService(Lane.of(session.bind), settings, clock)
+        sales = SalesService(Database.of(session.bind), settings, clock)
         draft = await sales.quote(card_id, 250000, CASHIER_ID, CASHIER_ID, clock())
         sale = await sales.confirm(draft.id, CASHIER_ID, False, clock())
         after_sale = await totals(session)

@@ -379,7 +379,7 @@ async def test_a_claimed_row_waits_for_its_lease_after_a_crash(
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     row = (await deliveries(session))[0]
     head = delivery._Head(row.id, row.chat_id, row.kind, combine=False)
-    jobs, _skipped = await sender.lane.run(sender._claim, [head], clock(), frozenset())
+    jobs, _skipped = await sender.db.write(sender._claim, [head], clock(), frozenset())
     assert [item.id for job in jobs for item in job.items] == [row.id]  # the crashed claim
     assert (await sender.deliver_due()).sent == 0
     clock.advance(seconds=delivery.DEFAULT_LEASE.total_seconds())

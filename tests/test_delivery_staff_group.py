@@ -126,7 +126,7 @@ async def test_combined_lines_claimed_by_a_crashed_sender_go_once_after_the_leas
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     first = (await deliveries(session))[0]
     head = delivery._Head(first.id, STAFF_CHAT_ID, "staff_log", combine=True)
-    jobs, _skipped = await sender.lane.run(sender._claim, [head], clock(), frozenset())
+    jobs, _skipped = await sender.db.write(sender._claim, [head], clock(), frozenset())
     assert [len(job.items) for job in jobs] == [3]  # the crashed sender took all three
     assert (await sender.deliver_due()).sent == 0
     clock.advance(seconds=delivery.DEFAULT_LEASE.total_seconds())

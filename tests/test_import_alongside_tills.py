@@ -22,8 +22,8 @@ import pytest
 
 import services.history_import as history_import
 from config import PROJECT_ROOT, Settings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
-from db.lane import Lane
 from services.history_import import Pacing, import_purchases, recover_interrupted_imports
 from services.inventory import add_range
 from services.sales import SalesService
@@ -103,7 +103,7 @@ async def till_sale(settings: Settings, db_url: str, number: str) -> int:
     engine = create_engine(db_url)
     try:
         now = FrozenClock()()
-        sales = SalesService(Lane.of(engine), settings, lambda: now)
+        sales = SalesService(Database.of(engine), settings, lambda: now)
         card = await sales.identify_number(number)
         draft = await sales.quote(card.card_id, 123400, CASHIER_ID, CASHIER_ID, now)
         done = await sales.confirm(draft.id, CASHIER_ID, False, now)

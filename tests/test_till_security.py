@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
-from db.lane import Lane
+from db.database import Database
 from db.models import SaleDraft
 from services.sales import DraftGone, SalesService
 from tests.conftest import (
@@ -97,7 +97,7 @@ async def _draft(
 ) -> str:
     card_id, _client = await seed_card(sessionmaker, "100045", 5)
     async with sessionmaker() as session:
-        sales = SalesService(Lane.of(session.bind), settings, clock)
+        sales = SalesService(Database.of(session.bind), settings, clock)
         draft = await sales.quote(card_id, 250000, CASHIER_ID, CASHIER_ID, clock())
     return draft.id
 
@@ -109,7 +109,7 @@ async def test_twenty_concurrent_confirms_record_one_purchase(
 
     async def confirm() -> bool:
         async with sessionmaker() as session:
-            sales = SalesService(Lane.of(session.bind), settings, clock)
+            sales = SalesService(Database.of(session.bind), settings, clock)
             return (await sales.confirm(draft_id, CASHIER_ID, False, clock())).already
 
     results = await asyncio.gather(*(confirm() for _ in range(20)))
@@ -125,7 +125,7 @@ CONFIRM_SCRIPT = textwrap.dedent(
     from datetime import datetime
     from config import load_settings
     from db.engine import create_engine, create_sessionmaker
-    from db.lane import Lane
+    from db.database import Database
     from services.sales import DraftGone, SalesService
 
     async def main(url, draft_id, now_iso):
@@ -134,7 +134,7 @@ CONFIRM_SCRIPT = textwrap.dedent(
         sessionmaker = create_sessionmaker(engine)
         settings = load_settings(env_file=None, database_url=url)
         async with sessionmaker() as session:
-            sales = SalesService(Lane.of(session.bind), settings, lambda: now)
+            sales = SalesService(Database.of(session.bind), settings, lambda: now)
             print("ready", flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
             result = await sales.confirm(draft_id, 2001, False, now)
@@ -186,7 +186,7 @@ async def test_one_offer_two_open_quotes_only_the_first_confirm_gets_it(
     card_id, client_id = await seed_bound(sessionmaker)
     offer_id = await add_offer(sessionmaker, client_id, clock(), pct=5)
     async with sessionmaker() as session:
-        sales = SalesService(Lane.of(session.bind), settings, clock)
+        sales = SalesService(Database.of(session.bind), settings, clock)
         # Two tills at once (the same cashier's second quote would replace the first).
         first = await sales.quote(card_id, 100000, CASHIER_ID, CASHIER_ID, clock())
         second = await sales.quote(card_id, 200000, OTHER_CASHIER, OTHER_CASHIER, clock())

@@ -1,0 +1,112 @@
+"""The one way to the database: units of work, the same on SQLite and on PostgreSQL.
+
+A *unit of work* is a plain function of a SQLAlchemy `Session`: it reads and writes with the
+ORM or Core and commits what it wants kept (`session.commit()`); whatever it leaves
+uncommitted is rolled back when it returns or raises. Services hand their units to the
+process's `Database` and never see an engine, a driver or a thread:
+
+    db = Database.of(engine)                            # one per engine, disposed with it
+
+    def rename(session: Session, card_id: int, name: str) -> None:
+        session.execute(update(...))
+        session.commit()
+
+    await db.write(rename, 42, "Anna")                  # a unit that writes
+    view = await db.read(card_view, 42)                 # a unit that only reads
+    kpis = await db.report(kpi_set, first, last)        # a long read (reports, exports)
+
+How a unit runs depends on the engine, and only this module knows:
+
+* **SQLite** (one process, the embedded default). Write units run one at a time on the write
+  lane (`db.lane`): one thread with one connection of the stdlib driver, because SQLite has one
+  writer anyway and a whole unit then costs one thread round trip, where aiosqlite costs four
+  per statement. Short reads share that lane (they take microseconds, and the lane's warm
+  connection beats a second one: the till's card lookup there costs a third less of a sale).
+  Long reads — reports and exports — run on a report lane of their own (another thread and
+  connection): in WAL mode readers never wait for the writer, so they do not hold up the tills.
+* **PostgreSQL** (chains, several workers). Every unit runs through `AsyncSession.run_sync` on
+  the asyncpg engine: the same synchronous code, its I/O awaited on the event loop. Reads and
+  writes differ only in intent: PostgreSQL runs them side by side.
+
+Units run in a copy of the caller's context (contextvars), so the caller's locale applies.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from db.lane import Lane
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Unit = Callable[Concatenate[Session, P], T]
+
+
+class Database:
+    _instances: ClassVar[weakref.WeakKeyDictionary[Engine, Database]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._lane: Lane | None = None
+        self._read_lane: Lane | None = None
+        if self.dialect == "sqlite":
+            self._lane = Lane.of(engine)
+            self._read_lane = Lane(engine.url.render_as_string(hide_password=False), "db-report")
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> Database:
+        """The database of this engine (one per engine); `engine.dispose()` disposes it too."""
+        key = engine.sync_engine
+        database = cls._instances.get(key)
+        if database is None:
+            database = cls._instances[key] = cls(engine)
+
+            def disposed(_connection: Any) -> None:
+                if cls._instances.get(key) is database:
+                    del cls._instances[key]
+                database.close()
+
+            event.listen(key, "engine_disposed", disposed)
+        return database
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    async def write(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a unit that may write (see the module docstring); its result is returned and
+        what it raises is raised here."""
+        if self._lane is not None:
+            return await self._lane.run(unit, *args, **kwargs)
+        return await self._run_async(unit, *args, **kwargs)
+
+    async def read(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a short unit that only reads (a card, a page of history)."""
+        if self._lane is not None:
+            return await self._lane.run(unit, *args, **kwargs)
+        return await self._run_async(unit, *args, **kwargs)
+
+    async def report(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a long unit that only reads (KPIs, the digest, an export): on SQLite beside the
+        writer, which it never holds up."""
+        if self._read_lane is not None:
+            return await self._read_lane.run(unit, *args, **kwargs)
+        return await self._run_async(unit, *args, **kwargs)
+
+    async def _run_async(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._sessions() as session:
+            return await session.run_sync(unit, *args, **kwargs)
+
+    def close(self) -> None:
+        """Stop the report lane (the write lane is disposed with the engine). Closing twice is
+        harmless."""
+        if self._read_lane is not None:
+            self._read_lane.dispose()

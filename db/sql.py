@@ -1,0 +1,62 @@
+"""SQL that reads the same on SQLite and PostgreSQL, where the two spell it differently.
+
+Services write their queries with SQLAlchemy Core and these few constructs, never with one
+engine's functions (`julianday`, a three-argument `max`, `INSERT OR IGNORE`):
+
+    greatest(a, b, c)                  # the largest of several values, per row
+    days_between(later, earlier)       # fractional days between two timestamps
+    insert_ignoring(table, "key", dialect=session.get_bind().dialect.name)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Float, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.functions import FunctionElement, GenericFunction
+
+
+class greatest(GenericFunction[Any]):
+    """The largest of its arguments (SQLite's scalar `max(a, b, …)`, PostgreSQL's
+    `GREATEST`). Give it arguments that are not NULL: the two engines differ there."""
+
+    inherit_cache = True
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(greatest)
+def _greatest(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"GREATEST({compiler.process(element.clauses, **kw)})"
+
+
+class days_between(FunctionElement[float]):
+    """`later − earlier` in days (fractional), for two timestamp expressions."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(days_between, "sqlite")
+def _days_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"(julianday({later}) - julianday({earlier}))"
+
+
+@compiles(days_between)
+def _days(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
+
+
+def insert_ignoring(table: Table, *keys: str, dialect: str) -> Insert:
+    """`INSERT … ON CONFLICT (keys) DO NOTHING` for this dialect (`sqlite` or `postgresql`):
+    a row whose keys exist already is left out, and `rowcount` says whether it went in."""
+    module = sqlite if dialect == "sqlite" else postgresql
+    return module.insert(table).on_conflict_do_nothing(index_elements=list(keys))
