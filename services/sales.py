@@ -419,6 +419,9 @@ class SalesService:
         now: datetime,
         announce: Announce | None,
     ) -> Confirmation:
+        # The card's row first: two sales on one card (two tills, two workers) take turns
+        # from here, so each recount of its lifetime figures sees the other's purchase.
+        _lock_card_statement().execute(session, {"p_card": draft.card_id})
         card = _card_and_holder_statement().execute(session, {"p_card": draft.card_id}).one()
         values = {
             "card_id": card.id,
@@ -667,6 +670,7 @@ class SalesService:
         )
         card_id, amount, discount, paid, created_at, draft_id = facts
         session.rollback()  # the conditional update below starts the write transaction
+        _lock_card_statement().execute(session, {"p_card": card_id})  # as a sale does
         result = session.execute(
             update(Purchase)
             .where(Purchase.id == purchase_id, Purchase.voided_at.is_(None))
@@ -919,6 +923,13 @@ def _redeem_offer_statement() -> Prepared:
         )
         .values(redeemed_purchase_id=bindparam("p_purchase"), redeemed_at=_p_now())
     )
+
+
+@cache
+def _lock_card_statement() -> Prepared:
+    """Lock the card's row until the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite
+    has one writer, and the statement is a plain read there)."""
+    return Prepared(select(_cards.id).where(_cards.id == bindparam("p_card")).with_for_update())
 
 
 @cache

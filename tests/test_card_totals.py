@@ -128,3 +128,29 @@ async def test_the_migration_counts_an_existing_ledger(tmp_path: Path) -> None:
         "100001": (2, 4000, datetime(2026, 4, 1, 10, tzinfo=UTC)),
         "100002": (0, 0, None),
     }
+
+
+async def test_sales_and_voids_at_the_same_time_on_one_card_lose_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, clock: FrozenClock
+) -> None:
+    """Several tills (or workers) confirming and voiding sales of one card at the same moment:
+    on PostgreSQL these are truly concurrent transactions (READ COMMITTED), and the card's
+    lifetime figures must still equal its ledger."""
+    card_id, _client_id = await seed_bound(sessionmaker)
+    async with sessionmaker() as session:
+        sales = SalesService(Database.of(session.bind), settings, clock)
+        cashiers = [2001 + i for i in range(6)]
+        drafts = [
+            await sales.quote(card_id, 10000 * (i + 1), cashier, cashier, clock())
+            for i, cashier in enumerate(cashiers)
+        ]
+        done = await asyncio.gather(
+            *(sales.confirm(d.id, c, False, clock()) for d, c in zip(drafts, cashiers, strict=True))
+        )
+        assert await totals(session) == await ledger(session)
+        assert (await totals(session))["100045"][:2] == (6, 210000)
+        await asyncio.gather(
+            *(sales.void(d.purchase_id, c, False, clock()) for d, c in zip(done[:3], cashiers))
+        )
+        assert await totals(session) == await ledger(session)
+        assert (await totals(session))["100045"][:2] == (3, 150000)
