@@ -75,7 +75,8 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
 
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
-TEMPLATE_DATABASE = "loyalty_template"
+# Per test run: several runs may share one server (each database name is this process's).
+TEMPLATE_DATABASE = f"loyalty_template_{os.getpid()}"
 _databases = itertools.count(1)
 
 
@@ -103,17 +104,19 @@ async def _admin(sql: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path | str:
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | str]:
     """Migrate once per run; each test gets a copy (migrating per test would cost seconds):
-    a SQLite file, or on PostgreSQL a template database."""
+    a SQLite file, or on PostgreSQL a template database (dropped at the end of the run)."""
     if on_postgres():
         asyncio.run(_admin(f"DROP DATABASE IF EXISTS {TEMPLATE_DATABASE} WITH (FORCE)"))
         asyncio.run(_admin(f"CREATE DATABASE {TEMPLATE_DATABASE}"))
         asyncio.run(upgrade(_database_url(TEMPLATE_DATABASE)))
-        return TEMPLATE_DATABASE
+        yield TEMPLATE_DATABASE
+        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {TEMPLATE_DATABASE} WITH (FORCE)"))
+        return
     path = tmp_path_factory.mktemp("template") / "template.db"
     asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
-    return path
+    yield path
 
 
 @pytest.fixture
