@@ -11,8 +11,11 @@ MO := $(PO:.po=.mo)
 run: install locales
 	$(BIN)/python -m bot run
 
+# The whole suite on SQLite, then on PostgreSQL + Redis where they are installed (throwaway
+# servers, tests/servers.py); REQUIRE_SERVERS=1 (CI) fails instead of skipping the second run.
 test: install-dev locales
 	$(BIN)/python -m pytest
+	$(BIN)/python -m tests.servers $(if $(REQUIRE_SERVERS),,--optional) -- $(BIN)/python -m pytest
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
