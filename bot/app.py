@@ -11,9 +11,9 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.fsm_storage import create_storage
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DbSessionMiddleware
@@ -21,6 +21,7 @@ from bot.scheduler import create_sender
 from bot.telegram_session import AnsweringUpdates, BotSession, Replies
 from bot.throttling import ThrottlingMiddleware
 from config import Settings
+from db.database import Database
 from handlers import feature_routers
 from handlers.roles import StaffDirectory
 from handlers.till import ReceiptLocks
@@ -72,8 +73,15 @@ def create_dispatcher(
     """
     outbox = Outbox(sessionmaker, clock=clock)
     qr_reader = QrReader()  # photos are decoded one at a time (services/qr_decode.py)
+    # Conversations survive restarts: in the database, or in Redis for several workers.
+    default_storage, isolation = create_storage(
+        Database.of(sessionmaker.kw["bind"]), settings.database.redis_url
+    )
+    if storage is None:
+        storage = default_storage
     dp = Dispatcher(
-        storage=storage or MemoryStorage(),
+        storage=storage,
+        events_isolation=isolation,
         settings=settings,
         sessionmaker=sessionmaker,
         clock=clock,

@@ -74,6 +74,7 @@ class EnvSettings(BaseSettings):
 
     # --- Storage, locale ------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///data/loyalty.db"
+    redis_url: str | None = None
     timezone: str = "Europe/Moscow"
     currency: str = "RUB"
     default_language: str = "ru"
@@ -208,7 +209,7 @@ class EnvSettings(BaseSettings):
             raise ValueError("expected HH-HH or HH:MM-HH:MM in store time, e.g. 21-09, or empty")
         return value.strip()
 
-    @field_validator("telegram_api_url", "webhook_url", "staff_chat_id", mode="before")
+    @field_validator("telegram_api_url", "webhook_url", "staff_chat_id", "redis_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

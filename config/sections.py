@@ -162,6 +162,7 @@ class WebhookSettings:
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
     url: str
+    redis_url: str | None  # shared conversation state (and more) for several workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +277,7 @@ class Settings:
                 max_connections=env.webhook_max_connections,
                 request_timeout=env.webhook_request_timeout,
             ),
-            database=DatabaseSettings(url=env.database_url),
+            database=DatabaseSettings(url=env.database_url, redis_url=env.redis_url),
             log_level=env.log_level,
             env=env,
         )

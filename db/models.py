@@ -392,3 +392,16 @@ class ProcessedUpdate(Base):
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[datetime]
+
+
+class ConversationState(Base):
+    """Where a conversation is (aiogram's FSM state and data), so that a restart loses no step:
+    a customer asked for a PIN, a cashier at the amount prompt (`bot/fsm_storage.py`). Used on
+    the embedded default; several workers share Redis instead."""
+
+    __tablename__ = "conversation_states"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime]

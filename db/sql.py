@@ -6,6 +6,7 @@ engine's functions (`julianday`, a three-argument `max`, `INSERT OR IGNORE`):
     greatest(a, b, c)                  # the largest of several values, per row
     days_between(later, earlier)       # fractional days between two timestamps
     insert_ignoring(table, "key", dialect=session.get_bind().dialect.name)
+    upsert(table, {"key": k, "value": v}, ("key",), dialect=…)
 """
 
 from __future__ import annotations
@@ -60,3 +61,12 @@ def insert_ignoring(table: Table, *keys: str, dialect: str) -> Insert:
     a row whose keys exist already is left out, and `rowcount` says whether it went in."""
     module = sqlite if dialect == "sqlite" else postgresql
     return module.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+def upsert(table: Table, values: dict[str, Any], keys: tuple[str, ...], *, dialect: str) -> Insert:
+    """`INSERT … ON CONFLICT (keys) DO UPDATE`: the row with these keys ends up holding
+    `values`, whether it existed or not (one statement, safe against a concurrent insert)."""
+    module = sqlite if dialect == "sqlite" else postgresql
+    statement = module.insert(table).values(values)
+    changed = {name: statement.excluded[name] for name in values if name not in keys}
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=changed)

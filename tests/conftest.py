@@ -25,11 +25,17 @@ from aiogram import Bot, Dispatcher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import create_bot, create_dispatcher
-from config import Settings
+from config import PROJECT_ROOT, Settings
 from config.env import EnvSettings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from tests.fakeapi import FakeTelegram
+
+# Subprocesses the tests start (`python -m bot …`) run this checkout's code, whichever checkout
+# the virtualenv's editable install points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    part for part in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if part
+)
 
 OWNER_ID = 1001
 CASHIER_ID = 2001

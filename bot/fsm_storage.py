@@ -1,0 +1,112 @@
+"""Where conversations keep their place (aiogram's FSM storage), so that a restart loses none.
+
+A customer asked for their card's PIN, a cashier at the amount prompt, a survey waiting for its
+comment: each is a step of a conversation (a state and a little data). Kept in memory, every
+restart forgot them. They are kept
+
+* in the database (`conversation_states`) on the embedded default — `DatabaseStorage` below;
+* in Redis (aiogram's own `RedisStorage`) when `REDIS_URL` is set, which several workers share
+  (`create_storage`).
+
+`DatabaseStorage` writes through to the database and answers reads from a per-process cache:
+aiogram asks for the state on every update, and on the one-process default the process is the
+only writer, so the cache is always right; after a restart it is filled from the database on
+first use. Several workers must share Redis instead (the cache of one would not see the others'
+writes): `bot.commands.run` says so when it starts a webhook worker without `REDIS_URL`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiogram.fsm.state import State
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder, StorageKey
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from db.database import Database
+from db.models import ConversationState
+from db.sql import upsert
+
+_KEYS = DefaultKeyBuilder(prefix="fsm", with_bot_id=True, with_destiny=True)
+_CACHE_LIMIT = 50_000  # conversations kept in memory; older ones are read again when needed
+
+
+class DatabaseStorage(BaseStorage):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, tuple[str | None, dict[str, Any]]] = {}
+
+    async def set_state(self, key: StorageKey, state: str | State | None = None) -> None:
+        name = state.state if isinstance(state, State) else state
+        _state, data = await self._load(key)
+        await self._store(key, name, data)
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        return (await self._load(key))[0]
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        state, _data = await self._load(key)
+        await self._store(key, state, dict(data))
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        return dict((await self._load(key))[1])
+
+    async def close(self) -> None:
+        self._cache.clear()
+
+    async def _load(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]:
+        name = _KEYS.build(key)
+        cached = self._cache.get(name)
+        if cached is None:
+            cached = await self.db.read(_read, name)
+            self._remember(name, cached)
+        return cached
+
+    async def _store(self, key: StorageKey, state: str | None, data: dict[str, Any]) -> None:
+        name = _KEYS.build(key)
+        await self.db.write(_write, name, state, data, datetime.now(UTC))
+        self._remember(name, (state, data))
+
+    def _remember(self, name: str, value: tuple[str | None, dict[str, Any]]) -> None:
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()  # a cache: anything dropped is read again
+        self._cache[name] = value
+
+
+def _read(session: Session, name: str) -> tuple[str | None, dict[str, Any]]:
+    row = session.execute(
+        select(ConversationState.state, ConversationState.data).where(ConversationState.key == name)
+    ).first()
+    return (None, {}) if row is None else (row.state, dict(row.data or {}))
+
+
+def _write(
+    session: Session, name: str, state: str | None, data: dict[str, Any], now: datetime
+) -> None:
+    if state is None and not data:  # a finished conversation leaves nothing behind
+        session.execute(delete(ConversationState).where(ConversationState.key == name))
+    else:
+        session.execute(
+            upsert(
+                ConversationState.__table__,
+                {"key": name, "state": state, "data": data, "updated_at": now},
+                ("key",),
+                dialect=session.get_bind().dialect.name,
+            )
+        )
+    session.commit()
+
+
+def create_storage(db: Database, redis_url: str | None) -> tuple[BaseStorage, BaseEventIsolation]:
+    """The storage and the event isolation for this process: Redis when `REDIS_URL` is set
+    (shared by every worker, with a lock per conversation across them), else the database."""
+    if redis_url:
+        from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+
+        storage = RedisStorage.from_url(redis_url, key_builder=_KEYS)
+        return storage, RedisEventIsolation(storage.redis, key_builder=_KEYS)
+    return DatabaseStorage(db), SimpleEventIsolation()
