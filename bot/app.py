@@ -13,7 +13,7 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.fsm_storage import create_storage
+from bot.fsm_storage import close_after_updates, create_storage
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DbSessionMiddleware
@@ -116,6 +116,7 @@ def create_dispatcher(
 
     async def finish_updates() -> None:  # first on shutdown: before the outbox worker stops
         await drain(dp)
+        await close_after_updates(dp.storage)
 
     dp.shutdown.register(finish_updates)
 

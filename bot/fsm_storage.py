@@ -103,10 +103,33 @@ def _write(
 
 def create_storage(db: Database, redis_url: str | None) -> tuple[BaseStorage, BaseEventIsolation]:
     """The storage and the event isolation for this process: Redis when `REDIS_URL` is set
-    (shared by every worker, with a lock per conversation across them), else the database."""
+    (shared by every worker, with a lock per conversation across them), else the database.
+
+    Their `close()` waits for `close_after_updates()`: aiogram closes the storage first thing
+    on shutdown, while updates still being handled (a cashier's scan, whose step is written
+    right after the reply) may need it; the dispatcher's own shutdown closes them after those
+    updates finished (`bot.app`)."""
     if redis_url:
         from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 
-        storage = RedisStorage.from_url(redis_url, key_builder=_KEYS)
-        return storage, RedisEventIsolation(storage.redis, key_builder=_KEYS)
+        class _Storage(RedisStorage):
+            async def close(self) -> None:
+                """Closed by `close_after_updates`."""
+
+        class _Isolation(RedisEventIsolation):
+            async def close(self) -> None:
+                """Closed by `close_after_updates`."""
+
+        storage = _Storage.from_url(redis_url, key_builder=_KEYS)
+        return storage, _Isolation(storage.redis, key_builder=_KEYS)
     return DatabaseStorage(db), SimpleEventIsolation()
+
+
+async def close_after_updates(storage: BaseStorage) -> None:
+    """Close the storage for real (see `create_storage`), once no update needs it."""
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    if isinstance(storage, RedisStorage):
+        await RedisStorage.close(storage)  # the isolation shares its connection pool
+    else:
+        await storage.close()

@@ -75,12 +75,15 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "store_phone": "+7 900 000-00-00",
         "quiet_hours": "",
         "scheduler_enabled": False,
+        "redis_url": REDIS_URL or None,
     }
     values.update(overrides)
     return Settings.from_env(EnvSettings(_env_file=None, **values))
 
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
+# With PostgreSQL the suite runs as a chain would: conversation state in Redis (REDIS_URL).
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 # Per test run: several runs may share one server (each database name is this process's).
 TEMPLATE_DATABASE = f"loyalty_template_{os.getpid()}"
 _databases = itertools.count(1)
@@ -150,6 +153,19 @@ async def db_url(
         yield _database_url(name)
     finally:
         await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(autouse=True)
+def empty_redis() -> None:
+    """Every test starts with an empty Redis (the tests reuse user and chat ids)."""
+    if REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
 
 
 @pytest.fixture

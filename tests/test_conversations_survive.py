@@ -1,0 +1,58 @@
+"""A restart in the middle of a conversation loses nothing: the step a person was at, and what
+the bot had noted for it, are kept in the database (or Redis) and the conversation goes on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from db.models import ConversationState, Purchase
+from tests.conftest import CASHIER_ID, STAFF_CHAT_ID
+from tests.till_helpers import seed_card
+from tests.wallet_helpers import card, join, seed_cards
+
+
+async def test_a_customer_asked_for_the_pin_answers_after_a_restart(app_with: Any) -> None:
+    async with app_with() as app:
+        await seed_cards(app.sessionmaker, 200001, 200002, 10, app.clock(), pin="4321")
+        user = app.tg.user(3201, language_code="en")
+        await join(user)
+        await user.send("200001")
+        await user.wait_message("PIN")
+    # The bot restarts (a deploy, a crash): a new process, a new dispatcher, the same database.
+    async with app_with() as app:
+        user = app.tg.user(3201, language_code="en")
+        await user.send("4321")
+        await user.wait_message(lambda m: m.method == "sendPhoto")
+        assert (await card(app.sessionmaker, "200001")).client_id is not None
+
+
+async def test_a_cashier_at_the_amount_prompt_goes_on_after_a_restart(app_with: Any) -> None:
+    async with app_with() as app:
+        await seed_card(app.sessionmaker, "100045", 5)
+        cashier = app.tg.user(CASHIER_ID, language_code="en")
+        group = app.tg.group(STAFF_CHAT_ID)
+        await group.send(cashier, "100045")
+        prompt = await group.wait_message("Enter the purchase amount")
+    async with app_with() as app:
+        cashier = app.tg.user(CASHIER_ID, language_code="en")
+        group = app.tg.group(STAFF_CHAT_ID)
+        await group.send(cashier, "1500", reply_to=prompt)
+        quote = await group.wait_message("To pay")
+        await group.press(cashier, quote, "✅")
+        await group.wait_message("recorded")
+        async with app.sessionmaker() as session:
+            assert [p.amount for p in (await session.scalars(select(Purchase))).all()] == [150000]
+
+
+async def test_a_finished_conversation_leaves_no_row(app_with: Any) -> None:
+    async with app_with() as app:
+        await seed_cards(app.sessionmaker, 200001, 200002, 10, app.clock())
+        user = app.tg.user(3202, language_code="en")
+        await join(user)
+        await user.send("/cancel")
+        await user.wait_message("Cancelled")
+        async with app.sessionmaker() as session:
+            states = (await session.scalars(select(ConversationState))).all()
+        assert states == []
