@@ -28,6 +28,7 @@ Deliberate simplifications (a fake, not an emulator):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import itertools
@@ -615,6 +616,23 @@ class _UpdateQueue:
     def close(self) -> None:
         # Releases long-polling requests so server shutdown does not wait for their timeout.
         self._closed = True
+        self._pulse.fire()
+
+    async def take(self, poll_seconds: float) -> dict[str, Any] | None:
+        """The oldest pending update, removed (webhook delivery); None after `poll_seconds`."""
+        deadline = time.monotonic() + poll_seconds
+        while not self._pending:
+            remaining = deadline - time.monotonic()
+            if self._closed or remaining <= 0:
+                return None
+            await self._pulse.wait(remaining)
+        update = self._pending.pop(0)
+        self._handed_out = max(self._handed_out, update["update_id"])
+        return update
+
+    def give_back(self, update: dict[str, Any]) -> None:
+        """An update a webhook did not take (it was down): first in line again."""
+        self._pending.insert(0, update)
         self._pulse.fire()
 
     def _confirm(self, offset: int | None) -> None:
@@ -1228,7 +1246,71 @@ class FakeTelegram:
         self._port = site.port  # the real port bound to 0, read from the server socket
         self._queue.open()
 
+    # ------------------------------------------------------- webhook delivery
+
+    def start_webhook_delivery(
+        self, targets: list[str], secret: str, *, concurrency: int = 8
+    ) -> None:
+        """Push updates to webhooks instead of waiting for getUpdates, as Telegram does, and as
+        a reverse proxy in front of several workers spreads them: update n goes to
+        `targets[n % len(targets)]`, up to `concurrency` at a time. An update a worker does not
+        answer with 200 (it is down, restarting) is retried on the next target."""
+        self.stop_webhook_delivery()
+        self._webhook_targets = list(targets)
+        self._webhook_delivered: list[tuple[int, str, int]] = []  # (update id, target, status)
+        self._webhook_task = asyncio.create_task(self._deliver_updates(secret, concurrency))
+
+    def stop_webhook_delivery(self) -> None:
+        task = getattr(self, "_webhook_task", None)
+        if task is not None:
+            task.cancel()
+            self._webhook_task = None
+
+    @property
+    def webhook_deliveries(self) -> list[tuple[int, str, int]]:
+        """(update id, target URL, HTTP status) of every delivery attempt, in order."""
+        return list(getattr(self, "_webhook_delivered", []))
+
+    async def _deliver_updates(self, secret: str, concurrency: int) -> None:
+        import aiohttp
+
+        slots = asyncio.Semaphore(concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+        counter = itertools.count()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+
+            async def deliver(update: dict[str, Any], first: int) -> None:
+                try:
+                    for attempt in range(len(self._webhook_targets) * 20):
+                        target = self._webhook_targets[
+                            (first + attempt) % len(self._webhook_targets)
+                        ]
+                        status = 0
+                        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                            async with http.post(target, json=update, headers=headers) as answer:
+                                status = answer.status
+                        self._webhook_delivered.append((update["update_id"], target, status))
+                        if status == 200:
+                            self._last_activity = time.monotonic()
+                            return
+                        await asyncio.sleep(0.1)
+                    self._queue.give_back(update)
+                finally:
+                    slots.release()
+
+            while True:
+                await slots.acquire()
+                update = await self._queue.take(1.0)
+                if update is None:
+                    slots.release()
+                    continue
+                task = asyncio.create_task(deliver(update, next(counter)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
     async def stop(self) -> None:
+        self.stop_webhook_delivery()
         if self._runner is None:
             return
         self._queue.close()
