@@ -13,13 +13,13 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.fsm_storage import close_after_updates, create_storage
+from bot.fsm_storage import close_after_updates, create_storage, shared_redis
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DbSessionMiddleware
 from bot.scheduler import create_sender
 from bot.telegram_session import AnsweringUpdates, BotSession, Replies
-from bot.throttling import ThrottlingMiddleware
+from bot.throttling import RedisFloodGuard, ThrottlingMiddleware
 from config import Settings
 from db.database import Database
 from handlers import feature_routers
@@ -73,10 +73,10 @@ def create_dispatcher(
     """
     outbox = Outbox(sessionmaker, clock=clock)
     qr_reader = QrReader()  # photos are decoded one at a time (services/qr_decode.py)
+    # Several workers share what must be the bot's, not a process's, through Redis.
+    redis = shared_redis(settings.database.redis_url)
     # Conversations survive restarts: in the database, or in Redis for several workers.
-    default_storage, isolation = create_storage(
-        Database.of(sessionmaker.kw["bind"]), settings.database.redis_url
-    )
+    default_storage, isolation = create_storage(Database.of(sessionmaker.kw["bind"]), redis)
     if storage is None:
         storage = default_storage
     dp = Dispatcher(
@@ -101,6 +101,7 @@ def create_dispatcher(
             i18n,
             settings.store.default_language,
             exempt=frozenset(settings.telegram.owner_ids),
+            guard=None if redis is None else RedisFloodGuard(redis, settings.telegram.flood_limit),
         )
     )
     for guard in update_guards:
@@ -117,6 +118,8 @@ def create_dispatcher(
     async def finish_updates() -> None:  # first on shutdown: before the outbox worker stops
         await drain(dp)
         await close_after_updates(dp.storage)
+        if redis is not None:
+            await redis.aclose()
 
     dp.shutdown.register(finish_updates)
 

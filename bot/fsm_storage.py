@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder, StorageKey
@@ -30,6 +30,9 @@ from sqlalchemy.orm import Session
 from db.database import Database
 from db.models import ConversationState
 from db.sql import upsert
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 _KEYS = DefaultKeyBuilder(prefix="fsm", with_bot_id=True, with_destiny=True)
 _CACHE_LIMIT = 50_000  # conversations kept in memory; older ones are read again when needed
@@ -101,35 +104,40 @@ def _write(
     session.commit()
 
 
-def create_storage(db: Database, redis_url: str | None) -> tuple[BaseStorage, BaseEventIsolation]:
-    """The storage and the event isolation for this process: Redis when `REDIS_URL` is set
-    (shared by every worker, with a lock per conversation across them), else the database.
+def shared_redis(url: str | None) -> Redis | None:
+    """The process's Redis client (`REDIS_URL`), or None without one."""
+    if not url:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url)
+
+
+def create_storage(db: Database, redis: Redis | None) -> tuple[BaseStorage, BaseEventIsolation]:
+    """The storage and the event isolation for this process: Redis when there is one (shared
+    by every worker, with a lock per conversation across them), else the database.
 
     Their `close()` waits for `close_after_updates()`: aiogram closes the storage first thing
     on shutdown, while updates still being handled (a cashier's scan, whose step is written
     right after the reply) may need it; the dispatcher's own shutdown closes them after those
-    updates finished (`bot.app`)."""
-    if redis_url:
+    updates finished (`bot.app`), and with them the Redis client."""
+    if redis is not None:
         from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 
         class _Storage(RedisStorage):
             async def close(self) -> None:
-                """Closed by `close_after_updates`."""
+                """Closed with the Redis client, after the updates in flight."""
 
         class _Isolation(RedisEventIsolation):
             async def close(self) -> None:
-                """Closed by `close_after_updates`."""
+                """Closed with the Redis client, after the updates in flight."""
 
-        storage = _Storage.from_url(redis_url, key_builder=_KEYS)
-        return storage, _Isolation(storage.redis, key_builder=_KEYS)
+        return _Storage(redis, key_builder=_KEYS), _Isolation(redis, key_builder=_KEYS)
     return DatabaseStorage(db), SimpleEventIsolation()
 
 
 async def close_after_updates(storage: BaseStorage) -> None:
-    """Close the storage for real (see `create_storage`), once no update needs it."""
-    from aiogram.fsm.storage.redis import RedisStorage
-
-    if isinstance(storage, RedisStorage):
-        await RedisStorage.close(storage)  # the isolation shares its connection pool
-    else:
+    """Close the database storage once no update needs it (the Redis one closes with its
+    client: see `create_storage`)."""
+    if isinstance(storage, DatabaseStorage):
         await storage.close()

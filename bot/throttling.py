@@ -9,12 +9,15 @@ it touches the database at all. Only messages, edited messages and callback quer
 `my_chat_member` (someone blocked the bot) and the like always pass, the bot must record them.
 
 The warning is sent in the user's Telegram language (their stored choice would cost a query).
-State is in memory, per process — enough for one bot process; a restart forgives everyone.
+The count lives in memory (`FloodGuard`) for one process — a restart forgives everyone — or,
+when several workers share the updates (`REDIS_URL`), in Redis (`RedisFloodGuard`): an update
+lands on any worker, and the limit is the bot's, not each worker's.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -85,6 +88,48 @@ class FloodGuard:
     def __len__(self) -> int:
         return len(self._hits) + len(self._banned_until)
 
+    async def verdict(self, user_id: int) -> str:
+        return self.check(user_id)
+
+
+class RedisFloodGuard:
+    """`FloodGuard`'s rule for several workers: the window and the penalty in Redis, shared by
+    every process of the bot (a sorted set of hit times per user, a key that expires with the
+    penalty)."""
+
+    def __init__(
+        self,
+        redis: Any,
+        limit: int,
+        window: float = WINDOW_SEC,
+        penalty: float = PENALTY_SEC,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.limit = limit
+        self.window = window
+        self.penalty = penalty
+        self.clock = clock
+
+    async def verdict(self, user_id: int) -> str:
+        """`"ok"`, `"warn"` (this update crossed the limit) or `"drop"` (penalty running)."""
+        banned, hits = f"flood:ban:{user_id}", f"flood:hits:{user_id}"
+        if await self.redis.exists(banned):
+            return "drop"
+        now = self.clock()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(hits, 0, now - self.window)
+            pipe.zadd(hits, {f"{now}:{secrets.token_hex(4)}": now})
+            pipe.zcard(hits)
+            pipe.expire(hits, int(self.window) + 1)
+            _removed, _added, count, _ttl = await pipe.execute()
+        if count <= self.limit:
+            return "ok"
+        await self.redis.delete(hits)
+        # Of several workers seeing the crossing update at once, one warns.
+        first = await self.redis.set(banned, "1", ex=int(self.penalty), nx=True)
+        return "warn" if first else "drop"
+
 
 class ThrottlingMiddleware(BaseMiddleware):
     def __init__(
@@ -94,7 +139,7 @@ class ThrottlingMiddleware(BaseMiddleware):
         default_language: str = "ru",
         *,
         exempt: frozenset[int] = frozenset(),
-        guard: FloodGuard | None = None,
+        guard: FloodGuard | RedisFloodGuard | None = None,
     ) -> None:
         self.guard = guard or FloodGuard(limit)
         self.i18n = i18n
@@ -113,7 +158,7 @@ class ThrottlingMiddleware(BaseMiddleware):
         user: User | None = data.get("event_from_user")
         if inner is None or user is None or user.id in self.exempt:
             return await handler(event, data)
-        verdict = self.guard.check(user.id)
+        verdict = await self.guard.verdict(user.id)
         if verdict == "ok":
             return await handler(event, data)
         if verdict == "warn":

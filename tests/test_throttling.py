@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.throttling import FloodGuard
+from bot.throttling import FloodGuard, RedisFloodGuard
 from config import Settings
-from tests.conftest import OWNER_ID, App, FrozenClock, make_settings, running_app
+from tests.conftest import OWNER_ID, REDIS_URL, App, FrozenClock, make_settings, running_app
 from tests.fakeapi import Call, FakeTelegram
 
 LIMIT = 3
@@ -120,3 +121,23 @@ async def test_owners_are_never_throttled(flood_app: App) -> None:
     texts = [m.text for m in tg.messages_in(OWNER_ID)]
     assert not any("Too many" in t for t in texts)
     assert len(texts) == LIMIT + 3
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs Redis (python -m tests.servers)")
+async def test_several_workers_share_one_limit_through_redis() -> None:
+    """With several workers an update lands on any of them: the flood limit is the bot's.
+    Two guards (two processes) on one Redis: the hits add up, and exactly one warns."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(REDIS_URL)
+    now = [1000.0]
+    first, second = (RedisFloodGuard(redis, 4, clock=lambda: now[0]) for _ in range(2))
+    try:
+        verdicts = [await (first if i % 2 else second).verdict(77) for i in range(4)]
+        assert verdicts == ["ok"] * 4
+        crossing = await asyncio.gather(first.verdict(77), second.verdict(77))
+        assert sorted(crossing) == ["drop", "warn"]  # the fifth and sixth hit: one warning
+        assert await first.verdict(77) == "drop"  # the penalty holds on every worker
+        assert await second.verdict(78) == "ok"  # other people are not affected
+    finally:
+        await redis.aclose()
