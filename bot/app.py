@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +73,7 @@ def create_dispatcher(
     that drive delivery passes by hand).
     """
     outbox = Outbox(sessionmaker, clock=clock)
+    staff = staff or StaffDirectory(settings)
     qr_reader = QrReader()  # photos are decoded one at a time (services/qr_decode.py)
     # Several workers share what must be the bot's, not a process's, through Redis.
     redis = shared_redis(settings.database.redis_url)
@@ -85,7 +87,7 @@ def create_dispatcher(
         settings=settings,
         sessionmaker=sessionmaker,
         clock=clock,
-        staff=staff or StaffDirectory(settings),
+        staff=staff,
         outbox=outbox,
         qr_reader=qr_reader,
         receipt_locks=ReceiptLocks(),  # a receipt's ✅ and ↩️ edits in order (handlers/till.py)
@@ -127,6 +129,21 @@ def create_dispatcher(
         qr_reader.close()
 
     dp.shutdown.register(stop_reader)
+    # Cashiers at work never wait for a staff check (handlers/roles.py, `keep_fresh`).
+    refresher: list[asyncio.Task[None]] = []
+
+    async def start_staff_refresh(bot: Bot) -> None:
+        refresher.append(asyncio.create_task(staff.keep_fresh(bot), name="staff-refresh"))
+
+    async def stop_staff_refresh() -> None:
+        for task in refresher:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        refresher.clear()
+
+    dp.startup.register(start_staff_refresh)
+    dp.shutdown.register(stop_staff_refresh)
     if delivery_worker:
 
         async def start_outbox(bot: Bot) -> None:

@@ -1,7 +1,10 @@
 """Who is who: owners from OWNER_IDS, cashiers = members of STAFF_CHAT_ID, everyone else a customer.
 
 Staff membership is checked with getChatMember and cached for at most STAFF_CACHE_SEC (≤ 60 s),
-so a cashier removed from the staff group loses access within a minute.
+so a cashier removed from the staff group loses access within a minute. A cashier must not pay
+for that check at the till, though: a scan that first asks Telegram whether its sender works
+here answers a round trip later. So while a cashier works (`ACTIVE_SEC` after they last used the
+bot), `keep_fresh` asks again a little before their entry runs out, in the background.
 
 The owner's reports name cashiers instead of showing bare Telegram ids. Employee names are
 never stored: they are asked from Telegram when a report needs them and kept in memory for a
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 _MEMBER_STATUSES = {"creator", "administrator", "member", "restricted"}
 NAME_CACHE_SEC = 300.0
 _NAME_CACHE_MAX = 2_000
+ACTIVE_SEC = 8 * 3600.0  # a shift: staff who used the bot this long ago are kept fresh
 
 
 class Role(IntEnum):
@@ -43,6 +47,7 @@ class StaffDirectory:
         self.ttl = settings.telegram.staff_cache_sec if ttl is None else ttl
         self._cache: dict[int, tuple[bool, float]] = {}
         self._names: dict[int, tuple[str | None, float]] = {}
+        self._active: dict[int, float] = {}  # staff member → when they last used the bot
 
     async def is_member(self, bot: Bot, user_id: int) -> bool:
         chat_id = self.settings.telegram.staff_chat_id
@@ -51,7 +56,34 @@ class StaffDirectory:
         cached = self._cache.get(user_id)
         now = time.monotonic()
         if cached is not None and cached[1] > now:
+            if cached[0]:
+                self._active[user_id] = now
             return cached[0]
+        is_member = await self._ask(bot, chat_id, user_id)
+        if is_member:
+            self._active[user_id] = now
+        return is_member
+
+    async def keep_fresh(self, bot: Bot) -> None:
+        """Ask again for the staff who work now, shortly before their entry runs out, so that
+        none of their updates waits for getChatMember (runs until cancelled)."""
+        chat_id = self.settings.telegram.staff_chat_id
+        if chat_id is None or self.ttl <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            now = time.monotonic()
+            for user_id, seen in list(self._active.items()):
+                if seen < now - ACTIVE_SEC:
+                    del self._active[user_id]
+                    continue
+                cached = self._cache.get(user_id)
+                due = cached is None or cached[1] - now < self.ttl / 2
+                if due and not await self._ask(bot, chat_id, user_id):
+                    self._active.pop(user_id, None)  # removed from the group: checked again
+
+    async def _ask(self, bot: Bot, chat_id: int, user_id: int) -> bool:
+        now = time.monotonic()
         try:
             member = await bot.get_chat_member(chat_id, user_id)
             status = member.status.value if hasattr(member.status, "value") else str(member.status)

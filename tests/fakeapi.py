@@ -1172,6 +1172,7 @@ class FakeTelegram:
         self._media_groups = itertools.count(13_000_000_000)
         self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._webhook_url = ""
+        self.latency = 0.0  # seconds each API call takes to reach the server (set_latency)
         self._inflight = 0
         self._last_activity = time.monotonic()
         self._runner: web.AppRunner | None = None
@@ -1421,6 +1422,11 @@ class FakeTelegram:
     def unblock(self, user_id: int) -> None:
         self._faults.blocked.discard(user_id)
 
+    def set_latency(self, seconds: float) -> None:
+        """Every API call but getUpdates takes this long to reach the server (and take effect
+        there): a far-away Bot API, for measuring what a person at the till waits."""
+        self.latency = seconds
+
     def set_group_rate_limit(self, per_minute: int | None, *, window: float = 60.0) -> None:
         """Telegram's cap on one group: at most ``per_minute`` send* calls to a group chat
         (negative id) in any 60 s; more get 429 with the seconds until a slot frees up.
@@ -1456,9 +1462,12 @@ class FakeTelegram:
         self,
         predicate: Callable[[Call], bool],
         timeout: float = 5.0,  # noqa: ASYNC109 - see _ChatView.wait_message
+        *,
+        after: int = 0,
     ) -> Call:
-        """First call, already recorded or future, that matches ``predicate``."""
-        _index, call = await self._wait_call(predicate, 0, timeout, "a matching call")
+        """First call, already recorded or future, that matches ``predicate`` (looking only at
+        calls from index ``after`` of ``calls`` on: ``after=len(tg.calls)`` waits for a new one)."""
+        _index, call = await self._wait_call(predicate, after, timeout, "a matching call")
         return call
 
     async def wait_for_idle(
@@ -1533,6 +1542,9 @@ class FakeTelegram:
             self._record(call)
         else:
             self._inflight += 1
+            if self.latency:  # the network between the bot and Telegram (set_latency)
+                await asyncio.sleep(self.latency)
+                call.at = time.monotonic()  # when it reached "Telegram" and took effect
         raw: FaultResponse | None = None
         try:
             call.status, call.response = await self._execute(call, entry)
