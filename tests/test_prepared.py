@@ -14,6 +14,12 @@ from sqlalchemy.orm import Session
 from db.lane import Lane
 from db.models import AuditEvent, Card, CardStatus, Client, Delivery, UTCDateTime
 from db.prepared import Prepared
+from tests.conftest import on_postgres
+
+pytestmark = pytest.mark.skipif(
+    on_postgres(),
+    reason="prepared statements are SQLite's fast path: on PostgreSQL they run through the session",
+)
 
 AT = datetime(2026, 11, 20, 21, 30, 15, 123456, tzinfo=UTC)
 
