@@ -17,7 +17,9 @@ writes): `bot.commands.run` says so when it starts a webhook worker without `RED
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 _KEYS = DefaultKeyBuilder(prefix="fsm", with_bot_id=True, with_destiny=True)
+LOCK_TTL = 10.0  # seconds a conversation stays locked after its worker died mid-update
 _CACHE_LIMIT = 50_000  # conversations kept in memory; older ones are read again when needed
 
 
@@ -129,11 +132,36 @@ def create_storage(db: Database, redis: Redis | None) -> tuple[BaseStorage, Base
                 """Closed with the Redis client, after the updates in flight."""
 
         class _Isolation(RedisEventIsolation):
+            """One update of a conversation at a time across the workers. aiogram's lock lives
+            60 s, so a worker killed while handling an update froze that person for a minute;
+            this one lives LOCK_TTL and is renewed while its update is being handled, so a dead
+            worker's lock is gone within LOCK_TTL and a long update (an export) keeps its own."""
+
+            @contextlib.asynccontextmanager
+            async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+                name = self.key_builder.build(key, "lock")
+                async with self.redis.lock(name=name, timeout=LOCK_TTL) as held:
+                    keeper = asyncio.create_task(_keep(held))
+                    try:
+                        yield None
+                    finally:
+                        keeper.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await keeper
+
             async def close(self) -> None:
                 """Closed with the Redis client, after the updates in flight."""
 
         return _Storage(redis, key_builder=_KEYS), _Isolation(redis, key_builder=_KEYS)
     return DatabaseStorage(db), SimpleEventIsolation()
+
+
+async def _keep(lock: Any) -> None:
+    """Renew a held Redis lock to a full LOCK_TTL every third of it, until cancelled."""
+    while True:
+        await asyncio.sleep(LOCK_TTL / 3)
+        with contextlib.suppress(Exception):  # lost it (Redis restarted): nothing to keep
+            await lock.reacquire()
 
 
 async def close_after_updates(storage: BaseStorage) -> None:

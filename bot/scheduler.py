@@ -118,8 +118,9 @@ def catch_up_jobs(settings: Settings, now: datetime) -> list[str]:
 
 
 class Engagement:
-    """The scheduler, started and stopped with the dispatcher. Its jobs enqueue; the delivery
-    worker sends — the dispatcher's own (`outbox`, see bot/app.py) when given, else one of
+    """What the leader process runs (bot/leader.py): the delivery worker and, unless
+    `jobs=False` (SCHEDULER_ENABLED=false), the scheduler. Jobs enqueue; the worker sends — the
+    dispatcher's outbox (see bot/app.py) when given, so that its updates wake it, else one of
     its own (a process that runs jobs without a dispatcher)."""
 
     def __init__(
@@ -130,8 +131,10 @@ class Engagement:
         *,
         clock: Clock = utc_now,
         outbox: Outbox | None = None,
+        jobs: bool = True,
     ) -> None:
         self.settings = settings
+        self.jobs = jobs
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.outbox = outbox or Outbox(sessionmaker, clock=clock)
@@ -143,6 +146,8 @@ class Engagement:
         worker = self.outbox.worker or self.outbox.start(
             create_sender(self.bot, self.sessionmaker, self.settings, clock=self.clock)
         )
+        if not self.jobs:
+            return
         self.scheduler = create_scheduler(
             self.settings, self.sessionmaker, clock=self.clock, worker=worker
         )

@@ -39,7 +39,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.types import TelegramObject, Update
@@ -54,6 +54,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config import Settings, SettingsError
 from db.models import ProcessedUpdate
 from services.clock import Clock, utc_now
+
+if TYPE_CHECKING:
+    from bot.leader import Leadership
 
 log = logging.getLogger(__name__)
 _http_log = logging.getLogger(__name__ + ".http")  # aiohttp's server log, see _BrokenHttp
@@ -479,13 +482,22 @@ class WebhookServer:
             loop.default_exception_handler(context)
 
 
-async def serve_webhook(bot: Bot, dp: Dispatcher, settings: Settings) -> None:
+async def serve_webhook(
+    bot: Bot, dp: Dispatcher, settings: Settings, *, leadership: Leadership | None = None
+) -> None:
     """Serve until SIGTERM/SIGINT (systemd stop, Ctrl+C). The webhook stays set on exit, so
-    Telegram keeps the updates that arrive during a restart."""
+    Telegram keeps the updates that arrive during a restart.
+
+    With `leadership` (several workers behind a reverse proxy), this worker stands for leader
+    once it listens and only the leader registers the webhook; without, it registers it."""
     server = WebhookServer(build_webhook_app(dp, bot, settings), settings)
     await server.start()
     try:
-        await set_webhook(bot, dp, settings)  # only now: Telegram may call right away
+        # Only now: Telegram may call right away.
+        if leadership is None:
+            await set_webhook(bot, dp, settings)
+        else:
+            leadership.start()
         log.info(
             "listening on http://%s:%s%s (at most %s connections)",
             settings.webhook.host,
@@ -500,4 +512,8 @@ async def serve_webhook(bot: Bot, dp: Dispatcher, settings: Settings) -> None:
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        await server.stop()
+        try:
+            await server.stop()  # the updates in flight finish first (the dispatcher's shutdown)
+        finally:
+            if leadership is not None:  # after them: what they queued is sent before we go
+                await leadership.stop()

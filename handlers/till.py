@@ -519,14 +519,16 @@ async def show_receipt(
 async def _show_card(
     message: Message, card: CardSummary, state: FSMContext, settings: Settings
 ) -> None:
+    # The step is kept before the prompt goes out: a worker that dies right after sending it
+    # leaves a conversation another worker can continue (the amount may land anywhere).
+    await state.set_data({"card_id": card.card_id})  # an id only; quote() re-reads the card
+    await state.set_state(TillStates.amount)
     markup = ForceReply(selective=True, input_field_placeholder="2500")
     text = render_card(card, settings)
     if message.chat.type == "private":
         await message.answer(text, reply_markup=markup)
     else:  # selective ForceReply targets the sender of the replied-to message
         await message.reply(text, reply_markup=markup)
-    await state.set_state(TillStates.amount)
-    await state.set_data({"card_id": card.card_id})  # an id only; quote() re-reads the card
 
 
 @router.message(CommandStart(deep_link=True, magic=F.args.startswith("c")))

@@ -1300,15 +1300,20 @@ class FakeTelegram:
                 finally:
                     slots.release()
 
-            while True:
-                await slots.acquire()
-                update = await self._queue.take(1.0)
-                if update is None:
-                    slots.release()
-                    continue
-                task = asyncio.create_task(deliver(update, next(counter)))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+            try:
+                while True:
+                    await slots.acquire()
+                    update = await self._queue.take(1.0)
+                    if update is None:
+                        slots.release()
+                        continue
+                    task = asyncio.create_task(deliver(update, next(counter)))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            finally:  # stopped: deliveries in flight end before their HTTP session closes
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def stop(self) -> None:
         self.stop_webhook_delivery()

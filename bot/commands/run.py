@@ -21,8 +21,11 @@ from db.migrate import upgrade
 from services.history_import import recover_interrupted_imports
 
 if TYPE_CHECKING:
-    from aiogram import Bot
+    from aiogram import Bot, Dispatcher
     from aiogram.types import User
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from bot.leader import Leadership
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,48 @@ async def who_am_i(bot: Bot, settings: Settings) -> User:
         ) from None
 
 
+def leader_of(
+    bot: Bot,
+    dp: Dispatcher,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    webhook: bool,
+) -> Leadership:
+    """This process's candidacy: once elected it sends the queued messages, runs the jobs
+    (unless SCHEDULER_ENABLED=false) and, in webhook mode, registers the webhook."""
+    from bot.leader import Leadership, lock_for
+    from bot.scheduler import Engagement
+
+    engagement = Engagement(
+        bot,
+        sessionmaker,
+        settings,
+        outbox=dp["outbox"],
+        jobs=settings.engagement.scheduler_enabled,
+    )
+
+    async def elected() -> None:
+        await engagement.start()
+        if webhook:
+            from bot.webhook import set_webhook
+
+            await set_webhook(bot, dp, settings)
+
+    return Leadership(lock_for(settings.database.url), elected, engagement.stop)
+
+
+def warn_about_shared_state(settings: Settings) -> None:
+    """Several webhook workers on one PostgreSQL database share conversations and the flood
+    limit through Redis; without it each worker keeps its own."""
+    if settings.database.url.startswith("postgresql") and not settings.database.redis_url:
+        log.warning(
+            "REDIS_URL is empty: if several workers serve this bot, a conversation started on "
+            "one (a cashier's scan) is not seen by another (the amount), and each keeps its own "
+            "flood limit; set REDIS_URL for more than one worker"
+        )
+
+
 async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
     # aiogram takes seconds to import: only the commands that run the bot pay for it.
     from bot.app import create_bot, create_dispatcher
@@ -136,22 +181,27 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
                 from bot.webhook import ProcessedUpdates
 
                 guards.append(ProcessedUpdates(sessionmaker))
-            dp = create_dispatcher(settings, sessionmaker, update_guards=guards)
-            if (
-                settings.engagement.scheduler_enabled
-            ):  # SCHEDULER_ENABLED=false: second instance, no jobs
-                from bot.scheduler import Engagement
-
-                engagement = Engagement(bot, sessionmaker, settings, outbox=dp["outbox"])
-                dp.startup.register(engagement.start)
-                dp.shutdown.register(engagement.stop)
+            # The delivery worker and the jobs run in the leader only (bot/leader.py): one
+            # process among however many serve this bot keeps Telegram's limits and runs each
+            # job once.
+            dp = create_dispatcher(
+                settings, sessionmaker, update_guards=guards, delivery_worker=False
+            )
+            leadership = leader_of(bot, dp, settings, sessionmaker, webhook=webhook)
             log.info("starting @%s (id %s)", me.username, me.id)
             warn_about_missing_roles(settings)
             if webhook:
                 from bot.webhook import serve_webhook
 
-                await serve_webhook(bot, dp, settings)
+                warn_about_shared_state(settings)
+                await serve_webhook(bot, dp, settings, leadership=leadership)
             else:
+
+                async def stand() -> None:  # aiogram runs a plain function in a thread
+                    leadership.start()
+
+                dp.startup.register(stand)
+                dp.shutdown.register(leadership.stop)
                 # getUpdates is refused while a webhook is set (after a switch back from
                 # webhook mode); pending updates are kept.
                 await bot.delete_webhook(drop_pending_updates=False)
