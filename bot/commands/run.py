@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bot.logging_setup import setup_logging
 from config import Settings, SettingsError, load_settings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from services.history_import import recover_interrupted_imports
@@ -135,7 +136,7 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
             if webhook:  # Telegram retries webhook updates: process each update id once
                 from bot.webhook import ProcessedUpdates
 
-                guards.append(ProcessedUpdates(sessionmaker))
+                guards.append(ProcessedUpdates(Database.of(engine)))
             dp = create_dispatcher(settings, sessionmaker, update_guards=guards)
             if (
                 settings.engagement.scheduler_enabled
