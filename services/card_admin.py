@@ -169,7 +169,12 @@ async def unblock_card(db: Database, text: str, *, actor_id: int, now: datetime)
 
 
 def _unblock_card(session: Session, text: str, actor_id: int, now: datetime) -> CardChange:
-    card = get_registered(session, text, for_update=True)
+    card = get_registered(session, text)
+    if card.client_id is not None:
+        # The holder's row first, as a binding takes it (client, then card: no deadlock): a
+        # replacement linked at this moment is seen below, or sees this card active again.
+        session.execute(select(Client.id).where(Client.id == card.client_id).with_for_update())
+    session.refresh(card, with_for_update=True)
     if card.status != CardStatus.BLOCKED:
         return CardChange(card.number, changed=False)
     reason = card.block_reason

@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
 from db.database import Database
-from db.models import AuditEvent, CardStatus, Client, Delivery
+from db.models import AuditEvent, Card, CardStatus, Client, Delivery
+from services import card_admin
+from services.card_admin import CannotUnblock
 from services.errors import CardNotFound
 from services.wallet import (
     NO_YEAR,
@@ -21,6 +23,7 @@ from services.wallet import (
     CardBindLocked,
     InvalidBirthday,
     InvalidPhone,
+    ReplacementNeedsConfirmation,
     TelegramProfile,
     WalletService,
     WrongPin,
@@ -33,6 +36,7 @@ from tests.wallet_helpers import add_purchase, card, seed_cards
 Sessionmaker = async_sessionmaker[AsyncSession]
 
 TODAY = date(2026, 11, 16)
+OWNER = 999
 
 
 @pytest.mark.parametrize(
@@ -204,3 +208,39 @@ async def test_two_taps_on_i_agree_at_once_make_one_member(
     assert len({member.id for member in members}) == 1
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Client)) == 1
+
+
+async def test_unblocking_the_lost_card_while_its_holder_binds_a_new_one_leaves_one_card(
+    db: Database, sessionmaker: Sessionmaker, wallet_settings: Settings, clock: FrozenClock
+) -> None:
+    """The owner unblocks a found card at the moment its holder links a replacement: one of
+    the two wins, never both (one account holds one active card)."""
+    rounds = 12
+    await seed_cards(sessionmaker, 100001, 100000 + 2 * rounds, 5, clock())
+    wallet = WalletService(db, wallet_settings, clock)
+    for n in range(rounds):
+        tg_id, lost, new = 40 + n, str(100001 + 2 * n), str(100002 + 2 * n)
+        await wallet.give_consent(TelegramProfile(tg_id=tg_id), "en")
+        await wallet.bind(tg_id, lost)
+        await card_admin.block_card(db, lost, actor_id=OWNER, now=clock())
+        outcomes = await asyncio.gather(
+            card_admin.unblock_card(db, lost, actor_id=OWNER, now=clock()),
+            wallet.bind(tg_id, new),
+            return_exceptions=True,
+        )
+        unblocked, bound = outcomes
+        assert isinstance(unblocked, CannotUnblock) or isinstance(
+            bound, ReplacementNeedsConfirmation
+        ), outcomes
+        async with sessionmaker() as session:
+            active = (
+                await session.scalars(
+                    select(Card.number)
+                    .join(Client, Card.client_id == Client.id)
+                    .where(
+                        Client.tg_id == tg_id,
+                        Card.status != CardStatus.BLOCKED,
+                    )
+                )
+            ).all()
+        assert len(active) == 1, (outcomes, active)
