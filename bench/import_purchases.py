@@ -33,7 +33,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from db.engine import create_engine, create_sessionmaker
+from db.database import Database
+from db.engine import create_engine
 from db.migrate import upgrade
 from db.models import SQLITE_DATETIME_FORMAT
 from services.history_import import DEFAULT_PACING, Pacing, import_purchases
@@ -71,8 +72,9 @@ async def prepare_db(path: Path, cards: int) -> None:
     url = f"sqlite+aiosqlite:///{path}"
     await upgrade(url)
     engine = create_engine(url)
-    async with create_sessionmaker(engine)() as session:
-        await add_range(session, FIRST_CARD, FIRST_CARD + cards - 1, 5, now=datetime.now(UTC))
+    await add_range(
+        Database.of(engine), FIRST_CARD, FIRST_CARD + cards - 1, 5, now=datetime.now(UTC)
+    )
     await engine.dispose()
 
 

@@ -123,7 +123,7 @@ async def fill_totals(path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     try:
         async with create_sessionmaker(engine)() as session:
-            await refresh_totals(session, None)
+            await session.run_sync(refresh_totals, None)
             await session.commit()
     finally:
         await engine.dispose()

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.fsm_storage import close_after_updates, create_storage, shared_redis
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
-from bot.middlewares import DbSessionMiddleware
+from bot.middlewares import DatabaseMiddleware
 from bot.scheduler import create_sender
 from bot.telegram_session import AnsweringUpdates, BotSession, Replies
 from bot.throttling import RedisFloodGuard, ThrottlingMiddleware
@@ -96,7 +96,7 @@ def create_dispatcher(
     i18n = create_i18n(settings.store.default_language)
     dp.update.outer_middleware(AnsweringUpdates(outbox.note_sent))  # replies, counted
     # Cheap guards run first (bot/throttling.py explains why at the update level): a flood, or
-    # a webhook retry of an update already handled, is dropped before a DB session opens.
+    # a webhook retry of an update already handled, is dropped before any handler runs.
     dp.update.outer_middleware(
         ThrottlingMiddleware(
             settings.telegram.flood_limit,
@@ -108,9 +108,9 @@ def create_dispatcher(
     )
     for guard in update_guards:
         dp.update.outer_middleware(guard)
-    db_middleware = DbSessionMiddleware(sessionmaker, settings, clock)
+    db_middleware = DatabaseMiddleware(sessionmaker, settings, clock)
     dp.update.outer_middleware(db_middleware)
-    # Error events propagate outside the update middlewares: give them a session too, before
+    # Error events propagate outside the update middlewares: give them the database too, before
     # the locale middleware (which reads the client's language through it).
     dp.errors.outer_middleware(db_middleware)
     LocaleMiddleware(i18n, settings.store.default_language).setup(dp)

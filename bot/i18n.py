@@ -8,9 +8,10 @@ from typing import Any
 from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from config import LANGUAGES, PROJECT_ROOT
+from db.database import Database
 from db.models import Client
 
 LOCALES_DIR = PROJECT_ROOT / "locales"
@@ -31,8 +32,9 @@ def language_from_telegram(code: str | None, default: str) -> str:
     return _LANGUAGE_ALIASES.get(code.split("-")[0].lower(), default)
 
 
-async def stored_language(session: AsyncSession, tg_id: int) -> str | None:
-    language = await session.scalar(select(Client.language).where(Client.tg_id == tg_id))
+def stored_language(session: Session, tg_id: int) -> str | None:
+    """The language on the client's row (a unit of work), if it is one we speak."""
+    language = session.scalar(select(Client.language).where(Client.tg_id == tg_id))
     return language if language in LANGUAGES else None
 
 
@@ -86,11 +88,11 @@ class LocaleMiddleware(I18nMiddleware):
         """The client's language changed (or the client appeared): read it again."""
         self.stored.forget(user_id)
 
-    async def _stored_language(self, session: AsyncSession, user_id: int) -> str | None:
+    async def _stored_language(self, db: Database, user_id: int) -> str | None:
         cached = self.stored.get(user_id)
         if cached is not None:
             return cached or None  # "" caches "no client row"
-        language = await stored_language(session, user_id)
+        language = await db.read(stored_language, user_id)
         self.stored.remember(user_id, language or "")
         return language
 
@@ -98,9 +100,9 @@ class LocaleMiddleware(I18nMiddleware):
         user: User | None = data.get("event_from_user")
         if user is None:
             return self.default
-        session: AsyncSession | None = data.get("session")
-        if session is not None:
-            language = await self._stored_language(session, user.id)
+        db: Database | None = data.get("db")
+        if db is not None:
+            language = await self._stored_language(db, user.id)
             if language:
                 return language
         pending = self.pending.get(user.id)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import create_i18n
 from config import Settings
+from db.database import Database
 from handlers.outbox import create_renderer
 from services import backup, jobs
 from services.clock import Clock, utc_now
@@ -49,13 +50,13 @@ def create_sender(
 
 async def run_job(
     name: str,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    db: Database,
     settings: Settings,
     clock: Clock,
     worker: DeliveryWorker | None = None,
 ) -> jobs.JobResult | None:
     try:
-        result = await jobs.run_pass(name, sessionmaker, settings, clock())
+        result = await jobs.run_pass(name, db, settings, clock())
     except Exception:  # a failed pass is retried by the next tick; never kill the scheduler
         log.exception("scheduled job %s failed", name)
         return None
@@ -67,7 +68,7 @@ async def run_job(
 
 def create_scheduler(
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    db: Database,
     *,
     clock: Clock = utc_now,
     worker: DeliveryWorker | None = None,
@@ -81,7 +82,7 @@ def create_scheduler(
         scheduler.add_job(
             run_job,
             trigger,
-            args=(name, sessionmaker, settings, clock, worker),
+            args=(name, db, settings, clock, worker),
             id=name,
             name=name,
             replace_existing=True,
@@ -93,8 +94,7 @@ def create_scheduler(
     add("birthdays", CronTrigger(hour=settings.engagement.winback_hour, minute=5, timezone=tz))
     add("digest", CronTrigger(day_of_week="mon", hour=settings.engagement.digest_hour, timezone=tz))
     add("backup", CronTrigger(hour=settings.backup.hour, minute=0, timezone=tz))
-    if "retention" in jobs.PASSES:
-        add("retention", CronTrigger(hour=settings.backup.hour, minute=30, timezone=tz))
+    add("retention", CronTrigger(hour=settings.backup.hour, minute=30, timezone=tz))
     return scheduler
 
 
@@ -112,7 +112,7 @@ def catch_up_jobs(settings: Settings, now: datetime) -> list[str]:
     )
     if stale:
         names.append("backup")
-    if "retention" in jobs.PASSES and settings.privacy.retention_months is not None:
+    if settings.privacy.retention_months is not None:
         names.append("retention")
     return names
 
@@ -136,6 +136,7 @@ class Engagement:
         self.settings = settings
         self.jobs = jobs
         self.sessionmaker = sessionmaker
+        self.db = Database.of(sessionmaker.kw["bind"])  # the jobs' units of work
         self.clock = clock
         self.outbox = outbox or Outbox(sessionmaker, clock=clock)
         self.bot = bot
@@ -148,11 +149,9 @@ class Engagement:
         )
         if not self.jobs:
             return
-        self.scheduler = create_scheduler(
-            self.settings, self.sessionmaker, clock=self.clock, worker=worker
-        )
+        self.scheduler = create_scheduler(self.settings, self.db, clock=self.clock, worker=worker)
         for name in catch_up_jobs(self.settings, self.clock()):
-            await run_job(name, self.sessionmaker, self.settings, self.clock, worker)
+            await run_job(name, self.db, self.settings, self.clock, worker)
         self.scheduler.start()
         log.info("scheduler started")
 

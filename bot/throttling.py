@@ -1,12 +1,12 @@
 """Abuse limit: a user sending more than FLOOD_LIMIT messages/button presses in 10 s is ignored
 for a while (30 s), and told so once.
 
-Where it sits: an *update-level* outer middleware, registered before the DB-session
-middleware. aiogram runs `dp.update` outer middlewares before any `dp.message` /
-`dp.callback_query` one, so a message-level throttle would run after the session had been
-opened and the locale looked up in the database; at the update level a flood is dropped before
-it touches the database at all. Only messages, edited messages and callback queries count:
-`my_chat_member` (someone blocked the bot) and the like always pass, the bot must record them.
+Where it sits: an *update-level* outer middleware, registered before the database middleware.
+aiogram runs `dp.update` outer middlewares before any `dp.message` / `dp.callback_query` one,
+so a message-level throttle would run after the locale had been looked up in the database; at
+the update level a flood is dropped before it touches the database at all. Only messages,
+edited messages and callback queries count: `my_chat_member` (someone blocked the bot) and the
+like always pass, the bot must record them.
 
 The warning is sent in the user's Telegram language (their stored choice would cost a query).
 The count lives in memory (`FloodGuard`) for one process — a restart forgives everyone — or,

@@ -48,11 +48,12 @@ from aiohttp import web
 from aiohttp.http import HttpProcessingError
 from pydantic import ValidationError
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from config import Settings, SettingsError
+from db.database import Database
 from db.models import ProcessedUpdate
+from db.sql import insert_ignoring
 from services.clock import Clock, utc_now
 
 if TYPE_CHECKING:
@@ -114,12 +115,9 @@ class ProcessedUpdates(BaseMiddleware):
     """Outer update middleware: each update id is processed once (see the module docstring)."""
 
     def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        clock: Clock = utc_now,
-        keep: timedelta = KEEP_PROCESSED,
+        self, db: Database, clock: Clock = utc_now, keep: timedelta = KEEP_PROCESSED
     ) -> None:
-        self.sessionmaker = sessionmaker
+        self.db = db
         self.clock = clock
         self.keep = keep
         self._pruned_at: datetime | None = None
@@ -139,19 +137,27 @@ class ProcessedUpdates(BaseMiddleware):
 
     async def claim(self, update_id: int) -> bool:
         now = self.clock()
-        async with self.sessionmaker() as session:
-            session.add(ProcessedUpdate(update_id=update_id, at=now))
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
-                return False
-            if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
-                await session.execute(
-                    delete(ProcessedUpdate).where(ProcessedUpdate.at < now - self.keep)
-                )
-                await session.commit()
-                self._pruned_at = now
+        prune = self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY
+        claimed = await self.db.write(self._claim, update_id, now, prune)
+        if claimed and prune:
+            self._pruned_at = now
+        return claimed
+
+    def _claim(self, session: Session, update_id: int, now: datetime, prune: bool) -> bool:
+        """Record the update id unless it is there already (two workers handed the same retry:
+        one of them inserts it); prune the old ids now and then."""
+        dialect = session.get_bind().dialect.name
+        inserted = session.execute(
+            insert_ignoring(ProcessedUpdate.__table__, "update_id", dialect=dialect).values(
+                update_id=update_id, at=now
+            )
+        )
+        session.commit()
+        if not inserted.rowcount:  # type: ignore[attr-defined]
+            return False
+        if prune:
+            session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.at < now - self.keep))
+            session.commit()
         return True
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-async def scrub_wal(engine: AsyncEngine) -> bool:
-    """After erasing personal data: copy the write-ahead log into the database file and
-    truncate the log, so that no earlier page image holding the erased values stays on disk
-    (the log keeps old page versions until a checkpoint). SQLite only; True when the log was
-    emptied (False: a reader kept it busy past `busy_timeout`; the next checkpoint finishes it)."""
-    if engine.dialect.name != "sqlite":
+def scrub_wal(session: Session) -> bool:
+    """After erasing personal data, a unit of work (`await db.write(scrub_wal)`): copy the
+    write-ahead log into the database file and truncate the log, so that no earlier page image
+    holding the erased values stays on disk (the log keeps old page versions until a
+    checkpoint). SQLite only; True when the log was emptied (False: a reader kept it busy past
+    `busy_timeout`; the next checkpoint finishes it)."""
+    if session.get_bind().dialect.name != "sqlite":
         return True
-    async with engine.connect() as connection:
-        busy, _log, _done = (
-            await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        ).one()
+    busy, _log, _done = (
+        session.connection().exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    )
     if busy:
         log.warning("the WAL checkpoint after an erasure was blocked by a reader; retried later")
     return not busy

@@ -5,20 +5,19 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import KICKED, MEMBER, ChatMemberUpdatedFilter
 from aiogram.types import ChatMemberUpdated
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.filters import Match
-from services import delivery
+from services.wallet import WalletService
 
 router = Router(name=__name__)
 router.my_chat_member.filter(Match(F.chat.type == "private"))
 
 
 @router.my_chat_member(ChatMemberUpdatedFilter(member_status_changed=KICKED))
-async def blocked(event: ChatMemberUpdated, session: AsyncSession) -> None:
-    await delivery.set_reachable(session, event.from_user.id, False)
+async def blocked(event: ChatMemberUpdated, wallet: WalletService) -> None:
+    await wallet.set_reachable(event.from_user.id, False)
 
 
 @router.my_chat_member(ChatMemberUpdatedFilter(member_status_changed=MEMBER))
-async def unblocked(event: ChatMemberUpdated, session: AsyncSession) -> None:
-    await delivery.set_reachable(session, event.from_user.id, True)
+async def unblocked(event: ChatMemberUpdated, wallet: WalletService) -> None:
+    await wallet.set_reachable(event.from_user.id, True)

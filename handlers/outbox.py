@@ -65,7 +65,7 @@ def opt_out_keyboard() -> InlineKeyboardMarkup:
 async def _survey(
     session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
-    survey = await surveys.view(session, settings, int(item.payload["survey_id"]), now)
+    survey = await session.run_sync(surveys.view, settings, int(item.payload["survey_id"]), now)
     if survey is None or not survey.open:
         return None
     text = _(
@@ -80,7 +80,7 @@ async def _survey(
 async def _detractor(
     session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
-    survey = await surveys.view(session, settings, int(item.payload["survey_id"]), now)
+    survey = await session.run_sync(surveys.view, settings, int(item.payload["survey_id"]), now)
     if survey is None or survey.score is None:
         return None
     name = html.escape(survey.client_name or _("client"))
@@ -100,7 +100,7 @@ async def _detractor(
 async def _offer(
     session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
-    offer = await offers.view(session, int(item.payload["offer_id"]), now)
+    offer = await session.run_sync(offers.view, int(item.payload["offer_id"]), now)
     if offer is None or not offer.usable:
         return None
     until = formatting.day(offer.valid_until, settings)

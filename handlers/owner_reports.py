@@ -31,6 +31,7 @@ from aiogram.utils.i18n import ngettext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
+from db.database import Database
 from handlers import formatting as fmt
 from handlers.errors import renders
 from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
@@ -670,8 +671,8 @@ async def card(
 
 
 @router.message(Command("cards"))
-async def cards(message: Message, session: AsyncSession, owner_chat: OwnerChat) -> None:
-    counts = await inventory_counts(session)
+async def cards(message: Message, db: Database, owner_chat: OwnerChat) -> None:
+    counts = await inventory_counts(db)
     if not counts:
         await owner_chat.send(_("No cards registered yet: add them with python -m bot cards add."))
         return

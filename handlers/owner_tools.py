@@ -17,14 +17,14 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, User
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
+from db.database import Database
 from handlers import formatting
 from handlers.errors import renders
 from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
 from handlers.roles import IsOwner, StaffDirectory
-from services import card_admin, reports
+from services import card_admin
 from services.card_admin import AuditLine, CannotUnblock, CardChange
 from services.cards import group_number, normalize_number
 from services.delivery import Outbox
@@ -142,7 +142,7 @@ def _block_keyboard(number: str, now: datetime) -> InlineKeyboardMarkup:
 async def block(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
@@ -150,30 +150,28 @@ async def block(
     if not command.args:
         await owner_chat.send(_usage("block"))
         return
-    summary = await reports.card_summary(session, command.args, limit=0)
-    number = group_number(summary.number)
-    if summary.status == "blocked":
+    card = await card_admin.card_facts(db, command.args)
+    number = group_number(card.number)
+    if card.status == "blocked":
         await owner_chat.send(_("Card {number} is already blocked.").format(number=number))
         return
     lines = [_("Block card {number}? The till will refuse it from now on.").format(number=number)]
-    if summary.holder or summary.bound_at:
-        lines.append(
-            _("It is linked to {holder}.").format(holder=html.escape(summary.holder or "?"))
-        )
+    if card.holder or card.bound:
+        lines.append(_("It is linked to {holder}.").format(holder=html.escape(card.holder or "?")))
     lines.append(
         _("Purchases: {count}, total {total}").format(
-            count=formatting.number(summary.purchases),
-            total=formatting.money(summary.total, settings),
+            count=formatting.number(card.purchases),
+            total=formatting.money(card.total, settings),
         )
     )
-    await owner_chat.send("\n".join(lines), reply_markup=_block_keyboard(summary.number, now))
+    await owner_chat.send("\n".join(lines), reply_markup=_block_keyboard(card.number, now))
 
 
 @router.callback_query(BlockCb.filter())
 async def block_answer(
     cq: CallbackQuery,
     callback_data: BlockCb,
-    session: AsyncSession,
+    db: Database,
     now: datetime,
     outbox: Outbox,
     i18n: I18n,
@@ -194,7 +192,7 @@ async def block_answer(
             )
         )
         return
-    change = await card_admin.block_card(session, plain, actor_id=cq.from_user.id, now=now)
+    change = await card_admin.block_card(db, plain, actor_id=cq.from_user.id, now=now)
     if not change.changed:  # a second tap, or blocked meanwhile: nothing to do
         owner_chat.toast = _("Card {number} is already blocked.").format(number=number)
         return
@@ -210,7 +208,7 @@ async def block_answer(
 async def unblock(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    db: Database,
     now: datetime,
     outbox: Outbox,
     i18n: I18n,
@@ -220,9 +218,7 @@ async def unblock(
     if not command.args:
         await owner_chat.send(_usage("unblock"))
         return
-    change = await card_admin.unblock_card(
-        session, command.args, actor_id=message.from_user.id, now=now
-    )
+    change = await card_admin.unblock_card(db, command.args, actor_id=message.from_user.id, now=now)
     number = group_number(change.number)
     if not change.changed:
         await owner_chat.send(_("Card {number} is not blocked.").format(number=number))
@@ -238,7 +234,7 @@ async def unblock(
 async def unbind(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    db: Database,
     now: datetime,
     outbox: Outbox,
     i18n: I18n,
@@ -248,9 +244,7 @@ async def unbind(
     if not command.args:
         await owner_chat.send(_usage("unbind"))
         return
-    change = await card_admin.unbind_card(
-        session, command.args, actor_id=message.from_user.id, now=now
-    )
+    change = await card_admin.unbind_card(db, command.args, actor_id=message.from_user.id, now=now)
     number = group_number(change.number)
     if not change.changed:
         await owner_chat.send(_("Card {number} is not linked to anyone.").format(number=number))
@@ -327,14 +321,14 @@ def _audit_lines(events: list[AuditLine], names: dict[int, str], settings: Setti
 @router.message(Command("staff"))
 async def staff_list(
     message: Message,
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     now: datetime,
     bot: Bot,
     staff: StaffDirectory,
     owner_chat: OwnerChat,
 ) -> None:
-    overview = await card_admin.staff_overview(session, since=now - CASHIER_LOOKBACK)
+    overview = await card_admin.staff_overview(db, since=now - CASHIER_LOOKBACK)
     names = await staff.names(
         bot,
         {
@@ -383,13 +377,13 @@ async def staff_list(
 async def audit_view(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     bot: Bot,
     staff: StaffDirectory,
     owner_chat: OwnerChat,
 ) -> None:
-    events = await card_admin.audit_trail(session, card_text=command.args, limit=AUDIT_LINES)
+    events = await card_admin.audit_trail(db, card_text=command.args, limit=AUDIT_LINES)
     names = await staff.names(bot, {e.actor_id for e in events if e.actor_id is not None})
     if command.args:
         title = _("<b>Audit events of card {number}</b> (store time, newest first):").format(

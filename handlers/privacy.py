@@ -30,9 +30,9 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import LANGUAGES, PROJECT_ROOT, Settings
+from db.database import Database
 from handlers import formatting
 from handlers.filters import Match
 from services import privacy
@@ -171,7 +171,7 @@ def _nothing_stored() -> str:
 
 
 @router.message(Command("privacy"), StateFilter("*"))
-async def show_policy(message: Message, session: AsyncSession, settings: Settings) -> None:
+async def show_policy(message: Message, db: Database, settings: Settings) -> None:
     assert message.from_user is not None
     language = formatting.current_locale()
     if language not in LANGUAGES:
@@ -185,7 +185,7 @@ async def show_policy(message: Message, session: AsyncSession, settings: Setting
         "retention": _retention_text(settings),
     }
     text = render_policy(source, values)
-    client = await privacy.find_client(session, message.from_user.id)
+    client = await privacy.membership(db, message.from_user.id)
     if client is None or client.consent_at is None:
         status = _nothing_stored()
     elif client.consent_version == settings.privacy.policy_version:
@@ -209,10 +209,10 @@ async def show_policy(message: Message, session: AsyncSession, settings: Setting
 
 
 @router.message(Command("mydata"), StateFilter("*"))
-async def send_my_data(message: Message, session: AsyncSession, settings: Settings) -> None:
+async def send_my_data(message: Message, db: Database, settings: Settings) -> None:
     assert message.from_user is not None
     data = await privacy.export_client_data(
-        session,
+        db,
         message.from_user.id,
         exponent=settings.store.currency_exponent,
         currency=settings.store.currency,
@@ -249,9 +249,9 @@ def _erase_keyboard() -> InlineKeyboardMarkup:
 
 
 @router.message(Command("deletemydata"), StateFilter("*"))
-async def ask_to_erase(message: Message, session: AsyncSession) -> None:
+async def ask_to_erase(message: Message, db: Database) -> None:
     assert message.from_user is not None
-    if await privacy.find_client(session, message.from_user.id) is None:
+    if await privacy.membership(db, message.from_user.id) is None:
         await message.answer(_nothing_stored())
         return
     await message.answer(
@@ -278,11 +278,11 @@ async def _edit_or_send(cq: CallbackQuery, text: str, markup: Any = None) -> Non
 
 @router.callback_query(PrivacyCb.filter(F.action == PrivacyAction.ERASE))
 async def erase(
-    cq: CallbackQuery, session: AsyncSession, settings: Settings, state: FSMContext, now: datetime
+    cq: CallbackQuery, db: Database, settings: Settings, state: FSMContext, now: datetime
 ) -> None:
     # Only ever the presser's own data: the button carries no id to trust.
     erased = await privacy.erase_client(
-        session, cq.from_user.id, now, default_language=settings.store.default_language
+        db, cq.from_user.id, now, default_language=settings.store.default_language
     )
     await state.clear()
     if erased:
@@ -318,9 +318,9 @@ def _marketing_view(enabled: bool) -> tuple[str, InlineKeyboardMarkup]:
 
 
 @router.message(Command("notifications"), StateFilter("*"))
-async def show_notifications(message: Message, session: AsyncSession) -> None:
+async def show_notifications(message: Message, db: Database) -> None:
     assert message.from_user is not None
-    enabled = await privacy.marketing_enabled(session, message.from_user.id)
+    enabled = await privacy.marketing_enabled(db, message.from_user.id)
     if enabled is None:
         await message.answer(_nothing_stored())
         return
@@ -332,10 +332,10 @@ async def show_notifications(message: Message, session: AsyncSession) -> None:
     PrivacyCb.filter(F.action.in_({PrivacyAction.MARKETING_ON, PrivacyAction.MARKETING_OFF}))
 )
 async def toggle_notifications(
-    cq: CallbackQuery, callback_data: PrivacyCb, session: AsyncSession, now: datetime
+    cq: CallbackQuery, callback_data: PrivacyCb, db: Database, now: datetime
 ) -> None:
     wanted = callback_data.action == PrivacyAction.MARKETING_ON
-    enabled = await privacy.set_marketing(session, cq.from_user.id, wanted, now)
+    enabled = await privacy.set_marketing(db, cq.from_user.id, wanted, now)
     if enabled is None:
         await _edit_or_send(cq, _nothing_stored())
         await cq.answer()

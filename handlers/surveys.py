@@ -18,9 +18,9 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
+from db.database import Database
 from handlers.errors import renders
 from handlers.filters import Match
 from services import privacy, surveys
@@ -76,13 +76,13 @@ async def _drop_buttons(cq: CallbackQuery) -> None:
 async def on_score(
     cq: CallbackQuery,
     callback_data: NpsCb,
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     state: FSMContext,
     now: datetime,
 ) -> None:
     result = await surveys.answer(
-        session,
+        db,
         settings,
         survey_id=callback_data.survey,
         tg_id=cq.from_user.id,
@@ -115,13 +115,13 @@ async def on_score(
 async def on_skip(
     cq: CallbackQuery,
     callback_data: NpsCb,
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     state: FSMContext,
     now: datetime,
 ) -> None:
     await surveys.comment(
-        session, settings, survey_id=callback_data.survey, tg_id=cq.from_user.id, text=None, now=now
+        db, settings, survey_id=callback_data.survey, tg_id=cq.from_user.id, text=None, now=now
     )
     await state.clear()
     await cq.answer()
@@ -132,7 +132,7 @@ async def on_skip(
 @router.message(StateFilter(SurveyFlow.comment), Match(F.text), ~Match(F.text.startswith("/")))
 async def on_comment(
     message: Message,
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     state: FSMContext,
     now: datetime,
@@ -143,7 +143,7 @@ async def on_comment(
     if not isinstance(survey_id, int):
         return
     stored = await surveys.comment(
-        session,
+        db,
         settings,
         survey_id=survey_id,
         tg_id=message.from_user.id,
@@ -163,10 +163,10 @@ async def on_comment_not_text(message: Message) -> None:
 
 @router.callback_query(MarketingCb.filter())
 async def on_marketing(
-    cq: CallbackQuery, callback_data: MarketingCb, session: AsyncSession, now: datetime
+    cq: CallbackQuery, callback_data: MarketingCb, db: Database, now: datetime
 ) -> None:
     enabled = callback_data.action == "in"
-    state = await privacy.set_marketing(session, cq.from_user.id, enabled, now)
+    state = await privacy.set_marketing(db, cq.from_user.id, enabled, now)
     if state is None:
         await cq.answer(_("You are not a member of the program."), show_alert=True)
         return

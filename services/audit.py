@@ -8,14 +8,13 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from db.models import AuditEvent
 from db.prepared import Prepared
 
 
-def record(session: AsyncSession | Session, action: str, **fields: Any) -> AuditEvent:
+def record(session: Session, action: str, **fields: Any) -> AuditEvent:
     """Add an audit event (the fields of `values`) to the caller's unit of work (the caller
     commits)."""
     event = AuditEvent(**values(action, **fields))

@@ -1,5 +1,10 @@
 """Owner tools on cards and people: block a lost card (and unblock it when it turns up), unbind
-a card, the staff overview and the audit trail."""
+a card, the staff overview and the audit trail.
+
+Each coroutine takes the `Database` and runs one unit of work. The changes lock the card's row
+first (PostgreSQL: `FOR UPDATE`), so two owners (or two taps) changing one card take turns and
+the second sees what the first did: one change, one audit event, one note to the holder.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from db.database import Database
 from db.models import AuditEvent, Card, CardStatus, Client, Purchase
 from services import audit
 from services.cards import get_registered
@@ -41,20 +47,60 @@ class CardChange:
     notify_language: str | None = None
 
 
-async def _reachable_holder(session: AsyncSession, card: Card) -> Client | None:
+@dataclass(frozen=True)
+class CardFacts:
+    """What an owner is shown before blocking a card."""
+
+    number: str
+    status: str
+    bound: bool
+    holder: str | None  # @username or first name of the bound client (None when erased)
+    purchases: int  # non-voided, every source
+    total: int
+
+
+async def card_facts(db: Database, text: str) -> CardFacts:
+    """The card typed (`CardNotFound` / `InvalidCardNumber`), its holder and lifetime figures."""
+    return await db.read(_card_facts, text)
+
+
+def _card_facts(session: Session, text: str) -> CardFacts:
+    card = get_registered(session, text)
+    holder = None
+    if card.client_id is not None:
+        client = session.get(Client, card.client_id)
+        if client is not None and client.erased_at is None:
+            holder = f"@{client.username}" if client.username else client.first_name
+    return CardFacts(
+        number=card.number,
+        status=card.status,
+        bound=card.client_id is not None,
+        holder=holder,
+        purchases=card.purchase_count,
+        total=card.purchase_total,
+    )
+
+
+def _reachable_holder(session: Session, card: Card) -> Client | None:
     if card.client_id is None:
         return None
-    client = await session.get(Client, card.client_id)
+    client = session.get(Client, card.client_id)
     if client is None or client.tg_id is None or not client.reachable:
         return None
     return client
 
 
 async def block_card(
-    session: AsyncSession, text: str, *, actor_id: int, now: datetime, reason: str = LOST_REASON
+    db: Database, text: str, *, actor_id: int, now: datetime, reason: str = LOST_REASON
 ) -> CardChange:
     """Block a card (lost or stolen): the till refuses it from now on. Idempotent."""
-    card = await get_registered(session, text)
+    return await db.write(_block_card, text, actor_id, now, reason)
+
+
+def _block_card(
+    session: Session, text: str, actor_id: int, now: datetime, reason: str
+) -> CardChange:
+    card = get_registered(session, text, for_update=True)
     if card.status == CardStatus.BLOCKED:
         return CardChange(card.number, changed=False)
     previous = card.status
@@ -71,8 +117,8 @@ async def block_card(
         reason=reason,
         previous_status=previous,
     )
-    holder = await _reachable_holder(session, card)
-    await session.commit()
+    holder = _reachable_holder(session, card)
+    session.commit()
     return CardChange(
         card.number,
         changed=True,
@@ -81,15 +127,17 @@ async def block_card(
     )
 
 
-async def unbind_card(
-    session: AsyncSession, text: str, *, actor_id: int, now: datetime
-) -> CardChange:
+async def unbind_card(db: Database, text: str, *, actor_id: int, now: datetime) -> CardChange:
     """Detach a card from its Telegram account (to hand it to someone else, or after a
     mistaken binding). The status is kept: an issued card stays issued."""
-    card = await get_registered(session, text)
+    return await db.write(_unbind_card, text, actor_id, now)
+
+
+def _unbind_card(session: Session, text: str, actor_id: int, now: datetime) -> CardChange:
+    card = get_registered(session, text, for_update=True)
     if card.client_id is None:
         return CardChange(card.number, changed=False)
-    holder = await _reachable_holder(session, card)
+    holder = _reachable_holder(session, card)
     audit.record(
         session,
         "card.unbound",
@@ -102,7 +150,7 @@ async def unbind_card(
     card.bound_at = None
     card.image_key = None
     card.image_file_id = None
-    await session.commit()
+    session.commit()
     return CardChange(
         card.number,
         changed=True,
@@ -111,15 +159,22 @@ async def unbind_card(
     )
 
 
-async def unblock_card(
-    session: AsyncSession, text: str, *, actor_id: int, now: datetime
-) -> CardChange:
+async def unblock_card(db: Database, text: str, *, actor_id: int, now: datetime) -> CardChange:
     """Lift a block made for a lost card: the card is issued again (in stock if it never was
     handed out) and its holder, if any, may use it again. Refuses (`CannotUnblock`) a card
     blocked for any other reason, a card whose holder's data is erased, and a card whose
     holder has linked another card since (one account holds one active card). Idempotent:
     an unblocked card is left alone (`changed=False`)."""
-    card = await get_registered(session, text)
+    return await db.write(_unblock_card, text, actor_id, now)
+
+
+def _unblock_card(session: Session, text: str, actor_id: int, now: datetime) -> CardChange:
+    card = get_registered(session, text)
+    if card.client_id is not None:
+        # The holder's row first, as a binding takes it (client, then card: no deadlock): a
+        # replacement linked at this moment is seen below, or sees this card active again.
+        session.execute(select(Client.id).where(Client.id == card.client_id).with_for_update())
+    session.refresh(card, with_for_update=True)
     if card.status != CardStatus.BLOCKED:
         return CardChange(card.number, changed=False)
     reason = card.block_reason
@@ -127,10 +182,10 @@ async def unblock_card(
         raise CannotUnblock(card.number, reason or "unknown")
     holder = None
     if card.client_id is not None:
-        holder = await session.get(Client, card.client_id)
+        holder = session.get(Client, card.client_id)
         if holder is None or holder.erased_at is not None:
             raise CannotUnblock(card.number, "holder_erased")
-        other = await session.scalar(
+        other = session.scalar(
             select(Card.number)
             .where(
                 Card.client_id == card.client_id,
@@ -155,7 +210,7 @@ async def unblock_card(
         status=card.status,
     )
     tell = holder if holder is not None and holder.tg_id is not None and holder.reachable else None
-    await session.commit()
+    session.commit()
     return CardChange(
         card.number,
         changed=True,
@@ -188,26 +243,34 @@ class StaffOverview:
 
 
 async def staff_overview(
-    session: AsyncSession, *, since: datetime, cashiers: int = 20, events: int = 20
+    db: Database, *, since: datetime, cashiers: int = 20, events: int = 20
 ) -> StaffOverview:
     """Who recorded purchases since `since` (most recent first) and the latest audit events."""
-    activity = await session.execute(
+    return await db.read(_staff_overview, since, cashiers, events)
+
+
+def _staff_overview(session: Session, since: datetime, cashiers: int, events: int) -> StaffOverview:
+    activity = session.execute(
         select(Purchase.cashier_id, func.count(), func.max(Purchase.created_at))
         .where(Purchase.cashier_id.is_not(None), Purchase.created_at >= since)
         .group_by(Purchase.cashier_id)
-        .order_by(func.max(Purchase.created_at).desc())
+        .order_by(func.max(Purchase.created_at).desc(), Purchase.cashier_id)
         .limit(cashiers)
     )
     return StaffOverview(
         cashiers=[CashierActivity(int(tg), int(n), last) for tg, n, last in activity.all()],
-        events=await audit_trail(session, limit=events),
+        events=_audit_trail(session, None, events),
     )
 
 
 async def audit_trail(
-    session: AsyncSession, *, card_text: str | None = None, limit: int = 20
+    db: Database, *, card_text: str | None = None, limit: int = 20
 ) -> list[AuditLine]:
     """The latest audit events, newest first; only those of one card with `card_text`."""
+    return await db.read(_audit_trail, card_text, limit)
+
+
+def _audit_trail(session: Session, card_text: str | None, limit: int) -> list[AuditLine]:
     query = (
         select(
             AuditEvent.at,
@@ -222,6 +285,6 @@ async def audit_trail(
         .limit(limit)
     )
     if card_text is not None:
-        card = await get_registered(session, card_text)
+        card = get_registered(session, card_text)
         query = query.where(AuditEvent.card_id == card.id)
-    return [AuditLine(*row) for row in (await session.execute(query)).all()]
+    return [AuditLine(*row) for row in session.execute(query).all()]

@@ -8,7 +8,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from db.models import Card, CardStatus, Purchase, UTCDateTime
@@ -76,23 +75,28 @@ def by_number(number: str) -> Select[tuple[Card]]:
     return select(Card).where(Card.number == number)
 
 
-async def find_by_number(session: AsyncSession, number: str) -> Card | None:
-    return await session.scalar(by_number(number))
+def find_by_number(session: Session, number: str, *, for_update: bool = False) -> Card | None:
+    """The card with this (normalised) number; `for_update` locks its row until the unit
+    ends (PostgreSQL: a concurrent change of the same card waits; SQLite has one writer)."""
+    statement = by_number(number)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.scalar(statement)
 
 
-async def get_registered(session: AsyncSession, text: str) -> Card:
+def get_registered(session: Session, text: str, *, for_update: bool = False) -> Card:
     """The card a person typed: a valid number of a registered card, whatever its status."""
     number = normalize_number(text)
-    card = await find_by_number(session, number)
+    card = find_by_number(session, number, for_update=for_update)
     if card is None:
         raise CardNotFound(number)
     return card
 
 
-async def get_usable(session: AsyncSession, text: str) -> Card:
+def get_usable(session: Session, text: str) -> Card:
     """The card typed or scanned at the till: must exist and not be blocked."""
     number = normalize_number(text)
-    return usable(await find_by_number(session, number), number)
+    return usable(find_by_number(session, number), number)
 
 
 def usable(card: Card | None, number: str) -> Card:
@@ -105,7 +109,7 @@ def usable(card: Card | None, number: str) -> Card:
 
 
 def mark_issued(
-    session: AsyncSession | Session, card: Card, *, now: datetime, actor_id: int | None, how: str
+    session: Session, card: Card, *, now: datetime, actor_id: int | None, how: str
 ) -> bool:
     """Issue an in-stock card (handed out, first bound or first used — whichever comes first)."""
     if card.status != CardStatus.IN_STOCK:
@@ -141,7 +145,7 @@ def _refresh_one() -> Prepared:
 
 
 def refresh_card_totals(session: Session, card_id: int) -> None:
-    """`refresh_totals` of one card in a unit of work on the blocking lane."""
+    """`refresh_totals` of one card (the till's hot path: a prepared statement)."""
     _refresh_one().execute(session, {"p_card": card_id})
 
 
@@ -161,18 +165,19 @@ def issue_at_till(session: Session, card_id: int, now: datetime) -> None:
     _issue_at_till().execute(session, {"p_card": card_id, "p_now": now})
 
 
-async def refresh_totals(session: AsyncSession, which: int | Select[Any] | None) -> None:
+def refresh_totals(session: Session, which: int | Select[Any] | None) -> None:
     """Recompute the lifetime purchase figures of a card (an id), of the cards a query selects
-    (a `select(card ids)`), or of every card (None) from the purchases ledger.
+    (a `select(card ids)`), or of every card (None) from the purchases ledger, in the caller's
+    unit of work.
 
     Every write to `purchases` (a sale, a void, a history import) calls this in the same
     transaction, so the figures are exact whenever the ledger is: a recount, not an increment,
     so calling it twice or after a lost race changes nothing.
     """
     if isinstance(which, int):
-        await session.execute(_refresh_one().statement, {"p_card": which})
+        session.execute(_refresh_one().statement, {"p_card": which})
         return
     statement = update(Card).values(_totals_values())
     if which is not None:
         statement = statement.where(Card.id.in_(which))
-    await session.execute(statement.execution_options(synchronize_session=False))
+    session.execute(statement.execution_options(synchronize_session=False))

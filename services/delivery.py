@@ -1,7 +1,7 @@
 """Proactive messages: one outbox table, one sender.
 
 Everything the bot says without being asked (surveys, offers, digests, alerts) is a `Delivery`
-row first (`enqueue`, idempotent by `key`), and `deliver_due` sends what is due:
+row first (`queue_messages`, idempotent by `key`), and `deliver_due` sends what is due:
 
 * quiet hours (store time): nothing goes out, due rows are moved to the end of the window;
 * marketing rows to opted-out, unreachable or erased clients are `skipped`;
@@ -136,40 +136,13 @@ def _delivery_row(message: OutboxMessage, due_at: datetime) -> dict[str, Any]:
     }
 
 
-async def enqueue(
-    session: AsyncSession,
-    *,
-    key: str,
-    kind: str,
-    chat_id: int | None,
-    payload: dict[str, Any],
-    due_at: datetime,
-    client_id: int | None = None,
-    marketing: bool = False,
-) -> bool:
-    """Add a delivery unless one with this key exists. True if added; the caller commits."""
-    message = OutboxMessage(key, kind, chat_id, payload, client_id, marketing)
-    statement = _enqueue(session.get_bind().dialect.name).statement
-    result = await session.execute(statement, _delivery_row(message, due_at))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 def queue_messages(
     session: Session, messages: Sequence[OutboxMessage], due_at: datetime
 ) -> list[bool]:
-    """`enqueue` for a unit of work on the blocking lane (the caller commits): for each
-    message, False if one with its key was already queued."""
+    """Queue messages in the caller's unit of work (the caller commits), each unless one with
+    its key was queued already: for each message, whether it was queued now."""
     statement = _enqueue(session.get_bind().dialect.name)
     return [bool(statement.execute(session, _delivery_row(m, due_at)).rowcount) for m in messages]
-
-
-async def set_reachable(session: AsyncSession, tg_id: int, reachable: bool) -> bool:
-    """The user blocked (False) or unblocked (True) the bot. Commits; False if unknown user."""
-    result = await session.execute(
-        update(Client).where(Client.tg_id == tg_id).values(reachable=reachable)
-    )
-    await session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------- quiet hours

@@ -1,6 +1,9 @@
 """Card inventory: register printed ranges and CSV lists of cards.
 
-Both operations are all-or-nothing: a single overlap or bad line and nothing is written.
+Both operations are all-or-nothing: a single overlap or bad line and nothing is written. Each
+is one unit of work (`db.database`): the check for cards that exist already and the inserts
+run in one transaction, and a card registered by someone else at that very moment (another
+`cards add` overlapping this one) refuses the whole operation as an overlap, not a traceback.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from db.database import Database
 from db.models import Card, CardKind, CardStatus, Segment
 from services import audit
 from services.cards import MAX_DIGITS, normalize_number, numbers_between
@@ -52,15 +57,27 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-async def _existing(session: AsyncSession, numbers: list[str]) -> list[str]:
+def _existing(session: Session, numbers: list[str]) -> list[str]:
     found: list[str] = []
     for chunk in _chunks(numbers, 500):
-        found += (await session.scalars(select(Card.number).where(Card.number.in_(chunk)))).all()
+        found += session.scalars(select(Card.number).where(Card.number.in_(chunk))).all()
     return found
 
 
+def _insert_cards(session: Session, rows: list[dict[str, object]]) -> None:
+    """Insert in batches; a number that exists by now (registered meanwhile) refuses all."""
+    try:
+        for i in range(0, len(rows), _BATCH):
+            session.execute(insert(Card), rows[i : i + _BATCH])
+    except IntegrityError as exc:
+        session.rollback()
+        raise InventoryError(
+            "some of these cards were registered meanwhile by someone else; nothing written"
+        ) from exc
+
+
 async def add_range(
-    session: AsyncSession,
+    db: Database,
     start: int,
     end: int,
     pct: int,
@@ -80,7 +97,19 @@ async def add_range(
         raise InventoryError(f"a range may hold at most {MAX_RANGE:,} cards")
     if len(str(end)) > MAX_DIGITS:
         raise InventoryError(f"card numbers have at most {MAX_DIGITS} digits")
-    overlap = await session.execute(
+    return await db.write(_add_range, start, end, pct, seg, now, actor_id)
+
+
+def _add_range(
+    session: Session,
+    start: int,
+    end: int,
+    pct: int,
+    seg: Segment,
+    now: datetime,
+    actor_id: int | None,
+) -> InventorySummary:
+    overlap = session.execute(
         select(func.count(), func.min(Card.number), func.max(Card.number)).where(
             numbers_between(start, end)
         )
@@ -102,8 +131,7 @@ async def add_range(
         }
         for n in range(start, end + 1)
     ]
-    for i in range(0, len(rows), _BATCH):
-        await session.execute(insert(Card), rows[i : i + _BATCH])
+    _insert_cards(session, rows)
     audit.record(
         session,
         "cards.added",
@@ -114,12 +142,12 @@ async def add_range(
         pct=pct,
         segment=seg.value,
     )
-    await session.commit()
+    session.commit()
     return InventorySummary(added=len(rows), by_pct={pct: len(rows)})
 
 
 async def import_cards(
-    session: AsyncSession, path: Path, *, now: datetime, on_error: ErrorSink
+    db: Database, path: Path, *, now: datetime, on_error: ErrorSink
 ) -> InventorySummary:
     """Import `number,pct[,segment][,pin]`; any bad or duplicate line → nothing written."""
     header, rows = read_csv(path, required=["number", "pct"], optional=["segment", "pin"])
@@ -166,28 +194,44 @@ async def import_cards(
                     "bind_failures": 0,
                 }
             )
-        for number in await _existing(session, list(seen)):
-            bad += 1
-            on_error(seen[number], f"card {number} already exists")
-        if bad:
-            raise ImportRowsInvalid(bad)
-        if not pending:
-            raise InventoryError(f"{path}: no cards in the file")
-        for i in range(0, len(pending), _BATCH):
-            await session.execute(insert(Card), pending[i : i + _BATCH])
-        by_pct: dict[int, int] = {}
-        for item in pending:
-            by_pct[int(item["base_pct"])] = by_pct.get(int(item["base_pct"]), 0) + 1  # type: ignore[call-overload]
-        audit.record(session, "cards.imported", at=now, file=path.name, added=len(pending))
-        await session.commit()
-        return InventorySummary(added=len(pending), by_pct=by_pct)
     finally:
         rows.close()  # also when refused before reading a row
+    if not bad and not pending:
+        raise InventoryError(f"{path}: no cards in the file")
+    # Written only when nothing is wrong; the cards that exist already are reported either way.
+    existing = await db.write(_import_rows, pending, path.name, now, not bad)
+    for number in existing:
+        bad += 1
+        on_error(seen[number], f"card {number} already exists")
+    if bad:
+        raise ImportRowsInvalid(bad)
+    by_pct: dict[int, int] = {}
+    for item in pending:
+        by_pct[int(item["base_pct"])] = by_pct.get(int(item["base_pct"]), 0) + 1  # type: ignore[call-overload]
+    return InventorySummary(added=len(pending), by_pct=by_pct)
 
 
-async def inventory_counts(session: AsyncSession) -> list[tuple[str, int, str, int]]:
+def _import_rows(
+    session: Session, pending: list[dict[str, object]], file_name: str, now: datetime, write: bool
+) -> list[str]:
+    """The numbers of `pending` that exist already; when none do (and `write`), the cards go
+    in."""
+    existing = _existing(session, [str(item["number"]) for item in pending])
+    if existing or not write:
+        return existing
+    _insert_cards(session, pending)
+    audit.record(session, "cards.imported", at=now, file=file_name, added=len(pending))
+    session.commit()
+    return []
+
+
+async def inventory_counts(db: Database) -> list[tuple[str, int, str, int]]:
     """(status, pct, segment, count) for every combination present."""
-    result = await session.execute(
+    return await db.read(_inventory_counts)
+
+
+def _inventory_counts(session: Session) -> list[tuple[str, int, str, int]]:
+    result = session.execute(
         select(Card.status, Card.base_pct, Card.segment, func.count())
         .group_by(Card.status, Card.base_pct, Card.segment)
         .order_by(Card.status, Card.base_pct, Card.segment)

@@ -8,16 +8,17 @@ whose `counts` say what it did; sending is the delivery worker's business, not t
 from __future__ import annotations
 
 import asyncio
-import importlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from services import backup, delivery, offers, surveys
+from db.database import Database
+from services import backup, offers, privacy, surveys
+from services.delivery import OutboxMessage, queue_messages
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
@@ -51,73 +52,62 @@ def digest_moment(now: datetime, settings: Settings) -> datetime:
     ).astimezone(UTC)
 
 
-async def digest_pass(session: AsyncSession, settings: Settings, now: datetime) -> int:
+async def digest_pass(db: Database, settings: Settings, now: datetime) -> int:
     """Enqueue this week's digest to every owner once we are past Monday DIGEST_HOUR.
 
     The key `digest:<ISO year-week>:<owner>` makes it exactly once per week, across restarts
-    and however many times the pass runs. Commits; returns how many were enqueued now."""
+    and however many times the pass runs. Returns how many were enqueued now."""
     if now < digest_moment(now, settings):
         return 0
+    return await db.write(_queue_digests, settings, now)
+
+
+def _queue_digests(session: Session, settings: Settings, now: datetime) -> int:
     week = iso_week(now, settings)
-    added = 0
-    for owner_id in settings.telegram.owner_ids:
-        added += await delivery.enqueue(
-            session,
+    messages = [
+        OutboxMessage(
             key=f"digest:{week}:{owner_id}",
             kind=DIGEST_KIND,
             chat_id=owner_id,
             payload={"week": week},
-            due_at=now,
         )
-    await session.commit()
+        for owner_id in settings.telegram.owner_ids
+    ]
+    added = sum(queue_messages(session, messages, now))
+    session.commit()
     return added
 
 
-def retention_available() -> bool:
-    try:
-        privacy = importlib.import_module("services.privacy")
-    except ImportError:
-        return False
-    return hasattr(privacy, "anonymise_inactive")
+Pass = Callable[[Database, "Settings", datetime], Awaitable[JobResult]]
 
 
-Pass = Callable[[async_sessionmaker[AsyncSession], "Settings", datetime], Awaitable[JobResult]]
-
-
-async def _surveys(sm: async_sessionmaker[AsyncSession], s: Settings, now: datetime) -> JobResult:
-    async with sm() as session:
-        return JobResult("surveys", {"enqueued": await surveys.sweep(session, s, now)})
+async def _surveys(db: Database, s: Settings, now: datetime) -> JobResult:
+    return JobResult("surveys", {"enqueued": await surveys.sweep(db, s, now)})
 
 
 async def _winback(
-    sm: async_sessionmaker[AsyncSession],
-    s: Settings,
-    now: datetime,
-    rng: random.Random | None = None,
+    db: Database, s: Settings, now: datetime, rng: random.Random | None = None
 ) -> JobResult:
-    async with sm() as session:
-        result = await offers.winback_sweep(session, s, now, rng)
+    result = await offers.winback_sweep(db, s, now, rng)
     return JobResult(
         "winback",
         {"eligible": result.eligible, "control": result.control, "enqueued": result.offered},
     )
 
 
-async def _birthdays(sm: async_sessionmaker[AsyncSession], s: Settings, now: datetime) -> JobResult:
-    async with sm() as session:
-        return JobResult("birthdays", {"enqueued": await offers.birthday_sweep(session, s, now)})
+async def _birthdays(db: Database, s: Settings, now: datetime) -> JobResult:
+    return JobResult("birthdays", {"enqueued": await offers.birthday_sweep(db, s, now)})
 
 
-async def _digest(sm: async_sessionmaker[AsyncSession], s: Settings, now: datetime) -> JobResult:
-    async with sm() as session:
-        added = await digest_pass(session, s, now)
+async def _digest(db: Database, s: Settings, now: datetime) -> JobResult:
+    added = await digest_pass(db, s, now)
     note = None
     if not added and now < digest_moment(now, s):
         note = "not yet: the digest goes out on Monday at DIGEST_HOUR"
     return JobResult("digest", {"enqueued": added}, note=note)
 
 
-async def _backup(sm: async_sessionmaker[AsyncSession], s: Settings, now: datetime) -> JobResult:
+async def _backup(db: Database, s: Settings, now: datetime) -> JobResult:
     path = await asyncio.to_thread(
         backup.backup_database,
         backup.database_path(s.database.url),
@@ -130,14 +120,12 @@ async def _backup(sm: async_sessionmaker[AsyncSession], s: Settings, now: dateti
     )
 
 
-async def _retention(sm: async_sessionmaker[AsyncSession], s: Settings, now: datetime) -> JobResult:
+async def _retention(db: Database, s: Settings, now: datetime) -> JobResult:
     if s.privacy.retention_months is None:
         return JobResult("retention", {"erased": 0}, note="RETENTION_MONTHS is not set")
-    privacy: Any = importlib.import_module("services.privacy")
-    async with sm() as session:
-        erased = await privacy.anonymise_inactive(
-            session, now, s.privacy.retention_months, default_language=s.store.default_language
-        )
+    erased = await privacy.anonymise_inactive(
+        db, now, s.privacy.retention_months, default_language=s.store.default_language
+    )
     return JobResult("retention", {"erased": erased})
 
 
@@ -147,12 +135,13 @@ PASSES: dict[str, Pass] = {
     "birthdays": _birthdays,
     "digest": _digest,
     "backup": _backup,
+    "retention": _retention,
 }
-if retention_available():
-    PASSES["retention"] = _retention
+# Sending what is due is a job too (`python -m bot jobs run deliveries`), but it needs the bot
+# to send with: the bot layer runs it (`bot/commands/jobs.py`), not `run_pass`.
+DELIVERIES = "deliveries"
+JOB_NAMES: tuple[str, ...] = (*PASSES, DELIVERIES)
 
 
-async def run_pass(
-    name: str, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, now: datetime
-) -> JobResult:
-    return await PASSES[name](sessionmaker, settings, now)
+async def run_pass(name: str, db: Database, settings: Settings, now: datetime) -> JobResult:
+    return await PASSES[name](db, settings, now)

@@ -14,6 +14,12 @@ clients past `WINBACK_MIN_DAYS` only; the median is taken per client in Python o
 Each eligible client independently lands in the control group with probability
 `WINBACK_HOLDOUT_PCT` % (a Bernoulli draw, so small daily batches still feed the control group);
 the assignment is recorded either way, and only the others get an offer.
+
+The sweeps are units of work (`await offers.winback_sweep(db, …)`); `view` is a unit itself
+(the delivery renderer reads with it). Two sweeps at once (two workers both running the jobs)
+never give anyone a second offer: each client's row is locked before their eligibility is
+checked again and the offer written, so the second sweep sees the first one's assignment or
+message and leaves that client alone.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ import random
 import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from db.database import Database
 from db.models import (
     Card,
     CardStatus,
@@ -38,7 +45,7 @@ from db.models import (
     WinbackAssignment,
 )
 from db.sql import days_between
-from services import delivery
+from services.delivery import OutboxMessage, queue_messages
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
@@ -72,12 +79,10 @@ def _contactable() -> list[object]:
     ]
 
 
-async def winback_candidates(
-    session: AsyncSession, settings: Settings, now: datetime
-) -> list[tuple[int, int, datetime]]:
-    """(client id, tg id, last purchase) of every client eligible for win-back now."""
+def _recent_winback(settings: Settings, now: datetime) -> Any:
+    """A win-back assignment of the client within the cooldown (at least a day)."""
     cooldown_days = max(settings.engagement.winback_cooldown_days, 1)
-    recent = (
+    return (
         select(WinbackAssignment.id)
         .where(
             WinbackAssignment.client_id == Client.id,
@@ -85,6 +90,14 @@ async def winback_candidates(
         )
         .exists()
     )
+
+
+def winback_candidates(
+    session: Session, settings: Settings, now: datetime
+) -> list[tuple[int, int, datetime]]:
+    """(client id, tg id, last purchase) of every client eligible for win-back now (a unit:
+    `await db.read(offers.winback_candidates, settings, now)`)."""
+    recent = _recent_winback(settings, now)
     last = (
         select(
             Card.client_id.label("client_id"),
@@ -95,17 +108,15 @@ async def winback_candidates(
         .group_by(Card.client_id)
         .subquery()
     )
-    rows = (
-        await session.execute(
-            select(Client.id, Client.tg_id, last.c.last_at)
-            .join(last, last.c.client_id == Client.id)
-            .where(
-                *_contactable(),
-                last.c.last_at <= now - timedelta(days=settings.engagement.winback_min_days),
-                ~recent,
-            )
-            .order_by(Client.id)
+    rows = session.execute(
+        select(Client.id, Client.tg_id, last.c.last_at)
+        .join(last, last.c.client_id == Client.id)
+        .where(
+            *_contactable(),
+            last.c.last_at <= now - timedelta(days=settings.engagement.winback_min_days),
+            ~recent,
         )
+        .order_by(Client.id)
     ).all()
     if not rows:
         return []
@@ -127,7 +138,7 @@ async def winback_candidates(
             .subquery()
         )
         gap_days = days_between(ordered.c.at, ordered.c.prev_at)
-        for client_id, gap in await session.execute(
+        for client_id, gap in session.execute(
             select(ordered.c.client_id, gap_days).where(ordered.c.prev_at.is_not(None))
         ):
             gaps.setdefault(client_id, []).append(float(gap))
@@ -145,17 +156,34 @@ async def winback_candidates(
 
 
 async def winback_sweep(
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     now: datetime,
     rng: random.Random | None = None,
 ) -> WinbackResult:
-    """Assign today's eligible clients to offer/control and enqueue the offers. Commits."""
-    rng = rng or random.Random()
-    candidates = await winback_candidates(session, settings, now)
+    """Assign today's eligible clients to offer/control and enqueue the offers."""
+    return await db.write(_winback_sweep, settings, now, rng or random.Random())
+
+
+def _still_eligible(session: Session, client_id: int, condition: Any) -> bool:
+    """Lock the client's row, then check `condition` again: a sweep running at the same time
+    (another worker) has then either finished with this client or not started on them. The
+    check is a statement of its own, so that it sees what that sweep committed meanwhile."""
+    session.execute(select(Client.id).where(Client.id == client_id).with_for_update())
+    return session.scalar(select(Client.id).where(Client.id == client_id, condition)) is not None
+
+
+def _winback_sweep(
+    session: Session, settings: Settings, now: datetime, rng: random.Random
+) -> WinbackResult:
+    candidates = winback_candidates(session, settings, now)
     window_until = now + timedelta(days=settings.engagement.winback_valid_days)
-    control = offered = 0
+    recent = _recent_winback(settings, now)
+    eligible = control = offered = 0
     for client_id, tg_id, last_at in candidates:
+        if not _still_eligible(session, client_id, ~recent):
+            continue
+        eligible += 1
         in_control = rng.random() * 100 < settings.engagement.winback_holdout_pct
         assignment = WinbackAssignment(
             client_id=client_id,
@@ -177,23 +205,22 @@ async def winback_sweep(
             created_at=now,
         )
         session.add(offer)
-        await session.flush()
+        session.flush()
         assignment.offer_id = offer.id
         session.add(assignment)
-        await session.flush()
-        await delivery.enqueue(
-            session,
+        session.flush()
+        message = OutboxMessage(
             key=f"winback:{assignment.id}",
             kind=OFFER_KIND,
             chat_id=tg_id,
             client_id=client_id,
             payload={"offer_id": offer.id},
-            due_at=now,
             marketing=True,
         )
+        queue_messages(session, [message], now)
         offered += 1
-    await session.commit()
-    return WinbackResult(eligible=len(candidates), control=control, offered=offered)
+    session.commit()
+    return WinbackResult(eligible=eligible, control=control, offered=offered)
 
 
 def _birthday_in(year: int, birthday: date) -> date:
@@ -212,17 +239,19 @@ def birthday_due(birthday: date, today: date, days_before: int) -> date | None:
     return None
 
 
-async def birthday_sweep(session: AsyncSession, settings: Settings, now: datetime) -> int:
-    """Birthday offers due today (store date), once a year per client. Commits."""
+async def birthday_sweep(db: Database, settings: Settings, now: datetime) -> int:
+    """Birthday offers due today (store date), once a year per client."""
     if settings.engagement.birthday_bonus_pct <= 0:
         return 0
+    return await db.write(_birthday_sweep, settings, now)
+
+
+def _birthday_sweep(session: Session, settings: Settings, now: datetime) -> int:
     today = now.astimezone(settings.store.tz).date()
-    clients = (
-        await session.execute(
-            select(Client.id, Client.tg_id, Client.birthday)
-            .where(*_contactable(), Client.birthday.is_not(None))
-            .order_by(Client.id)
-        )
+    clients = session.execute(
+        select(Client.id, Client.tg_id, Client.birthday)
+        .where(*_contactable(), Client.birthday.is_not(None))
+        .order_by(Client.id)
     ).all()
     due = []
     for client_id, tg_id, birthday in clients:
@@ -232,15 +261,16 @@ async def birthday_sweep(session: AsyncSession, settings: Settings, now: datetim
     if not due:
         return 0
     done = set(
-        (
-            await session.scalars(
-                select(Delivery.key).where(Delivery.key.in_([key for _, _, key in due]))
-            )
+        session.scalars(
+            select(Delivery.key).where(Delivery.key.in_([key for _, _, key in due]))
         ).all()
     )
     created = 0
     for client_id, tg_id, key in due:
         if key in done:
+            continue
+        sent = select(Delivery.id).where(Delivery.key == key).exists()
+        if not _still_eligible(session, client_id, ~sent):
             continue
         offer = Offer(
             client_id=client_id,
@@ -251,19 +281,18 @@ async def birthday_sweep(session: AsyncSession, settings: Settings, now: datetim
             created_at=now,
         )
         session.add(offer)
-        await session.flush()
-        await delivery.enqueue(
-            session,
+        session.flush()
+        message = OutboxMessage(
             key=key,
             kind=OFFER_KIND,
             chat_id=tg_id,
             client_id=client_id,
             payload={"offer_id": offer.id},
-            due_at=now,
             marketing=True,
         )
+        queue_messages(session, [message], now)
         created += 1
-    await session.commit()
+    session.commit()
     return created
 
 
@@ -277,13 +306,12 @@ class OfferView:
     first_name: str | None
 
 
-async def view(session: AsyncSession, offer_id: int, now: datetime) -> OfferView | None:
-    row = (
-        await session.execute(
-            select(Offer, Client.first_name)
-            .join(Client, Client.id == Offer.client_id)
-            .where(Offer.id == offer_id)
-        )
+def view(session: Session, offer_id: int, now: datetime) -> OfferView | None:
+    """A unit that reads one offer (`await db.read(offers.view, offer_id, now)`)."""
+    row = session.execute(
+        select(Offer, Client.first_name)
+        .join(Client, Client.id == Offer.client_id)
+        .where(Offer.id == offer_id)
     ).first()
     if row is None:
         return None

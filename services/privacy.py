@@ -20,18 +20,24 @@ Staff ledgers (`purchases.cashier_id`, `sale_drafts`) are the store's accounting
 employees' actions and are left alone even if the erased person also works there; audit events
 lose the actor id wherever it is the erased person's Telegram id (privacy first: the ledger
 still says which cashier recorded which sale).
+
+Every public coroutine takes the `Database` and runs its work as units of work: an erasure is
+one unit (all of it or nothing), a retention pass one short unit per client. Two erasures of
+one person at once (a double tap) take turns on the client's row: the second finds nobody.
 """
 
 from __future__ import annotations
 
 import json
 from calendar import monthrange
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Text, and_, cast, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
 
+from db.database import Database
 from db.engine import scrub_wal
 from db.models import (
     AuditEvent,
@@ -73,60 +79,76 @@ def _major(minor: int, exponent: int) -> str:
     return f"{sign}{whole}.{frac:0{exponent}d}"
 
 
-async def find_client(session: AsyncSession, tg_id: int) -> Client | None:
-    return await session.scalar(select(Client).where(Client.tg_id == tg_id))
+def find_client(session: Session, tg_id: int, *, for_update: bool = False) -> Client | None:
+    """The client with this Telegram id (a unit's helper); `for_update` locks the row."""
+    statement = select(Client).where(Client.tg_id == tg_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.scalar(statement)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """What the privacy screens show about someone stored: their consent."""
+
+    consent_at: datetime | None
+    consent_version: str | None
+
+
+async def membership(db: Database, tg_id: int) -> Membership | None:
+    """The person's consent record; None when nothing is stored about them."""
+    return await db.read(_membership, tg_id)
+
+
+def _membership(session: Session, tg_id: int) -> Membership | None:
+    client = find_client(session, tg_id)
+    return None if client is None else Membership(client.consent_at, client.consent_version)
 
 
 async def export_client_data(
-    session: AsyncSession, tg_id: int, *, exponent: int = 2, currency: str | None = None
+    db: Database, tg_id: int, *, exponent: int = 2, currency: str | None = None
 ) -> dict[str, Any] | None:
     """Everything stored about the Telegram user `tg_id`, JSON-ready; None if nothing is."""
-    client = await find_client(session, tg_id)
+    return await db.read(_export_client_data, tg_id, exponent, currency)
+
+
+def _export_client_data(
+    session: Session, tg_id: int, exponent: int, currency: str | None
+) -> dict[str, Any] | None:
+    client = find_client(session, tg_id)
     if client is None:
         return None
-    cards = (await session.scalars(select(Card).where(Card.client_id == client.id))).all()
+    cards = session.scalars(select(Card).where(Card.client_id == client.id)).all()
     card_numbers = {card.id: card.number for card in cards}
-    purchases = (
-        await session.scalars(
-            select(Purchase)
-            .where(Purchase.card_id.in_(list(card_numbers)))
-            .order_by(Purchase.created_at, Purchase.id)
-        )
+    purchases = session.scalars(
+        select(Purchase)
+        .where(Purchase.card_id.in_(list(card_numbers)))
+        .order_by(Purchase.created_at, Purchase.id)
     ).all()
-    surveys = (
-        await session.scalars(
-            select(Survey).where(Survey.client_id == client.id).order_by(Survey.created_at)
-        )
+    surveys = session.scalars(
+        select(Survey).where(Survey.client_id == client.id).order_by(Survey.created_at)
     ).all()
-    offers = (
-        await session.scalars(
-            select(Offer).where(Offer.client_id == client.id).order_by(Offer.created_at)
-        )
+    offers = session.scalars(
+        select(Offer).where(Offer.client_id == client.id).order_by(Offer.created_at)
     ).all()
-    deliveries = (
-        await session.scalars(
-            select(Delivery)
-            .where(or_(Delivery.client_id == client.id, Delivery.chat_id == tg_id))
-            .order_by(Delivery.due_at, Delivery.id)
-        )
+    deliveries = session.scalars(
+        select(Delivery)
+        .where(or_(Delivery.client_id == client.id, Delivery.chat_id == tg_id))
+        .order_by(Delivery.due_at, Delivery.id)
     ).all()
-    events = (
-        await session.scalars(
-            select(AuditEvent)
-            # Their own events; not what they did as an employee to other people's records.
-            .where(
-                or_(
-                    AuditEvent.client_id == client.id,
-                    and_(AuditEvent.actor_id == tg_id, AuditEvent.client_id.is_(None)),
-                )
+    events = session.scalars(
+        select(AuditEvent)
+        # Their own events; not what they did as an employee to other people's records.
+        .where(
+            or_(
+                AuditEvent.client_id == client.id,
+                and_(AuditEvent.actor_id == tg_id, AuditEvent.client_id.is_(None)),
             )
-            .order_by(AuditEvent.at, AuditEvent.id)
         )
+        .order_by(AuditEvent.at, AuditEvent.id)
     ).all()
-    attempts = (
-        await session.scalars(
-            select(BindAttempt).where(BindAttempt.tg_id == tg_id).order_by(BindAttempt.at)
-        )
+    attempts = session.scalars(
+        select(BindAttempt).where(BindAttempt.tg_id == tg_id).order_by(BindAttempt.at)
     ).all()
     consent_events = [
         event for event in events if "consent" in event.action or "marketing" in event.action
@@ -263,16 +285,12 @@ def _scrub(value: Any, needles: list[str], tg_id: int | None) -> Any:
     return value
 
 
-async def _erase(
-    session: AsyncSession, client: Client, *, now: datetime, reason: str, language: str
-) -> None:
+def _erase(session: Session, client: Client, *, now: datetime, reason: str, language: str) -> None:
     """Anonymise one client inside the caller's unit of work."""
     tg_id = client.tg_id
     needles = _personal_values(client)
-    comment_rows = (
-        await session.scalars(
-            select(Survey.comment).where(Survey.client_id == client.id, Survey.comment.is_not(None))
-        )
+    comment_rows = session.scalars(
+        select(Survey.comment).where(Survey.client_id == client.id, Survey.comment.is_not(None))
     ).all()
     # A survey comment may be repeated in an audit event (e.g. "detractor said ..."); only
     # comments long enough to be unambiguous are searched for.
@@ -287,13 +305,13 @@ async def _erase(
     # JSON columns are stored with non-ASCII characters escaped (\uXXXX): search both forms.
     forms = {form for n in needles for form in (n, json.dumps(n)[1:-1])}
     conditions += [cast(AuditEvent.details, Text).contains(form, autoescape=True) for form in forms]
-    for event in (await session.scalars(select(AuditEvent).where(or_(*conditions)))).all():
+    for event in session.scalars(select(AuditEvent).where(or_(*conditions))).all():
         if tg_id is not None and event.actor_id == tg_id:
             event.actor_id = None
         if event.details:
             event.details = _scrub(event.details, needles, tg_id)
 
-    await session.execute(
+    session.execute(
         update(Delivery)
         .where(Delivery.client_id == client.id, Delivery.status == DeliveryStatus.PENDING)
         .values(status=DeliveryStatus.SKIPPED, last_error=ERASED_REASON, next_attempt_at=None)
@@ -304,9 +322,7 @@ async def _erase(
     ]
     if tg_id is not None:
         delivery_conditions.append(Delivery.chat_id == tg_id)
-    for delivery in (
-        await session.scalars(select(Delivery).where(or_(*delivery_conditions)))
-    ).all():
+    for delivery in session.scalars(select(Delivery).where(or_(*delivery_conditions))).all():
         if tg_id is not None and delivery.chat_id == tg_id:
             delivery.chat_id = None
             if delivery.status == DeliveryStatus.PENDING:
@@ -315,16 +331,16 @@ async def _erase(
         if delivery.payload:
             delivery.payload = _scrub(delivery.payload, needles, tg_id)
     if tg_id is not None:
-        await session.execute(delete(BindAttempt).where(BindAttempt.tg_id == tg_id))
+        session.execute(delete(BindAttempt).where(BindAttempt.tg_id == tg_id))
 
-    await session.execute(update(Survey).where(Survey.client_id == client.id).values(comment=None))
-    await session.execute(
+    session.execute(update(Survey).where(Survey.client_id == client.id).values(comment=None))
+    session.execute(
         update(Card)
         .where(Card.client_id == client.id, Card.status != CardStatus.BLOCKED)
         .values(status=CardStatus.BLOCKED, blocked_at=now, block_reason=ERASED_REASON)
     )
     # The card image may show the holder's name: forget it (a new one is drawn if ever needed).
-    await session.execute(
+    session.execute(
         update(Card).where(Card.client_id == client.id).values(image_key=None, image_file_id=None)
     )
 
@@ -346,7 +362,7 @@ async def _erase(
 
 
 async def erase_client(
-    session: AsyncSession,
+    db: Database,
     tg_id: int,
     now: datetime,
     *,
@@ -354,55 +370,71 @@ async def erase_client(
     default_language: str = "ru",
 ) -> bool:
     """Erase the person's personal data (see the module docstring). False: nothing stored."""
-    client = await find_client(session, tg_id)
+    erased = await db.write(_erase_client, tg_id, now, reason, default_language)
+    if erased:
+        await _leave_no_bytes(db)
+    return erased
+
+
+def _erase_client(
+    session: Session, tg_id: int, now: datetime, reason: str, default_language: str
+) -> bool:
+    client = find_client(session, tg_id, for_update=True)
     if client is None:
         return False
-    await _erase(session, client, now=now, reason=reason, language=default_language)
-    await session.commit()
-    await _leave_no_bytes(session)
+    _erase(session, client, now=now, reason=reason, language=default_language)
+    session.commit()
     return True
 
 
-async def _leave_no_bytes(session: AsyncSession) -> None:
+async def _leave_no_bytes(db: Database) -> None:
     """The erased values are zeroed in the database file (`secure_delete`); the log still holds
     older page images until a checkpoint: run it now (`db.engine.scrub_wal`)."""
-    bind = session.bind
-    await scrub_wal(bind if isinstance(bind, AsyncEngine) else bind.engine)
+    await db.write(scrub_wal)
 
 
 # --------------------------------------------------------------------------------- marketing
 
 
-async def set_marketing(
-    session: AsyncSession, tg_id: int, enabled: bool, now: datetime
-) -> bool | None:
+async def set_marketing(db: Database, tg_id: int, enabled: bool, now: datetime) -> bool | None:
     """Turn offers and surveys on/off; returns the new state, None for a non-member."""
-    client = await find_client(session, tg_id)
-    if client is None:
-        return None
-    if client.marketing_opt_out == (not enabled):
-        return enabled
-    client.marketing_opt_out = not enabled
+    return await db.write(_set_marketing, tg_id, enabled, now)
+
+
+def _set_marketing(session: Session, tg_id: int, enabled: bool, now: datetime) -> bool | None:
+    # One conditional update: of two taps at once, one changes the setting (and is audited).
+    changed = session.scalar(
+        update(Client)
+        .where(Client.tg_id == tg_id, Client.marketing_opt_out.is_(enabled))
+        .values(marketing_opt_out=not enabled)
+        .returning(Client.id)
+        .execution_options(synchronize_session=False)
+    )
+    if changed is None:
+        return None if find_client(session, tg_id) is None else enabled
     if not enabled:
         # Already-queued offers and surveys are not sent either.
-        await session.execute(
+        session.execute(
             update(Delivery)
             .where(
-                Delivery.client_id == client.id,
+                Delivery.client_id == changed,
                 Delivery.marketing.is_(True),
                 Delivery.status == DeliveryStatus.PENDING,
             )
             .values(status=DeliveryStatus.SKIPPED, last_error="opted out", next_attempt_at=None)
+            .execution_options(synchronize_session=False)
         )
-    audit.record(
-        session, "marketing.on" if enabled else "marketing.off", at=now, client_id=client.id
-    )
-    await session.commit()
+    audit.record(session, "marketing.on" if enabled else "marketing.off", at=now, client_id=changed)
+    session.commit()
     return enabled
 
 
-async def marketing_enabled(session: AsyncSession, tg_id: int) -> bool | None:
-    client = await find_client(session, tg_id)
+async def marketing_enabled(db: Database, tg_id: int) -> bool | None:
+    return await db.read(_marketing_enabled, tg_id)
+
+
+def _marketing_enabled(session: Session, tg_id: int) -> bool | None:
+    client = find_client(session, tg_id)
     return None if client is None else not client.marketing_opt_out
 
 
@@ -419,12 +451,21 @@ def months_before(moment: datetime, months: int) -> datetime:
 
 
 async def anonymise_inactive(
-    session: AsyncSession, now: datetime, months: int, *, default_language: str = "ru"
+    db: Database, now: datetime, months: int, *, default_language: str = "ru"
 ) -> int:
     """Erase clients with no purchase and no contact for `months` months; returns how many."""
     if months < 1:
         raise ValueError("months must be at least 1")
-    cutoff = months_before(now, months)
+    ids = await db.read(_inactive_clients, months_before(now, months))
+    erased = 0
+    for client_id in ids:  # one short transaction per client
+        erased += await db.write(_erase_inactive, client_id, now, default_language)
+    if erased:
+        await _leave_no_bytes(db)
+    return erased
+
+
+def _inactive_clients(session: Session, cutoff: datetime) -> list[int]:
     last_purchase = (
         select(Card.client_id.label("client_id"), func.max(Purchase.created_at).label("last"))
         .join(Purchase, Purchase.card_id == Card.id)
@@ -437,23 +478,21 @@ async def anonymise_inactive(
         func.coalesce(Client.last_seen_at, Client.created_at),
         Client.created_at,
     )
-    ids = (
-        await session.scalars(
+    return list(
+        session.scalars(
             select(Client.id)
             .outerjoin(last_purchase, last_purchase.c.client_id == Client.id)
             .where(Client.erased_at.is_(None), Client.tg_id.is_not(None))
             .where(last_activity < cutoff)
             .order_by(Client.id)
-        )
-    ).all()
-    erased = 0
-    for client_id in ids:  # one short transaction per client
-        client = await session.get(Client, client_id)
-        if client is None or client.erased_at is not None:
-            continue
-        await _erase(session, client, now=now, reason="retention", language=default_language)
-        await session.commit()
-        erased += 1
-    if erased:
-        await _leave_no_bytes(session)
-    return erased
+        ).all()
+    )
+
+
+def _erase_inactive(session: Session, client_id: int, now: datetime, default_language: str) -> int:
+    client = session.get(Client, client_id, with_for_update=True)
+    if client is None or client.erased_at is not None:
+        return 0
+    _erase(session, client, now=now, reason="retention", language=default_language)
+    session.commit()
+    return 1

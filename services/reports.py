@@ -220,7 +220,7 @@ class CardSummary:
 
 async def card_summary(session: AsyncSession, text: str, limit: int = 10) -> CardSummary:
     """One card: inventory facts, lifetime totals (non-voided) and the latest purchases."""
-    card = await get_registered(session, text)
+    card = await session.run_sync(get_registered, text)
     live = Purchase.voided_at.is_(None)
     totals = (
         await session.execute(

@@ -11,6 +11,12 @@ Opt-out: a survey is not marketing, but it is an unsolicited message; a client w
 A detractor (0–6) alert goes to every owner. It waits `DETRACTOR_COMMENT_GRACE` for the client's
 comment; the comment (or the skip button) releases it at once, and it is rendered with whatever
 comment the survey holds by then.
+
+Every public coroutine takes the `Database` and runs one unit of work; `view` is a unit itself
+(the delivery renderers read with it). Concurrency: a score and a comment are each recorded by
+one conditional `UPDATE` (two presses at once: exactly one is recorded, one owner alert), and a
+survey is created with `INSERT … ON CONFLICT DO NOTHING` on its purchase, so two sweeps at once
+(two workers) create and queue each survey once.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from db.database import Database
 from db.models import Card, Client, Delivery, DeliveryStatus, Purchase, PurchaseSource, Survey
-from services import delivery
+from db.sql import insert_ignoring
+from services.delivery import OutboxMessage, queue_messages
 from services.errors import DomainError
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -61,57 +69,62 @@ class Answer:
     ask_comment: bool = False
 
 
-async def sweep(session: AsyncSession, settings: Settings, now: datetime) -> int:
-    """Create the surveys that are due; returns how many were enqueued. Commits."""
+async def sweep(db: Database, settings: Settings, now: datetime) -> int:
+    """Create the surveys that are due; returns how many were enqueued."""
+    return await db.write(_sweep, settings, now)
+
+
+def _sweep(session: Session, settings: Settings, now: datetime) -> int:
     latest = now - timedelta(minutes=settings.engagement.survey_delay_min)
     cooldown_from = now - timedelta(days=settings.engagement.survey_cooldown_days)
     recent_survey = exists().where(Survey.client_id == Client.id, Survey.created_at > cooldown_from)
-    rows = (
-        await session.execute(
-            select(Purchase.id, Client.id, Client.tg_id)
-            .join(Card, Card.id == Purchase.card_id)
-            .join(Client, Client.id == Card.client_id)
-            .where(
-                Purchase.source == PurchaseSource.BOT,
-                Purchase.voided_at.is_(None),
-                Purchase.created_at <= latest,
-                Purchase.created_at > latest - LOOKBACK,
-                Client.tg_id.is_not(None),
-                Client.erased_at.is_(None),
-                Client.consent_at.is_not(None),
-                Client.reachable.is_(True),
-                Client.marketing_opt_out.is_(False),
-                ~recent_survey,
-                ~exists().where(Survey.purchase_id == Purchase.id),
-            )
-            .order_by(Purchase.created_at.desc())
+    rows = session.execute(
+        select(Purchase.id, Client.id, Client.tg_id)
+        .join(Card, Card.id == Purchase.card_id)
+        .join(Client, Client.id == Card.client_id)
+        .where(
+            Purchase.source == PurchaseSource.BOT,
+            Purchase.voided_at.is_(None),
+            Purchase.created_at <= latest,
+            Purchase.created_at > latest - LOOKBACK,
+            Client.tg_id.is_not(None),
+            Client.erased_at.is_(None),
+            Client.consent_at.is_not(None),
+            Client.reachable.is_(True),
+            Client.marketing_opt_out.is_(False),
+            ~recent_survey,
+            ~exists().where(Survey.purchase_id == Purchase.id),
         )
+        .order_by(Purchase.created_at.desc())
     ).all()
+    create = insert_ignoring(
+        Survey.__table__, "purchase_id", dialect=session.get_bind().dialect.name
+    ).returning(Survey.__table__.c.id)
     created = 0
     seen: set[int] = set()
     for purchase_id, client_id, tg_id in rows:
         if client_id in seen:  # one survey per client: about the latest purchase
             continue
         seen.add(client_id)
-        survey = Survey(client_id=client_id, purchase_id=purchase_id, created_at=now)
-        session.add(survey)
-        await session.flush()
-        await delivery.enqueue(
-            session,
+        survey_id = session.scalar(
+            create.values(client_id=client_id, purchase_id=purchase_id, created_at=now)
+        )
+        if survey_id is None:  # another sweep created it just now
+            continue
+        message = OutboxMessage(
             key=f"survey:{purchase_id}",
             kind=SURVEY_KIND,
             chat_id=tg_id,
             client_id=client_id,
-            payload={"survey_id": survey.id},
-            due_at=now,
+            payload={"survey_id": survey_id},
         )
-        created += 1
-    await session.commit()
+        created += sum(queue_messages(session, [message], now))
+    session.commit()
     return created
 
 
-async def _own_survey(session: AsyncSession, survey_id: int, tg_id: int) -> Survey:
-    survey = await session.scalar(
+def _own_survey(session: Session, survey_id: int, tg_id: int) -> Survey:
+    survey = session.scalar(
         select(Survey)
         .join(Client, Client.id == Survey.client_id)
         .where(Survey.id == survey_id, Client.tg_id == tg_id)
@@ -126,7 +139,7 @@ def _open_since(settings: Settings, now: datetime) -> datetime:
 
 
 async def answer(
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     *,
     survey_id: int,
@@ -134,11 +147,17 @@ async def answer(
     score: int,
     now: datetime,
 ) -> Answer:
-    """Record the score once (a conditional update). Commits."""
+    """Record the score once (a conditional update)."""
     if not 0 <= score <= 10:
         raise SurveyNotFound(survey_id)
-    survey = await _own_survey(session, survey_id, tg_id)
-    result = await session.execute(
+    return await db.write(_answer, settings, survey_id, tg_id, score, now)
+
+
+def _answer(
+    session: Session, settings: Settings, survey_id: int, tg_id: int, score: int, now: datetime
+) -> Answer:
+    survey = _own_survey(session, survey_id, tg_id)
+    result = session.execute(
         update(Survey)
         .where(
             Survey.id == survey.id,
@@ -146,28 +165,30 @@ async def answer(
             func.coalesce(Survey.sent_at, Survey.created_at) >= _open_since(settings, now),
         )
         .values(score=score, answered_at=now)
+        .execution_options(synchronize_session=False)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        await session.rollback()
-        await session.refresh(survey)
-        status = AnswerStatus.ALREADY if survey.score is not None else AnswerStatus.EXPIRED
-        return Answer(status, survey.id, survey.score)
+        session.rollback()
+        standing = session.scalar(select(Survey.score).where(Survey.id == survey.id))
+        status = AnswerStatus.ALREADY if standing is not None else AnswerStatus.EXPIRED
+        return Answer(status, survey.id, standing)
     if score <= DETRACTOR_MAX:
-        for owner_id in settings.telegram.owner_ids:
-            await delivery.enqueue(
-                session,
+        alerts = [
+            OutboxMessage(
                 key=f"detractor:{survey.id}:{owner_id}",
                 kind=DETRACTOR_KIND,
                 chat_id=owner_id,
                 payload={"survey_id": survey.id},
-                due_at=now + DETRACTOR_COMMENT_GRACE,
             )
-    await session.commit()
+            for owner_id in settings.telegram.owner_ids
+        ]
+        queue_messages(session, alerts, now + DETRACTOR_COMMENT_GRACE)
+    session.commit()
     return Answer(AnswerStatus.RECORDED, survey.id, score, ask_comment=score <= COMMENT_ASKED_MAX)
 
 
 async def comment(
-    session: AsyncSession,
+    db: Database,
     settings: Settings,
     *,
     survey_id: int,
@@ -176,11 +197,15 @@ async def comment(
     now: datetime,
 ) -> bool:
     """Store the "what could we do better" text (None = skipped) and release the owners'
-    alert. False when the survey takes no comment (already given, or not asked). Commits."""
-    survey = await _own_survey(session, survey_id, tg_id)
+    alert. False when the survey takes no comment (already given, or not asked)."""
+    return await db.write(_comment, survey_id, tg_id, text, now)
+
+
+def _comment(session: Session, survey_id: int, tg_id: int, text: str | None, now: datetime) -> bool:
+    survey = _own_survey(session, survey_id, tg_id)
     stored = True
     if text is not None:
-        result = await session.execute(
+        result = session.execute(
             update(Survey)
             .where(
                 Survey.id == survey.id,
@@ -189,9 +214,10 @@ async def comment(
                 Survey.score <= COMMENT_ASKED_MAX,
             )
             .values(comment=text.strip()[:COMMENT_MAX_CHARS], comment_at=now)
+            .execution_options(synchronize_session=False)
         )
         stored = bool(result.rowcount)  # type: ignore[attr-defined]
-    await session.execute(
+    session.execute(
         update(Delivery)
         .where(
             Delivery.key.like(f"detractor:{survey.id}:%"),
@@ -199,8 +225,9 @@ async def comment(
             Delivery.attempts == 0,
         )
         .values(due_at=now, next_attempt_at=None)
+        .execution_options(synchronize_session=False)
     )
-    await session.commit()
+    session.commit()
     return stored
 
 
@@ -216,15 +243,12 @@ class SurveyView:
     client_name: str
 
 
-async def view(
-    session: AsyncSession, settings: Settings, survey_id: int, now: datetime
-) -> SurveyView | None:
-    row = (
-        await session.execute(
-            select(Survey, Client)
-            .join(Client, Client.id == Survey.client_id)
-            .where(Survey.id == survey_id)
-        )
+def view(session: Session, settings: Settings, survey_id: int, now: datetime) -> SurveyView | None:
+    """A unit that reads one survey (`await db.read(surveys.view, settings, id, now)`)."""
+    row = session.execute(
+        select(Survey, Client)
+        .join(Client, Client.id == Survey.client_id)
+        .where(Survey.id == survey_id)
     ).first()
     if row is None:
         return None

@@ -1,10 +1,20 @@
 """The customer wallet: consent, binding a printed card (or issuing a digital one), the card view,
 history, offers and the optional profile.
 
+Every public method is one unit of work (`db.database`): `WalletService(db, settings, clock)`
+is built per update, and what it returns is plain data (`Member`, `CardView`, …).
+
 Binding is guarded against brute force twice: per Telegram user (at most
 BIND_USER_MAX_FAILURES failed attempts in any rolling hour, counted from `bind_attempts` rows so
 the limit survives restarts) and per card (BIND_CARD_MAX_FAILURES failures lock binding for that
 card until an owner unlocks it). A failed attempt is committed before the refusal is raised.
+
+Concurrency (several workers on PostgreSQL, READ COMMITTED): one person's binding attempts take
+turns on their client row, so the hourly limit counts every attempt; the card's failure
+counter goes up in one atomic `UPDATE … SET bind_failures = bind_failures + 1 … RETURNING`
+that also locks the card when it reaches the cap, so concurrent wrong PINs lose no count and
+exactly one of them locks the card and alerts the owners. A digital card's number is taken
+with `INSERT … ON CONFLICT DO NOTHING`: two new members at once get two numbers.
 """
 
 from __future__ import annotations
@@ -13,12 +23,12 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import case, func, literal, select, update
+from sqlalchemy.orm import Session
 
+from db.database import Database
 from db.models import (
     BindAttempt,
     Card,
@@ -29,8 +39,10 @@ from db.models import (
     OfferKind,
     Purchase,
     Segment,
+    UTCDateTime,
 )
-from services import audit, delivery
+from db.sql import insert_ignoring
+from services import audit
 from services.cards import (
     HIGHEST_NUMBER_FIRST,
     find_by_number,
@@ -39,6 +51,7 @@ from services.cards import (
     numbers_between,
 )
 from services.clock import Clock
+from services.delivery import OutboxMessage, queue_messages
 from services.errors import CardBlocked, CardNotFound, DomainError
 from services.pricing import NextTier, next_tier, tier_for
 
@@ -49,6 +62,9 @@ RATE_WINDOW = timedelta(hours=1)
 HISTORY_PAGE_SIZE = 5
 # A birthday given without a year is stored in this leap year, so that 29.02 is accepted too.
 NO_YEAR = 1904
+# Numbers tried for one digital card before giving up: each one lost was taken by another
+# member at that very moment, so this many in a row means something else is wrong.
+DIGITAL_NUMBER_TRIES = 100
 
 
 # --------------------------------------------------------------------------- refusals
@@ -139,6 +155,33 @@ class InvalidPhone(DomainError):
 
 
 # --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Member:
+    """A client as the handlers see them: plain values read in a unit of work."""
+
+    id: int
+    tg_id: int | None
+    language: str
+    consent_at: datetime | None
+    consent_version: str | None
+    phone: str | None
+    birthday: date | None
+    marketing_opt_out: bool
+
+    @classmethod
+    def of(cls, client: Client) -> Member:
+        return cls(
+            id=client.id,
+            tg_id=client.tg_id,
+            language=client.language,
+            consent_at=client.consent_at,
+            consent_version=client.consent_version,
+            phone=client.phone,
+            birthday=client.birthday,
+            marketing_opt_out=client.marketing_opt_out,
+        )
 
 
 @dataclass(frozen=True)
@@ -255,40 +298,59 @@ def normalize_phone(text: str) -> str:
 
 
 class WalletService:
-    def __init__(self, session: AsyncSession, settings: Settings, clock: Clock) -> None:
-        self.session = session
+    """The customer's units of work: each public method runs one (`db.database`)."""
+
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self.db = db
         self.settings = settings
         self.clock = clock
 
     # ----------------------------------------------------------------- consent, language
 
-    async def client(self, tg_id: int) -> Client | None:
-        return await self.session.scalar(select(Client).where(Client.tg_id == tg_id))
+    async def client(self, tg_id: int) -> Member | None:
+        return await self.db.read(self._member, tg_id)
 
-    def has_consent(self, client: Client | None) -> bool:
+    def _member(self, session: Session, tg_id: int) -> Member | None:
+        client = _client(session, tg_id)
+        return None if client is None else Member.of(client)
+
+    def has_consent(self, client: Member | Client | None) -> bool:
         return (
             client is not None
             and client.consent_at is not None
             and client.consent_version == self.settings.privacy.policy_version
         )
 
-    async def needs_consent(self, tg_id: int) -> bool:
-        return not self.has_consent(await self.client(tg_id))
+    async def require_client(self, tg_id: int) -> Member:
+        return await self.db.read(self._require_member, tg_id)
 
-    async def require_client(self, tg_id: int) -> Client:
-        client = await self.client(tg_id)
+    def _require_member(self, session: Session, tg_id: int) -> Member:
+        return Member.of(self._require_client(session, tg_id))
+
+    def _require_client(self, session: Session, tg_id: int, *, lock: bool = False) -> Client:
+        """The consenting client; `lock` holds their row until the unit ends, so that one
+        person's attempts take turns (PostgreSQL; SQLite has one writer anyway)."""
+        client = _client(session, tg_id, lock=lock)
         if not self.has_consent(client):
             raise ConsentRequired()
         assert client is not None
         return client
 
-    async def give_consent(self, profile: TelegramProfile, language: str) -> Client:
+    async def give_consent(self, profile: TelegramProfile, language: str) -> Member:
         """Record consent (time + current policy version); the client row is born here."""
+        return await self.db.write(self._give_consent, profile, language)
+
+    def _give_consent(self, session: Session, profile: TelegramProfile, language: str) -> Member:
         now = self.clock()
-        client = await self.client(profile.tg_id)
-        if client is None:
-            client = Client(tg_id=profile.tg_id, created_at=now)
-            self.session.add(client)
+        # Two taps on "I agree" at once must not both try to create the row.
+        dialect = session.get_bind().dialect.name
+        session.execute(
+            insert_ignoring(Client.__table__, "tg_id", dialect=dialect).values(
+                tg_id=profile.tg_id, created_at=now
+            )
+        )
+        client = _client(session, profile.tg_id, lock=True)
+        assert client is not None
         client.first_name = (profile.first_name or "")[:128] or None
         client.last_name = (profile.last_name or "")[:128] or None
         client.username = (profile.username or "")[:64] or None
@@ -300,49 +362,51 @@ class WalletService:
         client.consent_at = now
         client.consent_version = self.settings.privacy.policy_version
         client.last_seen_at = now
-        await self.session.flush()
         audit.record(
-            self.session,
+            session,
             "client.consent",
             at=now,
             actor_id=profile.tg_id,
             client_id=client.id,
             version=self.settings.privacy.policy_version,
         )
-        await self.session.commit()
-        return client
+        session.commit()
+        return Member.of(client)
 
     async def set_language(self, tg_id: int, language: str) -> bool:
         """Store the language on the client; False when there is no client (before consent)."""
         if language not in self.settings.store.languages:
             raise ValueError(f"unsupported language {language!r}")
-        result = await self.session.execute(
+        return await self.db.write(self._set_language, tg_id, language)
+
+    @staticmethod
+    def _set_language(session: Session, tg_id: int, language: str) -> bool:
+        result = session.execute(
             update(Client).where(Client.tg_id == tg_id).values(language=language)
         )
-        await self.session.commit()
-        return bool(result.rowcount)
+        session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    # ----------------------------------------------------------------- cards
+    async def set_reachable(self, tg_id: int, reachable: bool) -> bool:
+        """The user blocked (False) or unblocked (True) the bot; False for an unknown user."""
+        return await self.db.write(_set_reachable, tg_id, reachable)
 
-    async def active_card(self, client_id: int) -> Card | None:
-        return await self.session.scalar(
-            select(Card)
-            .where(Card.client_id == client_id, Card.status != CardStatus.BLOCKED)
-            .order_by(Card.bound_at.desc(), Card.id.desc())
-            .limit(1)
-        )
+    # ----------------------------------------------------------------- binding
 
     async def rate_limit_until(self, tg_id: int) -> datetime | None:
         """When the user may try again, or None if they may try now."""
+        return await self.db.read(self._rate_limit_until, tg_id)
+
+    def _rate_limit_until(self, session: Session, tg_id: int) -> datetime | None:
         now = self.clock()
         limit = self.settings.cards.bind_user_max_failures
         window = (BindAttempt.tg_id == tg_id, BindAttempt.success.is_(False))
         since = BindAttempt.at > now - RATE_WINDOW
-        failures = await self.session.scalar(select(func.count()).where(*window, since))
+        failures = session.scalar(select(func.count()).where(*window, since))
         if not failures or failures < limit:
             return None
         # Rolling window: the attempt whose expiry brings the count below the limit.
-        oldest = await self.session.scalar(
+        oldest = session.scalar(
             select(BindAttempt.at)
             .where(*window, since)
             .order_by(BindAttempt.at)
@@ -352,36 +416,56 @@ class WalletService:
         assert oldest is not None
         return oldest + RATE_WINDOW
 
-    async def _fail(
-        self, tg_id: int, number: str | None, card: Card | None, exc: DomainError
+    def _fail(
+        self, session: Session, tg_id: int, number: str | None, card: Card | None, exc: DomainError
     ) -> DomainError:
         """Record a failed attempt (and count it against the card), commit, return the refusal."""
         now = self.clock()
-        self.session.add(BindAttempt(tg_id=tg_id, card_number=number, success=False, at=now))
-        if card is not None and card.bind_locked_at is None:
-            card.bind_failures = (card.bind_failures or 0) + 1
-            if card.bind_failures >= self.settings.cards.bind_card_max_failures:
-                card.bind_locked_at = now
+        session.add(BindAttempt(tg_id=tg_id, card_number=number, success=False, at=now))
+        if card is not None:
+            counted = self._count_failure(session, card.id, now)
+            if counted is None:  # another attempt locked the card meanwhile
+                exc = CardBindLocked(card.number)
+            elif counted.bind_locked_at is not None:  # this attempt reached the cap
+                failures = counted.bind_failures
                 audit.record(
-                    self.session,
+                    session,
                     "card.bind_locked",
                     at=now,
                     actor_id=tg_id,
                     card_id=card.id,
-                    failures=card.bind_failures,
+                    failures=failures,
                 )
-                exc = CardBindLocked(card.number, just_locked=True, failures=card.bind_failures)
-                for owner_id in self.settings.telegram.owner_ids:  # in the same unit of work: once
-                    await delivery.enqueue(
-                        self.session,
+                exc = CardBindLocked(card.number, just_locked=True, failures=failures)
+                alerts = [
+                    OutboxMessage(
                         key=f"bindlock:{card.id}:{now:%Y%m%dT%H%M%S}:{owner_id}",
                         kind=BIND_LOCK_ALERT,
                         chat_id=owner_id,
-                        payload={"number": card.number, "failures": card.bind_failures},
-                        due_at=now,
+                        payload={"number": card.number, "failures": failures},
                     )
-        await self.session.commit()
+                    for owner_id in self.settings.telegram.owner_ids
+                ]
+                queue_messages(session, alerts, now)  # in this unit: once, with the lock
+        session.commit()
         return exc
+
+    def _count_failure(self, session: Session, card_id: int, now: datetime) -> Any:
+        """One more failure against the card, and the lock when it reaches the cap, in one
+        statement: concurrent attempts take turns on the row and each sees the others' counts.
+        None when the card is locked already (then nothing is counted)."""
+        failures = func.coalesce(Card.bind_failures, 0) + 1
+        cap = self.settings.cards.bind_card_max_failures
+        return session.execute(
+            update(Card)
+            .where(Card.id == card_id, Card.bind_locked_at.is_(None))
+            .values(
+                bind_failures=failures,
+                bind_locked_at=case((failures >= cap, literal(now, UTCDateTime())), else_=None),
+            )
+            .returning(Card.bind_failures, Card.bind_locked_at)
+            .execution_options(synchronize_session=False)
+        ).first()
 
     async def bind(
         self, tg_id: int, text: str, *, pin: str | None = None, replace: bool = False
@@ -394,31 +478,52 @@ class WalletService:
         `replace` is False.
         """
         number = normalize_number(text)
-        client = await self.require_client(tg_id)
-        retry_at = await self.rate_limit_until(tg_id)
+        return await self.db.write(self._bind, tg_id, number, pin, replace)
+
+    def _bind(
+        self, session: Session, tg_id: int, number: str, pin: str | None, replace: bool
+    ) -> BindResult:
+        client = self._require_client(session, tg_id, lock=True)
+        retry_at = self._rate_limit_until(session, tg_id)
         if retry_at is not None:
             raise BindRateLimited(retry_at)
-        card = await find_by_number(self.session, number)
+        card = find_by_number(session, number)
         if card is None:
-            raise await self._fail(tg_id, number, None, CardNotFound(number))
+            raise self._fail(session, tg_id, number, None, CardNotFound(number))
         if card.client_id == client.id and card.status != CardStatus.BLOCKED:
             return BindResult(card_id=card.id, number=card.number, already_bound=True)
         if card.status == CardStatus.BLOCKED:
-            raise await self._fail(tg_id, number, None, CardBlocked(number))
+            raise self._fail(session, tg_id, number, None, CardBlocked(number))
         if card.bind_locked_at is not None:
-            raise await self._fail(tg_id, number, None, CardBindLocked(number))
+            raise self._fail(session, tg_id, number, None, CardBindLocked(number))
         if card.client_id is not None:
-            raise await self._fail(tg_id, number, card, CardBoundElsewhere(number))
+            raise self._fail(session, tg_id, number, card, CardBoundElsewhere(number))
         if card.pin:
             if pin is None or not pin.strip():
                 raise PinRequired(number)
             if not hmac.compare_digest(pin.strip().encode(), card.pin.encode()):
-                raise await self._fail(tg_id, number, card, WrongPin(number))
-        current = await self.active_card(client.id)
+                raise self._fail(session, tg_id, number, card, WrongPin(number))
+        current = _active_card(session, client.id)
         if current is not None and not replace:
             raise ReplacementNeedsConfirmation(current.number, number)
 
         now = self.clock()
+        # Conditional: of two accounts binding the same card at once exactly one wins, and a
+        # card blocked or locked meanwhile is not bound.
+        taken = session.execute(
+            update(Card)
+            .where(
+                Card.id == card.id,
+                Card.client_id.is_(None),
+                Card.status != CardStatus.BLOCKED,
+                Card.bind_locked_at.is_(None),
+            )
+            .values(client_id=client.id, bound_at=now, bind_failures=0)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            raise CardBoundElsewhere(number)
         replaced_number = None
         if current is not None:
             # The old card keeps its client_id: its purchases still count for the tier.
@@ -427,7 +532,7 @@ class WalletService:
             current.block_reason = "replaced"
             replaced_number = current.number
             audit.record(
-                self.session,
+                session,
                 "card.replaced",
                 at=now,
                 actor_id=tg_id,
@@ -435,19 +540,10 @@ class WalletService:
                 client_id=client.id,
                 new_card=number,
             )
-        # Conditional: of two accounts binding the same card at once, exactly one wins.
-        taken = await self.session.execute(
-            update(Card)
-            .where(Card.id == card.id, Card.client_id.is_(None))
-            .values(client_id=client.id, bound_at=now, bind_failures=0)
-        )
-        if taken.rowcount != 1:
-            await self.session.rollback()
-            raise CardBoundElsewhere(number)
-        mark_issued(self.session, card, now=now, actor_id=tg_id, how="bound")
-        self.session.add(BindAttempt(tg_id=tg_id, card_number=number, success=True, at=now))
+        mark_issued(session, card, now=now, actor_id=tg_id, how="bound")
+        session.add(BindAttempt(tg_id=tg_id, card_number=number, success=True, at=now))
         audit.record(
-            self.session,
+            session,
             "card.bound",
             at=now,
             actor_id=tg_id,
@@ -455,24 +551,24 @@ class WalletService:
             client_id=client.id,
             replaced=replaced_number,
         )
-        welcome = await self._welcome(client.id, now)
-        await self.session.commit()
+        welcome = self._welcome(session, client.id, now)
+        session.commit()
         return BindResult(
             card_id=card.id, number=card.number, replaced_number=replaced_number, welcome=welcome
         )
 
-    async def _welcome(self, client_id: int, now: datetime) -> OfferView | None:
+    def _welcome(self, session: Session, client_id: int, now: datetime) -> OfferView | None:
         """A new member's welcome offer (WELCOME_BONUS_PCT for WELCOME_VALID_DAYS), in the
-        caller's unit of work: once per client, and only for someone new to the store — no
-        purchase on any of their cards yet (a printed card used at the till before it was
-        linked already had its first purchase)."""
+        caller's unit of work (which holds the client's row): once per client, and only for
+        someone new to the store — no purchase on any of their cards yet (a printed card used
+        at the till before it was linked already had its first purchase)."""
         pct = self.settings.engagement.welcome_bonus_pct
         if pct <= 0:
             return None
-        had_one = await self.session.scalar(
+        had_one = session.scalar(
             select(Offer.id).where(Offer.client_id == client_id, Offer.kind == OfferKind.WELCOME)
         )
-        bought = await self.session.scalar(
+        bought = session.scalar(
             select(Card.id).where(Card.client_id == client_id, Card.purchase_count > 0).limit(1)
         )
         if had_one is not None or bought is not None:
@@ -485,60 +581,65 @@ class WalletService:
             valid_until=now + timedelta(days=self.settings.engagement.welcome_valid_days),
             created_at=now,
         )
-        self.session.add(offer)
-        await self.session.flush()
+        session.add(offer)
+        session.flush()
         audit.record(
-            self.session, "offer.welcome", at=now, client_id=client_id, offer_id=offer.id, pct=pct
+            session, "offer.welcome", at=now, client_id=client_id, offer_id=offer.id, pct=pct
         )
         return OfferView(offer.id, offer.kind, offer.bonus_pct, offer.valid_until)
 
     async def issue_digital(self, tg_id: int) -> BindResult:
         """ "I have no card": a digital-only card from the configured range, issued at once."""
-        settings = self.settings
-        if not settings.cards.digital:
+        if not self.settings.cards.digital:
             raise DigitalCardsUnavailable("disabled")
-        client = await self.require_client(tg_id)
-        current = await self.active_card(client.id)
+        return await self.db.write(self._issue_digital, tg_id)
+
+    def _issue_digital(self, session: Session, tg_id: int) -> BindResult:
+        cards = self.settings.cards
+        client = self._require_client(session, tg_id, lock=True)
+        current = _active_card(session, client.id)
         if current is not None:
             raise AlreadyHasCard(current.number)
-        for _attempt in range(3):  # another instance may take the same number meanwhile
-            number = await self._next_digital_number()
-            now = self.clock()
-            card = Card(
-                number=number,
-                base_pct=settings.cards.digital_pct,
-                segment=Segment.B2C,
-                kind=CardKind.DIGITAL,
-                status=CardStatus.IN_STOCK,
-                created_at=now,
-                client_id=client.id,
-                bound_at=now,
-                bind_failures=0,
+        now = self.clock()
+        insert = insert_ignoring(Card.__table__, "number", dialect=session.get_bind().dialect.name)
+        for _try in range(DIGITAL_NUMBER_TRIES):
+            number = self._next_digital_number(session)
+            # A number another member took at this very moment is skipped (no error, no
+            # aborted transaction); the next statement sees it and moves past it.
+            card_id = session.scalar(
+                insert.values(
+                    number=number,
+                    base_pct=cards.digital_pct,
+                    segment=Segment.B2C.value,
+                    kind=CardKind.DIGITAL.value,
+                    status=CardStatus.ISSUED.value,
+                    created_at=now,
+                    issued_at=now,
+                    client_id=client.id,
+                    bound_at=now,
+                    bind_failures=0,
+                ).returning(Card.__table__.c.id)
             )
-            self.session.add(card)
-            try:
-                await self.session.flush()
-            except IntegrityError:
-                await self.session.rollback()
-                client = await self.require_client(tg_id)
-                continue
-            mark_issued(self.session, card, now=now, actor_id=tg_id, how="digital")
-            audit.record(
-                self.session,
-                "card.digital_issued",
-                at=now,
-                actor_id=tg_id,
-                card_id=card.id,
-                client_id=client.id,
-            )
-            welcome = await self._welcome(client.id, now)
-            await self.session.commit()
-            return BindResult(card_id=card.id, number=number, welcome=welcome)
-        raise DigitalCardsUnavailable("exhausted")
+            if card_id is not None:
+                break
+        else:
+            raise DigitalCardsUnavailable("exhausted")
+        audit.record(session, "card.issued", at=now, actor_id=tg_id, card_id=card_id, how="digital")
+        audit.record(
+            session,
+            "card.digital_issued",
+            at=now,
+            actor_id=tg_id,
+            card_id=card_id,
+            client_id=client.id,
+        )
+        welcome = self._welcome(session, client.id, now)
+        session.commit()
+        return BindResult(card_id=card_id, number=number, welcome=welcome)
 
-    async def _next_digital_number(self) -> str:
+    def _next_digital_number(self, session: Session) -> str:
         low, high = self.settings.cards.digital_from, self.settings.cards.digital_to
-        highest = await self.session.scalar(
+        highest = session.scalar(
             select(Card.number)
             .where(numbers_between(low, high))
             .order_by(*HIGHEST_NUMBER_FIRST)
@@ -551,31 +652,33 @@ class WalletService:
 
     # ----------------------------------------------------------------- what the client sees
 
-    async def card_view(self, client_or_tg_id: Client | int) -> CardView:
-        if isinstance(client_or_tg_id, Client):
-            client = client_or_tg_id
+    async def card_view(self, client_or_tg_id: Member | int) -> CardView:
+        return await self.db.read(self._card_view, client_or_tg_id)
+
+    def _card_view(self, session: Session, client_or_tg_id: Member | int) -> CardView:
+        if isinstance(client_or_tg_id, Member):
+            client_id, language = client_or_tg_id.id, client_or_tg_id.language
         else:
-            client = await self.require_client(client_or_tg_id)
-        card = await self.active_card(client.id)
+            client = self._require_client(session, client_or_tg_id)
+            client_id, language = client.id, client.language
+        card = _active_card(session, client_id)
         if card is None:
             raise NoActiveCard()
-        spend, saved, count = (
-            await self.session.execute(
-                select(
-                    func.coalesce(func.sum(Purchase.amount), 0),
-                    func.coalesce(func.sum(Purchase.discount_amount), 0),
-                    func.count(Purchase.id),
-                )
-                .join(Card, Card.id == Purchase.card_id)
-                .where(Card.client_id == client.id, Purchase.voided_at.is_(None))
+        spend, saved, count = session.execute(
+            select(
+                func.coalesce(func.sum(Purchase.amount), 0),
+                func.coalesce(func.sum(Purchase.discount_amount), 0),
+                func.count(Purchase.id),
             )
+            .join(Card, Card.id == Purchase.card_id)
+            .where(Card.client_id == client_id, Purchase.voided_at.is_(None))
         ).one()
         tiers = self.settings.pricing.cumulative_tiers
         cumulative = tier_for(int(spend), tiers)
         tier_pct = max(card.base_pct, cumulative)
         return CardView(
             card_id=card.id,
-            client_id=client.id,
+            client_id=client_id,
             number=card.number,
             kind=card.kind,
             segment=card.segment,
@@ -587,27 +690,27 @@ class WalletService:
             purchases=int(count),
             next_tier=next_tier(tier_pct, int(spend), tiers),
             cumulative_tiers_on=bool(tiers),
-            language=client.language,
+            language=language,
             image_key=card.image_key,
             image_file_id=card.image_file_id,
         )
 
     async def remember_image(self, card_id: int, key: str, file_id: str) -> None:
         """Telegram's file_id of the uploaded card image, reused while the key stays the same."""
-        await self.session.execute(
-            update(Card).where(Card.id == card_id).values(image_key=key, image_file_id=file_id)
-        )
-        await self.session.commit()
+        await self.db.write(_remember_image, card_id, key, file_id)
 
     async def history(self, tg_id: int, page: int = 0) -> HistoryPage:
-        client = await self.require_client(tg_id)
+        return await self.db.read(self._history, tg_id, page)
+
+    def _history(self, session: Session, tg_id: int, page: int) -> HistoryPage:
+        client = self._require_client(session, tg_id)
         mine = (Card.id == Purchase.card_id, Card.client_id == client.id)
-        total = await self.session.scalar(
-            select(func.count(Purchase.id)).join(Card, mine[0]).where(mine[1])
+        total = int(
+            session.scalar(select(func.count(Purchase.id)).join(Card, mine[0]).where(mine[1])) or 0
         )
-        pages = max(1, -(-int(total or 0) // HISTORY_PAGE_SIZE))
+        pages = max(1, -(-total // HISTORY_PAGE_SIZE))
         page = min(max(page, 0), pages - 1)
-        rows = await self.session.execute(
+        rows = session.execute(
             select(Purchase, Card.number)
             .join(Card, mine[0])
             .where(mine[1])
@@ -628,14 +731,16 @@ class WalletService:
             )
             for p, number in rows
         ]
-        return HistoryPage(items=items, page=page, pages=pages, total=int(total or 0))
+        return HistoryPage(items=items, page=page, pages=pages, total=total)
 
     async def offers(self, tg_id: int) -> list[OfferView]:
-        client = await self.require_client(tg_id)
-        now = self.clock()
-        rows = await self.session.scalars(
+        return await self.db.read(self._offers, tg_id)
+
+    def _offers(self, session: Session, tg_id: int) -> list[OfferView]:
+        client = self._require_client(session, tg_id)
+        rows = session.scalars(
             select(Offer)
-            .where(Offer.client_id == client.id, *Offer.active_at(now))
+            .where(Offer.client_id == client.id, *Offer.active_at(self.clock()))
             .order_by(Offer.valid_until)
         )
         return [
@@ -650,16 +755,47 @@ class WalletService:
         if contact_user_id != tg_id:
             raise InvalidPhone("not_own")
         value = normalize_phone(phone)
-        client = await self.require_client(tg_id)
-        client.phone = value
-        audit.record(self.session, "client.phone", at=self.clock(), client_id=client.id)
-        await self.session.commit()
+        await self.db.write(self._set_profile, tg_id, "phone", value)
         return value
 
     async def set_birthday(self, tg_id: int, text: str) -> date:
         value = parse_birthday(text, self.clock().astimezone(self.settings.store.tz).date())
-        client = await self.require_client(tg_id)
-        client.birthday = value
-        audit.record(self.session, "client.birthday", at=self.clock(), client_id=client.id)
-        await self.session.commit()
+        await self.db.write(self._set_profile, tg_id, "birthday", value)
         return value
+
+    def _set_profile(self, session: Session, tg_id: int, field: str, value: object) -> None:
+        client = self._require_client(session, tg_id)
+        setattr(client, field, value)
+        audit.record(session, f"client.{field}", at=self.clock(), client_id=client.id)
+        session.commit()
+
+
+def _client(session: Session, tg_id: int, *, lock: bool = False) -> Client | None:
+    statement = select(Client).where(Client.tg_id == tg_id)
+    if lock:
+        statement = statement.with_for_update()
+    return session.scalar(statement)
+
+
+def _active_card(session: Session, client_id: int) -> Card | None:
+    return session.scalar(
+        select(Card)
+        .where(Card.client_id == client_id, Card.status != CardStatus.BLOCKED)
+        .order_by(Card.bound_at.desc(), Card.id.desc())
+        .limit(1)
+    )
+
+
+def _set_reachable(session: Session, tg_id: int, reachable: bool) -> bool:
+    result = session.execute(
+        update(Client).where(Client.tg_id == tg_id).values(reachable=reachable)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _remember_image(session: Session, card_id: int, key: str, file_id: str) -> None:
+    session.execute(
+        update(Card).where(Card.id == card_id).values(image_key=key, image_file_id=file_id)
+    )
+    session.commit()

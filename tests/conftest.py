@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.app import create_bot, create_dispatcher
 from config import PROJECT_ROOT, Settings
 from config.env import EnvSettings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from tests.fakeapi import FakeTelegram
@@ -191,6 +192,12 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
+def db(engine: AsyncEngine) -> Database:
+    """The test database's `Database`: services run their units of work on it."""
+    return Database.of(engine)
+
+
+@pytest.fixture
 async def session(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
@@ -220,6 +227,11 @@ class App:
     clock: FrozenClock
     task: asyncio.Task[None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db(self) -> Database:
+        """The bot's `Database` (the units of work of its services run on it)."""
+        return Database.of(self.sessionmaker.kw["bind"])
 
     async def start(self) -> None:
         self.task = asyncio.create_task(

@@ -9,13 +9,15 @@ from typing import Any
 from aiogram import Bot
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from bot.app import create_bot
 from bot.scheduler import create_sender
 from config import Settings
+from db.database import Database
 from db.models import Card, CardStatus, Client, Delivery, Purchase
 from services.cards import refresh_totals
-from services.delivery import DeliverySender, RateLimiter
+from services.delivery import DeliverySender, OutboxMessage, RateLimiter, queue_messages
 
 _numbers = itertools.count(500001)
 CONSENT_AT = datetime(2025, 1, 1, tzinfo=UTC)
@@ -87,7 +89,7 @@ async def buy(
     )
     session.add(purchase)
     await session.flush()
-    await refresh_totals(session, card.id)
+    await session.run_sync(refresh_totals, card.id)
     await session.commit()
     return purchase
 
@@ -150,7 +152,7 @@ async def bulk_clients(
             for card_id in cards
         ],
     )
-    await refresh_totals(session, select(Card.id).where(Card.client_id.in_(ids)))
+    await session.run_sync(refresh_totals, select(Card.id).where(Card.client_id.in_(ids)))
     await session.commit()
     return list(ids)
 
@@ -170,6 +172,16 @@ def sender_for(
     for key, value in options.items():
         setattr(sender, key, value)
     return sender
+
+
+async def queue(db: Database, *messages: OutboxMessage, due: datetime) -> None:
+    """Queue messages as the services do (`queue_messages` in a unit of work)."""
+
+    def unit(session: Session) -> None:
+        queue_messages(session, messages, due)
+        session.commit()
+
+    await db.write(unit)
 
 
 def fast_limiter() -> RateLimiter:

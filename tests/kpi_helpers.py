@@ -86,7 +86,7 @@ class Data:
         )
         self.session.add(purchase)
         await self.session.flush()
-        await refresh_totals(self.session, card.id)
+        await self.session.run_sync(refresh_totals, card.id)
         return purchase
 
     async def survey(

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from config import PROJECT_ROOT
-from db.engine import create_engine, create_sessionmaker
+from db.database import Database
+from db.engine import create_engine
 from services.inventory import add_range
 from tests.conftest import FrozenClock
 
@@ -24,8 +25,7 @@ SALES = 500
 async def _seed_cards(db_url: str) -> None:
     engine = create_engine(db_url)
     try:
-        async with create_sessionmaker(engine)() as session:
-            await add_range(session, 100000, 100019, 5, now=FrozenClock()())
+        await add_range(Database.of(engine), 100000, 100019, 5, now=FrozenClock()())
     finally:
         await engine.dispose()
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from db.database import Database
 from db.models import Client, DeliveryStatus
 from services import delivery
 from services.delivery import (
@@ -24,7 +25,14 @@ from services.delivery import (
     quiet_until,
 )
 from tests.conftest import STAFF_CHAT_ID, FrozenClock, make_settings
-from tests.engagement_helpers import bot_for, deliveries, fast_limiter, make_client, sender_for
+from tests.engagement_helpers import (
+    bot_for,
+    deliveries,
+    fast_limiter,
+    make_client,
+    queue,
+    sender_for,
+)
 from tests.fakeapi import FakeTelegram
 
 # These tests run delivery passes by hand: no background worker racing for the rows.
@@ -105,16 +113,8 @@ async def bot(tg: FakeTelegram, settings: Settings) -> AsyncIterator[Bot]:
 
 
 async def _text(session: AsyncSession, key: str, chat_id: int, due: datetime, **kw: object) -> None:
-    await delivery.enqueue(
-        session,
-        key=key,
-        kind="text",
-        chat_id=chat_id,
-        payload={"text": f"hello {key}"},
-        due_at=due,
-        **kw,  # type: ignore[arg-type]
-    )
-    await session.commit()
+    message = delivery.OutboxMessage(key, "text", chat_id, {"text": f"hello {key}"}, **kw)  # type: ignore[arg-type]
+    await queue(Database.of(session.bind), message, due=due)
 
 
 async def test_enqueue_is_idempotent_by_key(session: AsyncSession, clock: FrozenClock) -> None:

@@ -21,11 +21,19 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from db.database import Database
 from db.models import Client, Delivery, DeliveryStatus, WinbackAssignment
 from services import delivery, offers
 from services.clock import utc_now
 from tests.conftest import FrozenClock, make_settings
-from tests.engagement_helpers import bot_for, bulk_clients, deliveries, fast_limiter, sender_for
+from tests.engagement_helpers import (
+    bot_for,
+    bulk_clients,
+    deliveries,
+    fast_limiter,
+    queue,
+    sender_for,
+)
 from tests.fakeapi import FakeTelegram, FaultResponse
 
 FIRST_TG_ID = 900_000
@@ -34,6 +42,7 @@ KILL_AT_SEND = 120
 
 
 async def test_winback_survives_faults_and_a_kill(
+    db: Database,
     tg: FakeTelegram,
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -43,7 +52,7 @@ async def test_winback_survives_faults_and_a_kill(
     settings: Settings = make_settings(db_url, winback_holdout_pct=10)
     now = utc_now()
     await bulk_clients(session, FIRST_TG_ID, CLIENTS, now - timedelta(days=100))
-    result = await offers.winback_sweep(session, settings, now, random.Random(7))
+    result = await offers.winback_sweep(db, settings, now, random.Random(7))
     assert result.eligible == CLIENTS and result.control > 0
     offered_tg = {
         tg_id
@@ -190,15 +199,8 @@ async def test_a_broken_answer_is_a_failed_attempt_and_the_pass_goes_on(
     5xx, without a traceback, and the next message of the same pass still goes."""
     clock = FrozenClock()
     for n, chat in enumerate((4001, 4002, 4003)):
-        await delivery.enqueue(
-            session,
-            key=f"m{n}",
-            kind="text",
-            chat_id=chat,
-            payload={"text": f"message {n}"},
-            due_at=clock(),
-        )
-    await session.commit()
+        message = delivery.OutboxMessage(f"m{n}", "text", chat, {"text": f"message {n}"})
+        await queue(Database.of(session.bind), message, due=clock())
     tg.fail_next("sendMessage", chat_id=4002, **fault)
     bot = bot_for(tg, settings)
     try:

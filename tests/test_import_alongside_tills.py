@@ -23,7 +23,7 @@ import pytest
 import services.history_import as history_import
 from config import PROJECT_ROOT, Settings
 from db.database import Database
-from db.engine import create_engine, create_sessionmaker
+from db.engine import create_engine
 from services.history_import import Pacing, import_purchases, recover_interrupted_imports
 from services.inventory import add_range
 from services.sales import SalesService
@@ -48,8 +48,9 @@ def write_history(path: Path, rows: int, seed: int = 3) -> None:
 async def seed_cards(db_url: str) -> None:
     engine = create_engine(db_url)
     try:
-        async with create_sessionmaker(engine)() as session:
-            await add_range(session, FIRST_CARD, FIRST_CARD + CARDS - 1, 5, now=FrozenClock()())
+        await add_range(
+            Database.of(engine), FIRST_CARD, FIRST_CARD + CARDS - 1, 5, now=FrozenClock()()
+        )
     finally:
         await engine.dispose()
 

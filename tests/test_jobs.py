@@ -3,6 +3,8 @@ and `python -m bot jobs run NAME [--at]`."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.commands.jobs import parse_at
 from bot.scheduler import MISFIRE_GRACE, catch_up_jobs, create_scheduler, run_job
-from config import Settings
+from config import PROJECT_ROOT, Settings
+from db.database import Database
 from services import jobs
 from tests.cli_helpers import Cli
 from tests.conftest import OWNER_ID, make_settings
@@ -21,6 +24,7 @@ from tests.engagement_helpers import (
     deliveries,
     fast_limiter,
     make_client,
+    queue,
     sender_for,
 )
 from tests.fakeapi import FakeTelegram
@@ -33,40 +37,41 @@ def _msk(settings: Settings, *args: int) -> datetime:
 
 
 async def test_digest_once_per_week_across_restarts(
-    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], db_url: str
+    db: Database, session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], db_url: str
 ) -> None:
     settings = make_settings(db_url, owner_ids=[OWNER_ID, SECOND_OWNER], digest_hour=9)
     sunday = _msk(settings, 2026, 11, 22, 20, 0)
     monday_early = _msk(settings, 2026, 11, 23, 8, 59)
     monday = _msk(settings, 2026, 11, 23, 9, 0)
     # Sunday: last week's digest (week 47) was never sent; the pass catches up with it.
-    assert await jobs.digest_pass(session, settings, sunday) == 2
-    assert await jobs.digest_pass(session, settings, sunday) == 0
-    assert await jobs.digest_pass(session, settings, monday_early) == 0
-    assert await jobs.digest_pass(session, settings, monday) == 2
+    assert await jobs.digest_pass(db, settings, sunday) == 2
+    assert await jobs.digest_pass(db, settings, sunday) == 0
+    assert await jobs.digest_pass(db, settings, monday_early) == 0
+    assert await jobs.digest_pass(db, settings, monday) == 2
     # The bot restarts (a new scheduler, the start-up catch-up runs the digest pass again).
     for _restart in range(2):
-        create_scheduler(settings, sessionmaker)
+        create_scheduler(settings, db)
         assert "digest" in catch_up_jobs(settings, monday + timedelta(hours=3))
-        result = await run_job(
-            "digest", sessionmaker, settings, lambda: monday + timedelta(hours=3)
-        )
+        result = await run_job("digest", db, settings, lambda: monday + timedelta(hours=3))
         assert result is not None and result.enqueued == 0
     # Down all Monday, back on Wednesday: this week's digest is still sent, once.
     rows = await deliveries(session, kind="digest")
     assert sorted(r.key for r in rows) == [
         f"digest:2026-W{week}:{o}" for week in (47, 48) for o in (OWNER_ID, SECOND_OWNER)
     ]
-    assert await jobs.digest_pass(session, settings, _msk(settings, 2026, 11, 25, 12, 0)) == 0
+    assert await jobs.digest_pass(db, settings, _msk(settings, 2026, 11, 25, 12, 0)) == 0
     # Next week: a new one.
-    assert await jobs.digest_pass(session, settings, _msk(settings, 2026, 11, 30, 9, 30)) == 2
+    assert await jobs.digest_pass(db, settings, _msk(settings, 2026, 11, 30, 9, 30)) == 2
 
 
 async def test_missed_digest_runs_on_start_after_a_long_downtime(
-    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    db: Database,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
 ) -> None:
     wednesday = _msk(settings, 2026, 11, 25, 12, 0)
-    result = await run_job("digest", sessionmaker, settings, lambda: wednesday)
+    result = await run_job("digest", db, settings, lambda: wednesday)
     assert result is not None and result.enqueued == 1
 
 
@@ -144,6 +149,14 @@ def test_cli_surveys_and_backup(cli: Cli, db_path: Path, settings: Settings) -> 
     assert len(list((db_path.parent / "backups").glob("loyalty-*.db"))) == 1
 
 
+def test_the_cli_runs_every_job_of_the_one_list(cli: Cli) -> None:
+    assert (*jobs.PASSES, "deliveries") == jobs.JOB_NAMES
+    usage = cli("jobs", "run", "--help")
+    assert all(name in usage.out for name in jobs.JOB_NAMES)
+    retention = cli("jobs", "run", "retention")
+    assert retention.code == 0 and "RETENTION_MONTHS is not set" in retention.out
+
+
 def test_cli_refuses_bad_input(cli: Cli) -> None:
     bad_at = cli("jobs", "run", "digest", "--at", "next monday")
     assert bad_at.code == 2 and "--at" in bad_at.err
@@ -154,13 +167,14 @@ def test_cli_refuses_bad_input(cli: Cli) -> None:
 
 
 async def test_the_digest_reaches_the_owner_as_a_chart_with_a_caption(
+    db: Database,
     tg: FakeTelegram,
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
 ) -> None:
     monday = _msk(settings, 2026, 11, 23, 9, 0)
-    assert await jobs.digest_pass(session, settings, monday) == 1
+    assert await jobs.digest_pass(db, settings, monday) == 1
     bot = bot_for(tg, settings)
     try:
         sender = sender_for(bot, sessionmaker, settings, lambda: monday, limiter=fast_limiter())
@@ -175,6 +189,7 @@ async def test_the_digest_reaches_the_owner_as_a_chart_with_a_caption(
 
 
 async def test_engagement_starts_and_stops_with_the_bot(
+    db: Database,
     tg: FakeTelegram,
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -186,10 +201,7 @@ async def test_engagement_starts_and_stops_with_the_bot(
     from services.clock import utc_now
 
     settings = settings.with_changes(backup_dir=tmp_path / "backups")
-    await delivery.enqueue(
-        session, key="hello", kind="text", chat_id=4444, payload={"text": "hi"}, due_at=utc_now()
-    )
-    await session.commit()
+    await queue(db, delivery.OutboxMessage("hello", "text", 4444, {"text": "hi"}), due=utc_now())
     bot = bot_for(tg, settings)
     engagement = Engagement(bot, sessionmaker, settings)
     try:
@@ -201,3 +213,16 @@ async def test_engagement_starts_and_stops_with_the_bot(
         await engagement.stop()
         await bot.session.close()
     assert not engagement.scheduler.running
+
+
+def test_the_cli_starts_without_importing_aiogram() -> None:
+    """The job names come from `services.jobs`, which imports aiogram (seconds): only
+    `jobs run` pays for it, not every other command's start-up."""
+    probe = (
+        "import sys; from bot.cli import build_parser; "
+        "build_parser().parse_args(['migrate']); print('aiogram' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
+    )
+    assert done.stdout.strip() == "False"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
 from db.models import AuditEvent, Card, CardStatus, Client
+from services import card_admin
 from tests.conftest import CASHIER_ID, CUSTOMER_ID, OWNER_ID, STAFF_CHAT_ID, App
 from tests.fakeapi import Call, FakeMessage, FakeUser
 from tests.test_privacy import TG_ID, seed_member
@@ -309,3 +311,18 @@ async def test_forged_block_buttons_change_nothing(app: App) -> None:
         assert "something went wrong" not in (call.params.get("text") or "")
     await app.tg.wait_for_idle()
     assert (await _card(app)).status == CardStatus.ISSUED
+
+
+async def test_two_blocks_of_one_card_at_once_block_it_once(app: App) -> None:
+    """Two owners (or a double tap) block the same card at the same moment: one change, one
+    audit event, one note to the holder (on PostgreSQL two transactions at once)."""
+    await seed_member(app.sessionmaker)
+    changes = await asyncio.gather(
+        *(
+            card_admin.block_card(app.db, "100045", actor_id=OWNER_ID, now=app.clock())
+            for _ in range(2)
+        )
+    )
+    assert sorted(change.changed for change in changes) == [False, True]
+    assert await _audit_count(app, "card.blocked") == 1
+    assert (await _card(app)).status == CardStatus.BLOCKED

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.database import Database
 from db.models import (
     AuditEvent,
     BindAttempt,
@@ -97,7 +99,7 @@ async def seed_member(
         ]
         session.add_all(purchases)
         await session.flush()
-        await refresh_totals(session, card.id)
+        await session.run_sync(refresh_totals, card.id)
         session.add(
             Survey(
                 client_id=client.id,
@@ -444,7 +446,7 @@ async def test_privacy_commands_do_nothing_in_groups(app: App) -> None:
 
 
 async def test_anonymise_inactive_erases_only_the_long_inactive(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], db: Database
 ) -> None:
     old_id = await seed_member(sessionmaker)
     recent_id = await seed_member(sessionmaker, tg_id=888, number="100046")
@@ -464,12 +466,11 @@ async def test_anonymise_inactive_erases_only_the_long_inactive(
             )
         )
         await session.flush()
-        await refresh_totals(session, card.id)
+        await session.run_sync(refresh_totals, card.id)
         await session.commit()
     now = datetime(2027, 7, 1, tzinfo=UTC)
-    async with sessionmaker() as session:
-        assert await privacy.anonymise_inactive(session, now, 6) == 1
-        assert await privacy.anonymise_inactive(session, now, 6) == 0  # idempotent
+    assert await privacy.anonymise_inactive(db, now, 6) == 1
+    assert await privacy.anonymise_inactive(db, now, 6) == 0  # idempotent
     async with sessionmaker() as session:
         assert (await session.get(Client, old_id)).erased_at is not None
         assert (await session.get(Client, recent_id)).erased_at is None
@@ -513,3 +514,35 @@ async def test_erasure_after_the_real_wallet_flow_leaves_no_trace(app: App) -> N
     # Starting over is possible: they are a stranger again and asked for consent.
     await user.send("/start")
     assert (await user.wait_message(lambda m: bool(m.buttons))).buttons
+
+
+# ------------------------------------------------------------- concurrent transactions
+# Two taps at once (`asyncio.gather` of two units: on PostgreSQL two transactions at a time).
+
+
+async def _events(sessionmaker: async_sessionmaker[AsyncSession], action: str) -> int:
+    async with sessionmaker() as session:
+        return int(
+            await session.scalar(select(func.count()).where(AuditEvent.action == action)) or 0
+        )
+
+
+async def test_two_erasures_at_once_erase_once(
+    sessionmaker: async_sessionmaker[AsyncSession], db: Database
+) -> None:
+    await seed_member(sessionmaker)
+    erased = await asyncio.gather(*(privacy.erase_client(db, TG_ID, PAST) for _ in range(2)))
+    assert sorted(erased) == [False, True]
+    assert await _events(sessionmaker, "client.erased") == 1
+
+
+async def test_two_opt_outs_at_once_are_one_change(
+    sessionmaker: async_sessionmaker[AsyncSession], db: Database
+) -> None:
+    await seed_member(sessionmaker)
+    states = await asyncio.gather(
+        *(privacy.set_marketing(db, TG_ID, False, PAST) for _ in range(2))
+    )
+    assert states == [False, False]
+    assert await _events(sessionmaker, "marketing.off") == 1
+    assert await privacy.marketing_enabled(db, TG_ID) is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -10,9 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from db.database import Database
 from db.models import Survey
 from services import surveys
 from services.delivery import DeliverySender
+from services.surveys import AnswerStatus
 from tests.conftest import OWNER_ID, App, FrozenClock
 from tests.engagement_helpers import (
     bot_for,
@@ -34,38 +37,38 @@ async def _surveys(session: AsyncSession) -> list[Survey]:
 
 
 async def test_survey_is_due_delay_minutes_after_the_purchase(
-    session: AsyncSession, settings: Settings, clock: FrozenClock
+    db: Database, session: AsyncSession, settings: Settings, clock: FrozenClock
 ) -> None:
     client = await make_client(session, 5001)
     purchase = await buy(session, client, clock())
     clock.advance(minutes=settings.engagement.survey_delay_min - 1)
-    assert await surveys.sweep(session, settings, clock()) == 0
+    assert await surveys.sweep(db, settings, clock()) == 0
     clock.advance(minutes=1)
-    assert await surveys.sweep(session, settings, clock()) == 1
-    assert await surveys.sweep(session, settings, clock()) == 0  # idempotent
+    assert await surveys.sweep(db, settings, clock()) == 1
+    assert await surveys.sweep(db, settings, clock()) == 0  # idempotent
     [row] = await deliveries(session)
     assert row.key == f"survey:{purchase.id}" and row.kind == "survey" and row.chat_id == 5001
 
 
 async def test_one_survey_per_cooldown(
-    session: AsyncSession, settings: Settings, clock: FrozenClock
+    db: Database, session: AsyncSession, settings: Settings, clock: FrozenClock
 ) -> None:
     client = await make_client(session, 5002)
     await buy(session, client, clock())
     clock.advance(hours=3)
-    assert await surveys.sweep(session, settings, clock()) == 1
+    assert await surveys.sweep(db, settings, clock()) == 1
     clock.advance(days=10)
     await buy(session, client, clock())
     clock.advance(hours=3)
-    assert await surveys.sweep(session, settings, clock()) == 0  # within 30 days
+    assert await surveys.sweep(db, settings, clock()) == 0  # within 30 days
     clock.advance(days=settings.engagement.survey_cooldown_days)
     await buy(session, client, clock())
     clock.advance(hours=3)
-    assert await surveys.sweep(session, settings, clock()) == 1
+    assert await surveys.sweep(db, settings, clock()) == 1
 
 
 async def test_who_is_not_asked(
-    session: AsyncSession, settings: Settings, clock: FrozenClock
+    db: Database, session: AsyncSession, settings: Settings, clock: FrozenClock
 ) -> None:
     start = clock()
     await buy(session, await make_client(session, 5101), start, source="import")
@@ -79,13 +82,13 @@ async def test_who_is_not_asked(
     await buy(session, twice, start)
     await buy(session, twice, start + timedelta(minutes=5))
     clock.advance(hours=3)
-    assert await surveys.sweep(session, settings, clock()) == 1
+    assert await surveys.sweep(db, settings, clock()) == 1
     [row] = await deliveries(session)
     assert row.chat_id == 5107
     # A purchase from days ago (the bot was down) is not asked about any more.
     old = await make_client(session, 5108)
     await buy(session, old, clock() - timedelta(days=3))
-    assert await surveys.sweep(session, settings, clock()) == 0
+    assert await surveys.sweep(db, settings, clock()) == 0
 
 
 # ------------------------------------------------------------------------- end to end
@@ -100,7 +103,7 @@ async def _send_survey(app: App, sender: DeliverySender, session: AsyncSession, 
     client = await make_client(session, tg_id)
     await buy(session, client, app.clock())
     app.clock.advance(minutes=app.settings.engagement.survey_delay_min)
-    assert await surveys.sweep(session, app.settings, app.clock()) == 1
+    assert await surveys.sweep(app.db, app.settings, app.clock()) == 1
     assert (await sender.deliver_due()).sent == 1
 
 
@@ -204,6 +207,7 @@ async def test_absurd_survey_button_data_is_refused_without_an_error(
 
 
 async def test_an_answered_survey_is_not_sent_late(
+    db: Database,
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -213,13 +217,14 @@ async def test_an_answered_survey_is_not_sent_late(
     client = await make_client(session, 5301)
     await buy(session, client, clock())
     clock.advance(hours=3)
-    await surveys.sweep(session, settings, clock())
+    await surveys.sweep(db, settings, clock())
     clock.advance(days=settings.engagement.survey_answer_days + 1)
     sender = sender_for(None, sessionmaker, settings, clock, limiter=fast_limiter())  # type: ignore[arg-type]
     assert (await sender.deliver_due()).skipped == 1
 
 
 async def test_the_survey_speaks_the_clients_language(
+    db: Database,
     tg: FakeTelegram,
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -229,7 +234,7 @@ async def test_the_survey_speaks_the_clients_language(
     for tg_id, language in ((5401, "ru"), (5402, "et")):
         await buy(session, await make_client(session, tg_id, language=language), clock())
     clock.advance(hours=3)
-    assert await surveys.sweep(session, settings, clock()) == 2
+    assert await surveys.sweep(db, settings, clock()) == 2
     bot = bot_for(tg, settings)
     try:
         sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
@@ -238,3 +243,38 @@ async def test_the_survey_speaks_the_clients_language(
         await bot.session.close()
     assert "Насколько вероятно" in (tg.user(5401).last_message().text or "")
     assert "Kui tõenäoliselt" in (tg.user(5402).last_message().text or "")
+
+
+# ------------------------------------------------------------- concurrent transactions
+# `asyncio.gather` of units: on PostgreSQL they run at once on two connections.
+
+
+async def test_two_sweeps_at_once_ask_once(
+    db: Database, session: AsyncSession, settings: Settings, clock: FrozenClock
+) -> None:
+    client = await make_client(session, 5501)
+    purchase = await buy(session, client, clock())
+    clock.advance(hours=3)
+    counts = await asyncio.gather(*(surveys.sweep(db, settings, clock()) for _ in range(2)))
+    assert sorted(counts) == [0, 1]
+    assert [s.purchase_id for s in await _surveys(session)] == [purchase.id]
+    assert [row.key for row in await deliveries(session)] == [f"survey:{purchase.id}"]
+
+
+async def test_two_presses_at_once_record_one_score_and_one_alert(
+    db: Database, session: AsyncSession, settings: Settings, clock: FrozenClock
+) -> None:
+    await buy(session, await make_client(session, 5502), clock())
+    clock.advance(hours=3)
+    assert await surveys.sweep(db, settings, clock()) == 1
+    [survey] = await _surveys(session)
+    answers = await asyncio.gather(
+        *(
+            surveys.answer(db, settings, survey_id=survey.id, tg_id=5502, score=score, now=clock())
+            for score in (2, 3)
+        )
+    )
+    assert sorted(a.status for a in answers) == [AnswerStatus.ALREADY, AnswerStatus.RECORDED]
+    recorded = next(a for a in answers if a.status is AnswerStatus.RECORDED)
+    assert {a.score for a in answers} == {recorded.score}  # the refused press sees it
+    assert len(await deliveries(session, kind="detractor_alert")) == 1

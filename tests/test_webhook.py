@@ -28,6 +28,7 @@ from bot.webhook import (
     webhook_url,
 )
 from config import Settings, SettingsError
+from db.database import Database
 from db.models import ProcessedUpdate
 from tests.conftest import FrozenClock, make_settings
 from tests.fakeapi import FakeTelegram
@@ -109,7 +110,10 @@ async def running_hook(
     )
     bot = create_bot(settings)
     dp = create_dispatcher(
-        settings, sessionmaker, clock=clock, update_guards=[ProcessedUpdates(sessionmaker, clock)]
+        settings,
+        sessionmaker,
+        clock=clock,
+        update_guards=[ProcessedUpdates(Database.of(sessionmaker.kw["bind"]), clock)],
     )
     server = WebhookServer(build_webhook_app(dp, bot, settings), settings)
     await server.start()
@@ -466,9 +470,9 @@ def test_a_cap_over_the_hard_open_file_limit_refuses_to_start(
 
 
 async def test_old_processed_updates_are_pruned(
-    sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
+    sessionmaker: async_sessionmaker[AsyncSession], db: Database, clock: FrozenClock
 ) -> None:
-    guard = ProcessedUpdates(sessionmaker, clock)
+    guard = ProcessedUpdates(db, clock)
     assert await guard.claim(1)
     assert not await guard.claim(1)
     clock.advance(days=2)
@@ -476,6 +480,17 @@ async def test_old_processed_updates_are_pruned(
     async with sessionmaker() as session:
         ids = (await session.scalars(select(ProcessedUpdate.update_id))).all()
     assert ids == [2]
+
+
+async def test_two_workers_handed_the_same_update_process_it_once(
+    db: Database, clock: FrozenClock
+) -> None:
+    """Telegram retries an update while the first delivery is still being handled, and the
+    retry reaches another worker: the two claims run at once, exactly one wins."""
+    workers = [ProcessedUpdates(db, clock), ProcessedUpdates(db, clock)]
+    for update_id in range(10, 20):
+        claims = await asyncio.gather(*(worker.claim(update_id) for worker in workers))
+        assert sorted(claims) == [False, True]
 
 
 # ------------------------------------------------------------------------------- settings

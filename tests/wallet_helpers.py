@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.database import Database
 from db.models import Card, Client, Purchase
 from services.cards import refresh_totals
 from services.inventory import add_range
@@ -33,8 +34,8 @@ async def seed_cards(
     segment: str = "b2c",
     pin: str | None = None,
 ) -> None:
+    await add_range(Database.of(sessionmaker.kw["bind"]), start, end, pct, segment=segment, now=now)
     async with sessionmaker() as session:
-        await add_range(session, start, end, pct, segment=segment, now=now)
         if pin is not None:
             await session.execute(
                 update(Card)
@@ -69,7 +70,7 @@ async def add_purchase(
             )
         )
         await session.flush()
-        await refresh_totals(session, card.id)
+        await session.run_sync(refresh_totals, card.id)
         await session.commit()
 
 

@@ -1,4 +1,4 @@
-"""Shared plumbing for CLI commands: settings, a migrated database, one session."""
+"""Shared plumbing for CLI commands: settings, a migrated database, its `Database`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 
@@ -17,19 +18,24 @@ T = TypeVar("T")
 
 
 @asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[AsyncSession]:
-    """A migrated database and one session; the engine is disposed afterwards."""
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """A migrated database; the engine is disposed afterwards."""
     await upgrade(settings.database.url)
     engine = create_engine(settings.database.url)
     try:
-        async with create_sessionmaker(engine)() as session:
-            yield session
+        yield Database.of(engine)
     finally:
         await engine.dispose()
 
 
+async def with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async with database(settings) as db:
+        return await work(db)
+
+
 async def with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    async with database(settings) as session:
+    """Transitional, for `bot/commands/kpi.py` alone until the KPIs are units of work."""
+    async with database(settings) as db, create_sessionmaker(db.engine)() as session:
         return await work(session)
 
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bot.commands._common import LineReporter, with_session
+from bot.commands._common import LineReporter, with_database
 from config import load_settings
 from services import inventory
 from services.clock import utc_now
@@ -58,10 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _add(args: argparse.Namespace) -> int:
     settings = load_settings()
     summary = asyncio.run(
-        with_session(
+        with_database(
             settings,
-            lambda s: inventory.add_range(
-                s, args.start, args.end, args.pct, segment=args.segment, now=utc_now()
+            lambda db: inventory.add_range(
+                db, args.start, args.end, args.pct, segment=args.segment, now=utc_now()
             ),
         )
     )
@@ -73,9 +73,9 @@ def _import(args: argparse.Namespace) -> int:
     settings = load_settings()
     reporter = LineReporter(args.file.name)
     summary = asyncio.run(
-        with_session(
+        with_database(
             settings,
-            lambda s: inventory.import_cards(s, args.file, now=utc_now(), on_error=reporter),
+            lambda db: inventory.import_cards(db, args.file, now=utc_now(), on_error=reporter),
         )
     )
     tiers = ", ".join(f"{n} at {pct}%" for pct, n in sorted(summary.by_pct.items()))

@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Iterator
 from datetime import datetime
 
+from bot.commands._common import database
 from config import Settings, SettingsError, load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from services.clock import utc_now
 
-# Kept in sync with services.jobs.PASSES (imported lazily: aiogram is slow to import).
-JOB_NAMES = ("surveys", "winback", "birthdays", "digest", "backup", "retention", "deliveries")
+
+class _JobNames:
+    """`services.jobs.JOB_NAMES` for argparse's `choices`, imported only when a name is checked
+    or the help is shown: `services.jobs` imports aiogram (through the outbox), seconds that
+    every other CLI command would pay at start-up."""
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from services.jobs import JOB_NAMES
+
+        return JOB_NAMES
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,12 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = actions.add_parser(
         "run",
         help="run one pass of a job now (or as of --at)",
-        description="Run one pass of a scheduled job: surveys, winback, birthdays, digest, "
-        "backup, retention (enqueue or do the work) or deliveries (send what is due; needs "
-        "BOT_TOKEN). --at runs the pass as of that moment (ISO date-time, store time unless it "
-        "has an offset).",
+        description="Run one pass of a scheduled job: a sweep enqueues or does the work; "
+        "deliveries sends what is due (needs BOT_TOKEN). --at runs the pass as of that moment "
+        "(ISO date-time, store time unless it has an offset).",
     )
-    run.add_argument("name", choices=JOB_NAMES, metavar="NAME", help=", ".join(JOB_NAMES))
+    run.add_argument("name", choices=_JobNames(), metavar="NAME", help="%(choices)s")
     run.add_argument("--at", type=str, default=None, metavar="ISO-DATETIME")
     run.set_defaults(func=_run)
 
@@ -54,19 +70,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _run_async(name: str, settings: Settings, now: datetime, *, fixed: bool) -> int:
-    from services import jobs
+    from services.jobs import DELIVERIES, run_pass
 
-    if name == "deliveries":
+    if name == DELIVERIES:
         return await _deliveries(settings, now if fixed else None)
-    if name not in jobs.PASSES:
-        print("retention is not available: services.privacy.anonymise_inactive is missing")
-        return 1
-    await upgrade(settings.database.url)
-    engine = create_engine(settings.database.url)
-    try:
-        result = await jobs.run_pass(name, create_sessionmaker(engine), settings, now)
-    finally:
-        await engine.dispose()
+    async with database(settings) as db:
+        result = await run_pass(name, db, settings, now)
     counts = ", ".join(f"{key} {value}" for key, value in result.counts.items())
     line = f"{name} as of {now.astimezone(settings.store.tz):%Y-%m-%d %H:%M %Z}: {counts}"
     if result.path:

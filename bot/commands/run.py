@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bot.logging_setup import setup_logging
 from config import Settings, SettingsError, load_settings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from services.history_import import recover_interrupted_imports
@@ -180,7 +181,7 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
             if webhook:  # Telegram retries webhook updates: process each update id once
                 from bot.webhook import ProcessedUpdates
 
-                guards.append(ProcessedUpdates(sessionmaker))
+                guards.append(ProcessedUpdates(Database.of(engine)))
             # The delivery worker and the jobs run in the leader only (bot/leader.py): one
             # process among however many serve this bot keeps Telegram's limits and runs each
             # job once.
