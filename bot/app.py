@@ -113,7 +113,7 @@ def create_dispatcher(
     # Error events propagate outside the update middlewares: give them the database too, before
     # the locale middleware (which reads the client's language through it).
     dp.errors.outer_middleware(db_middleware)
-    LocaleMiddleware(i18n, settings.store.default_language).setup(dp)
+    LocaleMiddleware(i18n, settings.store.default_language, redis=redis).setup(dp)
     dp.include_routers(*feature_routers())
     dp.startup.register(register_commands)  # command menus per language and scope
 

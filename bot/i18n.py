@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session
 from config import LANGUAGES, PROJECT_ROOT
 from db.database import Database
 from db.models import Client
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 LOCALES_DIR = PROJECT_ROOT / "locales"
 DOMAIN = "messages"
@@ -42,9 +45,8 @@ class ExpiringMap:
     """A small per-process map whose entries expire: user id → language.
 
     Two uses: the language someone picked with /language before agreeing to the privacy
-    policy (nothing personal may be stored before consent, so it lives only here, for a day,
-    apart from FSM data that `state.clear()` wipes at every /start); and a short cache of the
-    language stored on the client row.
+    policy, on one process (`PendingLanguages`; apart from FSM data, which `state.clear()`
+    wipes at every /start); and a short cache of the language stored on the client row.
     """
 
     MAX_ENTRIES = 10_000
@@ -72,14 +74,51 @@ class ExpiringMap:
         self._entries.pop(user_id, None)
 
 
+PENDING_TTL = 24 * 3600  # seconds a language picked before consent is remembered
+
+
+class PendingLanguages:
+    """The language someone picked with /language before agreeing to the privacy policy.
+
+    Nothing personal may be stored before consent, so it is not in the database: it lives for a
+    day in this process, or in Redis when several workers share one (the /language press may
+    land on one worker and the next message on another)."""
+
+    def __init__(self, redis: Redis | None = None) -> None:
+        self.redis = redis
+        self.local = ExpiringMap(ttl=float(PENDING_TTL))
+
+    @staticmethod
+    def _key(user_id: int) -> str:
+        return f"language:pending:{user_id}"
+
+    async def remember(self, user_id: int, language: str) -> None:
+        if self.redis is None:
+            self.local.remember(user_id, language)
+        else:
+            await self.redis.set(self._key(user_id), language, ex=PENDING_TTL)
+
+    async def get(self, user_id: int) -> str | None:
+        if self.redis is None:
+            return self.local.get(user_id)
+        value = await self.redis.get(self._key(user_id))
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def forget(self, user_id: int) -> None:
+        if self.redis is None:
+            self.local.forget(user_id)
+        else:
+            await self.redis.delete(self._key(user_id))
+
+
 class LocaleMiddleware(I18nMiddleware):
     """The client's stored language, else one picked before consent, else their Telegram
     language, else the store default."""
 
-    def __init__(self, i18n: I18n, default: str) -> None:
+    def __init__(self, i18n: I18n, default: str, *, redis: Redis | None = None) -> None:
         super().__init__(i18n)
         self.default = default
-        self.pending = ExpiringMap(ttl=24 * 3600.0)
+        self.pending = PendingLanguages(redis)
         # Every update needs the locale; a DB round trip for it on each one was the largest
         # fixed cost of an update. Another process's /language shows here within 30 s.
         self.stored = ExpiringMap(ttl=30.0)
@@ -105,7 +144,7 @@ class LocaleMiddleware(I18nMiddleware):
             language = await self._stored_language(db, user.id)
             if language:
                 return language
-        pending = self.pending.get(user.id)
+        pending = await self.pending.get(user.id)
         if pending in LANGUAGES:
             return pending
         return language_from_telegram(user.language_code, self.default)

@@ -563,7 +563,7 @@ async def agree(
         ),
         language=i18n.current_locale,
     )
-    i18n_middleware.pending.forget(user.id)
+    await i18n_middleware.pending.forget(user.id)
     i18n_middleware.forget(user.id)
     await cq.answer(_("Thank you!"))
     await _drop_buttons(cq)
@@ -688,7 +688,7 @@ async def set_language(
     stored = await wallet.set_language(cq.from_user.id, code)
     i18n_middleware.forget(cq.from_user.id)
     if not stored:
-        i18n_middleware.pending.remember(cq.from_user.id, code)
+        await i18n_middleware.pending.remember(cq.from_user.id, code)
     with i18n.use_locale(code):
         text = _("Language: {language}. Send /start to continue.").format(
             language=LANGUAGE_NAMES[code]

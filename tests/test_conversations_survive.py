@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from db.models import ConversationState, Purchase
-from tests.conftest import CASHIER_ID, STAFF_CHAT_ID
+from tests.conftest import CASHIER_ID, REDIS_URL, STAFF_CHAT_ID
 from tests.till_helpers import seed_card
 from tests.wallet_helpers import card, join, seed_cards
 
@@ -56,3 +57,19 @@ async def test_a_finished_conversation_leaves_no_row(app_with: Any) -> None:
         async with app.sessionmaker() as session:
             states = (await session.scalars(select(ConversationState))).all()
         assert states == []
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="without Redis it is kept by the one process")
+async def test_a_language_picked_before_consent_is_seen_by_every_worker(app_with: Any) -> None:
+    async with app_with() as app:
+        user = app.tg.user(3203, language_code="ru")
+        await user.send("/language")
+        choose = await user.wait_message("Выберите язык")
+        await user.press(choose, "🇪🇪 Eesti")
+        await user.wait_message("Keel: 🇪🇪 Eesti")
+    # Another worker (or this one after a restart) greets them in the language they picked.
+    async with app_with() as app:
+        user = app.tg.user(3203, language_code="ru")
+        await user.send("/start")
+        consent = await user.wait_message("/privacy")
+        assert consent.find_button("✅ Nõustun")
