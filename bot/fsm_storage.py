@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiogram.fsm.state import State
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 _KEYS = DefaultKeyBuilder(prefix="fsm", with_bot_id=True, with_destiny=True)
+ABANDONED = timedelta(days=30)
 LOCK_TTL = 10.0  # seconds a conversation stays locked after its worker died mid-update
 _CACHE_LIMIT = 50_000  # conversations kept in memory; older ones are read again when needed
 
@@ -152,7 +153,9 @@ def create_storage(db: Database, redis: Redis | None) -> tuple[BaseStorage, Base
             async def close(self) -> None:
                 """Closed with the Redis client, after the updates in flight."""
 
-        return _Storage(redis, key_builder=_KEYS), _Isolation(redis, key_builder=_KEYS)
+        # A conversation abandoned half-way is forgotten after a month (its key names the person).
+        storage = _Storage(redis, key_builder=_KEYS, state_ttl=ABANDONED, data_ttl=ABANDONED)
+        return storage, _Isolation(redis, key_builder=_KEYS)
     return DatabaseStorage(db), SimpleEventIsolation()
 
 

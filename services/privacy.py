@@ -45,6 +45,7 @@ from db.models import (
     Card,
     CardStatus,
     Client,
+    ConversationState,
     Delivery,
     DeliveryStatus,
     Offer,
@@ -332,6 +333,8 @@ def _erase(session: Session, client: Client, *, now: datetime, reason: str, lang
             delivery.payload = _scrub(delivery.payload, needles, tg_id)
     if tg_id is not None:
         session.execute(delete(BindAttempt).where(BindAttempt.tg_id == tg_id))
+        # Their half-finished conversations (bot/fsm_storage.py keys "fsm:bot:chat:user:…").
+        session.execute(delete(ConversationState).where(ConversationState.key.like(f"%:{tg_id}:%")))
 
     session.execute(update(Survey).where(Survey.client_id == client.id).values(comment=None))
     session.execute(

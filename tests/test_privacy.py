@@ -18,6 +18,7 @@ from db.models import (
     Card,
     CardStatus,
     Client,
+    ConversationState,
     Delivery,
     DeliveryStatus,
     Offer,
@@ -468,6 +469,17 @@ async def test_anonymise_inactive_erases_only_the_long_inactive(
         await session.flush()
         await session.run_sync(refresh_totals, card.id)
         await session.commit()
+        # A conversation they left half-way long ago (its key names them), and someone else's.
+        for user_id in (TG_ID, 888):
+            session.add(
+                ConversationState(
+                    key=f"fsm:123456:{user_id}:{user_id}:default",
+                    state="wallet:pin",
+                    data={"number": "100045"},
+                    updated_at=datetime(2026, 12, 1, tzinfo=UTC),
+                )
+            )
+        await session.commit()
     now = datetime(2027, 7, 1, tzinfo=UTC)
     assert await privacy.anonymise_inactive(db, now, 6) == 1
     assert await privacy.anonymise_inactive(db, now, 6) == 0  # idempotent
@@ -477,6 +489,8 @@ async def test_anonymise_inactive_erases_only_the_long_inactive(
         assert (await session.get(Client, buyer_id)).erased_at is None
         event = await session.scalar(select(AuditEvent).where(AuditEvent.action == "client.erased"))
         assert event.details == {"reason": "retention"}
+        keys = (await session.scalars(select(ConversationState.key))).all()
+        assert keys == ["fsm:123456:888:888:default"]
 
 
 def test_months_before_clamps_the_day() -> None:
