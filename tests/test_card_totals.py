@@ -150,7 +150,10 @@ async def test_sales_and_voids_at_the_same_time_on_one_card_lose_nothing(
         assert await totals(session) == await ledger(session)
         assert (await totals(session))["100045"][:2] == (6, 210000)
         await asyncio.gather(
-            *(sales.void(d.purchase_id, c, False, clock()) for d, c in zip(done[:3], cashiers))
+            *(
+                sales.void(d.purchase_id, c, False, clock())
+                for d, c in zip(done[:3], cashiers, strict=False)
+            )
         )
         assert await totals(session) == await ledger(session)
         assert (await totals(session))["100045"][:2] == (3, 150000)
