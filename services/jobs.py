@@ -120,7 +120,7 @@ async def _digest(sm: async_sessionmaker[AsyncSession], s: Settings, now: dateti
 async def _backup(sm: async_sessionmaker[AsyncSession], s: Settings, now: datetime) -> JobResult:
     path = await asyncio.to_thread(
         backup.backup_database,
-        backup.database_path(s.database.url),
+        s.database.url,
         s.backup.dir,
         s.backup.keep,
         now,
