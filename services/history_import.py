@@ -416,7 +416,7 @@ def import_purchases(
     header, rows = read_csv(
         path, required=["card_number", "date", "amount"], optional=["discount_pct"]
     )
-    job = _Job(
+    job = Job(
         path, header, rows, now, tz, exponent, max_amount_minor, unknown_pct, skip_invalid, on_error
     )
     with rows:
@@ -431,7 +431,7 @@ def import_purchases(
 
 
 @dataclass(frozen=True)
-class _Job:
+class Job:
     """One import as its caller asked for it: the file, how to read it, where errors go."""
 
     path: Path
@@ -447,7 +447,7 @@ class _Job:
 
 
 @dataclass(frozen=True)
-class _Staged:
+class Staged:
     rows: int
     bad: int
     new_cards: list[tuple[int, str, Any]]  # (temporary id < 0, number, first purchase)
@@ -470,10 +470,10 @@ class Writer(Protocol):
 
     def mark_present(self) -> int: ...
 
-    def write(self, job: _Job, sha: str, staged: _Staged, present: int) -> ImportSummary: ...
+    def write(self, job: Job, sha: str, staged: Staged, present: int) -> ImportSummary: ...
 
 
-def _import(writer: Writer, job: _Job) -> ImportSummary:
+def _import(writer: Writer, job: Job) -> ImportSummary:
     """The import on either engine: recover, refuse a known file, validate and stage every
     line, leave out rows already present, write."""
     writer.recover(job.now)
@@ -505,7 +505,7 @@ def _refuse_known_file(path: Path, previous: tuple[int, datetime, int] | None) -
         )
 
 
-def _stage(writer: Writer, job: _Job, parser: _RowParser) -> _Staged:
+def _stage(writer: Writer, job: Job, parser: _RowParser) -> Staged:
     """Phase 1: parse every line; the good rows into the writer's staging table, in file order
     (`rid` 1, 2, …). Cards not registered get temporary ids < 0."""
     cards: dict[str, tuple[int, int]] = {
@@ -542,7 +542,7 @@ def _stage(writer: Writer, job: _Job, parser: _RowParser) -> _Staged:
     if batch:
         writer.stage(batch)
     created_cards = [(tmp, number, first) for number, (tmp, first) in new_cards.items()]
-    return _Staged(staged, bad, created_cards)
+    return Staged(staged, bad, created_cards)
 
 
 # The dedupe rule, the same SQL on both engines: rows of `import_rows` identical (card, moment,
@@ -620,7 +620,7 @@ class _SqliteWriter:
         store.raw.execute(f"INSERT INTO temp.import_present {PRESENT_ROWS}")
         return int(store.scalar("SELECT count(*) FROM temp.import_present"))
 
-    def write(self, job: _Job, sha: str, staged: _Staged, present: int) -> ImportSummary:
+    def write(self, job: Job, sha: str, staged: Staged, present: int) -> ImportSummary:
         return _write(
             self.store, job.path, sha, job.now, staged, present, job.unknown_pct, self.pacing
         )
@@ -631,7 +631,7 @@ def _write(
     path: Path,
     sha: str,
     now: datetime,
-    staged: _Staged,
+    staged: Staged,
     present: int,
     unknown_pct: int,
     pacing: Pacing,

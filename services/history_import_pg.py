@@ -64,9 +64,9 @@ from services.errors import ImportFileError
 from services.history_import import (
     PRESENT_ROWS,
     ImportSummary,
+    Job,
     Recovered,
-    _Job,
-    _Staged,
+    Staged,
     log_recovered,
 )
 
@@ -162,7 +162,7 @@ class PgWriter:
         self._execute(f"INSERT INTO import_present {PRESENT_ROWS}")
         return int(self.session.scalar(text("SELECT count(*) FROM import_present")) or 0)
 
-    def write(self, job: _Job, sha: str, staged: _Staged, present: int) -> ImportSummary:
+    def write(self, job: Job, sha: str, staged: Staged, present: int) -> ImportSummary:
         """Phase 2, then the commit: the import row, new cards, the rows, the cards' figures."""
         session = self.session
         imp = Import(
