@@ -351,6 +351,7 @@ class Run:
 
     def __init__(self) -> None:
         self.import_s = self.floor_s = 0.0
+        self.peak_mb = 0.0  # the process's peak RSS right after the import (before the floor)
         self.held: str | None = None
         self.before: list[float] = []  # the till's write times before the import
         self.during: list[float] = []  # … and while it ran
@@ -379,6 +380,7 @@ def measure(
     import_started = time.time()
     run.import_s = run_import(import_url, csv_path, pacing)
     import_ended = time.time()
+    run.peak_mb = _rss_mb()
     run.held = held.message
 
     if till is not None:
@@ -453,8 +455,8 @@ def main() -> None:
         import_peak = 0.0
         for number in range(1, args.repeat + 1):
             run = measure(args, *databases.fresh(), csv_path, pacing, held)
-            if number == 1:  # later runs' peaks include the floor's pre-parsed rows
-                import_peak = _rss_mb()
+            if number == 1:  # the peak is the process's: later ones include the floor's rows
+                import_peak = run.peak_mb
             runs.append(run)
             print(
                 f"run {number}: import {run.import_s:6.2f} s ({args.rows / run.import_s:,.0f} "
