@@ -1,7 +1,12 @@
 """Purchase history import (e.g. a POS export): `card_number,date,amount[,discount_pct]`.
 
 A big history (1.6M rows take tens of seconds) is imported while the tills keep selling, and
-still all or nothing:
+still all or nothing. Both engines share what the import means — every line validated before
+anything is written, the same file refused twice, rows equal to rows of an earlier import left
+out, unknown cards created, issue dates and lifetime figures brought up to date, the summary —
+and differ only in how the rows are written (`_import` is the shared flow; a writer per engine).
+
+**SQLite** (this module):
 
 1. **Validate everything first**, without any lock on the ledger. Every line is parsed; the good
    rows go into a temporary table of the import's own SQLite connection (on disk, not in
@@ -28,6 +33,11 @@ kernel releases when a process dies, tells a crashed import from one that is sti
 
 While an import runs, readers see its rows arrive; until it is `done` the touched cards' issue
 dates and lifetime figures may lag behind them.
+
+**PostgreSQL** (`services.history_import_pg`): the whole import is one transaction — rows
+loaded with COPY into a temporary table, then one `INSERT … SELECT` — which MVCC lets run beside
+the tills' writes; only the touched cards' rows are locked, at the very end, for the short
+update of their figures. A crash or Ctrl+C leaves nothing behind (PostgreSQL rolls back).
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, create_engine, event, update
@@ -156,14 +166,16 @@ def _shown(raw: str) -> str:
 
 
 class _Dates:
-    """Store-time dates and datetimes → UTC text, with a cache: POS exports repeat dates."""
+    """Store-time dates and datetimes → naive UTC, as the engine's staging table takes it (SQLite:
+    its text form; PostgreSQL: a datetime), with a cache: POS exports repeat dates."""
 
-    def __init__(self, tz: ZoneInfo, now: datetime) -> None:
+    def __init__(self, tz: ZoneInfo, now: datetime, as_text: bool) -> None:
         self.tz = tz
         self.now = now
-        self.cache: dict[str, str] = {}
+        self.as_text = as_text
+        self.cache: dict[str, Any] = {}
 
-    def parse(self, raw: str) -> str:
+    def parse(self, raw: str) -> Any:
         hit = self.cache.get(raw)
         if hit is not None:
             return hit
@@ -175,7 +187,8 @@ class _Dates:
             raise BadRow(f"date {_shown(raw)} is not {FORMS}") from exc
         if utc > self.now:
             raise BadRow(f"date {raw} is in the future")
-        result = utc.replace(tzinfo=None).strftime(SQLITE_DATETIME_FORMAT)
+        naive = utc.replace(tzinfo=None)
+        result = naive.strftime(SQLITE_DATETIME_FORMAT) if self.as_text else naive
         if len(raw) == 10:  # only date-only keys repeat often enough to be worth caching
             if len(self.cache) > 100_000:
                 self.cache.clear()
@@ -184,20 +197,27 @@ class _Dates:
 
 
 class _RowParser:
-    """Turns one CSV row into (card number, UTC timestamp text, amount minor, pct or None)."""
+    """Turns one CSV row into (card number, naive UTC moment, amount minor, pct or None)."""
 
     def __init__(
-        self, header: CsvHeader, tz: ZoneInfo, now: datetime, exponent: int, max_minor: int
+        self,
+        header: CsvHeader,
+        tz: ZoneInfo,
+        now: datetime,
+        exponent: int,
+        max_minor: int,
+        *,
+        text_dates: bool,
     ) -> None:
         self.i_number = header.at("card_number")
         self.i_date = header.at("date")
         self.i_amount = header.at("amount")
         self.i_pct = header.index("discount_pct")
-        self.dates = _Dates(tz, now)
+        self.dates = _Dates(tz, now, text_dates)
         self.exponent = exponent
         self.max_minor = max_minor
 
-    def parse(self, row: CsvRow) -> tuple[str, str, int, int | None]:
+    def parse(self, row: CsvRow) -> tuple[str, Any, int, int | None]:
         if row.extra:
             raise BadRow("more cells than header columns")
         cells = row.cells
@@ -332,7 +352,7 @@ def _opened(database_url: str) -> Iterator[_Store | None]:
     """The store with the import lock held; None when another import holds it."""
     db_file = _database_file(database_url)
     if db_file is None:
-        raise ImportFileError("the purchase import needs a SQLite database file")
+        raise ImportFileError("the purchase import needs a SQLite database file or PostgreSQL")
     lock = _ImportLock(db_file)
     if not lock.acquire():
         yield None
@@ -384,78 +404,120 @@ def import_purchases(
     on_error: ErrorSink,
     pacing: Pacing = DEFAULT_PACING,
 ) -> ImportSummary:
-    """Import a purchase history into the (migrated) SQLite database at `database_url`.
+    """Import a purchase history into the (migrated) database at `database_url`: a SQLite file
+    or PostgreSQL.
 
-    Blocking (run it in a thread from async code). Bad lines go to `on_error(line, reason)`;
-    refusals raise `DomainError`s and leave the database as it was.
+    Blocking (run it in a thread from async code; on PostgreSQL it runs its own event loop).
+    Bad lines go to `on_error(line, reason)`; refusals raise `DomainError`s and leave the
+    database as it was. `pacing` is SQLite's (PostgreSQL needs none).
     """
     if not 1 <= unknown_pct <= 99:
         raise ImportFileError(f"--pct must be between 1 and 99, not {unknown_pct}")
     header, rows = read_csv(
         path, required=["card_number", "date", "amount"], optional=["discount_pct"]
     )
-    with rows, _opened(database_url) as store:
-        if store is None:
-            raise ImportFileError("another purchase import is running on this database")
-        _recover(store, now, pacing)
-        sha = file_sha256(path)
-        _refuse_known_file(store, path, sha)
-        parser = _RowParser(header, tz, now, exponent, max_amount_minor)
-        staged = _stage(store, rows, parser, unknown_pct, skip_invalid, on_error)
-        if not staged.rows:
-            raise ImportFileError(f"{path.name}: no purchases to import")
-        present = _mark_present(store)
-        imported = staged.rows - present
-        if not imported:
-            return ImportSummary(None, 0, present, staged.bad, 0, None, None)
-        return _write(store, path, sha, now, staged, present, unknown_pct, pacing)
+    job = Job(
+        path, header, rows, now, tz, exponent, max_amount_minor, unknown_pct, skip_invalid, on_error
+    )
+    with rows:
+        if _is_postgres(database_url):
+            from services import history_import_pg
+
+            return history_import_pg.run_import(database_url, lambda writer: _import(writer, job))
+        with _opened(database_url) as store:
+            if store is None:
+                raise ImportFileError("another purchase import is running on this database")
+            return _import(_SqliteWriter(store, pacing), job)
 
 
 @dataclass(frozen=True)
-class _Staged:
+class Job:
+    """One import as its caller asked for it: the file, how to read it, where errors go."""
+
+    path: Path
+    header: CsvHeader
+    rows: Iterable[CsvRow]
+    now: datetime
+    tz: ZoneInfo
+    exponent: int
+    max_amount_minor: int
+    unknown_pct: int
+    skip_invalid: bool
+    on_error: ErrorSink
+
+
+@dataclass(frozen=True)
+class Staged:
     rows: int
     bad: int
-    new_cards: list[tuple[int, str, str]]  # (temporary id < 0, number, first purchase)
+    new_cards: list[tuple[int, str, Any]]  # (temporary id < 0, number, first purchase)
 
 
-_STAGE_ROW = "INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?)"
+class Writer(Protocol):
+    """What an engine does for the shared flow (`_import`): keep the validated rows in a
+    staging table `import_rows (rid, card_id, created_at, amount, pct, discount)` of its own
+    connection, find the rows already present, and write."""
+
+    text_dates: bool  # the staging table takes moments as SQLite's text (else datetimes)
+
+    def recover(self, now: datetime) -> list[Recovered]: ...
+
+    def known_file(self, sha: str) -> tuple[int, datetime, int] | None: ...
+
+    def registered_cards(self) -> Iterable[tuple[str, int, int]]: ...
+
+    def stage(self, rows: list[tuple[Any, ...]]) -> None: ...
+
+    def mark_present(self) -> int: ...
+
+    def write(self, job: Job, sha: str, staged: Staged, present: int) -> ImportSummary: ...
 
 
-def _refuse_known_file(store: _Store, path: Path, sha: str) -> None:
-    previous = store.raw.execute(
-        "SELECT id, created_at, rows FROM imports WHERE file_sha256 = ?", (sha,)
-    ).fetchone()
+def _import(writer: Writer, job: Job) -> ImportSummary:
+    """The import on either engine: recover, refuse a known file, validate and stage every
+    line, leave out rows already present, write."""
+    writer.recover(job.now)
+    sha = file_sha256(job.path)
+    _refuse_known_file(job.path, writer.known_file(sha))
+    parser = _RowParser(
+        job.header,
+        job.tz,
+        job.now,
+        job.exponent,
+        job.max_amount_minor,
+        text_dates=writer.text_dates,
+    )
+    staged = _stage(writer, job, parser)
+    if not staged.rows:
+        raise ImportFileError(f"{job.path.name}: no purchases to import")
+    present = writer.mark_present()
+    if staged.rows == present:
+        return ImportSummary(None, 0, present, staged.bad, 0, None, None)
+    return writer.write(job, sha, staged, present)
+
+
+def _refuse_known_file(path: Path, previous: tuple[int, datetime, int] | None) -> None:
     if previous is not None:
-        at = datetime.strptime(previous[1], SQLITE_DATETIME_FORMAT)
+        import_id, at, rows = previous
         raise ImportFileError(
             f"{path.name}: this file was already imported "
-            f"(import #{previous[0]} of {at:%Y-%m-%d %H:%M} UTC, {previous[2]} rows)"
+            f"(import #{import_id} of {at:%Y-%m-%d %H:%M} UTC, {rows} rows)"
         )
 
 
-def _stage(
-    store: _Store,
-    rows: Iterable[CsvRow],
-    parser: _RowParser,
-    unknown_pct: int,
-    skip_invalid: bool,
-    on_error: ErrorSink,
-) -> _Staged:
-    """Phase 1: parse every line; good rows into `temp.import_rows` (file order)."""
-    store.raw.execute(
-        "CREATE TEMP TABLE import_rows (card_id INTEGER NOT NULL, created_at TEXT NOT NULL, "
-        "amount INTEGER NOT NULL, pct INTEGER NOT NULL, discount INTEGER NOT NULL)"
-    )
+def _stage(writer: Writer, job: Job, parser: _RowParser) -> Staged:
+    """Phase 1: parse every line; the good rows into the writer's staging table, in file order
+    (`rid` 1, 2, …). Cards not registered get temporary ids < 0."""
     cards: dict[str, tuple[int, int]] = {
-        number: (card_id, pct)
-        for number, card_id, pct in store.raw.execute("SELECT number, id, base_pct FROM cards")
+        number: (card_id, pct) for number, card_id, pct in writer.registered_cards()
     }
     new_cards: dict[str, list[Any]] = {}  # number → [temporary id, first purchase]
     batch: list[tuple[Any, ...]] = []
     staged = bad = 0
-    for row in rows:
+    skip_invalid, on_error, unknown_pct = job.skip_invalid, job.on_error, job.unknown_pct
+    for row in job.rows:
         try:
-            number, created_text, amount, pct = parser.parse(row)
+            number, created, amount, pct = parser.parse(row)
         except BadRow as exc:
             bad += 1
             on_error(row.line, str(exc))
@@ -466,42 +528,102 @@ def _stage(
         if card is None:
             # Not registered: a new card, created only once the whole file is known good.
             card = cards[number] = (-(len(new_cards) + 1), unknown_pct)
-            new_cards[number] = [card[0], created_text]
-        elif card[0] < 0 and created_text < new_cards[number][1]:
-            new_cards[number][1] = created_text
+            new_cards[number] = [card[0], created]
+        elif card[0] < 0 and created < new_cards[number][1]:
+            new_cards[number][1] = created
         card_pct = card[1] if pct is None else pct
-        batch.append((card[0], created_text, amount, card_pct, discount_for(amount, card_pct)))
         staged += 1
+        batch.append((staged, card[0], created, amount, card_pct, discount_for(amount, card_pct)))
         if len(batch) >= STAGE_BATCH:
-            store.stage(_STAGE_ROW, batch)
+            writer.stage(batch)
             batch = []
     if bad and not skip_invalid:
         raise ImportRowsInvalid(bad)
     if batch:
-        store.stage(_STAGE_ROW, batch)
-    created = [(tmp, number, first) for number, (tmp, first) in new_cards.items()]
-    return _Staged(staged, bad, created)
+        writer.stage(batch)
+    created_cards = [(tmp, number, first) for number, (tmp, first) in new_cards.items()]
+    return Staged(staged, bad, created_cards)
 
 
-def _mark_present(store: _Store) -> int:
-    """Rows identical to rows of earlier imports, as many times as those hold them, into
-    `temp.import_present`. Only rows of cards an earlier import touched are looked up."""
-    store.raw.execute("CREATE TEMP TABLE import_present (rid INTEGER PRIMARY KEY)")
-    if not store.scalar("SELECT 1 FROM imports LIMIT 1"):
-        return 0
-    store.raw.execute(
-        "INSERT INTO temp.import_present "
-        "SELECT rid FROM (SELECT r.rowid AS rid, r.card_id, r.created_at, r.amount, "
-        "                 row_number() OVER (PARTITION BY r.card_id, r.created_at, r.amount "
-        "                                    ORDER BY r.rowid) AS nth "
-        "                 FROM temp.import_rows r "
-        "                 WHERE r.card_id IN (SELECT card_id FROM main.purchases "
-        "                                     WHERE import_id IS NOT NULL)) AS t "
-        "WHERE t.nth <= (SELECT count(*) FROM main.purchases p WHERE p.card_id = t.card_id "
-        "                AND p.created_at = t.created_at AND p.amount = t.amount "
-        "                AND p.import_id IS NOT NULL)"
+# The dedupe rule, the same SQL on both engines: rows of `import_rows` identical (card, moment,
+# amount) to rows of earlier imports, as many times as those hold them. Only rows of cards an
+# earlier import touched are looked up.
+PRESENT_ROWS = (
+    "SELECT rid FROM (SELECT r.rid, r.card_id, r.created_at, r.amount, "
+    "                 row_number() OVER (PARTITION BY r.card_id, r.created_at, r.amount "
+    "                                    ORDER BY r.rid) AS nth "
+    "                 FROM import_rows r "
+    "                 WHERE r.card_id IN (SELECT card_id FROM purchases "
+    "                                     WHERE import_id IS NOT NULL)) AS t "
+    "WHERE t.nth <= (SELECT count(*) FROM purchases p WHERE p.card_id = t.card_id "
+    "                AND p.created_at = t.created_at AND p.amount = t.amount "
+    "                AND p.import_id IS NOT NULL)"
+)
+
+
+def log_recovered(found: Recovered) -> None:
+    log.warning(
+        "purchase import #%s (%s) was interrupted: %s",
+        found.import_id,
+        found.file_name,
+        f"finished it ({found.rows} rows)"
+        if found.outcome == "finished"
+        else f"removed its {found.rows} rows and new cards",
     )
-    return int(store.scalar("SELECT count(*) FROM temp.import_present"))
+
+
+def _is_postgres(database_url: str) -> bool:
+    return make_url(database_url).get_backend_name() == "postgresql"
+
+
+# --------------------------------------------------------------------------- SQLite writes
+
+
+class _SqliteWriter:
+    """The SQLite side of `_import`: the import's own connection (`_Store`), its temporary
+    tables on disk, and the paced write transactions below."""
+
+    text_dates = True
+
+    def __init__(self, store: _Store, pacing: Pacing) -> None:
+        self.store = store
+        self.pacing = pacing
+        store.raw.execute(
+            "CREATE TEMP TABLE import_rows (rid INTEGER PRIMARY KEY, card_id INTEGER NOT NULL, "
+            "created_at TEXT NOT NULL, amount INTEGER NOT NULL, pct INTEGER NOT NULL, "
+            "discount INTEGER NOT NULL)"
+        )
+
+    def recover(self, now: datetime) -> list[Recovered]:
+        return _recover(self.store, now, self.pacing)
+
+    def known_file(self, sha: str) -> tuple[int, datetime, int] | None:
+        row = self.store.raw.execute(
+            "SELECT id, created_at, rows FROM imports WHERE file_sha256 = ?", (sha,)
+        ).fetchone()
+        if row is None:
+            return None
+        return row[0], datetime.strptime(row[1], SQLITE_DATETIME_FORMAT), row[2]
+
+    def registered_cards(self) -> Iterable[tuple[str, int, int]]:
+        return self.store.raw.execute("SELECT number, id, base_pct FROM cards")
+
+    def stage(self, rows: list[tuple[Any, ...]]) -> None:
+        self.store.stage("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def mark_present(self) -> int:
+        """`PRESENT_ROWS` into `temp.import_present`."""
+        store = self.store
+        store.raw.execute("CREATE TEMP TABLE import_present (rid INTEGER PRIMARY KEY)")
+        if not store.scalar("SELECT 1 FROM imports LIMIT 1"):
+            return 0
+        store.raw.execute(f"INSERT INTO temp.import_present {PRESENT_ROWS}")
+        return int(store.scalar("SELECT count(*) FROM temp.import_present"))
+
+    def write(self, job: Job, sha: str, staged: Staged, present: int) -> ImportSummary:
+        return _write(
+            self.store, job.path, sha, job.now, staged, present, job.unknown_pct, self.pacing
+        )
 
 
 def _write(
@@ -509,7 +631,7 @@ def _write(
     path: Path,
     sha: str,
     now: datetime,
-    staged: _Staged,
+    staged: Staged,
     present: int,
     unknown_pct: int,
     pacing: Pacing,
@@ -777,15 +899,8 @@ def _recover(store: _Store, now: datetime, pacing: Pacing) -> list[Recovered]:
         else:
             rows = _remove(store, import_id, pacing)
             outcome = "removed"
-        log.warning(
-            "purchase import #%s (%s) was interrupted: %s",
-            import_id,
-            file_name,
-            f"finished it ({rows} rows)"
-            if outcome == "finished"
-            else f"removed its {rows} rows and new cards",
-        )
         recovered.append(Recovered(import_id, file_name, outcome, rows))
+        log_recovered(recovered[-1])
     return recovered
 
 
@@ -793,8 +908,14 @@ def recover_interrupted_imports(
     database_url: str, *, now: datetime | None = None, pacing: Pacing = DEFAULT_PACING
 ) -> list[Recovered]:
     """Remove (or finish) imports a crash interrupted; called after migrating, at bot start
-    and by `python -m bot migrate`. Nothing to do for a database other than a SQLite file, or
-    while another process is importing (its own crash is recovered next time)."""
+    and by `python -m bot migrate`. Blocking, like `import_purchases`. Nothing to do for a
+    SQLite database that is not a file, or while another process is importing (its own crash
+    is recovered next time). On PostgreSQL a crash leaves no import behind (an import is one
+    transaction); an import row left unfinished by other means is handled the same way."""
+    if _is_postgres(database_url):
+        from services import history_import_pg
+
+        return history_import_pg.recover(database_url, now or utc_now())
     if _database_file(database_url) is None:
         return []
     with _opened(database_url) as store:

@@ -110,7 +110,7 @@ async def _digest(db: Database, s: Settings, now: datetime) -> JobResult:
 async def _backup(db: Database, s: Settings, now: datetime) -> JobResult:
     path = await asyncio.to_thread(
         backup.backup_database,
-        backup.database_path(s.database.url),
+        s.database.url,
         s.backup.dir,
         s.backup.keep,
         now,

@@ -927,9 +927,12 @@ def _redeem_offer_statement() -> Prepared:
 
 @cache
 def _lock_card_statement() -> Prepared:
-    """Lock the card's row until the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite
-    has one writer, and the statement is a plain read there)."""
-    return Prepared(select(_cards.id).where(_cards.id == bindparam("p_card")).with_for_update())
+    """Lock the card's row until the transaction ends (`FOR NO KEY UPDATE` on PostgreSQL, which
+    a history import's uncommitted purchases of the card do not block; SQLite has one writer,
+    and the statement is a plain read there)."""
+    return Prepared(
+        select(_cards.id).where(_cards.id == bindparam("p_card")).with_for_update(key_share=True)
+    )
 
 
 @cache

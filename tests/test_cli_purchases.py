@@ -1,24 +1,30 @@
-"""`python -m bot purchases import`: the docs/design.md contract, line by line."""
+"""`python -m bot purchases import`: the docs/design.md contract, line by line, on both engines."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Cli
+from tests.import_helpers import Db, DbCli
 
 
 @pytest.fixture
-def cli(db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    cli = Cli(db_path, monkeypatch, capsys)
-    assert cli("cards", "add", "--from", "100001", "--to", "100010", "--pct", "7").code == 0
-    return cli
+def cli(
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[DbCli]:
+    with Db(db_url) as db:
+        cli = DbCli(db, tmp_path, monkeypatch, capsys)
+        assert cli("cards", "add", "--from", "100001", "--to", "100010", "--pct", "7").code == 0
+        yield cli
 
 
-def test_imports_history_and_issues_cards_at_first_purchase(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_imports_history_and_issues_cards_at_first_purchase(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     path = write_file(
         "pos.csv",
         "card_number,date,amount,discount_pct\n"
@@ -50,7 +56,7 @@ def test_imports_history_and_issues_cards_at_first_purchase(cli: Cli, write_file
     assert cli.scalar("SELECT count(*) FROM cards WHERE status = 'in_stock'") == 9
 
 
-def test_russian_excel_export_is_accepted(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_russian_excel_export_is_accepted(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     content = "\ufeffCard_Number;Date;Amount\r\n100002;2026-05-05;1 234,50\r\n\r\n"
     result = cli("purchases", "import", str(write_file("excel.csv", content)))
     assert result.code == 0, result.err
@@ -73,7 +79,7 @@ BAD_FILE = (
 )
 
 
-def test_atomic_import_reports_every_bad_line_and_writes_nothing(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_atomic_import_reports_every_bad_line_and_writes_nothing(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     before = cli.dump()
     result = cli("purchases", "import", str(write_file("bad.csv", BAD_FILE)))
     assert result.code == 1
@@ -93,7 +99,7 @@ def test_atomic_import_reports_every_bad_line_and_writes_nothing(cli: Cli, write
     assert cli.dump() == before
 
 
-def test_skip_invalid_imports_the_rest_and_the_same_file_is_refused(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_skip_invalid_imports_the_rest_and_the_same_file_is_refused(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     path = write_file("bad.csv", BAD_FILE)
     result = cli("purchases", "import", str(path), "--skip-invalid")
     assert result.code == 0
@@ -107,7 +113,7 @@ def test_skip_invalid_imports_the_rest_and_the_same_file_is_refused(cli: Cli, wr
     assert cli.dump() == before
 
 
-def test_failed_import_can_be_retried_after_fixing(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_failed_import_can_be_retried_after_fixing(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     path = write_file("pos.csv", "card_number,date,amount\n100001,2026-01-01,abc\n")
     assert cli("purchases", "import", str(path)).code == 1
     path.write_text("card_number,date,amount\n100001,2026-01-01,12\n", encoding="utf-8")
@@ -129,7 +135,7 @@ def test_failed_import_can_be_retried_after_fixing(cli: Cli, write_file) -> None
         ),
     ],
 )
-def test_broken_files_are_refused(cli: Cli, write_file, content: bytes, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_broken_files_are_refused(cli: DbCli, write_file, content: bytes, message: str) -> None:  # type: ignore[no-untyped-def]
     before = cli.dump()
     result = cli("purchases", "import", str(write_file("broken.csv", content)))
     assert result.code == 1
@@ -137,7 +143,7 @@ def test_broken_files_are_refused(cli: Cli, write_file, content: bytes, message:
     assert cli.dump() == before
 
 
-def test_bad_pct_option(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_bad_pct_option(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     path = write_file("pos.csv", "card_number,date,amount\n999999,2026-01-01,12\n")
     result = cli("purchases", "import", str(path), "--pct", "0")
     assert result.code == 1 and "--pct must be between 1 and 99" in result.err
@@ -160,7 +166,7 @@ CORRECTED_FILE = (
 )
 
 
-def test_reimporting_a_corrected_file_skips_rows_already_imported(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_reimporting_a_corrected_file_skips_rows_already_imported(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     assert (
         cli("purchases", "import", str(write_file("bad.csv", BAD_FILE)), "--skip-invalid").code == 0
     )
@@ -178,7 +184,7 @@ def test_reimporting_a_corrected_file_skips_rows_already_imported(cli: Cli, writ
     assert cli.scalar("SELECT purchase_count FROM cards WHERE number = '100001'") == 9
 
 
-def test_present_rows_are_counted_as_often_as_the_ledger_holds_them(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_present_rows_are_counted_as_often_as_the_ledger_holds_them(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     first = "card_number,date,amount\n100002,2026-02-01,10\n100002,2026-02-01,10\n"
     assert cli("purchases", "import", str(write_file("a.csv", first))).code == 0
     # Three equal rows now: two are the ones imported before, the third is new.
@@ -189,21 +195,21 @@ def test_present_rows_are_counted_as_often_as_the_ledger_holds_them(cli: Cli, wr
     assert cli.scalar("SELECT count(*) FROM purchases WHERE amount = 1000") == 4
 
 
-def test_a_till_sale_is_not_an_imported_row(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_a_till_sale_is_not_an_imported_row(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     card_id = cli.scalar("SELECT id FROM cards WHERE number = '100004'")
-    with sqlite3.connect(cli.db_path) as conn:  # a sale recorded at the till at the same moment
-        conn.execute(
-            "INSERT INTO purchases (card_id, amount, discount_pct, discount_amount, paid_amount, "
-            "source, created_at) VALUES (?, 1000, 7, 70, 930, 'bot', '2026-02-28 21:00:00.000000')",
-            (card_id,),
-        )
+    cli.db.execute(  # a sale recorded at the till at the same moment
+        "INSERT INTO purchases (card_id, amount, discount_pct, discount_amount, paid_amount, "
+        "source, created_at) VALUES (:card, 1000, 7, 70, 930, 'bot', "
+        "'2026-02-28 21:00:00.000000')",
+        card=card_id,
+    )
     path = write_file("pos.csv", "card_number,date,amount\n100004,2026-03-01,10\n")
     result = cli("purchases", "import", str(path))
     assert result.code == 0 and "imported 1 purchases" in result.out
     assert "already present" not in result.out
 
 
-def test_a_file_whose_rows_are_all_present_writes_nothing(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_a_file_whose_rows_are_all_present_writes_nothing(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     assert cli("purchases", "import", str(write_file("a.csv", CORRECTED_FILE))).code == 0
     before = cli.dump()
     copy = CORRECTED_FILE.replace("card_number,date,amount", "CARD_NUMBER;DATE;AMOUNT")
@@ -218,7 +224,7 @@ def test_a_file_whose_rows_are_all_present_writes_nothing(cli: Cli, write_file) 
 # --------------------------------------------------------------------- dates as Excel writes them
 
 
-def test_day_first_dates_as_russian_and_estonian_excel_writes_them(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_day_first_dates_as_russian_and_estonian_excel_writes_them(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     path = write_file(
         "excel.csv",
         "card_number;date;amount\n"
@@ -246,7 +252,7 @@ def test_day_first_dates_as_russian_and_estonian_excel_writes_them(cli: Cli, wri
 # ------------------------------------------------------------------------------ ambiguous amounts
 
 
-def test_ambiguous_amounts_are_refused_with_a_one_line_reason(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
+def test_ambiguous_amounts_are_refused_with_a_one_line_reason(cli: DbCli, write_file) -> None:  # type: ignore[no-untyped-def]
     path = write_file(
         "pos.csv",
         "card_number;date;amount\n"
@@ -307,7 +313,7 @@ GOOD_LINES = "".join(f"{100001 + i % 10},2026-01-01,{i % 900 + 1}\n" for i in ra
     ids=["long-header", "year-1", "year-9999", "late-broken-quote", "late-nul", "late-bad-utf8"],
 )
 def test_broken_input_gives_one_line_and_writes_nothing(  # type: ignore[no-untyped-def]
-    cli: Cli, write_file, caplog: pytest.LogCaptureFixture, content: str | bytes, message: str
+    cli: DbCli, write_file, caplog: pytest.LogCaptureFixture, content: str | bytes, message: str
 ) -> None:
     caplog.set_level(logging.WARNING)  # e.g. "Task exception was never retrieved"
     before = cli.dump()

@@ -208,7 +208,7 @@ async def test_engagement_starts_and_stops_with_the_bot(
         await engagement.start()
         assert engagement.scheduler.running
         assert (await tg.user(4444).wait_message("hi")).text == "hi"
-        assert list((tmp_path / "backups").glob("loyalty-*.db"))  # the catch-up backup ran
+        assert list((tmp_path / "backups").glob("loyalty-*"))  # the catch-up backup ran
     finally:
         await engagement.stop()
         await bot.session.close()

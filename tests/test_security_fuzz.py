@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-import shutil
 import tempfile
 import unicodedata
 from datetime import UTC, datetime
@@ -276,7 +275,7 @@ _headers = st.sampled_from(
 
 
 @pytest.fixture(scope="module")
-def template_db(migrated_template: Path) -> Path:
+def template_db(migrated_template: Path | str) -> Path | str:
     return migrated_template
 
 
@@ -285,21 +284,20 @@ def template_db(migrated_template: Path) -> Path:
 )
 @given(header=_headers, rows=_rows, skip_invalid=st.booleans())
 def test_history_import_of_random_rows(
-    template_db: Path, header: str, rows: list[list[str]], skip_invalid: bool
+    template_db: Path | str, header: str, rows: list[list[str]], skip_invalid: bool
 ) -> None:
     _import_random(template_db, header, rows, skip_invalid)
 
 
-def _import_random(template: Path, header: str, rows: list[list[str]], skip_invalid: bool) -> None:
-    import sqlite3
-
+def _import_random(
+    template: Path | str, header: str, rows: list[list[str]], skip_invalid: bool
+) -> None:
     from services.history_import import import_purchases
+    from tests.import_helpers import Db, copy_of_template
 
     now = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
     tz = ZoneInfo("Europe/Moscow")
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "fuzz.db"
-        shutil.copy(template, db)
+    with tempfile.TemporaryDirectory() as tmp, copy_of_template(template, Path(tmp)) as url:
         csv_path = Path(tmp) / "history.csv"
         delimiter = ";" if ";" in header[:30] else ","
         lines = [header, *(delimiter.join(r) for r in rows)]
@@ -307,7 +305,7 @@ def _import_random(template: Path, header: str, rows: list[list[str]], skip_inva
         bad: list[tuple[int, str]] = []
         try:
             summary = import_purchases(
-                f"sqlite+aiosqlite:///{db}",
+                url,
                 csv_path,
                 now=now,
                 tz=tz,
@@ -318,13 +316,13 @@ def _import_random(template: Path, header: str, rows: list[list[str]], skip_inva
             )
         except DomainError:
             summary = None
-        with sqlite3.connect(db) as conn:
-            purchases = conn.execute(
+        with Db(url) as db:
+            purchases = db.query(
                 "SELECT p.amount, p.discount_pct, p.discount_amount, p.paid_amount, "
                 "p.created_at, c.number FROM purchases p JOIN cards c ON c.id = p.card_id"
-            ).fetchall()
-            imports = conn.execute("SELECT status, rows FROM imports").fetchall()
-            cards = conn.execute("SELECT count(*) FROM cards").fetchone()[0]
+            )
+            imports = db.query("SELECT status, rows FROM imports")
+            cards = db.scalar("SELECT count(*) FROM cards")
     assert all("\n" not in reason and len(reason) < 200 for _line, reason in bad)
     if summary is None:
         assert purchases == [] and imports == [] and cards == 0  # refused: nothing written

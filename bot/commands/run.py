@@ -173,7 +173,7 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
         # First, so that a token Telegram refuses changes nothing (no database is created).
         me = await who_am_i(bot, settings)
         await upgrade(settings.database.url)
-        recover_interrupted_imports(settings.database.url)
+        await asyncio.to_thread(recover_interrupted_imports, settings.database.url)
         engine = create_engine(settings.database.url)
         try:
             sessionmaker = create_sessionmaker(engine)
