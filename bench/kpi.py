@@ -27,11 +27,12 @@ from typing import Any
 from sqlalchemy import text
 
 from config import load_settings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import SQLITE_DATETIME_FORMAT
-from services import kpi
 from services.cards import refresh_totals
+from services.reports import ReportService
 
 FIRST_CARD = 100001
 END = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
@@ -137,6 +138,7 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
     settings = load_settings(env_file=None, database_url=url, timezone="Europe/Moscow")
     engine = create_engine(url)
     maker = create_sessionmaker(engine)
+    reports = ReportService(Database.of(engine), settings)
     last = END.astimezone(settings.store.tz).date() - timedelta(days=1)
     first = last - timedelta(days=364)
     timings: dict[str, list[float]] = {}
@@ -157,8 +159,8 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
                 for _ in range(repeat):
                     floor = text("SELECT count(*), sum(amount) FROM purchases")
                     await timed("floor", session.execute(floor))
-                    await timed("kpi", kpi.compute(session, settings, first, last))
-                    await timed("digest", digest_message(session, settings, END))
+                    await timed("kpi", reports.kpis(first, last))
+                    await timed("digest", digest_message(reports, END))
     finally:
         await engine.dispose()
     return {name: min(values) for name, values in timings.items()}

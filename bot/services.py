@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config import Settings
 from db.database import Database
 from services.clock import Clock
+from services.reports import ReportService
 from services.sales import SalesService
 from services.wallet import WalletService
 
@@ -26,6 +27,10 @@ SERVICE_FACTORIES: dict[str, ServiceFactory] = {
         clock,  # type: ignore[arg-type]
     ),
     "wallet": lambda session, settings, clock: WalletService(session, settings, clock),
+    "reports": lambda session, settings, clock: ReportService(
+        Database.of(session.bind),  # type: ignore[arg-type]
+        settings,
+    ),
 }
 
 

@@ -24,10 +24,11 @@ from handlers import formatting
 from handlers.errors import renders
 from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
 from handlers.roles import IsOwner, StaffDirectory
-from services import card_admin, reports
+from services import card_admin
 from services.card_admin import AuditLine, CannotUnblock, CardChange
 from services.cards import group_number, normalize_number
 from services.delivery import Outbox
+from services.reports import ReportService
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
@@ -142,7 +143,7 @@ def _block_keyboard(number: str, now: datetime) -> InlineKeyboardMarkup:
 async def block(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    reports: ReportService,
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
@@ -150,7 +151,7 @@ async def block(
     if not command.args:
         await owner_chat.send(_usage("block"))
         return
-    summary = await reports.card_summary(session, command.args, limit=0)
+    summary = await reports.card(command.args, limit=0)
     number = group_number(summary.number)
     if summary.status == "blocked":
         await owner_chat.send(_("Card {number} is already blocked.").format(number=number))

@@ -1,14 +1,18 @@
-"""Building KPI test data straight with the models (no cashier flow needed)."""
+"""Building KPI test data straight with the models (no cashier flow needed), and reading the
+reports back through the service the bot uses (`ReportService`, units of work)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from config import Settings
+from db.database import Database
 from db.models import Card, Client, Offer, Purchase, Survey, WinbackAssignment
-from services.cards import refresh_totals
+from services.reports import ReportService
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -16,6 +20,31 @@ MSK = ZoneInfo("Europe/Moscow")
 def msk(year: int, month: int, day: int, hour: int = 12, minute: int = 0) -> datetime:
     """A store-time (Moscow) moment as aware UTC."""
     return datetime(year, month, day, hour, minute, tzinfo=MSK).astimezone(UTC)
+
+
+def report_service(engine: AsyncEngine, settings: Settings) -> ReportService:
+    """The owner's reports over the test's database, as the bot builds them."""
+    return ReportService(Database.of(engine), settings)
+
+
+async def _recount(session: AsyncSession, card_id: int) -> None:
+    """The card's lifetime figures from the ledger, as every ledger write leaves them
+    (`services.cards`: non-voided purchases' count, gross total and latest time)."""
+    mine = (Purchase.card_id == card_id, Purchase.voided_at.is_(None))
+
+    def of(aggregate: object) -> object:
+        return select(aggregate).where(*mine).scalar_subquery()
+
+    cards = Card.__table__
+    await session.execute(
+        update(cards)
+        .where(cards.c.id == card_id)
+        .values(
+            purchase_count=of(func.count()),
+            purchase_total=of(func.coalesce(func.sum(Purchase.amount), 0)),
+            last_purchase_at=of(func.max(Purchase.created_at)),
+        )
+    )
 
 
 class Data:
@@ -86,7 +115,7 @@ class Data:
         )
         self.session.add(purchase)
         await self.session.flush()
-        await refresh_totals(self.session, card.id)
+        await _recount(self.session, card.id)
         return purchase
 
     async def survey(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +14,7 @@ from db.engine import create_engine, create_sessionmaker
 from db.models import Card, Client, Purchase, Survey
 from services import kpi
 from tests.conftest import make_settings
-from tests.kpi_helpers import Data, msk
+from tests.kpi_helpers import Data, msk, report_service
 
 FIRST, LAST = date(2026, 11, 8), date(2026, 11, 14)
 END = msk(2026, 11, 15, 0)  # the end of LAST in store time
@@ -41,6 +40,7 @@ scores_st = st.lists(st.tuples(st.integers(0, 10), st.integers(0, 20)), max_size
 async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
     settings_ = make_settings(db_url)
     engine = create_engine(db_url)
+    reports = report_service(engine, settings_)
     try:
         async with create_sessionmaker(engine)() as session:
             for model in (Survey, Purchase, Card, Client):
@@ -68,15 +68,13 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
             for score, day in scores_spec:
                 await d.survey(client, msk(2026, 10, 25) + timedelta(days=day), score)
             await d.commit()
-            k = await kpi.compute(session, settings_, FIRST, LAST)
+            k = await reports.kpis(FIRST, LAST)
             # What happens after P never changes P's figures (the engine subtracts it from the
             # cards' lifetime figures).
             for index, at, amount, voided in later:
                 await d.buy(cards[index % len(cards)], at, amount, voided=voided)
             await d.commit()
-            assert kpi.to_json(await kpi.compute(session, settings_, FIRST, LAST), 2) == (
-                kpi.to_json(k, 2)
-            )
+            assert kpi.to_json(await reports.kpis(FIRST, LAST), 2) == kpi.to_json(k, 2)
     finally:
         await engine.dispose()
 
@@ -115,5 +113,5 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(cards_spec=cards_st, purchases_spec=purchases_st, scores_spec=scores_st)
-def test_kpi_invariants(db_path: Path, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
-    asyncio.run(_check(f"sqlite+aiosqlite:///{db_path}", cards_spec, purchases_spec, scores_spec))
+def test_kpi_invariants(db_url: str, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(_check(db_url, cards_spec, purchases_spec, scores_spec))
