@@ -6,6 +6,7 @@ engine's functions (`julianday`, a three-argument `max`, `INSERT OR IGNORE`):
     greatest(a, b, c)                  # the largest of several values, per row
     days_between(later, earlier)       # fractional days between two timestamps
     insert_ignoring(table, "key", dialect=session.get_bind().dialect.name)
+    sqlite_hint(condition)             # a true condition only SQLite's planner needs
 """
 
 from __future__ import annotations
@@ -60,3 +61,26 @@ def insert_ignoring(table: Table, *keys: str, dialect: str) -> Insert:
     a row whose keys exist already is left out, and `rowcount` says whether it went in."""
     module = sqlite if dialect == "sqlite" else postgresql
     return module.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+class sqlite_hint(FunctionElement[bool]):
+    """A condition that is true anyway, written only to steer SQLite's query planner: SQLite
+    gets it as it is, other engines get `1 = 1` (their planners need no hint and would pay
+    for it). E.g. `sqlite_hint(Purchase.card_id.in_(select(Card.id)))` — always true (a
+    foreign key) — makes SQLite walk an index on `card_id` card by card, seeking each card's
+    range, with or without ANALYZE statistics; on PostgreSQL that IN is a hash join of every
+    row."""
+
+    # No Boolean type: SQLite's compiler would write a boolean expression as `(…) = 1`, which
+    # its planner cannot use for an index.
+    inherit_cache = True
+
+
+@compiles(sqlite_hint, "sqlite")
+def _sqlite_hint_sqlite(element: sqlite_hint, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(sqlite_hint)
+def _sqlite_hint(element: sqlite_hint, compiler: Any, **kw: Any) -> str:
+    return "1 = 1"

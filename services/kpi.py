@@ -70,6 +70,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from db.models import Card, Offer, Purchase, Survey, WinbackAssignment
+from db.sql import sqlite_hint
 from services.clock import store_day_bounds
 from services.dates import parse_date
 from services.errors import DomainError
@@ -277,13 +278,16 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
     and the cards' lifetime figures (`cards.refresh_totals` keeps them): lifetime at `end` =
     lifetime now − what came after `end`, so only P and the time after it are scanned, never
     the history before P. A card's last purchase comes from its row unless it bought after
-    `end` (then one index seek), the previous period is one EXISTS seek per card, and the
-    window sorts carry nothing but the card id and their key.
+    `end` (then one index seek). The previous period needs an EXISTS seek only for a card that
+    bought both in P and before it: without purchases in P its last purchase answers, with
+    nothing before P the answer is no. The windows run over the per-card rows as they come
+    (one pass, no join back: the planner's estimates stay sane on PostgreSQL).
     """
-    # Always true (a foreign key), but it makes the planner walk the covering index card by
-    # card (equality seeks, already grouped), with or without ANALYZE statistics; otherwise
-    # SQLite may pick the created_at index, fetch every row from the table and sort.
-    every_card = Purchase.card_id.in_(select(Card.id))
+    # Always true (a foreign key), but it makes SQLite walk the covering index card by card
+    # (equality seeks, already grouped), with or without ANALYZE statistics; otherwise it may
+    # pick the created_at index, fetch every row from the table and sort. PostgreSQL plans a
+    # parallel scan and an aggregate on its own, and would pay a hash join for the IN.
+    every_card = sqlite_hint(Purchase.card_id.in_(select(Card.id)))
     during = (
         select(
             Purchase.card_id,
@@ -313,13 +317,19 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
         .where(inner.card_id == Card.id, inner.voided_at.is_(None), inner.created_at < end)
         .scalar_subquery()
     )
-    prev = exists(
+    last_at = case((after.c.n.is_(None), Card.last_purchase_at), else_=last_before_end)
+    bought_before = exists(
         select(inner.id).where(
             inner.card_id == Card.id,
             inner.voided_at.is_(None),
             inner.created_at >= prev_start,
             inner.created_at < start,
         )
+    )
+    prev = case(
+        (life_n == n, 0),  # every purchase up to `end` is in P
+        (n == 0, case((last_at >= prev_start, 1), else_=0)),  # the last one is before P
+        else_=case((bought_before, 1), else_=0),
     )
     per_card = (
         select(
@@ -332,24 +342,22 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
             life_n.label("life_n"),
             (Card.purchase_total - func.coalesce(after.c.total, 0)).label("life_total"),
             case((life_n == n, 1), else_=0).label("new"),
-            case((prev, 1), else_=0).label("prev"),
-            case((after.c.n.is_(None), Card.last_purchase_at), else_=last_before_end).label(
-                "last_at"
-            ),
+            prev.label("prev"),
+            last_at.label("last_at"),
         )
         .select_from(Card)
         .outerjoin(during, during.c.card_id == Card.id)
         .outerjoin(after, after.c.card_id == Card.id)
         .where(life_n > 0)
-        .cte("per_card")
+        .subquery("per_card")
     )
-    scores = select(
-        per_card.c.card_id,
+    scored = select(
+        per_card,
         func.ntile(5).over(order_by=(per_card.c.last_at, per_card.c.card_id)).label("r"),
         func.ntile(5).over(order_by=(per_card.c.life_n, per_card.c.card_id)).label("f"),
         func.ntile(5).over(order_by=(per_card.c.life_total, per_card.c.card_id)).label("m"),
-    ).cte("scores")
-    r, f, m = scores.c.r, scores.c.f, scores.c.m
+    ).subquery("scored")
+    r, f, m = scored.c.r, scored.c.f, scored.c.m
     segment = case(
         (and_(r >= 4, f >= 4, m >= 4), literal("champions")),
         (and_(r >= 3, f >= 3), literal("loyal")),
@@ -359,10 +367,8 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
         (r == 2, literal("hibernating")),
         else_=literal("lost"),
     )
-    return (
-        select(per_card, segment.label("rfm"))
-        .join(scores, scores.c.card_id == per_card.c.card_id)
-        .subquery("rfm")
+    return select(*(scored.c[column.name] for column in per_card.c), segment.label("rfm")).subquery(
+        "rfm"
     )
 
 

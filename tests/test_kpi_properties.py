@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -95,6 +95,23 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
     assert k.new_buyers <= k.active_cards
     for rate in (k.activity_rate, k.repeat_rate, k.retention_rate):
         assert rate is None or 0 <= rate <= 1
+    # P's figures by brute force from the generated purchases: activity in P and in the
+    # equally long period before it (the engine seeks the latter only where it must).
+    start, prev_start = msk(2026, 11, 8, 0), msk(2026, 11, 1, 0)
+    bought: dict[int, list[tuple[datetime, int]]] = {}  # card index -> (time, amount) up to END
+    for index, day, hour, amount, voided in purchases_spec:
+        at = msk(2026, 10, 25, hour) + timedelta(days=day)
+        if not voided and at < END:
+            bought.setdefault(index % len(cards_spec), []).append((at, amount))
+    in_p = {c: [a for t, a in rows if t >= start] for c, rows in bought.items()}
+    active = {c for c, amounts in in_p.items() if amounts}
+    before = {c for c, rows in bought.items() if any(prev_start <= t < start for t, _a in rows)}
+    assert (k.active_cards, k.purchases) == (len(active), sum(len(a) for a in in_p.values()))
+    assert k.revenue == sum(sum(a) for a in in_p.values())
+    assert k.new_buyers == len({c for c in active if len(in_p[c]) == len(bought[c])})
+    assert sum(core.previous_active for core in k.by_segment.values()) == len(before)
+    assert sum(core.retained for core in k.by_segment.values()) == len(before & active)
+    assert k.retention_rate == (len(before & active) / len(before) if before else None)
     lifetime: dict[int, int] = {}  # card index -> gross spend up to the end of P
     for index, day, hour, amount, voided in purchases_spec:
         if not voided and msk(2026, 10, 25, hour) + timedelta(days=day) < END:
