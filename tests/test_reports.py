@@ -10,14 +10,16 @@ from datetime import UTC, datetime
 import pytest
 from aiogram.utils.i18n import I18n
 from openpyxl import load_workbook
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from bot.i18n import create_i18n
 from config import Settings
 from handlers.owner_reports import digest_message
 from services import export, kpi, reports
 from services.reports import ReportService
-from tests.conftest import CUSTOMER_ID, OWNER_ID, App
+from tests.conftest import CUSTOMER_ID, OWNER_ID, App, on_postgres
 from tests.kpi_helpers import Data, msk, report_service
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -267,3 +269,18 @@ async def test_digest_of_an_empty_program(service: ReportService) -> None:
     assert "Revenue through cards: <b>₽0</b>" in text
     assert "Nothing unusual this week." in text
     assert png.startswith(PNG)
+
+
+@pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's settings of a report transaction")
+async def test_a_report_runs_without_jit_and_with_room_to_sort(service: ReportService) -> None:
+    """PostgreSQL compiled the KPI plans with JIT (seconds over 10M purchases, for nothing) and
+    spilled their sorts to disk: a report's transaction turns JIT off and raises work_mem, and
+    nothing else sees it."""
+
+    def settings(session: Session) -> tuple[str, str]:
+        return session.scalar(text("SHOW jit")), session.scalar(text("SHOW work_mem"))
+
+    server = await service.db.read(settings)
+    assert server != ("off", "64MB")  # the test server's defaults
+    assert await service.db.report(settings) == ("off", "64MB")
+    assert await service.db.read(settings) == server
