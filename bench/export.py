@@ -112,7 +112,7 @@ def main() -> None:
             asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
             t0 = time.perf_counter()
             generate(path, args.cards, args.purchases)
-            asyncio.run(fill_totals(path))
+            asyncio.run(fill_totals(f"sqlite+aiosqlite:///{path}"))
             print(
                 f"generated {args.cards:,} cards, {args.purchases:,} purchases "
                 f"in {time.perf_counter() - t0:.1f} s"
