@@ -70,7 +70,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from db.models import Card, Offer, Purchase, Survey, WinbackAssignment
-from db.sql import sqlite_hint
+from db.sql import per_key, sqlite_hint
 from services.clock import store_day_bounds
 from services.dates import parse_date
 from services.errors import DomainError
@@ -268,36 +268,37 @@ def _bound_at(end: datetime) -> ColumnElement[bool]:
     return and_(Card.client_id.is_not(None), Card.bound_at.is_not(None), Card.bound_at < end)
 
 
-def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
+def _card_scores(prev_start: datetime, start: datetime, end: datetime, dialect: str) -> Any:
     """Per card with ≥ 1 purchase before `end`: figures in [start, end) (n, rev, disc),
     lifetime count and gross spend at `end` (life_n, life_total), first purchase in P (new),
     activity in [prev_start, start) (prev), last purchase before `end` (last_at), its segment
     and whether it was bound at `end`; then R/F/M scores and the named segment (rfm).
 
-    Shaped for speed on the covering index (card_id, voided_at, created_at, amount, discount)
-    and the cards' lifetime figures (`cards.refresh_totals` keeps them): lifetime at `end` =
-    lifetime now − what came after `end`, so only P and the time after it are scanned, never
-    the history before P. A card's last purchase comes from its row unless it bought after
-    `end` (then one index seek). The previous period needs an EXISTS seek only for a card that
-    bought both in P and before it: without purchases in P its last purchase answers, with
-    nothing before P the answer is no. The windows run over the per-card rows as they come
-    (one pass, no join back: the planner's estimates stay sane on PostgreSQL).
+    Shaped for speed on the covering index (card_id, voided_at, created_at, amount, discount),
+    walked card by card over P (`db.sql.per_key`), and on the cards' lifetime figures
+    (`cards.refresh_totals` keeps them): lifetime at `end` = lifetime now − what came after
+    `end`, so only P and the time after it are scanned, never the history before P. A card's
+    last purchase comes from its row unless it bought after `end` (then one index seek). The
+    previous period needs an EXISTS seek only for a card that bought both in P and before it:
+    without purchases in P its last purchase answers, with nothing before P the answer is no.
+    The windows run over the per-card rows as they come (one pass, no join back: the
+    planner's estimates stay sane on PostgreSQL).
     """
     # Always true (a foreign key), but it makes SQLite walk the covering index card by card
     # (equality seeks, already grouped), with or without ANALYZE statistics; otherwise it may
     # pick the created_at index, fetch every row from the table and sort. PostgreSQL plans a
-    # parallel scan and an aggregate on its own, and would pay a hash join for the IN.
+    # bitmap scan of the few rows after `end` on its own, and would pay a hash join for the IN.
     every_card = sqlite_hint(Purchase.card_id.in_(select(Card.id)))
-    during = (
+    during, during_on = per_key(
         select(
-            Purchase.card_id,
             func.count().label("n"),
             func.sum(Purchase.amount).label("rev"),
             func.sum(Purchase.discount_amount).label("disc"),
-        )
-        .where(every_card, _not_voided(), Purchase.created_at >= start, Purchase.created_at < end)
-        .group_by(Purchase.card_id)
-        .subquery("during")
+        ).where(_not_voided(), Purchase.created_at >= start, Purchase.created_at < end),
+        Purchase.card_id,
+        Card.id,
+        dialect=dialect,
+        name="during",
     )
     after = (
         select(
@@ -346,7 +347,7 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
             last_at.label("last_at"),
         )
         .select_from(Card)
-        .outerjoin(during, during.c.card_id == Card.id)
+        .outerjoin(during, during_on)
         .outerjoin(after, after.c.card_id == Card.id)
         .where(life_n > 0)
         .subquery("per_card")
@@ -393,7 +394,7 @@ def _purchase_figures(
     session: Session, prev_start: datetime, start: datetime, end: datetime
 ) -> list[tuple[Any, ...]]:
     """Per-card figures grouped per (segment, bound at the end, RFM segment): a few rows."""
-    rfm = _card_scores(prev_start, start, end)
+    rfm = _card_scores(prev_start, start, end, session.get_bind().dialect.name)
     active = rfm.c.n > 0
     query = select(
         rfm.c.segment,
@@ -716,7 +717,7 @@ def at_risk_cards(
 ) -> list[AtRiskCard]:
     """The RFM `at_risk` cards at the end of `last`, biggest lifetime spend first."""
     start, end = store_day_bounds(last, last, settings.store.tz)
-    rfm = _card_scores(start, start, end)
+    rfm = _card_scores(start, start, end, session.get_bind().dialect.name)
     rows = session.execute(
         select(Card.number, rfm.c.last_at, rfm.c.life_n, rfm.c.life_total)
         .join(Card, Card.id == rfm.c.card_id)
