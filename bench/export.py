@@ -24,35 +24,37 @@ from pathlib import Path
 
 from aiogram.utils.i18n import I18n
 from openpyxl import Workbook
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bench.kpi import END, fill_totals, generate
 from bot.i18n import create_i18n
 from config import Settings, load_settings
-from db.engine import create_engine, create_sessionmaker
+from db.database import Database
+from db.engine import create_engine
 from db.migrate import upgrade
 from services import export, kpi
 from services.clock import store_day_bounds
+from services.reports import ReportService
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def floor_xlsx(session: AsyncSession, settings: Settings, first: date, last: date) -> Path:
-    """The same reads, database values into a write-only workbook: no typing, no labels."""
+def floor_xlsx(session: Session, settings: Settings, first: date, last: date) -> Path:
+    """The same reads, database values into a write-only workbook: no typing, no labels (a
+    report unit, as the export is)."""
     start, end = store_day_bounds(first, last, settings.store.tz)
     path = Path(tempfile.mkstemp(suffix=".xlsx")[1])
     workbook = Workbook(write_only=True)
     summary = workbook.create_sheet("kpi_summary")
-    kpis = await kpi.compute(session, settings, first, last)
+    kpis = kpi.compute(session, settings, first, last)
     for item in export.SUMMARY_ROWS:
         summary.append([item.key, str(getattr(kpis, item.key.split(".")[0], ""))])
     for table in export._tables(settings, start, end):
         sheet = workbook.create_sheet(table.name)
         sheet.append([item.key for item in table.fields])
-        result = await session.stream(table.query.execution_options(yield_per=2_000))
-        async for row in result:
+        for row in session.execute(table.query.execution_options(yield_per=2_000)):
             # Excel has no time zones: the least any export must do to a value.
             sheet.append([v.replace(tzinfo=None) if isinstance(v, datetime) else v for v in row])
     workbook.save(path)
@@ -65,27 +67,27 @@ async def measure(path: Path, repeat: int, i18n: I18n) -> dict[str, tuple[float,
     url = f"sqlite+aiosqlite:///{path}"
     settings = load_settings(env_file=None, database_url=url, timezone="Europe/Moscow")
     engine = create_engine(url)
-    maker = create_sessionmaker(engine)
+    db = Database.of(engine)
+    reports = ReportService(db, settings)
     last = END.astimezone(settings.store.tz).date()
     first = last - timedelta(days=729)
     best: dict[str, tuple[float, float]] = {}
     with i18n.context(), i18n.use_locale("ru"):
         labels = export_labels("ru", {2000 + i: f"Cashier {i}" for i in range(5)})
 
-    async def timed(name: str, work: Callable[[AsyncSession], Awaitable[Path]]) -> None:
-        async with maker() as session:
-            wall, cpu = time.perf_counter(), time.process_time()
-            produced = await work(session)
-            took = (time.perf_counter() - wall, time.process_time() - cpu)
+    async def timed(name: str, work: Callable[[], Awaitable[Path]]) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        produced = await work()
+        took = (time.perf_counter() - wall, time.process_time() - cpu)
         produced.unlink()
         previous = best.get(name)
         best[name] = took if previous is None or took[0] < previous[0] else previous
 
     try:
         for _ in range(repeat):
-            await timed("floor", lambda s: floor_xlsx(s, settings, first, last))
-            await timed("xlsx", lambda s: export.export_xlsx(s, settings, first, last, labels))
-            await timed("csv", lambda s: export.export_csv_zip(s, settings, first, last, labels))
+            await timed("floor", lambda: db.report(floor_xlsx, settings, first, last))
+            await timed("xlsx", lambda: reports.export_xlsx(first, last, labels))
+            await timed("csv", lambda: reports.export_csv_zip(first, last, labels))
     finally:
         await engine.dispose()
     return best
@@ -110,7 +112,7 @@ def main() -> None:
             asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
             t0 = time.perf_counter()
             generate(path, args.cards, args.purchases)
-            asyncio.run(fill_totals(path))
+            asyncio.run(fill_totals(f"sqlite+aiosqlite:///{path}"))
             print(
                 f"generated {args.cards:,} cards, {args.purchases:,} purchases "
                 f"in {time.perf_counter() - t0:.1f} s"

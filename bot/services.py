@@ -12,6 +12,7 @@ from typing import Any
 from config import Settings
 from db.database import Database
 from services.clock import Clock
+from services.reports import ReportService
 from services.sales import SalesService
 from services.wallet import WalletService
 
@@ -20,6 +21,7 @@ ServiceFactory = Callable[[Database, Settings, Clock], Any]
 SERVICE_FACTORIES: dict[str, ServiceFactory] = {
     "sales": SalesService,
     "wallet": WalletService,
+    "reports": lambda db, settings, clock: ReportService(db, settings),
 }
 
 

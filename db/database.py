@@ -26,7 +26,8 @@ How a unit runs depends on the engine, and only this module knows:
   connection): in WAL mode readers never wait for the writer, so they do not hold up the tills.
 * **PostgreSQL** (chains, several workers). Every unit runs through `AsyncSession.run_sync` on
   the asyncpg engine: the same synchronous code, its I/O awaited on the event loop. Reads and
-  writes differ only in intent: PostgreSQL runs them side by side.
+  writes differ only in intent: PostgreSQL runs them side by side. A long read's transaction
+  turns JIT compilation off and gives its sorts and aggregates more memory (`REPORT_SETTINGS`).
 
 Units run in a copy of the caller's context (contextvars), so the caller's locale applies.
 """
@@ -37,7 +38,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -46,6 +47,12 @@ from db.lane import Lane
 P = ParamSpec("P")
 T = TypeVar("T")
 Unit = Callable[Concatenate[Session, P], T]
+
+# PostgreSQL, for the transaction of a long read only (SET LOCAL ends with it). JIT compilation
+# costs seconds on report plans and saves nothing (bench/kpi.py, 10M purchases: 2.5 s of an
+# 8.5 s KPI set), and the per-card aggregates and window sorts of 100,000 cards spill to disk
+# with the default 4 MB of work_mem.
+REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 
 class Database:
@@ -99,7 +106,7 @@ class Database:
         writer, which it never holds up."""
         if self._read_lane is not None:
             return await self._read_lane.run(unit, *args, **kwargs)
-        return await self._run_async(unit, *args, **kwargs)
+        return await self._run_async(_long_read, unit, *args, **kwargs)
 
     async def _run_async(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with self._sessions() as session:
@@ -110,3 +117,9 @@ class Database:
         harmless."""
         if self._read_lane is not None:
             self._read_lane.dispose()
+
+
+def _long_read(session: Session, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    for setting in REPORT_SETTINGS:
+        session.execute(text(setting))
+    return unit(session, *args, **kwargs)

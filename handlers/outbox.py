@@ -9,7 +9,6 @@ the meantime, an offer already used).
 from __future__ import annotations
 
 import html
-import inspect
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -20,12 +19,14 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import LANGUAGES, Settings
+from db.database import Database
 from db.models import OfferKind
 from handlers import formatting
 from handlers.surveys import MarketingCb, NpsCb
 from services import offers, surveys, wallet
 from services.cards import group_number
 from services.delivery import Outgoing, Rendered, Renderer
+from services.reports import ReportService
 
 KindRenderer = Callable[[AsyncSession, Outgoing, Settings, datetime], Awaitable[Rendered | None]]
 RENDERERS: dict[str, KindRenderer] = {}
@@ -146,13 +147,8 @@ async def _digest(
 ) -> Rendered | None:
     from handlers import owner_reports  # the KPI feature's renderer
 
-    make = getattr(owner_reports, "digest_message", None)
-    if make is None:
-        raise LookupError("handlers.owner_reports.digest_message is not available")
-    result: Any = make(session, settings, now)
-    if inspect.isawaitable(result):
-        result = await result
-    return _as_rendered(result)
+    reports = ReportService(Database.of(session.bind), settings)  # type: ignore[arg-type]
+    return _as_rendered(await owner_reports.digest_message(reports, now))
 
 
 def _as_rendered(result: Any) -> Rendered | None:

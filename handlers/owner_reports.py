@@ -1,8 +1,10 @@
 """Owners: /stats, /digest, /export, /card N, /cards — the program's numbers in Telegram.
 
-Everything is read-only. Answers go through `OwnerChat` to the owner's private chat, also when
-the owner asks in the staff group (`handlers/owner_chat.py`). `digest_message` is also what the
-scheduled weekly digest sends (the caller sets the i18n locale first).
+Everything is read-only: the figures come from `services.reports.ReportService` (`reports`, one
+unit of work per call), the text is made here. Answers go through `OwnerChat` to the owner's
+private chat, also when the owner asks in the staff group (`handlers/owner_chat.py`).
+`digest_message` is also what the scheduled weekly digest sends (the caller sets the i18n locale
+first).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.i18n import ngettext
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
 from db.database import Database
@@ -36,10 +37,11 @@ from handlers import formatting as fmt
 from handlers.errors import renders
 from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
 from handlers.roles import IsOwner, StaffDirectory
-from services import export, kpi, reports
+from services import export, kpi
 from services.cards import group_number
 from services.inventory import inventory_counts
 from services.kpi import InvalidPeriod, Kpis
+from services.reports import ChartLabels, ReportService, render_chart
 
 router = Router(name=__name__)
 router.message.filter(IsOwner())
@@ -391,17 +393,15 @@ def stats_keyboard() -> InlineKeyboardMarkup:
     )
 
 
-async def stats_text(session: AsyncSession, settings: Settings, first: date, last: date) -> str:
-    current = await kpi.compute(session, settings, first, last)
-    previous = await kpi.compute(session, settings, *kpi.previous_period(first, last))
-    return render_stats(current, previous, settings)
+async def stats_text(reports: ReportService, first: date, last: date) -> str:
+    current, previous = await reports.compared(first, last)
+    return render_stats(current, previous, reports.settings)
 
 
-async def digest_message(
-    session: AsyncSession, settings: Settings, now: datetime
-) -> tuple[str, bytes]:
+async def digest_message(reports: ReportService, now: datetime) -> tuple[str, bytes]:
     """The weekly digest as HTML text and a PNG chart, in the current i18n locale."""
-    digest = await reports.build_digest(session, settings, now)
+    settings = reports.settings
+    digest = await reports.digest(now)
     cur, prev = digest.current, digest.previous
     lines = [
         _("<b>Weekly digest</b> for {period}").format(
@@ -464,7 +464,7 @@ async def digest_message(
     ]
     lines += _fit_sections(lines, sections, DIGEST_TEXT_LIMIT)
     locale = fmt.current_locale()
-    labels = reports.ChartLabels(
+    labels = ChartLabels(
         title=_("Last 12 weeks"),
         revenue=_("Revenue through cards"),
         active_cards=_("Active cards"),
@@ -477,7 +477,7 @@ async def digest_message(
         locale=locale,
         money=lambda minor: fmt.money(minor, settings, locale),
     )
-    png = reports.render_chart(digest.series, labels, settings.store.currency_exponent)
+    png = render_chart(digest.series, labels, settings.store.currency_exponent)
     return "\n".join(lines), png
 
 
@@ -529,7 +529,7 @@ def _fit_sections(
 async def stats(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    reports: ReportService,
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
@@ -539,7 +539,7 @@ async def stats(
     except InvalidPeriod as exc:
         await owner_chat.send(period_error(exc, "stats"))
         return
-    text = await stats_text(session, settings, first, last)
+    text = await stats_text(reports, first, last)
     await owner_chat.send(text, reply_markup=stats_keyboard())
 
 
@@ -547,7 +547,7 @@ async def stats(
 async def stats_period(
     cq: CallbackQuery,
     callback_data: StatsCb,
-    session: AsyncSession,
+    reports: ReportService,
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
@@ -555,19 +555,18 @@ async def stats_period(
     if callback_data.period not in PRESETS:
         raise InvalidPeriod("format", callback_data.period)
     first, last = kpi.parse_period(callback_data.period, _today(now, settings))
-    text = await stats_text(session, settings, first, last)
+    text = await stats_text(reports, first, last)
     await owner_chat.show(text, reply_markup=stats_keyboard())
 
 
 @router.message(Command("digest"))
 async def digest(
     message: Message,
-    session: AsyncSession,
-    settings: Settings,
+    reports: ReportService,
     now: datetime,
     owner_chat: OwnerChat,
 ) -> None:
-    text, png = await digest_message(session, settings, now)
+    text, png = await digest_message(reports, now)
     await owner_chat.send(text)
     await owner_chat.send_photo(BufferedInputFile(png, filename="digest.png"))
 
@@ -576,7 +575,7 @@ async def digest(
 async def export_data(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    reports: ReportService,
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
@@ -594,14 +593,14 @@ async def export_data(
             await owner_chat.send(period_error(exc, "export"))
             return
     else:
-        first, last = await reports.data_span(session, settings, today)
-    people = await staff.names(bot, await export.cashier_ids(session, settings, first, last))
+        first, last = await reports.export_span(today)
+    people = await staff.names(bot, await reports.cashier_ids(first, last))
     labels = export_labels(fmt.current_locale(), people)
     if as_csv:
-        path: Path = await export.export_csv_zip(session, settings, first, last, labels)
+        path: Path = await reports.export_csv_zip(first, last, labels)
         name = f"loyalty-{first}-{last}.zip"
     else:
-        path = await export.export_xlsx(session, settings, first, last, labels)
+        path = await reports.export_xlsx(first, last, labels)
         name = f"loyalty-{first}-{last}.xlsx"
     try:
         await owner_chat.send_document(
@@ -616,11 +615,11 @@ async def export_data(
 async def card(
     message: Message,
     command: CommandObject,
-    session: AsyncSession,
+    reports: ReportService,
     settings: Settings,
     owner_chat: OwnerChat,
 ) -> None:
-    summary = await reports.card_summary(session, command.args or "")
+    summary = await reports.card(command.args or "")
     status = {
         "in_stock": _("in stock"),
         "issued": _("issued"),

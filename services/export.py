@@ -1,9 +1,11 @@
 """Data export for the owner: one XLSX (openpyxl write-only) or a zip of CSVs.
 
-Both stream: rows come from the database in batches (`session.stream` + `yield_per`) and go
-straight to a temporary file, so a million purchases never sit in memory. The caller sends the
-file and deletes it. Phone numbers and birthdays are exported only with
-EXPORT_INCLUDE_CONTACTS=true.
+Both stream: rows come from the database in batches (`yield_per`: a server-side cursor on
+PostgreSQL) and go straight to a temporary file, so a million purchases never sit in memory.
+`export_xlsx` and `export_csv_zip` are units of work (`db.database`) that
+`services.reports.ReportService` runs as long reads (`db.report`; on SQLite the whole export,
+file writing included, runs on the report lane's thread). The caller sends the file and deletes
+it. Phone numbers and birthdays are exported only with EXPORT_INCLUDE_CONTACTS=true.
 
 The file is for people who open it in Excel, not for machines:
 
@@ -26,7 +28,7 @@ import io
 import os
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -38,7 +40,7 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.utils import get_column_letter
 from sqlalchemy import Select, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from db.models import Card, Client, Offer, Purchase, Survey
 from services import kpi
@@ -286,13 +288,11 @@ def _tables(settings: Settings, start: datetime, end: datetime) -> list[Table]:
     ]
 
 
-async def cashier_ids(
-    session: AsyncSession, settings: Settings, first: date, last: date
-) -> set[int]:
+def cashier_ids(session: Session, settings: Settings, first: date, last: date) -> set[int]:
     """The Telegram ids of everyone who recorded a purchase in the period (the caller names
     them through `ExportLabels.people`)."""
     start, end = store_day_bounds(first, last, settings.store.tz)
-    rows = await session.scalars(
+    rows = session.scalars(
         select(Purchase.cashier_id)
         .where(Purchase.created_at >= start, Purchase.created_at < end)
         .where(Purchase.cashier_id.is_not(None))
@@ -452,10 +452,8 @@ def _width(item: Field, header: str) -> int:
 # ----------------------------------------------------------------------------- writing
 
 
-async def _rows(session: AsyncSession, table: Table) -> AsyncIterator[Any]:
-    result = await session.stream(table.query.execution_options(yield_per=_BATCH))
-    async for row in result:
-        yield row
+def _rows(session: Session, table: Table) -> Iterator[Any]:
+    return iter(session.execute(table.query.execution_options(yield_per=_BATCH)))
 
 
 def _temp_path(suffix: str) -> Path:
@@ -464,10 +462,10 @@ def _temp_path(suffix: str) -> Path:
     return Path(name)
 
 
-async def _summary(
-    session: AsyncSession, settings: Settings, first: date, last: date, labels: ExportLabels
+def _summary(
+    session: Session, settings: Settings, first: date, last: date, labels: ExportLabels
 ) -> list[tuple[str, Field, Any]]:
-    kpis = await kpi.compute(session, settings, first, last)
+    kpis = kpi.compute(session, settings, first, last)
     return [
         (labels.kpis.get(item.key) or item.key, item, _lookup(kpis, item.key))
         for item in SUMMARY_ROWS
@@ -484,8 +482,8 @@ def _start_sheet(workbook: Workbook, name: str, headers: list[str], widths: Iter
     return sheet
 
 
-async def export_xlsx(
-    session: AsyncSession,
+def export_xlsx(
+    session: Session,
     settings: Settings,
     first: date,
     last: date,
@@ -497,7 +495,7 @@ async def export_xlsx(
     path = _temp_path(".xlsx")
     try:
         workbook = Workbook(write_only=True)
-        rows = await _summary(session, settings, first, last, labels)
+        rows = _summary(session, settings, first, last, labels)
         headers = [labels.header(SUMMARY, item.key) for item in SUMMARY_FIELDS]
         label_width = max([len(label) for label, _item, _value in rows] + [len(headers[0])])
         summary = _start_sheet(
@@ -510,7 +508,7 @@ async def export_xlsx(
             widths = [_width(item, h) for item, h in zip(table.fields, headers, strict=True)]
             sheet = _start_sheet(workbook, labels.sheet(table.name), headers, widths)
             cells = [_xlsx_cell(sheet, item, table.name, labels, settings) for item in table.fields]
-            async for row in _rows(session, table):
+            for row in _rows(session, table):
                 sheet.append([cell(value) for cell, value in zip(cells, row, strict=True)])
         workbook.save(path)
     except BaseException:
@@ -519,8 +517,8 @@ async def export_xlsx(
     return path
 
 
-async def export_csv_zip(
-    session: AsyncSession,
+def export_csv_zip(
+    session: Session,
     settings: Settings,
     first: date,
     last: date,
@@ -542,7 +540,7 @@ async def export_csv_zip(
                 writer.writerow(
                     [neutralise(labels.header(SUMMARY, item.key)) for item in SUMMARY_FIELDS]
                 )
-                for label, item, value in await _summary(session, settings, first, last, labels):
+                for label, item, value in _summary(session, settings, first, last, labels):
                     writer.writerow(
                         [neutralise(label), _csv_cell(item, SUMMARY, labels, settings)(value)]
                     )
@@ -555,7 +553,7 @@ async def export_csv_zip(
                         [neutralise(labels.header(table.name, item.key)) for item in table.fields]
                     )
                     cells = [_csv_cell(item, table.name, labels, settings) for item in table.fields]
-                    async for row in _rows(session, table):
+                    for row in _rows(session, table):
                         writer.writerow(
                             [cell(value) for cell, value in zip(cells, row, strict=True)]
                         )

@@ -4,6 +4,13 @@ Period P = store-time dates `first`…`last` inclusive, turned into UTC bounds [
 `store_day_bounds`. Voided purchases never count. Money stays in minor units inside (`Kpis`);
 `to_json` converts to major units. A ratio whose denominator is zero is `None`.
 
+The public functions that take a `Session` (`compute`, `weekly_series`, `at_risk_cards`,
+`anomalies`, `detractor_comments`) are the building blocks of units of work (`db.database`):
+`services.reports.ReportService` runs them as long reads, `await db.report(...)`. They read
+the same on SQLite and PostgreSQL: every count and sum goes through `_int` (PostgreSQL's `sum()`
+of a BIGINT is `numeric`, a `Decimal` in Python), divisions happen in Python, and every
+ordering ends on a unique key, so both engines return the same rows in the same order.
+
 The whole KPI set takes a handful of queries, written with SQLAlchemy Core so that any dialect
 with window functions works (SQLite ≥ 3.25, PostgreSQL, ...):
 
@@ -60,10 +67,10 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from db.models import Card, Offer, Purchase, Survey, WinbackAssignment
+from db.sql import per_key, sqlite_hint
 from services.clock import store_day_bounds
 from services.dates import parse_date
 from services.errors import DomainError
@@ -92,6 +99,12 @@ class InvalidPeriod(DomainError):
 
 
 # ----------------------------------------------------------------------------- data
+
+
+def as_int(value: Any) -> int:
+    """A count or a sum as a Python int: NULL (no rows) is 0, and PostgreSQL's `numeric` (what
+    its `sum()` of BIGINT returns, as `Decimal`) becomes an int like SQLite's integers."""
+    return 0 if value is None else int(value)
 
 
 def _div(a: float | int | None, b: float | int | None) -> float | None:
@@ -255,33 +268,37 @@ def _bound_at(end: datetime) -> ColumnElement[bool]:
     return and_(Card.client_id.is_not(None), Card.bound_at.is_not(None), Card.bound_at < end)
 
 
-def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
+def _card_scores(prev_start: datetime, start: datetime, end: datetime, dialect: str) -> Any:
     """Per card with ≥ 1 purchase before `end`: figures in [start, end) (n, rev, disc),
     lifetime count and gross spend at `end` (life_n, life_total), first purchase in P (new),
     activity in [prev_start, start) (prev), last purchase before `end` (last_at), its segment
     and whether it was bound at `end`; then R/F/M scores and the named segment (rfm).
 
-    Shaped for speed on the covering index (card_id, voided_at, created_at, amount, discount)
-    and the cards' lifetime figures (`cards.refresh_totals` keeps them): lifetime at `end` =
-    lifetime now − what came after `end`, so only P and the time after it are scanned, never
-    the history before P. A card's last purchase comes from its row unless it bought after
-    `end` (then one index seek), the previous period is one EXISTS seek per card, and the
-    window sorts carry nothing but the card id and their key.
+    Shaped for speed on the covering index (card_id, voided_at, created_at, amount, discount),
+    walked card by card over P (`db.sql.per_key`), and on the cards' lifetime figures
+    (`cards.refresh_totals` keeps them): lifetime at `end` = lifetime now − what came after
+    `end`, so only P and the time after it are scanned, never the history before P. A card's
+    last purchase comes from its row unless it bought after `end` (then one index seek). The
+    previous period needs an EXISTS seek only for a card that bought both in P and before it:
+    without purchases in P its last purchase answers, with nothing before P the answer is no.
+    The windows run over the per-card rows as they come (one pass, no join back: the
+    planner's estimates stay sane on PostgreSQL).
     """
-    # Always true (a foreign key), but it makes the planner walk the covering index card by
-    # card (equality seeks, already grouped), with or without ANALYZE statistics; otherwise
-    # SQLite may pick the created_at index, fetch every row from the table and sort.
-    every_card = Purchase.card_id.in_(select(Card.id))
-    during = (
+    # Always true (a foreign key), but it makes SQLite walk the covering index card by card
+    # (equality seeks, already grouped), with or without ANALYZE statistics; otherwise it may
+    # pick the created_at index, fetch every row from the table and sort. PostgreSQL plans a
+    # bitmap scan of the few rows after `end` on its own, and would pay a hash join for the IN.
+    every_card = sqlite_hint(Purchase.card_id.in_(select(Card.id)))
+    during, during_on = per_key(
         select(
-            Purchase.card_id,
             func.count().label("n"),
             func.sum(Purchase.amount).label("rev"),
             func.sum(Purchase.discount_amount).label("disc"),
-        )
-        .where(every_card, _not_voided(), Purchase.created_at >= start, Purchase.created_at < end)
-        .group_by(Purchase.card_id)
-        .subquery("during")
+        ).where(_not_voided(), Purchase.created_at >= start, Purchase.created_at < end),
+        Purchase.card_id,
+        Card.id,
+        dialect=dialect,
+        name="during",
     )
     after = (
         select(
@@ -301,13 +318,19 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
         .where(inner.card_id == Card.id, inner.voided_at.is_(None), inner.created_at < end)
         .scalar_subquery()
     )
-    prev = exists(
+    last_at = case((after.c.n.is_(None), Card.last_purchase_at), else_=last_before_end)
+    bought_before = exists(
         select(inner.id).where(
             inner.card_id == Card.id,
             inner.voided_at.is_(None),
             inner.created_at >= prev_start,
             inner.created_at < start,
         )
+    )
+    prev = case(
+        (life_n == n, 0),  # every purchase up to `end` is in P
+        (n == 0, case((last_at >= prev_start, 1), else_=0)),  # the last one is before P
+        else_=case((bought_before, 1), else_=0),
     )
     per_card = (
         select(
@@ -320,24 +343,22 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
             life_n.label("life_n"),
             (Card.purchase_total - func.coalesce(after.c.total, 0)).label("life_total"),
             case((life_n == n, 1), else_=0).label("new"),
-            case((prev, 1), else_=0).label("prev"),
-            case((after.c.n.is_(None), Card.last_purchase_at), else_=last_before_end).label(
-                "last_at"
-            ),
+            prev.label("prev"),
+            last_at.label("last_at"),
         )
         .select_from(Card)
-        .outerjoin(during, during.c.card_id == Card.id)
+        .outerjoin(during, during_on)
         .outerjoin(after, after.c.card_id == Card.id)
         .where(life_n > 0)
-        .cte("per_card")
+        .subquery("per_card")
     )
-    scores = select(
-        per_card.c.card_id,
+    scored = select(
+        per_card,
         func.ntile(5).over(order_by=(per_card.c.last_at, per_card.c.card_id)).label("r"),
         func.ntile(5).over(order_by=(per_card.c.life_n, per_card.c.card_id)).label("f"),
         func.ntile(5).over(order_by=(per_card.c.life_total, per_card.c.card_id)).label("m"),
-    ).cte("scores")
-    r, f, m = scores.c.r, scores.c.f, scores.c.m
+    ).subquery("scored")
+    r, f, m = scored.c.r, scored.c.f, scored.c.m
     segment = case(
         (and_(r >= 4, f >= 4, m >= 4), literal("champions")),
         (and_(r >= 3, f >= 3), literal("loyal")),
@@ -347,32 +368,33 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
         (r == 2, literal("hibernating")),
         else_=literal("lost"),
     )
-    return (
-        select(per_card, segment.label("rfm"))
-        .join(scores, scores.c.card_id == per_card.c.card_id)
-        .subquery("rfm")
+    return select(*(scored.c[column.name] for column in per_card.c), segment.label("rfm")).subquery(
+        "rfm"
     )
 
 
-async def _card_figures(
-    session: AsyncSession, start: datetime, end: datetime
+def _card_figures(
+    session: Session, start: datetime, end: datetime
 ) -> list[tuple[str, bool, int, int, int, int]]:
     bound = case((_bound_at(end), 1), else_=0).label("bound")
     issued = func.sum(case((and_(Card.issued_at.is_not(None), Card.issued_at < end), 1), else_=0))
     in_period = func.sum(case((and_(Card.issued_at >= start, Card.issued_at < end), 1), else_=0))
-    rows = await session.execute(
+    rows = session.execute(
         select(Card.segment, bound, func.count(), issued, in_period, func.sum(bound)).group_by(
             Card.segment, bound
         )
     )
-    return [(s, bool(b), n, i or 0, ip or 0, nb or 0) for s, b, n, i, ip, nb in rows.all()]
+    return [
+        (s, bool(b), as_int(n), as_int(i), as_int(ip), as_int(nb))
+        for s, b, n, i, ip, nb in rows.all()
+    ]
 
 
-async def _purchase_figures(
-    session: AsyncSession, prev_start: datetime, start: datetime, end: datetime
+def _purchase_figures(
+    session: Session, prev_start: datetime, start: datetime, end: datetime
 ) -> list[tuple[Any, ...]]:
     """Per-card figures grouped per (segment, bound at the end, RFM segment): a few rows."""
-    rfm = _card_scores(prev_start, start, end)
+    rfm = _card_scores(prev_start, start, end, session.get_bind().dialect.name)
     active = rfm.c.n > 0
     query = select(
         rfm.c.segment,
@@ -389,32 +411,34 @@ async def _purchase_figures(
         func.sum(case((and_(rfm.c.new > 0, active), 1), else_=0)),
         func.sum(rfm.c.life_total),
     ).group_by(rfm.c.segment, rfm.c.bound, rfm.c.rfm)
-    return list((await session.execute(query)).all())
+    return [
+        (segment, bool(bound), rfm_segment, *(as_int(value) for value in figures))
+        for segment, bound, rfm_segment, *figures in session.execute(query).all()
+    ]
 
 
-async def _nps(session: AsyncSession, start: datetime, end: datetime) -> Nps:
+def _nps(session: Session, start: datetime, end: datetime) -> Nps:
     score = Survey.score
-    row = (
-        await session.execute(
-            select(
-                func.sum(case((score >= 9, 1), else_=0)),
-                func.sum(case((and_(score >= 7, score <= 8), 1), else_=0)),
-                func.sum(case((score <= 6, 1), else_=0)),
-                func.count(),
-            ).where(
-                score.is_not(None),
-                Survey.answered_at >= start,
-                Survey.answered_at < end,
-            )
+    row = session.execute(
+        select(
+            func.sum(case((score >= 9, 1), else_=0)),
+            func.sum(case((and_(score >= 7, score <= 8), 1), else_=0)),
+            func.sum(case((score <= 6, 1), else_=0)),
+            func.count(),
+        ).where(
+            score.is_not(None),
+            Survey.answered_at >= start,
+            Survey.answered_at < end,
         )
     ).one()
-    nps = Nps(promoters=row[0] or 0, passives=row[1] or 0, detractors=row[2] or 0, answers=row[3])
+    promoters, passives, detractors, answers = (as_int(value) for value in row)
+    nps = Nps(promoters=promoters, passives=passives, detractors=detractors, answers=answers)
     diff = _div(nps.promoters - nps.detractors, nps.answers)
     nps.score = None if diff is None else diff * 100
     return nps
 
 
-async def _winback(session: AsyncSession, start: datetime, end: datetime) -> Winback:
+def _winback(session: Session, start: datetime, end: datetime) -> Winback:
     wa = WinbackAssignment
     returned = exists(
         select(Purchase.id)
@@ -427,7 +451,7 @@ async def _winback(session: AsyncSession, start: datetime, end: datetime) -> Win
         )
     )
     redeemed = and_(Offer.id.is_not(None), Offer.redeemed_at.is_not(None))
-    rows = await session.execute(
+    rows = session.execute(
         select(
             wa.control,
             func.count(),
@@ -442,9 +466,13 @@ async def _winback(session: AsyncSession, start: datetime, end: datetime) -> Win
     result = Winback()
     for control, n, red, ret in rows.all():
         if control:
-            result.control, result.returned_control = n, ret or 0
+            result.control, result.returned_control = as_int(n), as_int(ret)
         else:
-            result.offered, result.redeemed, result.returned_offered = n, red or 0, ret or 0
+            result.offered, result.redeemed, result.returned_offered = (
+                as_int(n),
+                as_int(red),
+                as_int(ret),
+            )
     result.redemption_rate = _div(result.redeemed, result.offered)
     result.return_rate_offered = _div(result.returned_offered, result.offered)
     result.return_rate_control = _div(result.returned_control, result.control)
@@ -460,7 +488,7 @@ def program_costs(settings: Settings, days: int, cards_issued: int) -> float:
     return float(monthly * days / MEAN_MONTH_DAYS + per_card * cards_issued)
 
 
-async def compute(session: AsyncSession, settings: Settings, first: date, last: date) -> Kpis:
+def compute(session: Session, settings: Settings, first: date, last: date) -> Kpis:
     """Every KPI of docs/design.md's table for the store-time days `first`…`last` inclusive."""
     if first > last:
         raise InvalidPeriod("order", f"{first} {last}")
@@ -476,9 +504,7 @@ async def compute(session: AsyncSession, settings: Settings, first: date, last: 
         seg = segments.setdefault(segment, Core())
         return seg, wallets["digital" if bound else "paper"]
 
-    for segment, bound, total, issued, issued_in_p, n_bound in await _card_figures(
-        session, start, end
-    ):
+    for segment, bound, total, issued, issued_in_p, n_bound in _card_figures(session, start, end):
         kpis.cards_total += total
         kpis.cards_issued += issued
         kpis.cards_issued_in_period += issued_in_p
@@ -487,23 +513,23 @@ async def compute(session: AsyncSession, settings: Settings, first: date, last: 
             core.cards_issued += issued
 
     life_cards = life_total = 0
-    for row in await _purchase_figures(session, prev_start, start, end):
+    for row in _purchase_figures(session, prev_start, start, end):
         segment, bound, rfm, cards, active, n, rev, disc, repeat, prev, retained, new, life = row
         part = Core(
-            active_cards=active or 0,
-            purchases=n or 0,
-            revenue=rev or 0,
-            discount_total=disc or 0,
-            repeat_cards=repeat or 0,
-            previous_active=prev or 0,
-            retained=retained or 0,
+            active_cards=active,
+            purchases=n,
+            revenue=rev,
+            discount_total=disc,
+            repeat_cards=repeat,
+            previous_active=prev,
+            retained=retained,
         )
-        for core in group(segment, bool(bound)):
+        for core in group(segment, bound):
             core.add(part)
         kpis.rfm[rfm] = kpis.rfm.get(rfm, 0) + cards
-        kpis.new_buyers += new or 0
+        kpis.new_buyers += new
         life_cards += cards
-        life_total += life or 0
+        life_total += life
 
     total = Core()
     for core in segments.values():
@@ -525,8 +551,8 @@ async def compute(session: AsyncSession, settings: Settings, first: date, last: 
     kpis.ltv = _div(life_total, life_cards)
     kpis.by_segment = {name: core.finish() for name, core in segments.items()}
     kpis.digital_vs_paper = {name: core.finish() for name, core in wallets.items()}
-    kpis.nps = await _nps(session, start, end)
-    kpis.winback = await _winback(session, start, end)
+    kpis.nps = _nps(session, start, end)
+    kpis.winback = _winback(session, start, end)
 
     kpis.program_costs = program_costs(settings, kpis.days, kpis.cards_issued_in_period)
     margin = float(settings.reports.gross_margin_pct) / 100
@@ -619,8 +645,8 @@ class WeekPoint:
     nps_score: float | None
 
 
-async def weekly_series(
-    session: AsyncSession, settings: Settings, last: date, weeks: int = 12
+def weekly_series(
+    session: Session, settings: Settings, last: date, weeks: int = 12
 ) -> list[WeekPoint]:
     """Revenue, active cards and NPS per 7-day week ending `last` (oldest first), 2 queries."""
     bounds = []
@@ -646,32 +672,31 @@ async def weekly_series(
             for i, (_f, _l, s, e) in enumerate(bounds)
         )
     )
-    per_week = {int(w): (rev, act) for w, rev, act in (await session.execute(weekly)).all()}
+    per_week = {int(w): (as_int(rev), as_int(act)) for w, rev, act in session.execute(weekly).all()}
     ncols = []
     for _f, _l, s, e in bounds:
         inside = within(Survey.answered_at, s, e)
         ncols.append(func.sum(case((and_(inside, Survey.score >= 9), 1), else_=0)))
         ncols.append(func.sum(case((and_(inside, Survey.score <= 6), 1), else_=0)))
         ncols.append(func.sum(case((inside, 1), else_=0)))
-    nrow = (
-        await session.execute(
-            select(*ncols).where(
-                Survey.score.is_not(None),
-                Survey.answered_at >= overall_start,
-                Survey.answered_at < overall_end,
-            )
+    nrow = session.execute(
+        select(*ncols).where(
+            Survey.score.is_not(None),
+            Survey.answered_at >= overall_start,
+            Survey.answered_at < overall_end,
         )
     ).one()
     series = []
     for i, (f, lst, _s, _e) in enumerate(bounds):
-        promoters, detractors, answers = (nrow[3 * i + k] or 0 for k in range(3))
+        promoters, detractors, answers = (as_int(nrow[3 * i + k]) for k in range(3))
         diff = _div(promoters - detractors, answers)
+        revenue, active = per_week.get(i, (0, 0))
         series.append(
             WeekPoint(
                 first=f,
                 last=lst,
-                revenue=per_week.get(i, (0, 0))[0] or 0,
-                active_cards=per_week.get(i, (0, 0))[1] or 0,
+                revenue=revenue,
+                active_cards=active,
                 nps_answers=answers,
                 nps_score=None if diff is None else diff * 100,
             )
@@ -687,20 +712,20 @@ class AtRiskCard:
     total: int
 
 
-async def at_risk_cards(
-    session: AsyncSession, settings: Settings, last: date, limit: int = 5
+def at_risk_cards(
+    session: Session, settings: Settings, last: date, limit: int = 5
 ) -> list[AtRiskCard]:
     """The RFM `at_risk` cards at the end of `last`, biggest lifetime spend first."""
     start, end = store_day_bounds(last, last, settings.store.tz)
-    rfm = _card_scores(start, start, end)
-    rows = await session.execute(
+    rfm = _card_scores(start, start, end, session.get_bind().dialect.name)
+    rows = session.execute(
         select(Card.number, rfm.c.last_at, rfm.c.life_n, rfm.c.life_total)
         .join(Card, Card.id == rfm.c.card_id)
         .where(rfm.c.rfm == "at_risk")
         .order_by(rfm.c.life_total.desc(), Card.number)
         .limit(limit)
     )
-    return [AtRiskCard(num, at, n, total) for num, at, n, total in rows.all()]
+    return [AtRiskCard(num, at, as_int(n), as_int(total)) for num, at, n, total in rows.all()]
 
 
 @dataclass(frozen=True)
@@ -724,9 +749,7 @@ class Anomalies:
     cashiers: list[GenerousCashier]
 
 
-async def anomalies(
-    session: AsyncSession, settings: Settings, first: date, last: date
-) -> Anomalies:
+def anomalies(session: Session, settings: Settings, first: date, last: date) -> Anomalies:
     """Cards used more than ANOMALY_DAILY_USES times in one store day; generous cashiers."""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     starts = [store_day_bounds(d, d, settings.store.tz)[0] for d in days]
@@ -736,17 +759,17 @@ async def anomalies(
         *((Purchase.created_at < s, literal(i - 1)) for i, s in enumerate(starts[1:], start=1)),
         else_=literal(len(days) - 1),
     ).label("day")
-    busy = await session.execute(
+    busy = session.execute(
         select(Card.number, day_index, func.count().label("uses"))
         .join(Card, Card.id == Purchase.card_id)
         .where(_not_voided(), Purchase.created_at >= start, Purchase.created_at < end)
         .group_by(Card.number, day_index)
         .having(func.count() > settings.reports.anomaly_daily_uses)
-        .order_by(func.count().desc(), Card.number)
+        .order_by(func.count().desc(), Card.number, day_index)
         .limit(20)
     )
-    cards = [BusyCard(number, days[int(i)], uses) for number, i, uses in busy.all()]
-    per_cashier = await session.execute(
+    cards = [BusyCard(number, days[int(i)], as_int(uses)) for number, i, uses in busy.all()]
+    per_cashier = session.execute(
         select(
             Purchase.cashier_id,
             func.count(),
@@ -760,9 +783,10 @@ async def anomalies(
             Purchase.created_at < end,
         )
         .group_by(Purchase.cashier_id)
+        .order_by(Purchase.cashier_id)
     )
     shares = {
-        cid: (disc / gross * 100, n)
+        int(cid): (as_int(disc) / as_int(gross) * 100, as_int(n))
         for cid, n, disc, gross in per_cashier.all()
         if n >= CASHIER_MIN_PURCHASES and gross
     }
@@ -774,7 +798,7 @@ async def anomalies(
         mean = statistics.fmean(others)
         if share > mean + 2 * statistics.pstdev(others) and share > 1.5 * statistics.median(others):
             generous.append(GenerousCashier(cid, share, n, mean))
-    generous.sort(key=lambda g: -g.share_pct)
+    generous.sort(key=lambda g: (-g.share_pct, g.cashier_id))
     return Anomalies(cards=cards, cashiers=generous)
 
 
@@ -785,12 +809,12 @@ class Comment:
     answered_at: datetime
 
 
-async def detractor_comments(
-    session: AsyncSession, settings: Settings, first: date, last: date, limit: int = 10
+def detractor_comments(
+    session: Session, settings: Settings, first: date, last: date, limit: int = 10
 ) -> list[Comment]:
     """What the period's detractors (0–6) wrote, newest first."""
     start, end = store_day_bounds(first, last, settings.store.tz)
-    rows = await session.execute(
+    rows = session.execute(
         select(Survey.score, Survey.comment, Survey.answered_at)
         .where(
             Survey.score <= 6,
@@ -799,7 +823,7 @@ async def detractor_comments(
             Survey.answered_at >= start,
             Survey.answered_at < end,
         )
-        .order_by(Survey.answered_at.desc())
+        .order_by(Survey.answered_at.desc(), Survey.id.desc())
         .limit(limit)
     )
     return [Comment(s, c, at) for s, c, at in rows.all()]

@@ -1,4 +1,17 @@
-"""Owner reports: the weekly digest's data, its chart, and one card's summary.
+"""Owner reports: the KPI sets, the weekly digest's data and chart, exports, one card's summary.
+
+`ReportService` is what the owner's handlers (and the scheduled digest) call. Each of its
+methods runs one unit of work (`db.database`): the KPI sets, the digest and the exports are long
+reads (`db.report`: on SQLite they run on a lane of their own, beside the tills' writer, which
+they never hold up; on PostgreSQL side by side with everything else); a card's summary and the
+export's default period are short ones (`db.read`). The units themselves are the plain
+functions of a `Session` here and in `services.kpi` / `services.export`::
+
+    reports = ReportService(Database.of(engine), settings)
+    current, previous = await reports.compared(first, last)     # /stats
+    digest = await reports.digest(now)                           # /digest, the weekly digest
+    path = await reports.export_xlsx(first, last, labels)        # a temporary file
+    card = await reports.card("100 045")                         # CardNotFound, InvalidCardNumber
 
 No text for people here: the handler renders the digest in the reader's language and passes
 the chart's labels in already translated.
@@ -11,6 +24,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from babel.dates import format_skeleton
@@ -19,11 +33,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from sqlalchemy import case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from db.database import Database
 from db.models import Client, Purchase
-from services import kpi
-from services.cards import get_registered
+from services import export, kpi
+from services.cards import by_number, normalize_number
+from services.errors import CardNotFound
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
@@ -49,18 +65,19 @@ def digest_week(now: datetime, settings: Settings) -> tuple[date, date]:
     return last - timedelta(days=6), last
 
 
-async def build_digest(session: AsyncSession, settings: Settings, now: datetime) -> Digest:
+def build_digest(session: Session, settings: Settings, now: datetime) -> Digest:
+    """The digest's figures for the week before `now` (a unit: `ReportService.digest`)."""
     first, last = digest_week(now, settings)
     prev_first, prev_last = kpi.previous_period(first, last)
     return Digest(
         first=first,
         last=last,
-        current=await kpi.compute(session, settings, first, last),
-        previous=await kpi.compute(session, settings, prev_first, prev_last),
-        series=await kpi.weekly_series(session, settings, last, DIGEST_WEEKS),
-        at_risk=await kpi.at_risk_cards(session, settings, last),
-        anomalies=await kpi.anomalies(session, settings, first, last),
-        comments=await kpi.detractor_comments(session, settings, first, last),
+        current=kpi.compute(session, settings, first, last),
+        previous=kpi.compute(session, settings, prev_first, prev_last),
+        series=kpi.weekly_series(session, settings, last, DIGEST_WEEKS),
+        at_risk=kpi.at_risk_cards(session, settings, last),
+        anomalies=kpi.anomalies(session, settings, first, last),
+        comments=kpi.detractor_comments(session, settings, first, last),
     )
 
 
@@ -218,22 +235,24 @@ class CardSummary:
     recent: list[CardPurchase]
 
 
-async def card_summary(session: AsyncSession, text: str, limit: int = 10) -> CardSummary:
-    """One card: inventory facts, lifetime totals (non-voided) and the latest purchases."""
-    card = await session.run_sync(get_registered, text)
+def card_summary(session: Session, text: str, limit: int = 10) -> CardSummary:
+    """One card: inventory facts, lifetime totals (non-voided) and the latest purchases (a
+    unit: `ReportService.card`). A typed number of no registered card: `CardNotFound`."""
+    number = normalize_number(text)
+    card = session.scalar(by_number(number))
+    if card is None:
+        raise CardNotFound(number)
     live = Purchase.voided_at.is_(None)
-    totals = (
-        await session.execute(
-            select(
-                func.sum(case((live, 1), else_=0)),
-                func.sum(case((live, Purchase.amount), else_=0)),
-                func.sum(case((live, Purchase.discount_amount), else_=0)),
-                func.min(case((live, Purchase.created_at))),
-                func.max(case((live, Purchase.created_at))),
-            ).where(Purchase.card_id == card.id)
-        )
+    totals = session.execute(
+        select(
+            func.sum(case((live, 1), else_=0)),
+            func.sum(case((live, Purchase.amount), else_=0)),
+            func.sum(case((live, Purchase.discount_amount), else_=0)),
+            func.min(case((live, Purchase.created_at))),
+            func.max(case((live, Purchase.created_at))),
+        ).where(Purchase.card_id == card.id)
     ).one()
-    rows = await session.execute(
+    rows = session.execute(
         select(
             Purchase.id,
             Purchase.created_at,
@@ -248,7 +267,7 @@ async def card_summary(session: AsyncSession, text: str, limit: int = 10) -> Car
     )
     holder = None
     if card.client_id is not None:
-        client = await session.get(Client, card.client_id)
+        client = session.get(Client, card.client_id)
         if client is not None and client.erased_at is None:
             holder = f"@{client.username}" if client.username else client.first_name
     first_at, last_at = totals[3], totals[4]
@@ -261,9 +280,9 @@ async def card_summary(session: AsyncSession, text: str, limit: int = 10) -> Car
         issued_at=card.issued_at,
         bound_at=card.bound_at if card.client_id is not None else None,
         holder=holder,
-        purchases=totals[0] or 0,
-        total=totals[1] or 0,
-        discounts=totals[2] or 0,
+        purchases=kpi.as_int(totals[0]),
+        total=kpi.as_int(totals[1]),
+        discounts=kpi.as_int(totals[2]),
         first_at=_aware(first_at),
         last_at=_aware(last_at),
         recent=[
@@ -282,9 +301,62 @@ def _aware(value: datetime | str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-async def data_span(session: AsyncSession, settings: Settings, today: date) -> tuple[date, date]:
-    """From the first purchase's store day (or today) to today: the default export period."""
-    first = await session.scalar(select(func.min(Purchase.created_at)))
+def data_span(session: Session, settings: Settings, today: date) -> tuple[date, date]:
+    """From the first purchase's store day (or today) to today: the default export period (a
+    unit: `ReportService.export_span`)."""
+    first = _aware(session.scalar(select(func.min(Purchase.created_at))))
     if first is None:
         return today, today
     return min(first.astimezone(settings.store.tz).date(), today), today
+
+
+# ------------------------------------------------------------------------ the service
+
+
+class ReportService:
+    """The owner's reports, one unit of work per method (see the module docstring)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    async def kpis(self, first: date, last: date) -> kpi.Kpis:
+        """Every KPI of the store days `first`…`last` (`kpi.InvalidPeriod` when reversed)."""
+        return await self.db.report(kpi.compute, self.settings, first, last)
+
+    async def compared(self, first: date, last: date) -> tuple[kpi.Kpis, kpi.Kpis]:
+        """The KPIs of `first`…`last` and of the equally long period before it (/stats)."""
+        return await self.db.report(self._compared, first, last)
+
+    def _compared(self, session: Session, first: date, last: date) -> tuple[kpi.Kpis, kpi.Kpis]:
+        current = kpi.compute(session, self.settings, first, last)
+        previous = kpi.compute(session, self.settings, *kpi.previous_period(first, last))
+        return current, previous
+
+    async def digest(self, now: datetime) -> Digest:
+        """The weekly digest's figures: the last 7 complete store days before `now`."""
+        return await self.db.report(build_digest, self.settings, now)
+
+    async def card(self, text: str, limit: int = 10) -> CardSummary:
+        """One card by a typed number (`CardNotFound`, `InvalidCardNumber`)."""
+        return await self.db.read(card_summary, text, limit)
+
+    async def export_span(self, today: date) -> tuple[date, date]:
+        """The default export period: from the first purchase's store day to `today`."""
+        return await self.db.read(data_span, self.settings, today)
+
+    async def cashier_ids(self, first: date, last: date) -> set[int]:
+        """Who recorded purchases in the period (the caller names them for the export)."""
+        return await self.db.report(export.cashier_ids, self.settings, first, last)
+
+    async def export_xlsx(
+        self, first: date, last: date, labels: export.ExportLabels | None = None
+    ) -> Path:
+        """The XLSX export of the period as a temporary file (the caller deletes it)."""
+        return await self.db.report(export.export_xlsx, self.settings, first, last, labels)
+
+    async def export_csv_zip(
+        self, first: date, last: date, labels: export.ExportLabels | None = None
+    ) -> Path:
+        """The same as a zip of CSV files, a temporary file (the caller deletes it)."""
+        return await self.db.report(export.export_csv_zip, self.settings, first, last, labels)

@@ -1,14 +1,18 @@
-"""Building KPI test data straight with the models (no cashier flow needed)."""
+"""Building KPI test data straight with the models (no cashier flow needed), and reading the
+reports back through the service the bot uses (`ReportService`, units of work)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from config import Settings
+from db.database import Database
 from db.models import Card, Client, Offer, Purchase, Survey, WinbackAssignment
 from services.cards import refresh_totals
+from services.reports import ReportService
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -16,6 +20,11 @@ MSK = ZoneInfo("Europe/Moscow")
 def msk(year: int, month: int, day: int, hour: int = 12, minute: int = 0) -> datetime:
     """A store-time (Moscow) moment as aware UTC."""
     return datetime(year, month, day, hour, minute, tzinfo=MSK).astimezone(UTC)
+
+
+def report_service(engine: AsyncEngine, settings: Settings) -> ReportService:
+    """The owner's reports over the test's database, as the bot builds them."""
+    return ReportService(Database.of(engine), settings)
 
 
 class Data:

@@ -16,13 +16,14 @@ from aiogram.utils.i18n import gettext as _
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.i18n import create_i18n
 from config import Settings
+from handlers import owner_reports
 from handlers.owner_reports import digest_message
 from services import kpi, reports
-from tests.kpi_helpers import Data, msk
+from tests.kpi_helpers import Data, msk, report_service
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NOW = datetime(2026, 11, 16, 9, tzinfo=UTC)  # Monday: the digest's last week is Nov 9–15
@@ -54,16 +55,16 @@ def charts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Figure]]:
         figures.append(figure)
         return render(series, labels, exponent)
 
-    monkeypatch.setattr(reports, "render_chart", capture)
+    monkeypatch.setattr(owner_reports, "render_chart", capture)
     yield figures
 
 
 async def _digest_chart(
-    session: AsyncSession, settings: Settings, charts: list[Figure], locale: str
+    engine: AsyncEngine, settings: Settings, charts: list[Figure], locale: str
 ) -> Figure:
     i18n = create_i18n("ru")
     with i18n.context(), i18n.use_locale(locale):
-        _text, png = await digest_message(session, settings, NOW)
+        _text, png = await digest_message(report_service(engine, settings), NOW)
     assert png.startswith(PNG)
     return charts[-1]
 
@@ -97,10 +98,14 @@ async def _busy_program(session: AsyncSession) -> None:
 
 @pytest.mark.parametrize("locale", ["ru", "en", "et"])
 async def test_the_money_axis_reads_as_money_and_the_weeks_as_dates(
-    session: AsyncSession, settings: Settings, charts: list[Figure], locale: str
+    session: AsyncSession,
+    engine: AsyncEngine,
+    settings: Settings,
+    charts: list[Figure],
+    locale: str,
 ) -> None:
     await _busy_program(session)
-    fig = await _digest_chart(session, settings, charts, locale)
+    fig = await _digest_chart(engine, settings, charts, locale)
     i18n = create_i18n("ru")
     with i18n.context(), i18n.use_locale(locale):
         revenue, active, nps = _("Revenue through cards"), _("Active cards"), _("NPS")
@@ -121,10 +126,10 @@ async def test_the_money_axis_reads_as_money_and_the_weeks_as_dates(
 
 
 async def test_the_legend_never_covers_a_bar(
-    session: AsyncSession, settings: Settings, charts: list[Figure]
+    session: AsyncSession, engine: AsyncEngine, settings: Settings, charts: list[Figure]
 ) -> None:
     await _busy_program(session)  # every bar reaches the top of the plot
-    fig = await _digest_chart(session, settings, charts, "en")
+    fig = await _digest_chart(engine, settings, charts, "en")
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
     assert legends
@@ -148,25 +153,29 @@ async def test_the_legend_never_covers_a_bar(
 
 @pytest.mark.parametrize("locale", ["ru", "en", "et"])
 async def test_a_new_program_gets_a_message_instead_of_empty_axes(
-    session: AsyncSession, settings: Settings, charts: list[Figure], locale: str
+    session: AsyncSession,
+    engine: AsyncEngine,
+    settings: Settings,
+    charts: list[Figure],
+    locale: str,
 ) -> None:
     d = Data(session)
     await d.card("100045", issued_at=msk(2026, 11, 10))  # issued, never used
     await d.commit()
-    fig = await _digest_chart(session, settings, charts, locale)
+    fig = await _digest_chart(engine, settings, charts, locale)
     assert not [ax for ax in fig.axes if ax.axison]  # no axes, so no −0.04…0.04 either
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any(t.replace("\n", " ").startswith(NOTHING_YET[locale]) for t in texts), texts
 
 
 async def test_axes_start_at_zero_with_whole_counts_when_only_answers_came_in(
-    session: AsyncSession, settings: Settings, charts: list[Figure]
+    session: AsyncSession, engine: AsyncEngine, settings: Settings, charts: list[Figure]
 ) -> None:
     d = Data(session)
     client = await d.client()
     await d.survey(client, msk(2026, 11, 12), 10)  # an answer, but no purchase yet
     await d.commit()
-    fig = await _digest_chart(session, settings, charts, "en")
+    fig = await _digest_chart(engine, settings, charts, "en")
     revenue, active = _axis(fig, "Revenue through cards"), _axis(fig, "Active cards")
     for ax in (revenue, active):
         low, high = ax.get_ylim()

@@ -12,7 +12,7 @@ from typing import Any
 from aiogram.utils.i18n import I18n
 from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.i18n import create_i18n
 from config import Settings
@@ -20,7 +20,7 @@ from handlers.owner_reports import STATS_LINES, export_labels
 from services import export
 from tests.conftest import CASHIER_ID, OWNER_ID, App
 from tests.fakeapi import FakeMessage, FaultResponse
-from tests.kpi_helpers import Data, msk
+from tests.kpi_helpers import Data, msk, report_service
 from tests.test_reports import seed
 
 FIRST, LAST = date(2026, 11, 1), date(2026, 11, 16)
@@ -152,12 +152,12 @@ async def _seed_formulas(session: AsyncSession) -> None:
 
 
 async def test_xlsx_cells_from_people_are_never_formulas(
-    session: AsyncSession, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     async with sessionmaker() as s:
         await _seed_formulas(s)
     labels = export.ExportLabels(people={CASHIER_ID: '=cmd|" /C calc"!A0'})
-    path = await export.export_xlsx(session, settings, FIRST, LAST, labels)
+    path = await report_service(engine, settings).export_xlsx(FIRST, LAST, labels)
     try:
         book = load_workbook(path)
         clients = book["clients"]
@@ -176,12 +176,12 @@ async def test_xlsx_cells_from_people_are_never_formulas(
 
 
 async def test_csv_cells_from_people_are_neutralised(
-    session: AsyncSession, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     async with sessionmaker() as s:
         await _seed_formulas(s)
     labels = export.ExportLabels(people={CASHIER_ID: "@evil"})
-    path = await export.export_csv_zip(session, settings, FIRST, LAST, labels)
+    path = await report_service(engine, settings).export_csv_zip(FIRST, LAST, labels)
     try:
         archive = zipfile.ZipFile(path)
 

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from config import Settings
 from services import kpi
+from services.reports import ReportService
 from tests.cli_helpers import Cli
-from tests.conftest import make_settings
-from tests.kpi_helpers import Data, msk
+from tests.conftest import make_settings, on_postgres
+from tests.kpi_helpers import Data, msk, report_service
 
 P = (date(2026, 11, 1), date(2026, 11, 7))  # previous equal period: 2026-10-25 … 10-31
+
+
+@pytest.fixture
+def reports(engine: AsyncEngine, settings: Settings) -> ReportService:
+    return report_service(engine, settings)
 
 
 async def _main_fixture(session: AsyncSession) -> dict[str, object]:
@@ -39,9 +47,9 @@ async def _main_fixture(session: AsyncSession) -> dict[str, object]:
 
 
 async def test_empty_period_is_zero_and_ratios_are_null(
-    session: AsyncSession, settings: Settings
+    session: AsyncSession, settings: Settings, reports: ReportService
 ) -> None:
-    kpis = await kpi.compute(session, settings, *P)
+    kpis = await reports.kpis(*P)
     data = kpi.to_json(kpis, settings.store.currency_exponent)
     assert data["cards_total"] == data["purchases"] == data["active_cards"] == 0
     assert data["revenue"] == 0.0
@@ -68,9 +76,11 @@ async def test_empty_period_is_zero_and_ratios_are_null(
     assert data["winback"]["lift"] is None
 
 
-async def test_every_core_kpi_by_hand(session: AsyncSession, settings: Settings) -> None:
+async def test_every_core_kpi_by_hand(
+    session: AsyncSession, settings: Settings, reports: ReportService
+) -> None:
     await _main_fixture(session)
-    k = await kpi.compute(session, settings, *P)
+    k = await reports.kpis(*P)
     assert (k.cards_total, k.cards_issued, k.cards_issued_in_period, k.cards_bound) == (5, 4, 1, 1)
     assert k.active_cards == 2  # a and b; the voided purchase and 11-08 don't count
     assert k.activity_rate == pytest.approx(2 / 4)
@@ -104,7 +114,7 @@ async def test_every_core_kpi_by_hand(session: AsyncSession, settings: Settings)
 
 
 async def test_midnight_store_time_decides_the_day(
-    session: AsyncSession, settings: Settings
+    session: AsyncSession, settings: Settings, reports: ReportService
 ) -> None:
     from datetime import UTC, datetime
 
@@ -116,19 +126,21 @@ async def test_midnight_store_time_decides_the_day(
     await d.buy(card, datetime(2026, 11, 1, 20, 59, 59, tzinfo=UTC), 40_000)
     await d.buy(card, datetime(2026, 11, 1, 21, 0, tzinfo=UTC), 80_000)
     await d.commit()
-    nov1 = await kpi.compute(session, settings, date(2026, 11, 1), date(2026, 11, 1))
+    nov1 = await reports.kpis(date(2026, 11, 1), date(2026, 11, 1))
     assert (nov1.purchases, nov1.revenue) == (2, 60_000)
-    oct31 = await kpi.compute(session, settings, date(2026, 10, 31), date(2026, 10, 31))
+    oct31 = await reports.kpis(date(2026, 10, 31), date(2026, 10, 31))
     assert (oct31.purchases, oct31.revenue) == (1, 10_000)
     assert nov1.retention_rate == 1.0  # active on Oct 31 (the previous 1-day period), and today
 
 
-async def test_a_card_with_one_purchase(session: AsyncSession, settings: Settings) -> None:
+async def test_a_card_with_one_purchase(
+    session: AsyncSession, settings: Settings, reports: ReportService
+) -> None:
     d = Data(session)
     card = await d.card("100020", issued_at=msk(2026, 11, 2))
     await d.buy(card, msk(2026, 11, 2), 12_345, discount=617)
     await d.commit()
-    k = await kpi.compute(session, settings, *P)
+    k = await reports.kpis(*P)
     assert (k.active_cards, k.purchases, k.new_buyers, k.cards_issued_in_period) == (1, 1, 1, 1)
     assert k.average_check == 12_345 and k.spend_per_active_card == 12_345
     assert k.frequency == 1.0 and k.repeat_rate == 0.0 and k.activity_rate == 1.0
@@ -137,7 +149,9 @@ async def test_a_card_with_one_purchase(session: AsyncSession, settings: Setting
     assert sum(k.rfm.values()) == 1
 
 
-async def test_nps_buckets(session: AsyncSession, settings: Settings) -> None:
+async def test_nps_buckets(
+    session: AsyncSession, settings: Settings, reports: ReportService
+) -> None:
     d = Data(session)
     client = await d.client()
     for score in (10, 9, 8, 7, 6, 0, 9):
@@ -145,17 +159,19 @@ async def test_nps_buckets(session: AsyncSession, settings: Settings) -> None:
     await d.survey(client, msk(2026, 11, 3), None)  # asked, never answered
     await d.survey(client, msk(2026, 10, 30), 0)  # answered before P
     await d.commit()
-    nps = (await kpi.compute(session, settings, *P)).nps
+    nps = (await reports.kpis(*P)).nps
     assert (nps.promoters, nps.passives, nps.detractors, nps.answers) == (3, 2, 2, 7)
     assert nps.score == pytest.approx((3 - 2) / 7 * 100)
 
 
-async def test_roi_with_program_costs(session: AsyncSession, db_url: str) -> None:
+async def test_roi_with_program_costs(
+    session: AsyncSession, engine: AsyncEngine, db_url: str
+) -> None:
     settings = make_settings(
         db_url, gross_margin_pct="30", program_cost_monthly="3043.75", card_unit_cost="10"
     )
     await _main_fixture(session)
-    k = await kpi.compute(session, settings, *P)
+    k = await report_service(engine, settings).kpis(*P)
     # 7 days of 3043.75/month = 700.00; one card issued in P at 10.00 → costs 710.00.
     assert k.program_costs == pytest.approx(71_000)
     gain = (350_000 - 17_500) * 0.30 - 17_500 - 71_000
@@ -164,16 +180,18 @@ async def test_roi_with_program_costs(session: AsyncSession, db_url: str) -> Non
 
 
 async def test_roi_without_costs_or_discounts_is_null(
-    session: AsyncSession, settings: Settings
+    session: AsyncSession, settings: Settings, reports: ReportService
 ) -> None:
     d = Data(session)
     card = await d.card("100030", issued_at=msk(2026, 10, 1))
     await d.buy(card, msk(2026, 11, 2), 10_000, discount=0)
     await d.commit()
-    assert (await kpi.compute(session, settings, *P)).roi_pct is None
+    assert (await reports.kpis(*P)).roi_pct is None
 
 
-async def test_rfm_segments_of_known_cards(session: AsyncSession, settings: Settings) -> None:
+async def test_rfm_segments_of_known_cards(
+    session: AsyncSession, settings: Settings, reports: ReportService
+) -> None:
     d = Data(session)
     # (purchase days in November, every purchase 100.00): five cards, so ntile(5) gives each
     # a distinct score: R by last day, F by count, M by total.
@@ -189,7 +207,7 @@ async def test_rfm_segments_of_known_cards(session: AsyncSession, settings: Sett
         for day in days:
             await d.buy(card, msk(2026, 11, day), 10_000)
     await d.commit()
-    k = await kpi.compute(session, settings, *P)
+    k = await reports.kpis(*P)
     assert k.rfm == {
         "champions": 1,
         "loyal": 1,
@@ -199,11 +217,13 @@ async def test_rfm_segments_of_known_cards(session: AsyncSession, settings: Sett
         "hibernating": 0,
         "lost": 1,
     }
-    at_risk = await kpi.at_risk_cards(session, settings, P[1])
+    at_risk = await reports.db.report(kpi.at_risk_cards, settings, P[1])
     assert [(c.number, c.purchases, c.total) for c in at_risk] == [("200004", 3, 30_000)]
 
 
-async def test_winback_offered_vs_control(session: AsyncSession, settings: Settings) -> None:
+async def test_winback_offered_vs_control(
+    session: AsyncSession, settings: Settings, reports: ReportService
+) -> None:
     d = Data(session)
     at = msk(2026, 11, 2, 11)
     clients = [await d.client() for _ in range(6)]
@@ -222,7 +242,7 @@ async def test_winback_offered_vs_control(session: AsyncSession, settings: Setti
     await d.buy(cards[4], msk(2026, 11, 6), 10_000)  # after its window
     await d.winback(clients[5], msk(2026, 10, 20), control=False)  # assigned before P
     await d.commit()
-    wb = (await kpi.compute(session, settings, *P)).winback
+    wb = (await reports.kpis(*P)).winback
     assert (wb.offered, wb.control, wb.redeemed) == (2, 3, 1)
     assert wb.redemption_rate == 0.5
     assert wb.return_rate_offered == 0.5
@@ -272,8 +292,16 @@ def test_previous_period_is_equally_long() -> None:
 
 
 @pytest.fixture
-def cli(db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(db_path, monkeypatch, capsys)
+def cli(
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Cli:
+    """`python -m bot …` against the test's database, SQLite or PostgreSQL."""
+    cli = Cli(tmp_path / "loyalty.db", monkeypatch, capsys)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    return cli
 
 
 EXPECTED_KEYS = {
@@ -326,6 +354,46 @@ def test_cli_kpi_json_has_every_key_and_null_for_division_by_zero(cli: Cli) -> N
     }
 
 
+async def test_cli_kpi_prints_a_period_with_purchases(session: AsyncSession, cli: Cli) -> None:
+    """The figures as the CLI prints them: plain JSON numbers on either engine (PostgreSQL's
+    sums are `numeric`; they used to reach `json.dumps` as Decimals and fail)."""
+    await _main_fixture(session)
+    # The CLI runs its own event loop (asyncio.run): give it a thread.
+    result = await asyncio.to_thread(
+        cli, "kpi", "--from", "2026-11-01", "--to", "2026-11-07", "--json"
+    )
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert (data["purchases"], data["revenue"], data["discount_total"]) == (3, 3500.0, 175.0)
+    assert (data["average_check"], data["ltv"], data["average_discount_pct"]) == (
+        1166.67,
+        2050.0,
+        5.0,
+    )
+    assert (data["activity_rate"], data["repeat_rate"], data["retention_rate"]) == (0.5, 0.5, 0.5)
+    assert data["by_segment"]["b2c"] == {
+        "cards_issued": 2,
+        "active_cards": 2,
+        "activity_rate": 1.0,
+        "purchases": 3,
+        "revenue": 3500.0,
+        "discount_total": 175.0,
+        "average_check": 1166.67,
+        "average_discount_pct": 5.0,
+        "frequency": 1.5,
+        "repeat_rate": 0.5,
+        "retention_rate": 1.0,
+        "spend_per_active_card": 1750.0,
+    }
+    table = await asyncio.to_thread(cli, "kpi", "--from", "2026-11-01", "--to", "2026-11-07")
+    assert table.code == 0, table.err
+    assert re.search(r"^  revenue +3,500\.00$", table.out, re.M), table.out
+    assert re.search(r"^  average_check +1,166\.67$", table.out, re.M), table.out
+
+
+@pytest.mark.skipif(
+    on_postgres(), reason="the purchase import needs SQLite here (h/imports brings PostgreSQL)"
+)
 def test_cli_kpi_counts_imported_history(cli: Cli, write_file) -> None:  # type: ignore[no-untyped-def]
     path = write_file(
         "pos.csv", "card_number,date,amount\n100001,2026-11-02,1000\n100002,2026-11-03,500.50\n"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import date, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +14,7 @@ from db.engine import create_engine, create_sessionmaker
 from db.models import Card, Client, Purchase, Survey
 from services import kpi
 from tests.conftest import make_settings
-from tests.kpi_helpers import Data, msk
+from tests.kpi_helpers import Data, msk, report_service
 
 FIRST, LAST = date(2026, 11, 8), date(2026, 11, 14)
 END = msk(2026, 11, 15, 0)  # the end of LAST in store time
@@ -41,6 +40,7 @@ scores_st = st.lists(st.tuples(st.integers(0, 10), st.integers(0, 20)), max_size
 async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
     settings_ = make_settings(db_url)
     engine = create_engine(db_url)
+    reports = report_service(engine, settings_)
     try:
         async with create_sessionmaker(engine)() as session:
             for model in (Survey, Purchase, Card, Client):
@@ -68,15 +68,13 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
             for score, day in scores_spec:
                 await d.survey(client, msk(2026, 10, 25) + timedelta(days=day), score)
             await d.commit()
-            k = await kpi.compute(session, settings_, FIRST, LAST)
+            k = await reports.kpis(FIRST, LAST)
             # What happens after P never changes P's figures (the engine subtracts it from the
             # cards' lifetime figures).
             for index, at, amount, voided in later:
                 await d.buy(cards[index % len(cards)], at, amount, voided=voided)
             await d.commit()
-            assert kpi.to_json(await kpi.compute(session, settings_, FIRST, LAST), 2) == (
-                kpi.to_json(k, 2)
-            )
+            assert kpi.to_json(await reports.kpis(FIRST, LAST), 2) == kpi.to_json(k, 2)
     finally:
         await engine.dispose()
 
@@ -97,6 +95,23 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
     assert k.new_buyers <= k.active_cards
     for rate in (k.activity_rate, k.repeat_rate, k.retention_rate):
         assert rate is None or 0 <= rate <= 1
+    # P's figures by brute force from the generated purchases: activity in P and in the
+    # equally long period before it (the engine seeks the latter only where it must).
+    start, prev_start = msk(2026, 11, 8, 0), msk(2026, 11, 1, 0)
+    bought: dict[int, list[tuple[datetime, int]]] = {}  # card index -> (time, amount) up to END
+    for index, day, hour, amount, voided in purchases_spec:
+        at = msk(2026, 10, 25, hour) + timedelta(days=day)
+        if not voided and at < END:
+            bought.setdefault(index % len(cards_spec), []).append((at, amount))
+    in_p = {c: [a for t, a in rows if t >= start] for c, rows in bought.items()}
+    active = {c for c, amounts in in_p.items() if amounts}
+    before = {c for c, rows in bought.items() if any(prev_start <= t < start for t, _a in rows)}
+    assert (k.active_cards, k.purchases) == (len(active), sum(len(a) for a in in_p.values()))
+    assert k.revenue == sum(sum(a) for a in in_p.values())
+    assert k.new_buyers == len({c for c in active if len(in_p[c]) == len(bought[c])})
+    assert sum(core.previous_active for core in k.by_segment.values()) == len(before)
+    assert sum(core.retained for core in k.by_segment.values()) == len(before & active)
+    assert k.retention_rate == (len(before & active) / len(before) if before else None)
     lifetime: dict[int, int] = {}  # card index -> gross spend up to the end of P
     for index, day, hour, amount, voided in purchases_spec:
         if not voided and msk(2026, 10, 25, hour) + timedelta(days=day) < END:
@@ -115,5 +130,5 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(cards_spec=cards_st, purchases_spec=purchases_st, scores_spec=scores_st)
-def test_kpi_invariants(db_path: Path, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
-    asyncio.run(_check(f"sqlite+aiosqlite:///{db_path}", cards_spec, purchases_spec, scores_spec))
+def test_kpi_invariants(db_url: str, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(_check(db_url, cards_spec, purchases_spec, scores_spec))

@@ -338,11 +338,13 @@ def _contains(value: Any, needles: list[str]) -> str | None:
 
 async def test_deletemydata_erases_every_personal_field_and_kpis_still_add_up(app: App) -> None:
     from services import kpi
+    from tests.kpi_helpers import report_service
 
     client_id = await seed_member(app.sessionmaker)
     first, last = date(2026, 11, 1), date(2026, 11, 10)
+    reports = report_service(app.sessionmaker.kw["bind"], app.settings)
     async with app.sessionmaker() as session:
-        kpis_before = kpi.to_json(await kpi.compute(session, app.settings, first, last), 2)
+        kpis_before = kpi.to_json(await reports.kpis(first, last), 2)
         ledger_before = (await dump_db(session))["purchases"]
 
     user = app.tg.user(TG_ID, FIRST, language_code="en", username=USERNAME, last_name=LAST)
@@ -385,7 +387,7 @@ async def test_deletemydata_erases_every_personal_field_and_kpis_still_add_up(ap
 
         # The ledger is untouched and the KPIs of the past period are exactly the same.
         assert dump["purchases"] == ledger_before
-        kpis_after = kpi.to_json(await kpi.compute(session, app.settings, first, last), 2)
+        kpis_after = kpi.to_json(await reports.kpis(first, last), 2)
         assert kpis_after == kpis_before
         assert kpis_after["purchases"] == 2 and kpis_after["revenue"] == 3700.5
 

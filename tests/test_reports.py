@@ -7,18 +7,27 @@ import io
 import zipfile
 from datetime import UTC, datetime
 
+import pytest
 from aiogram.utils.i18n import I18n
 from openpyxl import load_workbook
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from bot.i18n import create_i18n
 from config import Settings
 from handlers.owner_reports import digest_message
 from services import export, kpi, reports
-from tests.conftest import CUSTOMER_ID, OWNER_ID, App
-from tests.kpi_helpers import Data, msk
+from services.reports import ReportService
+from tests.conftest import CUSTOMER_ID, OWNER_ID, App, on_postgres
+from tests.kpi_helpers import Data, msk, report_service
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def service(engine: AsyncEngine, settings: Settings) -> ReportService:
+    return report_service(engine, settings)
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -156,12 +165,12 @@ async def test_export_csv_zip(app: App) -> None:
 
 
 async def test_export_with_contacts_enabled(
-    session: AsyncSession, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     await seed(sessionmaker)
-    with_contacts = settings.with_changes(export_include_contacts=True)
-    path = await export.export_xlsx(
-        session, with_contacts, datetime(2026, 11, 1).date(), datetime(2026, 11, 16).date()
+    with_contacts = report_service(engine, settings.with_changes(export_include_contacts=True))
+    path = await with_contacts.export_xlsx(
+        datetime(2026, 11, 1).date(), datetime(2026, 11, 16).date()
     )
     try:
         book = load_workbook(path, read_only=True)
@@ -188,17 +197,19 @@ async def test_card_summary_and_inventory_for_owners(app: App) -> None:
 
 
 async def test_digest_message_for_the_scheduler(
-    session: AsyncSession, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    service: ReportService, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     await seed(sessionmaker)
     i18n: I18n = create_i18n("ru")
     with i18n.context(), i18n.use_locale("et"):
-        text, png = await digest_message(session, settings, datetime(2026, 11, 16, 9, tzinfo=UTC))
+        text, png = await digest_message(service, datetime(2026, 11, 16, 9, tzinfo=UTC))
     assert "Nädala kokkuvõte" in text
     assert png.startswith(PNG)
 
 
-async def test_anomalous_cashier_is_flagged(session: AsyncSession, settings: Settings) -> None:
+async def test_anomalous_cashier_is_flagged(
+    session: AsyncSession, settings: Settings, service: ReportService
+) -> None:
     d = Data(session)
     card = await d.card("100050", issued_at=msk(2026, 10, 1), pct=5)
     for cashier, discount in ((2001, 500), (2002, 500), (2003, 600), (2004, 2_000)):
@@ -211,8 +222,8 @@ async def test_anomalous_cashier_is_flagged(session: AsyncSession, settings: Set
                 cashier=cashier,
             )
     await d.commit()
-    found = await kpi.anomalies(
-        session, settings, datetime(2026, 11, 9).date(), datetime(2026, 11, 15).date()
+    found = await service.db.report(
+        kpi.anomalies, settings, datetime(2026, 11, 9).date(), datetime(2026, 11, 15).date()
     )
     assert [c.cashier_id for c in found.cashiers] == [2004]
     assert found.cashiers[0].share_pct == 20.0
@@ -222,14 +233,14 @@ async def test_anomalous_cashier_is_flagged(session: AsyncSession, settings: Set
         ("100050", 11, 4),
         ("100050", 12, 4),
     ]
-    series = await kpi.weekly_series(session, settings, datetime(2026, 11, 15).date())
+    series = await service.db.report(kpi.weekly_series, settings, datetime(2026, 11, 15).date())
     assert len(series) == 12 and series[-1].revenue == 120_000 and series[-1].active_cards == 1
     png = reports.render_chart(series, reports.ChartLabels("t", "r", "a", "n", "none"), 2)
     assert png.startswith(PNG)
 
 
 async def test_a_busy_week_still_fits_a_photo_caption(
-    session: AsyncSession, settings: Settings
+    session: AsyncSession, service: ReportService
 ) -> None:
     import html
     import re
@@ -244,17 +255,32 @@ async def test_a_busy_week_still_fits_a_photo_caption(
     await d.commit()
     i18n: I18n = create_i18n("ru")
     with i18n.context(), i18n.use_locale("ru"):
-        text, _png = await digest_message(session, settings, datetime(2026, 11, 16, 9, tzinfo=UTC))
+        text, _png = await digest_message(service, datetime(2026, 11, 16, 9, tzinfo=UTC))
     visible = html.unescape(re.sub(r"<[^>]+>", "", text))
     assert len(visible) <= 1024
     assert "Что написали недовольные" in visible and "Стоит проверить" in visible
     assert "500 000: 5 покупок 10 нояб. 2026" in visible
 
 
-async def test_digest_of_an_empty_program(session: AsyncSession, settings: Settings) -> None:
+async def test_digest_of_an_empty_program(service: ReportService) -> None:
     i18n: I18n = create_i18n("ru")
     with i18n.context(), i18n.use_locale("en"):
-        text, png = await digest_message(session, settings, datetime(2026, 11, 16, 9, tzinfo=UTC))
+        text, png = await digest_message(service, datetime(2026, 11, 16, 9, tzinfo=UTC))
     assert "Revenue through cards: <b>₽0</b>" in text
     assert "Nothing unusual this week." in text
     assert png.startswith(PNG)
+
+
+@pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's settings of a report transaction")
+async def test_a_report_runs_without_jit_and_with_room_to_sort(service: ReportService) -> None:
+    """PostgreSQL compiled the KPI plans with JIT (seconds over 10M purchases, for nothing) and
+    spilled their sorts to disk: a report's transaction turns JIT off and raises work_mem, and
+    nothing else sees it."""
+
+    def settings(session: Session) -> tuple[str, str]:
+        return session.scalar(text("SHOW jit")), session.scalar(text("SHOW work_mem"))
+
+    server = await service.db.read(settings)
+    assert server != ("off", "64MB")  # the test server's defaults
+    assert await service.db.report(settings) == ("off", "64MB")
+    assert await service.db.read(settings) == server

@@ -8,9 +8,12 @@ import json
 from datetime import date
 from typing import Any
 
-from bot.commands._common import with_session
-from config import load_settings
+from config import Settings, load_settings
+from db.database import Database
+from db.engine import create_engine
+from db.migrate import upgrade
 from services import kpi
+from services.reports import ReportService
 
 
 def _date(text: str) -> date:
@@ -37,9 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.first > args.last:
         args.parser.error(f"--from ({args.first}) is after --to ({args.last})")
     settings = load_settings()
-    kpis = asyncio.run(
-        with_session(settings, lambda s: kpi.compute(s, settings, args.first, args.last))
-    )
+    kpis = asyncio.run(_kpis(settings, args.first, args.last))
     data = kpi.to_json(kpis, settings.store.currency_exponent)
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
@@ -49,6 +50,16 @@ def _run(args: argparse.Namespace) -> int:
         for key, value in _flatten(data):
             print(f"  {key:<42} {_human(value)}")
     return 0
+
+
+async def _kpis(settings: Settings, first: date, last: date) -> kpi.Kpis:
+    """The KPI set as a report unit, on a migrated database (SQLite or PostgreSQL)."""
+    await upgrade(settings.database.url)
+    engine = create_engine(settings.database.url)
+    try:
+        return await ReportService(Database.of(engine), settings).kpis(first, last)
+    finally:
+        await engine.dispose()
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
