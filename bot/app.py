@@ -21,6 +21,7 @@ from bot.scheduler import create_sender
 from bot.telegram_session import AnsweringUpdates, BotSession, Replies
 from bot.throttling import ThrottlingMiddleware
 from config import Settings
+from db.database import Database
 from handlers import feature_routers
 from handlers.roles import StaffDirectory
 from handlers.till import ReceiptLocks
@@ -70,7 +71,7 @@ def create_dispatcher(
     `delivery_worker=False` leaves proactive messages queued for someone else to send (tests
     that drive delivery passes by hand).
     """
-    outbox = Outbox(sessionmaker, clock=clock)
+    outbox = Outbox(Database.of(sessionmaker.kw["bind"]), clock=clock)
     qr_reader = QrReader()  # photos are decoded one at a time (services/qr_decode.py)
     dp = Dispatcher(
         storage=storage or MemoryStorage(),

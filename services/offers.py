@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from db.models import (
     Card,
@@ -277,13 +278,12 @@ class OfferView:
     first_name: str | None
 
 
-async def view(session: AsyncSession, offer_id: int, now: datetime) -> OfferView | None:
-    row = (
-        await session.execute(
-            select(Offer, Client.first_name)
-            .join(Client, Client.id == Offer.client_id)
-            .where(Offer.id == offer_id)
-        )
+def view(session: Session, offer_id: int, now: datetime) -> OfferView | None:
+    """A unit of work (`db.read(offers.view, offer_id, now)`)."""
+    row = session.execute(
+        select(Offer, Client.first_name)
+        .join(Client, Client.id == Offer.client_id)
+        .where(Offer.id == offer_id)
     ).first()
     if row is None:
         return None

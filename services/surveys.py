@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from db.models import Card, Client, Delivery, DeliveryStatus, Purchase, PurchaseSource, Survey
 from services import delivery
@@ -216,15 +217,12 @@ class SurveyView:
     client_name: str
 
 
-async def view(
-    session: AsyncSession, settings: Settings, survey_id: int, now: datetime
-) -> SurveyView | None:
-    row = (
-        await session.execute(
-            select(Survey, Client)
-            .join(Client, Client.id == Survey.client_id)
-            .where(Survey.id == survey_id)
-        )
+def view(session: Session, settings: Settings, survey_id: int, now: datetime) -> SurveyView | None:
+    """A unit of work (`db.read(surveys.view, settings, survey_id, now)`)."""
+    row = session.execute(
+        select(Survey, Client)
+        .join(Client, Client.id == Survey.client_id)
+        .where(Survey.id == survey_id)
     ).first()
     if row is None:
         return None

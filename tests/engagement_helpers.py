@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app import create_bot
 from bot.scheduler import create_sender
 from config import Settings
+from db.database import Database
 from db.models import Card, CardStatus, Client, Delivery, Purchase
 from services.cards import refresh_totals
-from services.delivery import DeliverySender, RateLimiter
+from services.delivery import DeliverySender, Outbox, RateLimiter
 
 _numbers = itertools.count(500001)
 CONSENT_AT = datetime(2025, 1, 1, tzinfo=UTC)
@@ -170,6 +171,11 @@ def sender_for(
     for key, value in options.items():
         setattr(sender, key, value)
     return sender
+
+
+def outbox_for(sessionmaker: async_sessionmaker[AsyncSession], clock: Any) -> Outbox:
+    """An `Outbox` on the test's database (no worker until `start`)."""
+    return Outbox(Database.of(sessionmaker.kw["bind"]), clock=clock)
 
 
 def fast_limiter() -> RateLimiter:
