@@ -75,6 +75,7 @@ from sqlalchemy.orm import Session
 
 from db.database import Database
 from db.models import Client, Delivery, DeliveryStatus, Survey, UTCDateTime, utcnow
+from db.notify import Listener, notification, notify
 from db.prepared import Prepared
 from db.sql import insert_ignoring
 from services.clock import Clock, utc_now
@@ -114,6 +115,9 @@ FLUSH_TIMEOUT = 30.0
 
 
 # ----------------------------------------------------------------------------- enqueue
+# Every process's worker listens here (PostgreSQL): a message queued by one process wakes the
+# senders of all of them when its transaction commits (`db.notify`).
+CHANNEL = "loyalty_outbox"
 
 
 @cache
@@ -152,16 +156,24 @@ async def enqueue(
     message = OutboxMessage(key, kind, chat_id, payload, client_id, marketing)
     statement = _enqueue(session.get_bind().dialect.name).statement
     result = await session.execute(statement, _delivery_row(message, due_at))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    added = bool(result.rowcount)  # type: ignore[attr-defined]
+    wake = notification(CHANNEL, session.get_bind().dialect.name)
+    if added and wake is not None:
+        await session.execute(wake)
+    return added
 
 
 def queue_messages(
     session: Session, messages: Sequence[OutboxMessage], due_at: datetime
 ) -> list[bool]:
     """Queue messages inside the caller's unit of work (the caller commits): for each
-    message, False if one with its key was already queued."""
+    message, False if one with its key was already queued. On PostgreSQL the delivery workers
+    of every process are woken when the caller commits."""
     statement = _enqueue(session.get_bind().dialect.name)
-    return [bool(statement.execute(session, _delivery_row(m, due_at)).rowcount) for m in messages]
+    added = [bool(statement.execute(session, _delivery_row(m, due_at)).rowcount) for m in messages]
+    if any(added):
+        notify(session, CHANNEL)
+    return added
 
 
 async def set_reachable(session: AsyncSession, tg_id: int, reachable: bool) -> bool:
@@ -1033,7 +1045,11 @@ class DeliverySender:
 
 
 class DeliveryWorker:
-    """The bot process's sending loop: a pass, then a short sleep (or an early `notify()`)."""
+    """The bot process's sending loop: a pass, then a short sleep (or an early `notify()`).
+
+    Woken early by this process (`notify()`, after it queued something) and, on PostgreSQL, by
+    every other process: the worker listens on `CHANNEL`, which `queue_messages` notifies in
+    the queuing transaction (`db.notify`). Polling every `interval` stays as the fallback."""
 
     def __init__(self, sender: DeliverySender, *, interval: float = 2.0) -> None:
         self.sender = sender
@@ -1042,14 +1058,19 @@ class DeliveryWorker:
         sender.wake = self._wake
         sender.background_records = True
         self._task: asyncio.Task[None] | None = None
+        self.listener = Listener.of(sender.db, CHANNEL, self.notify)  # None on SQLite
+        self.idle = asyncio.Event()  # set between passes while nothing has woken it
         self.stats = DeliveryStats()
 
     def notify(self) -> None:
+        self.idle.clear()
         self._wake.set()
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="delivery-worker")
+            if self.listener is not None:
+                self.listener.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let the messages in flight be recorded (cancelling between the API call and the
@@ -1058,6 +1079,8 @@ class DeliveryWorker:
         task, self._task = self._task, None
         if task is None:
             return
+        if self.listener is not None:
+            await self.listener.stop()
         self.sender.stopping = True
         self._wake.set()
         try:
@@ -1080,8 +1103,11 @@ class DeliveryWorker:
                 log.exception("delivery pass failed")
             if self.sender.stopping:
                 return
+            if not self._wake.is_set():
+                self.idle.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
+            self.idle.clear()
             self._wake.clear()
 
 

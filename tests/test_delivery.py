@@ -16,17 +16,19 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from db.database import Database
+from db.engine import create_engine
 from db.models import Client, DeliveryStatus
 from services import delivery
 from services.delivery import (
     DeliveryWorker,
+    Outbox,
     OutboxMessage,
     RateLimiter,
     TokenBucket,
     queue_messages,
     quiet_until,
 )
-from tests.conftest import STAFF_CHAT_ID, FrozenClock, make_settings
+from tests.conftest import STAFF_CHAT_ID, FrozenClock, make_settings, on_postgres
 from tests.engagement_helpers import (
     bot_for,
     deliveries,
@@ -480,6 +482,38 @@ async def test_the_worker_sends_in_the_background(
         assert message.chat_id == 4001
     finally:
         await worker.stop()
+    assert worker.stats.sent == 1
+
+
+@pytest.mark.skipif(not on_postgres(), reason="one SQLite process wakes its own worker")
+async def test_a_message_queued_by_another_process_wakes_the_worker_at_once(
+    tg: FakeTelegram,
+    bot: Bot,
+    db_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """Another worker (its own engine and `Database`, no delivery worker of its own) queues a
+    message: its commit NOTIFYs, and this process's worker, idle for an hour of polling
+    interval, sends it without waiting for the poll."""
+    worker = DeliveryWorker(
+        sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter()), interval=3600
+    )
+    worker.start()
+    other_engine = create_engine(db_url)
+    try:
+        assert worker.listener is not None
+        await worker.listener.ready.wait()
+        await worker.idle.wait()  # its passes done, asleep until woken
+        other = Outbox(Database.of(other_engine), clock=clock)
+        assert other.worker is None  # nothing in that process wakes this worker directly
+        await other.post(key="far", kind="text", chat_id=4001, payload={"text": "from afar"})
+        message = await tg.user(4001).wait_message("from afar")
+        assert message.chat_id == 4001
+    finally:
+        await worker.stop()
+        await other_engine.dispose()
     assert worker.stats.sent == 1
 
 
