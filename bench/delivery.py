@@ -3,17 +3,18 @@
     .venv/bin/python -m bench.delivery [--messages 3000] [--cap 100] [--rate 100]
                                        [--rush-minutes 10] [--speedup 20]
 
-Throughput: 3,000 "text" deliveries to distinct chats are enqueued in a temporary, migrated
-SQLite database; the fake server (tests/fakeapi.py) answers 429 to anything over `--cap`
-msg/s; the sender runs with `DELIVERY_RATE_GLOBAL = --rate`. Reported: achieved rate / allowed
+Throughput: 3,000 customers' receipts to distinct chats are enqueued (facts, rendered when
+sent, as the till queues them) in a temporary, migrated SQLite database; the fake server
+(tests/fakeapi.py) answers 429 to anything over `--cap` msg/s; the sender runs with
+`DELIVERY_RATE_GLOBAL = --rate`. Reported: achieved rate / allowed
 rate (target ≥ 0.8), 429s received, lost messages (rows not sent, or sent rows the server never
 accepted) and duplicated messages (chats that received more than one). Targets: zero lost,
 zero duplicated.
 
 Staff-group rush: five cashiers sell 18 times a minute for `--rush-minutes`, each sale a
-`staff_log` line for the staff group, while the till itself answers 10 times a minute in that
-group (sent straight through the bot and reported with `Outbox.note_sent`); the fake server
-holds the group to 20 messages a minute. The bot's own worker sends the lines. Time runs
+`staff_log` line (facts) for the staff group, while the till itself answers 10 times a minute
+in that group (sent straight through the bot and reported with `Outbox.note_sent`); the fake
+server holds the group to 20 messages a minute. The bot's own worker sends the lines. Time runs
 `--speedup` times faster (the group cap, the sender's group rate and both paces scaled
 alike); lags are reported in store time. Reported: the largest lag of a line (queued → in the
 group), messages used per line, 429s (the till's replies, the log's messages), lost and
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import tempfile
 import time
 from collections import Counter
@@ -40,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app import create_bot
 from bot.scheduler import create_sender
 from config import Settings, load_settings
+from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import Delivery, DeliveryStatus
@@ -77,6 +80,33 @@ def _settings(tg: FakeTelegram, url: str, **values: Any) -> Settings:
     )
 
 
+def _receipt(i: int) -> dict[str, Any]:
+    return {
+        "event": "sale",
+        "purchase_id": i,
+        "amount": 125_000 + i,
+        "discount_pct": 5,
+        "discount_amount": 6_250,
+    }
+
+
+def _sale_line(i: int) -> OutboxMessage:
+    facts = {
+        "event": "sale",
+        "purchase_id": i,
+        "number": str(100_001 + i),
+        "amount": 125_000,
+        "discount_pct": 5,
+        "discount_amount": 6_250,
+        "paid_amount": 118_750,
+        "cashier": f"Cashier {i % CASHIERS}",
+    }
+    return OutboxMessage(f"stafflog:{i}", "staff_log", STAFF_CHAT, facts)
+
+
+_PURCHASE = re.compile(r"№(\d+) ")  # a sale line in the store's language (Russian)
+
+
 async def run(messages: int, cap: float, rate: float) -> dict[str, float]:
     async with _database() as (url, sessionmaker):
         now = datetime.now(UTC)
@@ -85,10 +115,10 @@ async def run(messages: int, cap: float, rate: float) -> dict[str, float]:
                 insert(Delivery),
                 [
                     {
-                        "key": f"bench:{i}",
-                        "kind": "text",
+                        "key": f"receipt:{i}",
+                        "kind": "receipt",
                         "chat_id": FIRST_CHAT + i,
-                        "payload": {"text": f"Message number {i}"},
+                        "payload": _receipt(i),
                         "status": DeliveryStatus.PENDING,
                         "due_at": now,
                         "attempts": 0,
@@ -142,9 +172,9 @@ async def rush(minutes: float, speedup: float) -> dict[str, float]:
             delivery_rate_group_per_min=round(GROUP_PER_MIN * speedup),
         )
         bot = create_bot(settings)
-        outbox = Outbox(sessionmaker)
+        outbox = Outbox(Database.of(sessionmaker.kw["bind"]))
         outbox.start(create_sender(bot, sessionmaker, settings))
-        queued: dict[str, float] = {}
+        queued: dict[int, float] = {}  # purchase id → when its line was queued
         replies: list[int] = []
         refused: list[float] = []  # the till's replies that got a 429
 
@@ -162,21 +192,18 @@ async def rush(minutes: float, speedup: float) -> dict[str, float]:
         answering = asyncio.create_task(till())
         try:
             for i in range(sales):
-                line = f"🧾 #{i} · 1 250,00 ₽ − 5 % = 1 187,50 ₽ · Cashier {i % CASHIERS}"
-                await outbox.post_many(
-                    [OutboxMessage(f"stafflog:{i}", "staff_log", STAFF_CHAT, {"text": line})]
-                )
-                queued[line] = time.monotonic()
+                await outbox.post_many([_sale_line(i)])
+                queued[i] = time.monotonic()
                 await asyncio.sleep(sale_every)
-            received: Counter[str] = Counter()
-            arrived: dict[str, float] = {}
+            received: Counter[int] = Counter()
+            arrived: dict[int, float] = {}
             for _ in range(int(60 * 60 / speedup / 0.05)):  # an hour of store time at most
                 received.clear()
                 for call in tg.sent(chat_id=STAFF_CHAT):
                     for text in (call.text or "").split("\n"):
-                        if text in queued:
-                            received[text] += 1
-                            arrived.setdefault(text, call.at)
+                        if (found := _PURCHASE.search(text)) and int(found[1]) in queued:
+                            received[int(found[1])] += 1
+                            arrived.setdefault(int(found[1]), call.at)
                 if len(received) == len(queued):
                     break
                 await asyncio.sleep(0.05)

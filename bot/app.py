@@ -72,7 +72,7 @@ def create_dispatcher(
     `delivery_worker=False` leaves proactive messages queued for someone else to send (tests
     that drive delivery passes by hand).
     """
-    outbox = Outbox(sessionmaker, clock=clock)
+    outbox = Outbox(Database.of(sessionmaker.kw["bind"]), clock=clock)
     staff = staff or StaffDirectory(settings)
     qr_reader = QrReader()  # photos are decoded one at a time (services/qr_decode.py)
     # Several workers share what must be the bot's, not a process's, through Redis.

@@ -23,6 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import create_i18n
+from bot.telegram_transport import TelegramTransport
 from config import Settings
 from db.database import Database
 from handlers.outbox import create_renderer
@@ -43,9 +44,12 @@ def create_sender(
     clock: Clock = utc_now,
     i18n: I18n | None = None,
 ) -> DeliverySender:
+    """The delivery sender of this process: rows rendered by `handlers.outbox`, sent through
+    the Bot API (`bot.telegram_transport`), in units of work on the engine's `Database`."""
     i18n = i18n or create_i18n(settings.store.default_language)
     render = create_renderer(i18n, settings.store.default_language)
-    return DeliverySender(bot, sessionmaker, settings, render, clock=clock)
+    db = Database.of(sessionmaker.kw["bind"])
+    return DeliverySender(TelegramTransport(bot), db, settings, render, clock=clock)
 
 
 async def run_job(
@@ -138,7 +142,7 @@ class Engagement:
         self.sessionmaker = sessionmaker
         self.db = Database.of(sessionmaker.kw["bind"])  # the jobs' units of work
         self.clock = clock
-        self.outbox = outbox or Outbox(sessionmaker, clock=clock)
+        self.outbox = outbox or Outbox(Database.of(sessionmaker.kw["bind"]), clock=clock)
         self.bot = bot
         self.scheduler: AsyncIOScheduler | None = None
 

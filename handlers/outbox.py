@@ -1,9 +1,12 @@
 """How each kind of proactive message reads: the renderers the delivery service calls.
 
-`create_renderer(i18n)` returns the `services.delivery.Renderer` the bot injects into the
-sender. Each renderer runs in the recipient's language (the client's stored language, else the
-store default) and returns `None` when the message is no longer wanted (a survey answered in
-the meantime, an offer already used).
+An outbox row holds facts (its kind, ids and numbers: `services.delivery`); the renderer of its
+kind turns them into the message when it is sent. `create_renderer(i18n, default_language)`
+returns the `services.delivery.Renderer` the bot injects into the sender. Each renderer runs
+in the recipient's language (the client's stored language, else the store default), reads the
+database only through units of work (`db.read`), builds buttons as plain data
+(`services.delivery.Button`), and returns `None` when the message is no longer wanted (a
+survey answered in the meantime, an offer already used).
 """
 
 from __future__ import annotations
@@ -13,23 +16,26 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import LANGUAGES, Settings
 from db.database import Database
 from db.models import OfferKind
 from handlers import formatting
 from handlers.surveys import MarketingCb, NpsCb
-from services import offers, surveys, wallet
+from handlers.till import sale_line
+from services import offers, sales, surveys, wallet
 from services.cards import group_number
-from services.delivery import Outgoing, Rendered, Renderer
+from services.delivery import Button, Outgoing, Rendered, Renderer
 from services.reports import ReportService
 
-KindRenderer = Callable[[AsyncSession, Outgoing, Settings, datetime], Awaitable[Rendered | None]]
+KindRenderer = Callable[[Database, Outgoing, Settings, datetime], Awaitable[Rendered | None]]
 RENDERERS: dict[str, KindRenderer] = {}
+
+# A note to a card's holder after an owner's /block, /unblock or /unbind: the card's number
+# and what happened to it (`change`: blocked | unblocked | unbound).
+CARD_NOTE_KIND = "card_note"
 
 
 def renders(kind: str) -> Callable[[KindRenderer], KindRenderer]:
@@ -40,33 +46,23 @@ def renders(kind: str) -> Callable[[KindRenderer], KindRenderer]:
     return register
 
 
-def nps_keyboard(survey_id: int) -> InlineKeyboardMarkup:
-    buttons = [
-        InlineKeyboardButton(
-            text=str(score), callback_data=NpsCb(action="s", survey=survey_id, score=score).pack()
-        )
+def nps_keyboard(survey_id: int) -> tuple[tuple[Button, ...], ...]:
+    buttons = tuple(
+        Button(str(score), NpsCb(action="s", survey=survey_id, score=score).pack())
         for score in range(11)
-    ]
-    return InlineKeyboardMarkup(inline_keyboard=[buttons[:6], buttons[6:]])
-
-
-def opt_out_keyboard() -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=_("🔕 No more offers"), callback_data=MarketingCb(action="out").pack()
-                )
-            ]
-        ]
     )
+    return (buttons[:6], buttons[6:])
+
+
+def opt_out_keyboard() -> tuple[tuple[Button, ...], ...]:
+    return ((Button(_("🔕 No more offers"), MarketingCb(action="out").pack()),),)
 
 
 @renders(surveys.SURVEY_KIND)
 async def _survey(
-    session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
+    db: Database, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
-    survey = await session.run_sync(surveys.view, settings, int(item.payload["survey_id"]), now)
+    survey = await db.read(surveys.view, settings, int(item.payload["survey_id"]), now)
     if survey is None or not survey.open:
         return None
     text = _(
@@ -79,9 +75,9 @@ async def _survey(
 
 @renders(surveys.DETRACTOR_KIND)
 async def _detractor(
-    session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
+    db: Database, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
-    survey = await session.run_sync(surveys.view, settings, int(item.payload["survey_id"]), now)
+    survey = await db.read(surveys.view, settings, int(item.payload["survey_id"]), now)
     if survey is None or survey.score is None:
         return None
     name = html.escape(survey.client_name or _("client"))
@@ -99,9 +95,9 @@ async def _detractor(
 
 @renders(offers.OFFER_KIND)
 async def _offer(
-    session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
+    db: Database, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
-    offer = await session.run_sync(offers.view, int(item.payload["offer_id"]), now)
+    offer = await db.read(offers.view, int(item.payload["offer_id"]), now)
     if offer is None or not offer.usable:
         return None
     until = formatting.day(offer.valid_until, settings)
@@ -127,7 +123,7 @@ async def _offer(
 
 @renders(wallet.BIND_LOCK_ALERT)
 async def _bind_lock_alert(
-    session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
+    db: Database, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
     number = str(item.payload["number"])
     failures = int(item.payload["failures"])
@@ -142,45 +138,116 @@ async def _bind_lock_alert(
 
 
 @renders("digest")
-async def _digest(
-    session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
-) -> Rendered | None:
+async def _digest(db: Database, item: Outgoing, settings: Settings, now: datetime) -> Rendered:
     from handlers import owner_reports  # the KPI feature's renderer
 
-    reports = ReportService(Database.of(session.bind), settings)  # type: ignore[arg-type]
-    return _as_rendered(await owner_reports.digest_message(reports, now))
+    text, chart = await owner_reports.digest_message(ReportService(db, settings), now)
+    return Rendered(text, photo=chart)
 
 
-def _as_rendered(result: Any) -> Rendered | None:
-    """Accept the digest renderer's shapes: text, (text, photo), or an object with fields."""
-    if result is None or isinstance(result, Rendered):
-        return result
-    if isinstance(result, str):
-        return Rendered(result)
-    if isinstance(result, tuple):
-        text, photo = (*result, None)[:2]
-        return Rendered(text, photo=photo)
-    text = getattr(result, "text", None) or getattr(result, "caption", "")
-    photo = getattr(result, "photo", None) or getattr(result, "chart", None)
-    markup = getattr(result, "reply_markup", None)
-    return Rendered(text, markup, photo=photo)
+# ------------------------------------------------------------------------------ the till
+
+
+@renders(sales.RECEIPT_KIND)
+async def _receipt(db: Database, item: Outgoing, settings: Settings, now: datetime) -> Rendered:
+    """The customer's note about a purchase (this purchase's discount, whatever gave it: the
+    printed card, the amount, a personal offer; with cumulative tiers where their card
+    stands) or about its void."""
+    facts = item.payload
+    if "text" in facts:
+        return _queued_text(facts)
+    amount = formatting.money(int(facts["amount"]), settings)
+    if facts["event"] == "void":
+        when = formatting.when(datetime.fromisoformat(facts["created_at"]), settings)
+        return Rendered(
+            _("Your purchase of {amount} on {when} was cancelled by the store.").format(
+                amount=amount, when=when
+            )
+        )
+    text = _("Purchase {amount}: discount {pct}, you saved {saved}.").format(
+        amount=amount,
+        pct=formatting.pct(int(facts["discount_pct"])),
+        saved=formatting.money(int(facts["discount_amount"]), settings),
+    )
+    if facts.get("tier_pct") is not None:
+        text += " " + _("Your card's level: {pct}.").format(
+            pct=formatting.pct(int(facts["tier_pct"]))
+        )
+        if facts.get("next_tier_pct") is not None:
+            text += " " + _("{remaining} more to {pct}.").format(
+                remaining=formatting.money(int(facts["next_tier_remaining"]), settings),
+                pct=formatting.pct(int(facts["next_tier_pct"])),
+            )
+    return Rendered(text)
+
+
+@renders(sales.STAFF_LOG_KIND)
+async def _staff_log(db: Database, item: Outgoing, settings: Settings, now: datetime) -> Rendered:
+    """A sale's (or a void's) line in the staff chat, naming the cashier."""
+    facts = item.payload
+    if "text" in facts:
+        return _queued_text(facts)
+    who = html.escape(str(facts.get("cashier") or "?"))
+    number, amount = str(facts["number"]), int(facts["amount"])
+    if facts["event"] == "void":
+        return Rendered(
+            _("↩️ #{id} voided · {sale} · {who}").format(
+                id=facts["purchase_id"], sale=sale_line(number, amount, settings), who=who
+            )
+        )
+    sale = sale_line(
+        number,
+        amount,
+        settings,
+        pct=int(facts["discount_pct"]),
+        discount=int(facts["discount_amount"]),
+        paid=int(facts["paid_amount"]),
+    )
+    return Rendered(
+        _("🧾 #{id} · {sale} · {who}").format(id=facts["purchase_id"], sale=sale, who=who)
+    )
+
+
+# ------------------------------------------------------------------------- owner tools
+
+
+@renders(CARD_NOTE_KIND)
+async def _card_note(db: Database, item: Outgoing, settings: Settings, now: datetime) -> Rendered:
+    change = item.payload["change"]
+    if change == "blocked":
+        text = _(
+            "Your loyalty card {number} was blocked by the store. If you did not ask for "
+            "this, please contact the store."
+        )
+    elif change == "unblocked":
+        text = _(
+            "Your loyalty card {number} works again: the store has unblocked it. Show it "
+            "at the till as usual."
+        )
+    else:
+        text = _(
+            "Your loyalty card {number} was unlinked from your Telegram account by the "
+            "store. Send /start to link a card again."
+        )
+    return Rendered(text.format(number=group_number(str(item.payload["number"]))))
 
 
 @renders("text")
-@renders("receipt")  # a purchase or a void, told to the customer (rendered at the till)
-@renders("staff_log")  # the sale's line in the staff chat
-async def _text(
-    session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
-) -> Rendered | None:
-    text = item.payload.get("text")
-    return Rendered(str(text)) if text else None
+async def _text(db: Database, item: Outgoing, settings: Settings, now: datetime) -> Rendered:
+    return _queued_text(item.payload)
+
+
+def _queued_text(payload: dict[str, Any]) -> Rendered:
+    """A row queued as finished text by a version before facts (still pending when the bot
+    was upgraded): sent as it is."""
+    return Rendered(str(payload["text"]))
 
 
 def create_renderer(i18n: I18n, default_language: str) -> Renderer:
-    """The renderer for `services.delivery`: kind → text, in the recipient's language."""
+    """The renderer for `services.delivery`: kind → message, in the recipient's language."""
 
     async def render(
-        session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
+        db: Database, item: Outgoing, settings: Settings, now: datetime
     ) -> Rendered | None:
         func = RENDERERS.get(item.kind)
         if func is None:
@@ -189,6 +256,6 @@ def create_renderer(i18n: I18n, default_language: str) -> Renderer:
         if language not in LANGUAGES:
             language = default_language
         with i18n.context(), i18n.use_locale(language):
-            return await func(session, item, settings, now)
+            return await func(db, item, settings, now)
 
     return render

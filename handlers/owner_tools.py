@@ -22,6 +22,7 @@ from config import Settings
 from db.database import Database
 from handlers import formatting
 from handlers.errors import renders
+from handlers.outbox import CARD_NOTE_KIND
 from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
 from handlers.roles import IsOwner, StaffDirectory
 from services import card_admin
@@ -81,35 +82,16 @@ def _cannot_unblock(exc: Exception, settings: Settings) -> str:
     return _("Card {number} stays blocked ({reason}).").format(number=number, reason=exc.reason)
 
 
-async def _tell_holder(
-    outbox: Outbox, i18n: I18n, change: CardChange, text_for: str, now: datetime
-) -> bool:
-    """Queue a note to the card's holder in their own language (through the delivery
-    service); False when there is nobody to tell."""
+async def _tell_holder(outbox: Outbox, change: CardChange, what: str, now: datetime) -> bool:
+    """Queue a note to the card's holder (`what`: blocked | unblocked | unbound), sent by the
+    delivery service in their own language; False when there is nobody to tell."""
     if change.notify_tg_id is None:
         return False
-    with i18n.use_locale(change.notify_language or i18n.default_locale):
-        if text_for == "blocked":
-            text = _(
-                "Your loyalty card {number} was blocked by the store. If you did not ask for "
-                "this, please contact the store."
-            )
-        elif text_for == "unblocked":
-            text = _(
-                "Your loyalty card {number} works again: the store has unblocked it. Show it "
-                "at the till as usual."
-            )
-        else:
-            text = _(
-                "Your loyalty card {number} was unlinked from your Telegram account by the "
-                "store. Send /start to link a card again."
-            )
-        text = text.format(number=group_number(change.number))
     return await outbox.post(
-        key=f"card.{text_for}:{change.number}:{now:%Y%m%dT%H%M%S}",
-        kind="text",
+        key=f"card.{what}:{change.number}:{now:%Y%m%dT%H%M%S}",
+        kind=CARD_NOTE_KIND,
         chat_id=change.notify_tg_id,
-        payload={"text": text},
+        payload={"number": change.number, "change": what},
     )
 
 
@@ -196,7 +178,7 @@ async def block_answer(
     if not change.changed:  # a second tap, or blocked meanwhile: nothing to do
         owner_chat.toast = _("Card {number} is already blocked.").format(number=number)
         return
-    told = await _tell_holder(outbox, i18n, change, "blocked", now)
+    told = await _tell_holder(outbox, change, "blocked", now)
     text = _("Card {number} is blocked: the till will refuse it.").format(number=number)
     if told:
         text += "\n" + _("Its holder will be told.")
@@ -223,7 +205,7 @@ async def unblock(
     if not change.changed:
         await owner_chat.send(_("Card {number} is not blocked.").format(number=number))
         return
-    told = await _tell_holder(outbox, i18n, change, "unblocked", now)
+    told = await _tell_holder(outbox, change, "unblocked", now)
     text = _("Card {number} is unblocked: the till accepts it again.").format(number=number)
     if told:
         text += "\n" + _("Its holder will be told.")
@@ -249,7 +231,7 @@ async def unbind(
     if not change.changed:
         await owner_chat.send(_("Card {number} is not linked to anyone.").format(number=number))
         return
-    told = await _tell_holder(outbox, i18n, change, "unbound", now)
+    told = await _tell_holder(outbox, change, "unbound", now)
     text = _("Card {number} is unlinked from its Telegram account; it can be linked again.").format(
         number=number
     )

@@ -6,6 +6,10 @@ of the QR, by `/sale 100045`, or (staff group only) by the bare number. The amou
 ForceReply so that it also works in a group with privacy mode on: there the amount must be a
 reply to the bot; in a private chat the FSM state is enough.
 
+What a sale (or a void) tells outside the till's chat — the customer's receipt, the line in
+the staff chat — is queued by the sales service as facts and written out by the delivery
+sender when it goes (`handlers/outbox.py`); here the till only says where to log and who sold.
+
 Messages are filtered to staff on the router. Callbacks are not: each till callback handler
 checks `IsStaff()` itself and a last handler refuses every other press with the till prefix
 (replayed or forged data included), so a non-staff press gets a refusal and changes nothing.
@@ -42,7 +46,6 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
-from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
@@ -55,7 +58,7 @@ from handlers.photos import IMAGE, qr_texts
 from handlers.roles import IsStaff, Role
 from services import qr_payload
 from services.cards import group_number
-from services.delivery import Outbox, OutboxMessage
+from services.delivery import Outbox
 from services.errors import CardNotFound, InvalidAmount, InvalidCardNumber
 from services.money import parse_amount
 from services.qr_decode import ImageRejected, QrReader
@@ -66,7 +69,6 @@ from services.sales import (
     CardBlockedAtTill,
     CardSummary,
     Confirmation,
-    CustomerRef,
     DraftGone,
     DraftView,
     NotYourDraft,
@@ -351,18 +353,39 @@ def void_keyboard(purchase_id: int) -> InlineKeyboardMarkup:
     )
 
 
-def _sale_line(done: Confirmation | VoidResult, pct: int | None, settings: Settings) -> str:
+def sale_line(
+    number: str,
+    amount: int,
+    settings: Settings,
+    *,
+    pct: int | None = None,
+    discount: int = 0,
+    paid: int = 0,
+) -> str:
+    """A sale in one line, as the receipt and the staff log show it; without `pct` only the
+    card and the amount (a void)."""
     money = formatting.money
     if pct is None:
         return _("Card {number} · {amount}").format(
-            number=group_number(done.card_number), amount=money(done.amount, settings)
+            number=group_number(number), amount=money(amount, settings)
         )
     return _("Card {number} · {amount} − {pct} ({discount}) = {paid}").format(
-        number=group_number(done.card_number),
-        amount=money(done.amount, settings),
+        number=group_number(number),
+        amount=money(amount, settings),
         pct=formatting.pct(pct),
-        discount=money(done.discount_amount, settings),
-        paid=money(done.paid_amount, settings),
+        discount=money(discount, settings),
+        paid=money(paid, settings),
+    )
+
+
+def _sale_line(done: Confirmation | VoidResult, pct: int | None, settings: Settings) -> str:
+    return sale_line(
+        done.card_number,
+        done.amount,
+        settings,
+        pct=pct,
+        discount=done.discount_amount,
+        paid=done.paid_amount,
     )
 
 
@@ -385,67 +408,9 @@ def render_voided(result: VoidResult | Confirmation, settings: Settings) -> str:
     )
 
 
-def render_customer_receipt(done: Confirmation, settings: Settings) -> str:
-    """What the customer reads: this purchase's discount (whatever gave it: the printed card, the
-    amount, a personal offer), then — with cumulative tiers — where their card stands."""
-    text = _("Purchase {amount}: discount {pct}, you saved {saved}.").format(
-        amount=formatting.money(done.amount, settings),
-        pct=formatting.pct(done.discount_pct),
-        saved=formatting.money(done.discount_amount, settings),
-    )
-    if settings.pricing.cumulative_tiers:
-        text += " " + _("Your card's level: {pct}.").format(pct=formatting.pct(done.tier_pct))
-        if done.next_tier is not None:
-            text += " " + _("{remaining} more to {pct}.").format(
-                remaining=formatting.money(done.next_tier.remaining, settings),
-                pct=formatting.pct(done.next_tier.pct),
-            )
-    return text
-
-
-def render_customer_void(result: VoidResult, settings: Settings) -> str:
-    return _("Your purchase of {amount} on {when} was cancelled by the store.").format(
-        amount=formatting.money(result.amount, settings),
-        when=formatting.when(result.created_at, settings),
-    )
-
-
-# --------------------------------------------------------- messages outside the chat
-def outside_messages(
-    settings: Settings,
-    i18n: I18n,
-    *,
-    staff_key: str,
-    staff_line: Callable[[], str] | None,
-    customer_key: str,
-    customer: CustomerRef | None,
-    customer_text: Callable[[], str],
-) -> list[OutboxMessage]:
-    """What a sale (or its void) tells outside the chat: the line for the staff chat (in the
-    store's language; None when the cashier already works there) and the customer's message
-    (in theirs). The sales service queues them in the sale's own transaction; the delivery
-    service sends them with its rate limits and retries (a 403 marks the customer
-    unreachable), so a failed send never undoes a sale."""
-    messages = []
-    if staff_line is not None and settings.telegram.staff_chat_id is not None:
-        with i18n.use_locale(settings.store.default_language):
-            text = staff_line()
-        messages.append(
-            OutboxMessage(staff_key, "staff_log", settings.telegram.staff_chat_id, {"text": text})
-        )
-    if customer is not None:
-        with i18n.use_locale(customer.language):
-            text = customer_text()
-        messages.append(
-            OutboxMessage(
-                customer_key, "receipt", customer.tg_id, {"text": text}, customer.client_id
-            )
-        )
-    return messages
-
-
 def _who(user: Any) -> str:
-    return html.escape(getattr(user, "full_name", None) or str(getattr(user, "id", "?")))
+    """The cashier as the staff log names them (escaped when it is shown)."""
+    return getattr(user, "full_name", None) or str(getattr(user, "id", "?"))
 
 
 # ------------------------------------------------------ the receipt after the commit
@@ -689,7 +654,6 @@ async def void_command(
     receipt_locks: ReceiptLocks,
     role: Role,
     settings: Settings,
-    i18n: I18n,
     now: datetime,
 ) -> None:
     assert message.from_user is not None
@@ -697,9 +661,13 @@ async def void_command(
     if not ref.isdigit() or len(ref) > 12:
         await message.answer(_("Usage: /void purchase number, e.g. /void 123"))
         return
-    compose = _void_messages(message.chat.type, message.from_user, settings, i18n)
     result = await sales.void(
-        int(ref), message.from_user.id, role >= Role.OWNER, now, announce=compose
+        int(ref),
+        message.from_user.id,
+        role >= Role.OWNER,
+        now,
+        log_chat_id=_log_chat(message.chat.type, settings),
+        cashier_name=_who(message.from_user),
     )
     outbox.notify()
     text = render_voided(result, settings)
@@ -716,26 +684,10 @@ async def void_command(
             )
 
 
-def _void_messages(
-    chat_type: str, who: Any, settings: Settings, i18n: I18n
-) -> Callable[[VoidResult], list[OutboxMessage]]:
-    def compose(result: VoidResult) -> list[OutboxMessage]:
-        def staff_line() -> str:
-            return _("↩️ #{id} voided · {sale} · {who}").format(
-                id=result.purchase_id, sale=_sale_line(result, None, settings), who=_who(who)
-            )
-
-        return outside_messages(
-            settings,
-            i18n,
-            staff_key=f"voidlog:{result.purchase_id}",
-            staff_line=staff_line if chat_type == "private" else None,
-            customer_key=f"void:{result.purchase_id}",
-            customer=result.customer,
-            customer_text=lambda: render_customer_void(result, settings),
-        )
-
-    return compose
+def _log_chat(chat_type: str, settings: Settings) -> int | None:
+    """Where a sale (or a void) made in this chat is logged: the staff chat, unless the
+    cashier works there already (then the receipt is the log)."""
+    return settings.telegram.staff_chat_id if chat_type == "private" else None
 
 
 # ----------------------------------------------------------------------- callbacks
@@ -749,13 +701,12 @@ async def confirm_sale(
     receipt_locks: ReceiptLocks,
     role: Role,
     settings: Settings,
-    i18n: I18n,
     now: datetime,
 ) -> None:
     message = cq.message if isinstance(cq.message, Message) else None
     where = (message.chat.id, message.message_id) if message else (None, None)
     async with receipt_locks.hold(*where):
-        await _confirm(cq, callback_data, bot, message, outbox, sales, role, settings, i18n, now)
+        await _confirm(cq, callback_data, bot, message, outbox, sales, role, settings, now)
 
 
 async def _confirm(
@@ -767,36 +718,16 @@ async def _confirm(
     sales: SalesService,
     role: Role,
     settings: Settings,
-    i18n: I18n,
     now: datetime,
 ) -> None:
-    in_private = message is None or message.chat.type == "private"
-
-    def compose(done: Confirmation) -> list[OutboxMessage]:
-        def staff_line() -> str:
-            return _("🧾 #{id} · {sale} · {who}").format(
-                id=done.purchase_id,
-                sale=_sale_line(done, done.discount_pct, settings),
-                who=_who(cq.from_user),
-            )
-
-        return outside_messages(
-            settings,
-            i18n,
-            staff_key=f"stafflog:{done.purchase_id}",
-            staff_line=staff_line if in_private else None,
-            customer_key=f"receipt:{done.purchase_id}",
-            customer=done.customer,
-            customer_text=lambda: render_customer_receipt(done, settings),
-        )
-
     done = await sales.confirm(
         callback_data.ref,
         cq.from_user.id,
         role >= Role.OWNER,
         now,
         message_id=message.message_id if message else None,
-        announce=compose,
+        log_chat_id=_log_chat(message.chat.type if message else "private", settings),
+        cashier_name=_who(cq.from_user),
     )
     if not done.already:
         outbox.notify()
@@ -833,7 +764,6 @@ async def void_sale(
     receipt_locks: ReceiptLocks,
     role: Role,
     settings: Settings,
-    i18n: I18n,
     now: datetime,
 ) -> None:
     if not callback_data.ref.isdigit() or len(callback_data.ref) > 12:
@@ -841,11 +771,15 @@ async def void_sale(
         return
     message = cq.message if isinstance(cq.message, Message) else None
     chat_type = message.chat.type if message is not None else "private"
-    compose = _void_messages(chat_type, cq.from_user, settings, i18n)
     where = (message.chat.id, message.message_id) if message else (None, None)
     async with receipt_locks.hold(*where):
         result = await sales.void(
-            int(callback_data.ref), cq.from_user.id, role >= Role.OWNER, now, announce=compose
+            int(callback_data.ref),
+            cq.from_user.id,
+            role >= Role.OWNER,
+            now,
+            log_chat_id=_log_chat(chat_type, settings),
+            cashier_name=_who(cq.from_user),
         )
         outbox.notify()
         await after_commit(lambda: cq.answer(_("Voided.")), "answering ↩️")

@@ -1,7 +1,13 @@
 """Proactive messages: one outbox table, one sender.
 
-Everything the bot says without being asked (surveys, offers, digests, alerts) is a `Delivery`
-row first (`queue_messages`, idempotent by `key`), and `deliver_due` sends what is due:
+Everything the bot says outside the conversation at hand (surveys, offers, digests, alerts, a
+sale's receipt and its staff-chat line, notes to a card's holder) is a `Delivery` row first
+(`queue_messages` inside the caller's unit of work, or `Outbox.post`; idempotent by `key`).
+A row holds **facts, not text**: its kind and the ids and numbers its message needs (a
+purchase id and its amounts, a card number, a survey id). The bot layer's `Renderer`
+(`handlers/outbox.py`) turns them into the message when it is sent, in the recipient's
+language as it is then, so no translation or formatting runs inside the transaction that
+queues it. `DeliverySender.deliver_due` sends what is due:
 
 * quiet hours (store time): nothing goes out, due rows are moved to the end of the window;
 * marketing rows to opted-out, unreachable or erased clients are `skipped`;
@@ -14,11 +20,11 @@ row first (`queue_messages`, idempotent by `key`), and `deliver_due` sends what 
   chat go out as one message, their lines joined oldest first, as many as fit in
   `MESSAGE_LIMIT` — one message every 3 s carries a whole rush, where one line per message
   at the group's 20 a minute fell behind;
-* 429 → every send pauses for `retry_after` and the same message is retried;
-  5xx, network errors and answers that are not the Bot API's JSON (a proxy's HTML error page,
-  a truncated body: aiogram's `ClientDecodeError`) → exponential backoff, `failed` after
-  `delivery_max_attempts`; 403 → `unreachable` and `client.reachable = False`; other 4xx →
-  `failed`.
+* the `Transport` says how a send went: `RetryAfter` (429) → every send pauses for its
+  seconds and the same message is retried; `TemporaryFailure` (5xx, network errors, answers
+  that are not the Bot API's JSON: a proxy's HTML error page, a truncated body) → exponential
+  backoff, `failed` after `delivery_max_attempts`; `Unreachable` (403) → `unreachable` and
+  `client.reachable = False`; `Rejected` (other 4xx) → `failed`.
 
 Exactly-once, as far as Telegram allows. A batch of due rows is *claimed* by one conditional
 update (status pending and due → `attempts + 1`, `next_attempt_at = now + lease`, `RETURNING`
@@ -44,8 +50,9 @@ repeats nothing; a one-off pass (`jobs run deliveries`) does the same before it 
 Up to `concurrency` sends are in flight at once (Telegram's latency would otherwise cap a
 sequential sender far below 25 msg/s); the buckets still pace them.
 
-This is the one module under `services/` that imports aiogram; it holds no user-facing text:
-rows are rendered by a `Renderer` the bot layer injects (`handlers/outbox.py`).
+No aiogram here (`tests/test_layers.py` fails on any import of it under `services/`): the bot
+layer injects how rows read (`Renderer`, `handlers/outbox.py`) and how messages go out
+(`Transport`, `bot/telegram_transport.py`); messages are plain data (`Rendered`, `Button`).
 """
 
 from __future__ import annotations
@@ -59,25 +66,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
-from aiogram import Bot
-from aiogram.exceptions import (
-    ClientDecodeError,
-    TelegramAPIError,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
-from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from sqlalchemy import bindparam, case, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from db.database import Database
 from db.models import Client, Delivery, DeliveryStatus, Survey, UTCDateTime, utcnow
+from db.notify import Listener, notify
 from db.prepared import Prepared
 from db.sql import insert_ignoring
 from services.clock import Clock, utc_now
@@ -87,8 +84,9 @@ if TYPE_CHECKING:  # services do not depend on the bot package at run time
 
 log = logging.getLogger(__name__)
 
-# Replies to something a person is doing right now (the receipt of a purchase at the till, its
-# line in the staff chat): quiet hours are for unprompted messages, so these still go out.
+# Replies to something a person is doing right now (a purchase's or a void's receipt at the
+# till, its line in the staff chat; `services.sales`): quiet hours are for unprompted
+# messages, so these still go out.
 TRANSACTIONAL_KINDS = frozenset({"receipt", "staff_log"})
 
 # Kinds whose due rows for one chat are sent as one message, one line each, oldest first: the
@@ -99,6 +97,9 @@ COMBINED_KINDS = frozenset({"staff_log"})
 # never shorter than the text Telegram counts (tags and entities are not counted there).
 MESSAGE_LIMIT = 4096
 _COMBINE_ROWS = 200  # rows looked at for one combined message (a line is 40-100 characters)
+# A combined row is claimed before it is rendered: its line is reckoned this long (a sale's
+# line is rarely shorter), and the lines that do not fit once rendered are given back.
+LINE_ESTIMATE = 48
 
 # How long a claimed row stays invisible to other senders; after a crash it is retried then.
 DEFAULT_LEASE = timedelta(minutes=2)
@@ -113,6 +114,9 @@ FLUSH_TIMEOUT = 30.0
 
 
 # ----------------------------------------------------------------------------- enqueue
+# Every process's worker listens here (PostgreSQL): a message queued by one process wakes the
+# senders of all of them when its transaction commits (`db.notify`).
+CHANNEL = "loyalty_outbox"
 
 
 @cache
@@ -139,10 +143,14 @@ def _delivery_row(message: OutboxMessage, due_at: datetime) -> dict[str, Any]:
 def queue_messages(
     session: Session, messages: Sequence[OutboxMessage], due_at: datetime
 ) -> list[bool]:
-    """Queue messages in the caller's unit of work (the caller commits), each unless one with
-    its key was queued already: for each message, whether it was queued now."""
+    """Queue messages inside the caller's unit of work (the caller commits): for each
+    message, False if one with its key was already queued. On PostgreSQL the delivery workers
+    of every process are woken when the caller commits."""
     statement = _enqueue(session.get_bind().dialect.name)
-    return [bool(statement.execute(session, _delivery_row(m, due_at)).rowcount) for m in messages]
+    added = [bool(statement.execute(session, _delivery_row(m, due_at)).rowcount) for m in messages]
+    if any(added):
+        notify(session, CHANNEL)
+    return added
 
 
 # ------------------------------------------------------------------------- quiet hours
@@ -271,11 +279,20 @@ class RateLimiter:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    """What to send: HTML text (a caption when there is a photo), buttons, an optional photo."""
+class Button:
+    """A button under a message: its label and the callback data it sends back."""
 
     text: str
-    reply_markup: InlineKeyboardMarkup | None = None
+    data: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What to send: HTML text (a caption when there is a photo), rows of buttons, an optional
+    photo."""
+
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
     photo: bytes | None = None
     photo_name: str = "image.png"
 
@@ -289,13 +306,52 @@ class Outgoing:
     kind: str
     chat_id: int
     payload: dict[str, Any]
-    client: Client | None
+    client_id: int | None
     language: str | None = None  # the recipient's stored language, if they are a client
     attempts: int = 1
 
 
-# (session, delivery, settings, now) → what to send, or None when it is no longer wanted.
-Renderer = Callable[[AsyncSession, Outgoing, "Settings", datetime], Awaitable[Rendered | None]]
+# (database, delivery, settings, now) → what to send, or None when it is no longer wanted.
+# A renderer that reads does so in units of work (`await db.read(unit, …)`).
+Renderer = Callable[[Database, Outgoing, "Settings", datetime], Awaitable[Rendered | None]]
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class SendFailed(Exception):
+    """A message did not go out (or may not have); the subclass says what the sender does."""
+
+
+class RetryAfter(SendFailed):
+    """Flood control (Telegram's 429): every send pauses `seconds`, then the same message goes
+    again; not a failed attempt."""
+
+    def __init__(self, seconds: float, detail: str = "") -> None:
+        super().__init__(detail or f"retry after {seconds} s")
+        self.seconds = seconds
+
+
+class Unreachable(SendFailed):
+    """The chat refuses the bot (403: blocked, kicked): the row is `unreachable`, and so is
+    its client."""
+
+
+class TemporaryFailure(SendFailed):
+    """It may not have gone out (5xx, a network error, an answer that is not the API's):
+    tried again with backoff."""
+
+
+class Rejected(SendFailed):
+    """Refused for good (a 4xx other than 403 and 429): `failed`, not tried again."""
+
+
+class Transport(Protocol):
+    """How a rendered message reaches a chat: `bot/telegram_transport.py` (the Bot API)."""
+
+    async def send(self, chat_id: int, message: Rendered) -> int:
+        """Send it; return the message's id, or raise one of the `SendFailed` outcomes."""
+        ...
 
 
 # ---------------------------------------------------------------------------- sending
@@ -403,10 +459,24 @@ def _text_size(text: str) -> int:
 
 
 def _line_size(payload: Any) -> int:
-    """A combined row's expected line length: its payload's text, which is what the renderers
-    of combined kinds send (checked again after rendering)."""
+    """A combined row's line length as reckoned before rendering (checked after it): a row
+    queued as finished text by an older version counts its text, a row of facts
+    `LINE_ESTIMATE`."""
     text = payload.get("text") if isinstance(payload, dict) else None
-    return _text_size(text) if isinstance(text, str) else 0
+    return _text_size(text) if isinstance(text, str) else LINE_ESTIMATE
+
+
+@cache
+def _release_statement() -> Any:
+    """A claimed combined row that did not fit, given back as it was (not an attempt)."""
+    return (
+        update(Delivery.__table__)
+        .where(_rows.id == bindparam("p_id"), _rows.status == DeliveryStatus.PENDING.value)
+        .values(
+            attempts=_rows.attempts - 1,
+            next_attempt_at=bindparam("p_previous", type_=UTCDateTime()),
+        )
+    )
 
 
 @cache
@@ -475,8 +545,8 @@ class DeliverySender:
 
     def __init__(
         self,
-        bot: Bot,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        transport: Transport,
+        db: Database,
         settings: Settings,
         render: Renderer,
         *,
@@ -488,9 +558,8 @@ class DeliverySender:
         concurrency: int = 8,
         batch_size: int | None = None,
     ) -> None:
-        self.bot = bot
-        self.sessionmaker = sessionmaker  # for renderers that read the database
-        self.db = Database.of(sessionmaker.kw["bind"])  # the sender's own units of work
+        self.transport = transport
+        self.db = db  # the sender's own units of work, and the renderers'
         self.settings = settings
         self.render = render
         self.clock = clock
@@ -682,7 +751,7 @@ class DeliverySender:
                 row.kind,
                 chat_id,
                 dict(row.payload or {}),
-                client,
+                row.client_id,
                 language,
                 row.attempts,
             )
@@ -703,27 +772,20 @@ class DeliverySender:
         await self.db.write(finish)
 
     async def _one(self, job: _Job, stats: DeliveryStats) -> None:
-        # Renderers only read, and most need no database at all (a prebuilt receipt): the
-        # session connects on its first statement and is closed only if it did.
-        session = self.sessionmaker()
         rendered: list[tuple[Outgoing, Rendered]] = []
         failed: list[tuple[Outgoing, Exception]] = []
         unwanted: list[Outgoing] = []
-        try:
-            for item in job.items:
-                try:
-                    message = await self.render(session, item, self.settings, self.clock())
-                except Exception as exc:  # a renderer bug must not stop the other deliveries
-                    log.exception("rendering delivery %s (%s) failed", item.id, item.kind)
-                    failed.append((item, exc))
-                    continue
-                if message is None:
-                    unwanted.append(item)
-                else:
-                    rendered.append((item, message))
-        finally:
-            if session.in_transaction():
-                await session.close()
+        for item in job.items:
+            try:
+                message = await self.render(self.db, item, self.settings, self.clock())
+            except Exception as exc:  # a renderer bug must not stop the other deliveries
+                log.exception("rendering delivery %s (%s) failed", item.id, item.kind)
+                failed.append((item, exc))
+                continue
+            if message is None:
+                unwanted.append(item)
+            else:
+                rendered.append((item, message))
         for item, exc in failed:
             stats.failed += 1
             await self._finish(
@@ -765,12 +827,10 @@ class DeliverySender:
         """Give back claimed rows that did not fit in a combined message, as they were."""
 
         def release(session: Session) -> None:
-            for item in items:
-                session.execute(
-                    update(Delivery.__table__)
-                    .where(_rows.id == item.id, _rows.status == DeliveryStatus.PENDING.value)
-                    .values(attempts=_rows.attempts - 1, next_attempt_at=previous.get(item.id))
-                )
+            session.execute(
+                _release_statement(),
+                [{"p_id": item.id, "p_previous": previous.get(item.id)} for item in items],
+            )
             session.commit()
 
         await self.db.write(release)
@@ -801,35 +861,19 @@ class DeliverySender:
                 await self.sleep(wait)
             self.limiter.take(chat_id)
             try:
-                if rendered.photo is not None:
-                    message = await self.bot.send_photo(
-                        chat_id,
-                        BufferedInputFile(rendered.photo, rendered.photo_name),
-                        caption=rendered.text,
-                        reply_markup=rendered.reply_markup,
-                    )
-                else:
-                    message = await self.bot.send_message(
-                        chat_id, rendered.text, reply_markup=rendered.reply_markup
-                    )
-            except TelegramRetryAfter as exc:
+                message_id = await self.transport.send(chat_id, rendered)
+            except RetryAfter as exc:
                 stats.rate_limited += 1
-                self.limiter.pause(exc.retry_after)
+                self.limiter.pause(exc.seconds)
                 continue  # the same message again, after the pause
-            except TelegramForbiddenError as exc:
+            except Unreachable as exc:
                 stats.unreachable += len(items)
                 await self._unreachable(items, str(exc))
                 return
-            except (TelegramServerError, TelegramNetworkError, TimeoutError) as exc:
-                await self._retry_later(items, repr(exc), stats)
+            except TemporaryFailure as exc:
+                await self._retry_later(items, str(exc), stats)
                 return
-            except ClientDecodeError as exc:
-                # Not the Bot API's JSON (a proxy's HTML error page, a cut-off body): like a
-                # 5xx, the message may not have gone out — try again later.
-                log.warning("delivery %s: the Bot API's answer was not JSON", list(ids))
-                await self._retry_later(items, f"ClientDecodeError: {exc.message}", stats)
-                return
-            except TelegramAPIError as exc:  # 400 & co: sending again would not help
+            except Rejected as exc:  # sending again would not help
                 stats.failed += len(items)
                 await self._finish(
                     ids,
@@ -849,7 +893,7 @@ class DeliverySender:
             if item.kind == "survey" and isinstance(item.payload.get("survey_id"), int)
         )
         # The commit that makes the send count, as soon as possible after the API call.
-        await self._record(SentMessage(ids, message.message_id, self.clock(), surveys))
+        await self._record(SentMessage(ids, message_id, self.clock(), surveys))
         stats.sent += len(items)
 
     async def _record(self, sent: SentMessage) -> None:
@@ -931,7 +975,7 @@ class DeliverySender:
                     status=DeliveryStatus.UNREACHABLE, last_error=error[:255], next_attempt_at=None
                 )
             )
-            clients = {item.client.id for item in items if item.client is not None}
+            clients = {item.client_id for item in items if item.client_id is not None}
             if clients:
                 session.execute(
                     update(Client).where(Client.id.in_(clients)).values(reachable=False)
@@ -969,7 +1013,11 @@ class DeliverySender:
 
 
 class DeliveryWorker:
-    """The bot process's sending loop: a pass, then a short sleep (or an early `notify()`)."""
+    """The bot process's sending loop: a pass, then a short sleep (or an early `notify()`).
+
+    Woken early by this process (`notify()`, after it queued something) and, on PostgreSQL, by
+    every other process: the worker listens on `CHANNEL`, which `queue_messages` notifies in
+    the queuing transaction (`db.notify`). Polling every `interval` stays as the fallback."""
 
     def __init__(self, sender: DeliverySender, *, interval: float = 2.0) -> None:
         self.sender = sender
@@ -978,14 +1026,19 @@ class DeliveryWorker:
         sender.wake = self._wake
         sender.background_records = True
         self._task: asyncio.Task[None] | None = None
+        self.listener = Listener.of(sender.db, CHANNEL, self.notify)  # None on SQLite
+        self.idle = asyncio.Event()  # set between passes while nothing has woken it
         self.stats = DeliveryStats()
 
     def notify(self) -> None:
+        self.idle.clear()
         self._wake.set()
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="delivery-worker")
+            if self.listener is not None:
+                self.listener.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let the messages in flight be recorded (cancelling between the API call and the
@@ -994,6 +1047,8 @@ class DeliveryWorker:
         task, self._task = self._task, None
         if task is None:
             return
+        if self.listener is not None:
+            await self.listener.stop()
         self.sender.stopping = True
         self._wake.set()
         try:
@@ -1016,8 +1071,11 @@ class DeliveryWorker:
                 log.exception("delivery pass failed")
             if self.sender.stopping:
                 return
+            if not self._wake.is_set():
+                self.idle.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
+            self.idle.clear()
             self._wake.clear()
 
 
@@ -1039,11 +1097,8 @@ class Outbox:
     the dispatcher; every message thus gets the rate limits, retries, 403 handling and
     quiet hours of the one delivery service."""
 
-    def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, clock: Clock = utc_now
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.db = Database.of(sessionmaker.kw["bind"])
+    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
+        self.db = db
         self.clock = clock
         self.worker: DeliveryWorker | None = None
 
@@ -1100,17 +1155,3 @@ class Outbox:
         worker, self.worker = self.worker, None
         if worker is not None:
             await worker.stop()
-
-
-async def deliver_due(
-    bot: Bot,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    render: Renderer,
-    *,
-    clock: Clock = utc_now,
-    **options: Any,
-) -> DeliveryStats:
-    """One pass with fresh rate buckets (the CLI, tests); the bot keeps one `DeliverySender`."""
-    sender = DeliverySender(bot, sessionmaker, settings, render, clock=clock, **options)
-    return await sender.deliver_due()

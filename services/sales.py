@@ -8,7 +8,7 @@ aware UTC datetime)::
     card = await sales.identify_payload("c100045_…")     # signed QR payload → CardSummary
     draft = await sales.quote(card.card_id, 250000, cashier_id, chat_id, now)   # DraftView
     done = await sales.confirm(draft.id, actor_id, actor_is_owner, now)         # Confirmation
-    done = await sales.confirm(..., announce=lambda done: [OutboxMessage(...)])  # + messages
+    done = await sales.confirm(..., log_chat_id=staff_chat, cashier_name="Olga")  # + staff line
     done.already            # True when the draft had been confirmed before (same purchase)
     await sales.cancel(draft.id, actor_id, actor_is_owner, now)
     await sales.void(done.purchase_id, actor_id, actor_is_owner, now)           # VoidResult
@@ -20,14 +20,19 @@ sqlite driver opens the transaction right before that write, so the statement wa
 other writer (busy_timeout) and then sees the latest state: of any number of concurrent
 confirms — same process or another one on the same file — exactly one gets rowcount 1. The
 unique `purchases.draft_id` is the last line of defence. A repeated confirm returns the recorded
-purchase with `already=True` instead of failing. The messages a sale sends (receipt, staff
-line) are queued in the sale's own transaction: recorded with it or not at all.
+purchase with `already=True` instead of failing.
+
+The messages a sale (or a void) sends are queued in its own transaction, recorded with it or
+not at all (`services.delivery`): the customer's receipt (`RECEIPT_KIND`, when the card is
+bound to someone the bot can reach) and, when the caller names a chat to log to (a sale made
+outside the staff chat), its line there (`STAFF_LOG_KIND`). They are facts — the purchase's
+id and numbers, the tier reached, the card number, the cashier's name — rendered when they
+are sent (`handlers/outbox.py`): nothing is translated or formatted inside the transaction.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -218,9 +223,93 @@ class IssueResult:
     segment: str
 
 
+# ------------------------------------------------------------------------ messages
+# The kinds of message a sale queues; `event` in their payload says a sale or a void.
+RECEIPT_KIND = "receipt"  # to the customer
+STAFF_LOG_KIND = "staff_log"  # a line in the staff chat
+
+
+def _sale_messages(
+    done: Confirmation, log_chat_id: int | None, cashier_name: str | None, tiers: bool
+) -> list[OutboxMessage]:
+    """What a confirmed sale tells outside the till's chat, as facts. `tiers`: cumulative
+    tiers are on, so the customer also reads where their card stands."""
+    messages = []
+    if log_chat_id is not None:
+        line = {
+            "event": "sale",
+            "purchase_id": done.purchase_id,
+            "number": done.card_number,
+            "amount": done.amount,
+            "discount_pct": done.discount_pct,
+            "discount_amount": done.discount_amount,
+            "paid_amount": done.paid_amount,
+            "cashier": cashier_name,
+        }
+        messages.append(
+            OutboxMessage(f"stafflog:{done.purchase_id}", STAFF_LOG_KIND, log_chat_id, line)
+        )
+    if done.customer is not None:
+        receipt: dict[str, Any] = {
+            "event": "sale",
+            "purchase_id": done.purchase_id,
+            "amount": done.amount,
+            "discount_pct": done.discount_pct,
+            "discount_amount": done.discount_amount,
+        }
+        if tiers:
+            receipt["tier_pct"] = done.tier_pct
+            if done.next_tier is not None:
+                receipt["next_tier_pct"] = done.next_tier.pct
+                receipt["next_tier_remaining"] = done.next_tier.remaining
+        messages.append(
+            OutboxMessage(
+                f"receipt:{done.purchase_id}",
+                RECEIPT_KIND,
+                done.customer.tg_id,
+                receipt,
+                done.customer.client_id,
+            )
+        )
+    return messages
+
+
+def _void_messages(
+    voided: VoidResult, log_chat_id: int | None, cashier_name: str | None
+) -> list[OutboxMessage]:
+    """What a void tells outside the till's chat, as facts."""
+    messages = []
+    if log_chat_id is not None:
+        line = {
+            "event": "void",
+            "purchase_id": voided.purchase_id,
+            "number": voided.card_number,
+            "amount": voided.amount,
+            "cashier": cashier_name,
+        }
+        messages.append(
+            OutboxMessage(f"voidlog:{voided.purchase_id}", STAFF_LOG_KIND, log_chat_id, line)
+        )
+    if voided.customer is not None:
+        note = {
+            "event": "void",
+            "purchase_id": voided.purchase_id,
+            "amount": voided.amount,
+            "created_at": voided.created_at.isoformat(),
+        }
+        messages.append(
+            OutboxMessage(
+                f"void:{voided.purchase_id}",
+                RECEIPT_KIND,
+                voided.customer.tg_id,
+                note,
+                voided.customer.client_id,
+            )
+        )
+    return messages
+
+
 # ------------------------------------------------------------------------ service
-# What a confirmed sale (or a void) queues for outside the chat, composed inside its transaction.
-Announce = Callable[[Any], Sequence[OutboxMessage]]
 
 
 class SalesService:
@@ -369,17 +458,20 @@ class SalesService:
         now: datetime,
         *,
         message_id: int | None = None,
-        announce: Announce | None = None,
+        log_chat_id: int | None = None,
+        cashier_name: str | None = None,
     ) -> Confirmation:
         """Turn an open draft into exactly one purchase (see the module docstring).
 
         `message_id` (optional) remembers the receipt message so that a later /void can edit it.
-        `announce(confirmation)` composes the messages to queue (the customer's receipt, the
-        staff-chat line); they are queued in the purchase's own transaction, so a sale and its
-        messages are recorded together or not at all. A repeated confirm queues nothing.
+        The customer's receipt is queued in the purchase's own transaction, and so is a line
+        for `log_chat_id` (the staff chat, for a sale made elsewhere) naming `cashier_name`:
+        a sale and its messages are recorded together or not at all. A repeated confirm
+        queues nothing.
         """
+        log = (log_chat_id, cashier_name)
         return await self.db.write(
-            self._confirm, draft_id, actor_id, actor_is_owner, now, message_id, announce
+            self._confirm, draft_id, actor_id, actor_is_owner, now, message_id, log
         )
 
     def _confirm(
@@ -390,7 +482,7 @@ class SalesService:
         actor_is_owner: bool,
         now: datetime,
         message_id: int | None,
-        announce: Announce | None,
+        log: tuple[int | None, str | None],
     ) -> Confirmation:
         params = {"p_id": draft_id, "p_now": now, "p_actor": actor_id, "p_message": message_id}
         statement = _confirm_statement(actor_is_owner, message_id is not None)
@@ -399,7 +491,7 @@ class SalesService:
             row = statement.execute(session, params).first()
             if row is not None:
                 try:
-                    return self._record_purchase(session, draft_id, row, actor_id, now, announce)
+                    return self._record_purchase(session, draft_id, row, actor_id, now, log)
                 except IntegrityError:
                     # Recorded by someone else although our UPDATE won: the unique draft_id held.
                     session.rollback()
@@ -417,7 +509,7 @@ class SalesService:
         draft: Any,
         actor_id: int,
         now: datetime,
-        announce: Announce | None,
+        log: tuple[int | None, str | None],
     ) -> Confirmation:
         # The card's row first: two sales on one card (two tills, two workers) take turns
         # from here, so each recount of its lifetime figures sees the other's purchase.
@@ -499,8 +591,8 @@ class SalesService:
             issued=issued_now,
             spend=spend,
         )
-        if announce is not None:
-            queue_messages(session, announce(done), now)
+        tiers = bool(self.settings.pricing.cumulative_tiers)
+        queue_messages(session, _sale_messages(done, *log, tiers), now)
         session.commit()
         return done
 
@@ -634,11 +726,14 @@ class SalesService:
         actor_is_owner: bool,
         now: datetime,
         *,
-        announce: Announce | None = None,
+        log_chat_id: int | None = None,
+        cashier_name: str | None = None,
     ) -> VoidResult:
         """Mark a purchase voided (the row stays, it stops counting) and return its offer.
-        `announce(result)` composes the messages to queue in the void's own transaction."""
-        return await self.db.write(self._void, purchase_id, actor_id, actor_is_owner, now, announce)
+        The customer is told, and `log_chat_id` gets a line naming `cashier_name`: queued in
+        the void's own transaction."""
+        log = (log_chat_id, cashier_name)
+        return await self.db.write(self._void, purchase_id, actor_id, actor_is_owner, now, log)
 
     def _void(
         self,
@@ -647,7 +742,7 @@ class SalesService:
         actor_id: int,
         actor_is_owner: bool,
         now: datetime,
-        announce: Announce | None,
+        log: tuple[int | None, str | None],
     ) -> VoidResult:
         purchase = session.get(Purchase, purchase_id, populate_existing=True)
         if purchase is None:
@@ -719,8 +814,7 @@ class SalesService:
             chat_id=where[0] if where else None,
             message_id=where[1] if where else None,
         )
-        if announce is not None:
-            queue_messages(session, announce(voided), now)
+        queue_messages(session, _void_messages(voided, *log), now)
         session.commit()
         return voided
 
@@ -968,6 +1062,8 @@ def _history_columns() -> tuple[Any, Any, Any]:
 
 
 __all__ = [
+    "RECEIPT_KIND",
+    "STAFF_LOG_KIND",
     "AlreadyVoided",
     "CardAlreadyIssued",
     "CardBlockedAtTill",

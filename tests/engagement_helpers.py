@@ -17,7 +17,7 @@ from config import Settings
 from db.database import Database
 from db.models import Card, CardStatus, Client, Delivery, Purchase
 from services.cards import refresh_totals
-from services.delivery import DeliverySender, OutboxMessage, RateLimiter, queue_messages
+from services.delivery import DeliverySender, Outbox, OutboxMessage, RateLimiter, queue_messages
 
 _numbers = itertools.count(500001)
 CONSENT_AT = datetime(2025, 1, 1, tzinfo=UTC)
@@ -182,6 +182,11 @@ async def queue(db: Database, *messages: OutboxMessage, due: datetime) -> None:
         session.commit()
 
     await db.write(unit)
+
+
+def outbox_for(sessionmaker: async_sessionmaker[AsyncSession], clock: Any) -> Outbox:
+    """An `Outbox` on the test's database (no worker until `start`)."""
+    return Outbox(Database.of(sessionmaker.kw["bind"]), clock=clock)
 
 
 def fast_limiter() -> RateLimiter:

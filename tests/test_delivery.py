@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiogram import Bot
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from config import Settings
 from db.database import Database
+from db.engine import create_engine
 from db.models import Client, DeliveryStatus
 from services import delivery
 from services.delivery import (
@@ -22,15 +25,16 @@ from services.delivery import (
     OutboxMessage,
     RateLimiter,
     TokenBucket,
+    queue_messages,
     quiet_until,
 )
-from tests.conftest import STAFF_CHAT_ID, FrozenClock, make_settings
+from tests.conftest import STAFF_CHAT_ID, FrozenClock, make_settings, on_postgres
 from tests.engagement_helpers import (
     bot_for,
     deliveries,
     fast_limiter,
     make_client,
-    queue,
+    outbox_for,
     sender_for,
 )
 from tests.fakeapi import FakeTelegram
@@ -112,14 +116,29 @@ async def bot(tg: FakeTelegram, settings: Settings) -> AsyncIterator[Bot]:
     await bot.session.close()
 
 
-async def _text(session: AsyncSession, key: str, chat_id: int, due: datetime, **kw: object) -> None:
-    message = delivery.OutboxMessage(key, "text", chat_id, {"text": f"hello {key}"}, **kw)  # type: ignore[arg-type]
-    await queue(Database.of(session.bind), message, due=due)
+async def _text(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    key: str,
+    chat_id: int,
+    due: datetime,
+    **kw: Any,
+) -> None:
+    """Queue a message of finished text (the kind rows had before facts: the sender's
+    mechanics do not depend on the kind)."""
+    message = OutboxMessage(key, "text", chat_id, {"text": f"hello {key}"}, **kw)
+
+    def queue(session: Session) -> None:
+        queue_messages(session, [message], due)
+        session.commit()
+
+    await Database.of(sessionmaker.kw["bind"]).write(queue)
 
 
-async def test_enqueue_is_idempotent_by_key(session: AsyncSession, clock: FrozenClock) -> None:
+async def test_enqueue_is_idempotent_by_key(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
     for _ in range(2):
-        await _text(session, "k1", 42, clock())
+        await _text(sessionmaker, "k1", 42, clock())
     assert len(await deliveries(session)) == 1
 
 
@@ -131,8 +150,8 @@ async def test_due_rows_are_sent_once_and_recorded(
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    await _text(session, "now", 4001, clock())
-    await _text(session, "later", 4002, clock() + timedelta(hours=1))
+    await _text(sessionmaker, "now", 4001, clock())
+    await _text(sessionmaker, "later", 4002, clock() + timedelta(hours=1))
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     stats = await sender.deliver_due()
     assert stats.sent == 1
@@ -156,7 +175,7 @@ async def test_quiet_hours_hold_messages_until_the_morning(
 ) -> None:
     settings = make_settings(db_url, quiet_hours="21-09")
     clock = FrozenClock(datetime(2026, 11, 16, 22, 30, tzinfo=MSK).astimezone(UTC))
-    await _text(session, "evening", 4001, clock())
+    await _text(sessionmaker, "evening", 4001, clock())
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     stats = await sender.deliver_due()
     assert stats.sent == 0 and stats.quiet_deferred == 1
@@ -178,8 +197,8 @@ async def test_429_pauses_all_sending_and_retries_the_same_message(
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    await _text(session, "a", 4001, clock())
-    await _text(session, "b", 4002, clock())
+    await _text(sessionmaker, "a", 4001, clock())
+    await _text(sessionmaker, "b", 4002, clock())
     tg.fail_next("sendMessage", 429, retry_after=7)
     fake = FakeTime()
     limiter = RateLimiter(100, 100, 100, monotonic=fake)
@@ -202,7 +221,7 @@ async def test_server_errors_back_off_then_fail(
     clock: FrozenClock,
 ) -> None:
     settings = make_settings(db_url, delivery_max_attempts=3)
-    await _text(session, "x", 4001, clock())
+    await _text(sessionmaker, "x", 4001, clock())
     tg.fail_next("sendMessage", 502, times=10)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     assert (await sender.deliver_due()).retried == 1
@@ -228,7 +247,7 @@ async def test_a_5xx_then_success_sends_exactly_once(
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    await _text(session, "x", 4001, clock())
+    await _text(sessionmaker, "x", 4001, clock())
     tg.fail_next("sendMessage", 500)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     await sender.deliver_due()
@@ -236,6 +255,60 @@ async def test_a_5xx_then_success_sends_exactly_once(
     await sender.deliver_due()
     await sender.deliver_due()
     assert len(tg.sent(chat_id=4001)) == 1
+
+
+async def test_a_message_telegram_refuses_fails_without_retries(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """A 400 (here: a chat that does not exist) would be refused again: `failed` at once."""
+    await _text(sessionmaker, "x", 4001, clock())
+    await _text(sessionmaker, "y", 4002, clock())
+    tg.fail_next("sendMessage", 400, "Bad Request: chat not found", chat_id=4001)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    stats = await sender.deliver_due()
+    assert (stats.failed, stats.retried, stats.sent) == (1, 0, 1)
+    [row] = await deliveries(session, key="x")
+    assert row.status == DeliveryStatus.FAILED and row.next_attempt_at is None
+    assert "chat not found" in (row.last_error or "")
+    clock.advance(hours=2)
+    assert (await sender.deliver_due()).sent == 0
+
+
+async def test_rows_queued_as_text_by_an_older_version_still_go_out(
+    tg: FakeTelegram,
+    bot: Bot,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """Receipts and staff lines were queued as finished text before they were facts: those
+    still pending at the upgrade are sent as they are, a staff line combined with new ones."""
+    old_line = OutboxMessage("stafflog:1", "staff_log", STAFF_CHAT_ID, {"text": "🧾 №1 · old"})
+    new_line = OutboxMessage(
+        "voidlog:1",
+        "staff_log",
+        STAFF_CHAT_ID,
+        {
+            "event": "void",
+            "purchase_id": 1,
+            "number": "100045",
+            "amount": 250000,
+            "cashier": "Olga",
+        },
+    )
+    receipt = OutboxMessage("receipt:1", "receipt", 4001, {"text": "Покупка 2 500 ₽"})
+    await outbox_for(sessionmaker, clock).post_many([old_line, new_line, receipt])
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    assert (await sender.deliver_due()).sent == 3
+    assert [c.text for c in tg.sent(chat_id=4001)] == ["Покупка 2 500 ₽"]
+    assert [c.text for c in tg.sent(chat_id=STAFF_CHAT_ID)] == [
+        "🧾 №1 · old\n↩️ №1 отменена · Карта 100 045 · 2\xa0500\xa0₽ · Olga"
+    ]
 
 
 async def test_403_marks_the_client_unreachable(
@@ -247,7 +320,7 @@ async def test_403_marks_the_client_unreachable(
     clock: FrozenClock,
 ) -> None:
     client = await make_client(session, 4100)
-    await _text(session, "blocked", 4100, clock(), client_id=client.id)
+    await _text(sessionmaker, "blocked", 4100, clock(), client_id=client.id)
     tg.block(4100)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     assert (await sender.deliver_due()).unreachable == 1
@@ -256,7 +329,7 @@ async def test_403_marks_the_client_unreachable(
     await session.refresh(client)
     assert client.reachable is False
     # Later messages to them are not even tried.
-    await _text(session, "again", 4100, clock(), client_id=client.id)
+    await _text(sessionmaker, "again", 4100, clock(), client_id=client.id)
     assert (await sender.deliver_due()).skipped == 1
     assert len([c for c in tg.calls if c.method == "sendMessage"]) == 1
 
@@ -273,9 +346,11 @@ async def test_marketing_respects_opt_out_and_erasure(
     erased = await make_client(session, 4202, erased=True)
     fine = await make_client(session, 4203)
     for client in (out, erased, fine):
-        await _text(session, f"m{client.id}", 4201, clock(), client_id=client.id, marketing=True)
+        await _text(
+            sessionmaker, f"m{client.id}", 4201, clock(), client_id=client.id, marketing=True
+        )
     # A service (non-marketing) message still reaches the opted-out client.
-    await _text(session, "service", 4201, clock(), client_id=out.id)
+    await _text(sessionmaker, "service", 4201, clock(), client_id=out.id)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     stats = await sender.deliver_due()
     assert stats.skipped == 2 and stats.sent == 2
@@ -292,9 +367,9 @@ async def test_per_chat_limit_lets_other_chats_go_first(
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    await _text(session, "a1", 4001, clock())
-    await _text(session, "a2", 4001, clock())
-    await _text(session, "b1", 4002, clock())
+    await _text(sessionmaker, "a1", 4001, clock())
+    await _text(sessionmaker, "a2", 4001, clock())
+    await _text(sessionmaker, "b1", 4002, clock())
     fake = FakeTime()
     limiter = RateLimiter(1000, 1, 20, monotonic=fake)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=limiter, sleep=fake.sleep)
@@ -320,7 +395,7 @@ async def test_a_chat_backlog_does_not_keep_other_chats_out_of_the_batch(
     customer's message queued after them still goes out in the first pass."""
     backlog = _staff_lines(range(delivery._BATCH + 10))
     receipt = OutboxMessage("receipt:1", "text", 4001, {"text": "your receipt"})
-    await Outbox(sessionmaker, clock=clock).post_many([*backlog, receipt])
+    await outbox_for(sessionmaker, clock).post_many([*backlog, receipt])
     fake = FakeTime()
     sender = sender_for(
         bot,
@@ -350,7 +425,7 @@ async def test_a_message_queued_while_the_worker_waits_for_a_group_goes_at_once(
 ) -> None:
     """The worker waits for the staff group's next slot (one line per 3 s); a receipt queued
     meanwhile does not wait with it."""
-    outbox = Outbox(sessionmaker, clock=clock)
+    outbox = outbox_for(sessionmaker, clock)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=RateLimiter(1000, 1, 20))
     outbox.start(sender)
     try:
@@ -375,7 +450,7 @@ async def test_a_claimed_row_waits_for_its_lease_after_a_crash(
 ) -> None:
     """A sender died after claiming (before or during the API call): nobody else sends the
     row until the lease ends; then it is sent once (at-least-once, see services.delivery)."""
-    await _text(session, "x", 4001, clock())
+    await _text(sessionmaker, "x", 4001, clock())
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     row = (await deliveries(session))[0]
     head = delivery._Head(row.id, row.chat_id, row.kind, combine=False)
@@ -401,12 +476,44 @@ async def test_the_worker_sends_in_the_background(
     )
     worker.start()
     try:
-        await _text(session, "bg", 4001, clock())
+        await _text(sessionmaker, "bg", 4001, clock())
         worker.notify()
         message = await tg.user(4001).wait_message("hello bg")
         assert message.chat_id == 4001
     finally:
         await worker.stop()
+    assert worker.stats.sent == 1
+
+
+@pytest.mark.skipif(not on_postgres(), reason="one SQLite process wakes its own worker")
+async def test_a_message_queued_by_another_process_wakes_the_worker_at_once(
+    tg: FakeTelegram,
+    bot: Bot,
+    db_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """Another worker (its own engine and `Database`, no delivery worker of its own) queues a
+    message: its commit NOTIFYs, and this process's worker, idle for an hour of polling
+    interval, sends it without waiting for the poll."""
+    worker = DeliveryWorker(
+        sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter()), interval=3600
+    )
+    worker.start()
+    other_engine = create_engine(db_url)
+    try:
+        assert worker.listener is not None
+        await worker.listener.ready.wait()
+        await worker.idle.wait()  # its passes done, asleep until woken
+        other = Outbox(Database.of(other_engine), clock=clock)
+        assert other.worker is None  # nothing in that process wakes this worker directly
+        await other.post(key="far", kind="text", chat_id=4001, payload={"text": "from afar"})
+        message = await tg.user(4001).wait_message("from afar")
+        assert message.chat_id == 4001
+    finally:
+        await worker.stop()
+        await other_engine.dispose()
     assert worker.stats.sent == 1
 
 

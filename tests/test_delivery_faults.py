@@ -23,15 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config import Settings
 from db.database import Database
 from db.models import Client, Delivery, DeliveryStatus, WinbackAssignment
-from services import delivery, offers
+from services import offers
 from services.clock import utc_now
+from services.delivery import OutboxMessage
 from tests.conftest import FrozenClock, make_settings
 from tests.engagement_helpers import (
     bot_for,
     bulk_clients,
     deliveries,
     fast_limiter,
-    queue,
+    outbox_for,
     sender_for,
 )
 from tests.fakeapi import FakeTelegram, FaultResponse
@@ -198,9 +199,12 @@ async def test_a_broken_answer_is_a_failed_attempt_and_the_pass_goes_on(
     TelegramAPIError) or a dropped connection: the message is retried with backoff like a
     5xx, without a traceback, and the next message of the same pass still goes."""
     clock = FrozenClock()
-    for n, chat in enumerate((4001, 4002, 4003)):
-        message = delivery.OutboxMessage(f"m{n}", "text", chat, {"text": f"message {n}"})
-        await queue(Database.of(session.bind), message, due=clock())
+    await outbox_for(sessionmaker, clock).post_many(
+        [
+            OutboxMessage(f"m{n}", "text", chat, {"text": f"message {n}"})
+            for n, chat in enumerate((4001, 4002, 4003))
+        ]
+    )
     tg.fail_next("sendMessage", chat_id=4002, **fault)
     bot = bot_for(tg, settings)
     try:

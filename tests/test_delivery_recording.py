@@ -21,9 +21,8 @@ import db.engine
 from config import Settings
 from db.models import DeliveryStatus
 from services import delivery
-from services.delivery import Outbox
 from tests.conftest import FrozenClock
-from tests.engagement_helpers import bot_for, deliveries, fast_limiter, sender_for
+from tests.engagement_helpers import bot_for, deliveries, fast_limiter, outbox_for, sender_for
 from tests.fakeapi import FakeTelegram
 
 pytestmark = pytest.mark.manual_delivery
@@ -85,7 +84,7 @@ async def bot(tg: FakeTelegram, settings: Settings) -> AsyncIterator[Bot]:
 
 
 async def _queue(sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
-    outbox = Outbox(sessionmaker, clock=clock)
+    outbox = outbox_for(sessionmaker, clock)
     await outbox.post(key="a", kind="text", chat_id=4001, payload={"text": "hello a"})
 
 
@@ -143,7 +142,7 @@ async def test_the_worker_goes_on_while_a_record_is_retried_and_a_stop_flushes_i
 ) -> None:
     """The record of "a" keeps failing: the worker still sends "b"; a graceful stop waits
     until "a" is recorded (the database lets go while it is stopping)."""
-    outbox = Outbox(sessionmaker, clock=clock)
+    outbox = outbox_for(sessionmaker, clock)
     await outbox.post(key="a", kind="text", chat_id=4001, payload={"text": "hello a"})
     [a] = await deliveries(session, key="a")
     failing = FailingRecords(monkeypatch, db_path, "locked", times=10**6, only={a.id})

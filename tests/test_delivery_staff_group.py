@@ -15,11 +15,12 @@ from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from db.database import Database
 from db.models import DeliveryStatus
 from services import delivery
-from services.delivery import MESSAGE_LIMIT, Outbox, OutboxMessage, Outgoing, RateLimiter, Rendered
+from services.delivery import MESSAGE_LIMIT, OutboxMessage, Outgoing, RateLimiter, Rendered
 from tests.conftest import STAFF_CHAT_ID, FrozenClock
-from tests.engagement_helpers import bot_for, deliveries, fast_limiter, sender_for
+from tests.engagement_helpers import bot_for, deliveries, fast_limiter, outbox_for, sender_for
 from tests.fakeapi import FakeTelegram
 from tests.test_delivery import FakeTime
 
@@ -34,12 +35,29 @@ async def bot(tg: FakeTelegram, settings: Settings) -> AsyncIterator[Bot]:
 
 
 def _line(i: int) -> str:
-    return f"🧾 #{i} · 1 250,00 ₽ − 5 % = 1 187,50 ₽ · <b>Cashier {i % 5}</b>"
+    """How sale `i` reads in the staff group (the store's language, Russian)."""
+    amounts = "1\xa0250\xa0₽ − 5 % (62,50\xa0₽) = 1\xa0187,50\xa0₽"
+    return f"🧾 №{i} · Карта 100 {i % 1000:03d} · {amounts} · Cashier {i % 5}"
 
 
 def _staff_log(numbers: range) -> list[OutboxMessage]:
+    """Sale lines for the staff group, as the till queues them: facts."""
     return [
-        OutboxMessage(f"stafflog:{i}", "staff_log", STAFF_CHAT_ID, {"text": _line(i)})
+        OutboxMessage(
+            f"stafflog:{i}",
+            "staff_log",
+            STAFF_CHAT_ID,
+            {
+                "event": "sale",
+                "purchase_id": i,
+                "number": f"100{i % 1000:03d}",
+                "amount": 125_000,
+                "discount_pct": 5,
+                "discount_amount": 6_250,
+                "paid_amount": 118_750,
+                "cashier": f"Cashier {i % 5}",
+            },
+        )
         for i in numbers
     ]
 
@@ -53,7 +71,7 @@ async def _lines_by_message(session: AsyncSession, tg: FakeTelegram) -> dict[int
     }
     for row in await deliveries(session, kind="staff_log"):
         assert row.status == DeliveryStatus.SENT, row.key
-        line = row.payload["text"]
+        line = _line(row.payload["purchase_id"])
         assert any(shown.startswith(line) for shown in carried[row.message_id]), row.key
     return carried
 
@@ -70,7 +88,7 @@ async def test_a_rush_of_staff_lines_catches_up_in_a_few_messages(
     message would take 20 minutes; combined they take a handful of messages, 3 s apart."""
     tg.set_group_rate_limit(20)
     lines = _staff_log(range(400))
-    await Outbox(sessionmaker, clock=clock).post_many(lines)
+    await outbox_for(sessionmaker, clock).post_many(lines)
     fake = FakeTime()
     limiter = RateLimiter(1000, 1, 20, monotonic=fake)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=limiter, sleep=fake.sleep)
@@ -80,12 +98,10 @@ async def test_a_rush_of_staff_lines_catches_up_in_a_few_messages(
     carried = await _lines_by_message(session, tg)
     texts = [call.params["text"] for call in tg.sent(chat_id=STAFF_CHAT_ID)]
     assert all(len(text) <= MESSAGE_LIMIT for text in texts)
-    total = sum(len(m.payload["text"]) + 1 for m in lines)
+    total = sum(len(_line(i)) + 1 for i in range(400))
     assert len(texts) <= math.ceil(total / MESSAGE_LIMIT) + 1  # a few full messages
     # Every line exactly once, oldest first.
-    assert [line for text in texts for line in text.split("\n")] == [
-        m.payload["text"] for m in lines
-    ]
+    assert [line for text in texts for line in text.split("\n")] == [_line(i) for i in range(400)]
     assert len(carried) == len(texts)
     assert sum(fake.slept) == pytest.approx(3.0 * (len(texts) - 1), abs=0.01)
 
@@ -98,7 +114,7 @@ async def test_a_combined_message_that_fails_is_retried_whole(
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    await Outbox(sessionmaker, clock=clock).post_many(_staff_log(range(5)))
+    await outbox_for(sessionmaker, clock).post_many(_staff_log(range(5)))
     tg.fail_next("sendMessage", 502, chat_id=STAFF_CHAT_ID)
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     stats = await sender.deliver_due()
@@ -122,7 +138,7 @@ async def test_combined_lines_claimed_by_a_crashed_sender_go_once_after_the_leas
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    await Outbox(sessionmaker, clock=clock).post_many(_staff_log(range(3)))
+    await outbox_for(sessionmaker, clock).post_many(_staff_log(range(3)))
     sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
     first = (await deliveries(session))[0]
     head = delivery._Head(first.id, STAFF_CHAT_ID, "staff_log", combine=True)
@@ -143,15 +159,17 @@ async def test_lines_that_do_not_fit_after_rendering_are_given_back(
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    """The claim sizes a message by the rows' texts; a renderer that makes lines longer gets
-    fewer in: the rest are released as they were (not counted as an attempt) and go next."""
+    """The claim reckons a line's length before rendering it (`LINE_ESTIMATE`); lines that
+    turn out longer get fewer in: the rest are released as they were (not counted as an
+    attempt) and go next."""
     lines = _staff_log(range(120))
-    await Outbox(sessionmaker, clock=clock).post_many(lines)
+    await outbox_for(sessionmaker, clock).post_many(lines)
 
-    async def longer(
-        session: AsyncSession, item: Outgoing, settings: Settings, now: datetime
-    ) -> Rendered:
-        return Rendered(f"{item.payload['text']} · {item.payload['text']}")
+    def longer_line(i: int) -> str:
+        return f"{_line(i)} · {'x' * 150}"
+
+    async def longer(db: Database, item: Outgoing, settings: Settings, now: datetime) -> Rendered:
+        return Rendered(longer_line(item.payload["purchase_id"]))
 
     fake = FakeTime()
     limiter = RateLimiter(1000, 1, 20, monotonic=fake)
@@ -160,9 +178,11 @@ async def test_lines_that_do_not_fit_after_rendering_are_given_back(
     )
     assert (await sender.deliver_due()).sent == 120
     texts = [call.params["text"] for call in tg.sent(chat_id=STAFF_CHAT_ID)]
-    assert all(len(text) <= MESSAGE_LIMIT for text in texts) and len(texts) >= 4
-    assert [line.split(" · 🧾")[0] for text in texts for line in text.split("\n")] == [
-        m.payload["text"] for m in lines
+    assert all(len(text) <= MESSAGE_LIMIT for text in texts)
+    total = sum(len(longer_line(i)) + 1 for i in range(120))
+    assert len(texts) >= math.ceil(total / MESSAGE_LIMIT) > 1  # no message over the limit
+    assert [line for text in texts for line in text.split("\n")] == [
+        longer_line(i) for i in range(120)
     ]
     rows = await deliveries(session)
     assert {(r.status, r.attempts) for r in rows} == {(DeliveryStatus.SENT, 1)}
@@ -197,7 +217,7 @@ async def test_the_till_replies_in_the_group_come_before_the_staff_log(
     """After three messages the till sent to the group (`note_sent`), the worker holds the
     next staff line until the group's bucket has room again; a customer's receipt still goes
     at once. Without a worker, `note_sent` does nothing."""
-    outbox = Outbox(sessionmaker, clock=clock)
+    outbox = outbox_for(sessionmaker, clock)
     outbox.note_sent(STAFF_CHAT_ID)  # no worker yet: nothing to charge, no error
     fake = FakeTime()
     limiter = RateLimiter(1000, 1, 20, monotonic=fake)
@@ -215,7 +235,7 @@ async def test_the_till_replies_in_the_group_come_before_the_staff_log(
         assert tg.sent(chat_id=STAFF_CHAT_ID) == []
         fake.t += 3.0
         outbox.notify()
-        message = await tg.group(STAFF_CHAT_ID).wait_message("#0")
-        assert message.text.startswith("🧾 #0")
+        message = await tg.group(STAFF_CHAT_ID).wait_message("№0")
+        assert message.text == _line(0)
     finally:
         await outbox.stop()

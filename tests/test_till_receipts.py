@@ -8,11 +8,21 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import DraftStatus, SaleDraft
-from tests.conftest import CASHIER_ID, CUSTOMER_ID, STAFF_CHAT_ID, App
+from config import Settings
+from db.models import Client, DeliveryStatus, DraftStatus, SaleDraft
+from tests.conftest import (
+    CASHIER_ID,
+    CUSTOMER_ID,
+    STAFF_CHAT_ID,
+    App,
+    FrozenClock,
+    make_settings,
+    running_app,
+)
+from tests.engagement_helpers import deliveries, fast_limiter, sender_for
 from tests.fakeapi import FakeTelegram
 from tests.till_helpers import purchases, quote_for, seed_bound, seed_card
 
@@ -291,3 +301,124 @@ async def test_a_rush_answers_every_scan_in_the_group_and_logs_every_sale_once(
         assert len(lines) == len(set(lines)) == 18  # every sale exactly once
         log_messages = [m for m in group.messages() if (m.text or "").startswith("🧾")]
         assert len(log_messages) < 18  # combined while the group was busy
+
+
+# ------------------------------------------------------ facts queued, text when it is sent
+
+
+async def test_a_sale_queues_facts_and_they_read_in_the_language_of_the_moment_they_go_out(
+    tg: FakeTelegram,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> None:
+    """The receipt and the staff-log line are queued as facts (no text is made inside the
+    sale's transaction) and rendered by the delivery sender: in the customer's language as it
+    is when the message goes out, the staff line in the store's language (Russian), naming
+    the cashier (escaped)."""
+    await seed_bound(sessionmaker, "100045", 5)  # the customer reads Estonian
+    async with running_app(tg, settings, sessionmaker, clock, delivery_worker=False) as app:
+        cashier = tg.user(CASHIER_ID, "Olga <Till 1>", language_code="en")
+        quote = await quote_for(cashier)
+        await cashier.press(quote, "✅")
+        receipt = await cashier.wait_message("recorded")
+        [purchase] = await purchases(sessionmaker)
+        async with sessionmaker() as session:
+            rows = {row.kind: row.payload for row in await deliveries(session)}
+            assert rows == {
+                "staff_log": {
+                    "event": "sale",
+                    "purchase_id": purchase.id,
+                    "number": "100045",
+                    "amount": 250000,
+                    "discount_pct": 5,
+                    "discount_amount": 12500,
+                    "paid_amount": 237500,
+                    "cashier": "Olga <Till 1>",
+                },
+                "receipt": {
+                    "event": "sale",
+                    "purchase_id": purchase.id,
+                    "amount": 250000,
+                    "discount_pct": 5,
+                    "discount_amount": 12500,
+                },
+            }
+            # The customer switches to English before the receipt goes out.
+            await session.execute(
+                update(Client).where(Client.tg_id == CUSTOMER_ID).values(language="en")
+            )
+            await session.commit()
+        sender = sender_for(app.bot, sessionmaker, app.settings, clock, limiter=fast_limiter())
+        assert (await sender.deliver_due()).sent == 2
+        [note] = tg.sent(chat_id=CUSTOMER_ID)
+        assert note.text == "Purchase ₽2,500: discount 5 %, you saved ₽125."
+        [line] = tg.sent(chat_id=STAFF_CHAT_ID)
+        assert line.text == (
+            f"🧾 №{purchase.id} · Карта 100 045 · 2\xa0500\xa0₽ − 5 % (125\xa0₽) = 2\xa0375\xa0₽ · "
+            "Olga &lt;Till 1&gt;"
+        )
+
+        # The void: facts again, the customer told in their language, the staff chat in Russian.
+        await cashier.press(receipt, "↩️")
+        await cashier.wait_message("voided")
+        async with sessionmaker() as session:
+            voids = {
+                row.kind: row.payload
+                for row in await deliveries(session, status=DeliveryStatus.PENDING)
+            }
+        assert voids == {
+            "staff_log": {
+                "event": "void",
+                "purchase_id": purchase.id,
+                "number": "100045",
+                "amount": 250000,
+                "cashier": "Olga <Till 1>",
+            },
+            "receipt": {
+                "event": "void",
+                "purchase_id": purchase.id,
+                "amount": 250000,
+                "created_at": clock().isoformat(),
+            },
+        }
+        assert (await sender.deliver_due()).sent == 2
+        told = tg.sent(chat_id=CUSTOMER_ID)[-1]
+        assert told.text == (
+            "Your purchase of ₽2,500 on Nov 16, 2026, 12:00 was cancelled by the store."
+        )
+        assert tg.sent(chat_id=STAFF_CHAT_ID)[-1].text == (
+            f"↩️ №{purchase.id} отменена · Карта 100 045 · 2\xa0500\xa0₽ · Olga &lt;Till 1&gt;"
+        )
+
+
+async def test_with_cumulative_tiers_the_receipt_says_where_the_card_stands(
+    tg: FakeTelegram,
+    db_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> None:
+    """The tier reached and what is left to the next one are facts of the sale."""
+    await seed_card(sessionmaker, "100045", 5, client_tg_id=CUSTOMER_ID, language="en")
+    settings = make_settings(
+        db_url,
+        cumulative_tiers_enabled=True,
+        cumulative_tiers=[(Decimal(2000), 7), (Decimal(10000), 10)],
+    )
+    async with running_app(tg, settings, sessionmaker, clock, delivery_worker=False) as app:
+        cashier = tg.user(CASHIER_ID, language_code="en")
+        quote = await quote_for(cashier, "2500")
+        await cashier.press(quote, "✅")
+        await cashier.wait_message("recorded")
+        async with sessionmaker() as session:
+            [receipt] = await deliveries(session, kind="receipt")
+        assert receipt.payload["tier_pct"] == 7
+        assert receipt.payload["next_tier_pct"] == 10
+        assert receipt.payload["next_tier_remaining"] == 750000
+        sender = sender_for(app.bot, sessionmaker, app.settings, clock, limiter=fast_limiter())
+        await sender.deliver_due()
+    [note] = tg.sent(chat_id=CUSTOMER_ID)
+    assert note.text == (
+        "Purchase ₽2,500: discount 5 %, you saved ₽125. Your card's level: 7 %. "
+        "₽7,500 more to 10 %."
+    )
