@@ -108,13 +108,24 @@ def _write(
     session.commit()
 
 
+REDIS_CONNECTIONS = 50  # per process; an update waits for a free one (REDIS_WAIT seconds)
+REDIS_WAIT = 20.0
+
+
 def shared_redis(url: str | None) -> Redis | None:
-    """The process's Redis client (`REDIS_URL`), or None without one."""
+    """The process's Redis client (`REDIS_URL`), or None without one.
+
+    redis-py's default pool refuses a command outright once 100 connections are in use, which a
+    burst of updates (a flood of button presses, each taking a few Redis round trips at once)
+    reached: the updates failed. A blocking pool makes them wait for a connection instead."""
     if not url:
         return None
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
 
-    return Redis.from_url(url)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT
+    )
+    return Redis.from_pool(pool)  # closing the client closes the pool
 
 
 def create_storage(db: Database, redis: Redis | None) -> tuple[BaseStorage, BaseEventIsolation]:
