@@ -737,9 +737,12 @@ async def _confirm(
     else:
         note = _("Already confirmed.") if done.already else _("Recorded.")
         text, markup = render_receipt(done, settings), void_keyboard(done.purchase_id)
-    await after_commit(lambda: cq.answer(note), "answering ✅")
-    if message is not None:
-        await show_receipt(bot, message, text, markup)
+    # The answer and the receipt go out at once: the cashier waits one Bot API round trip.
+    answering = after_commit(lambda: cq.answer(note), "answering ✅")
+    if message is None:
+        await answering
+    else:
+        await asyncio.gather(answering, show_receipt(bot, message, text, markup))
 
 
 @router.callback_query(TillCb.filter(F.action == "no"), IsStaff())
