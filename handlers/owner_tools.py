@@ -29,6 +29,7 @@ from services import card_admin
 from services.card_admin import AuditLine, CannotUnblock, CardChange
 from services.cards import group_number, normalize_number
 from services.delivery import Outbox
+from services.reports import ReportService
 
 log = logging.getLogger(__name__)
 router = Router(name=__name__)
@@ -124,7 +125,7 @@ def _block_keyboard(number: str, now: datetime) -> InlineKeyboardMarkup:
 async def block(
     message: Message,
     command: CommandObject,
-    db: Database,
+    reports: ReportService,
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
@@ -132,13 +133,13 @@ async def block(
     if not command.args:
         await owner_chat.send(_usage("block"))
         return
-    card = await card_admin.card_facts(db, command.args)
+    card = await reports.card(command.args, limit=0)  # the owner's one view of a card
     number = group_number(card.number)
     if card.status == "blocked":
         await owner_chat.send(_("Card {number} is already blocked.").format(number=number))
         return
     lines = [_("Block card {number}? The till will refuse it from now on.").format(number=number)]
-    if card.holder or card.bound:
+    if card.holder or card.bound_at is not None:
         lines.append(_("It is linked to {holder}.").format(holder=html.escape(card.holder or "?")))
     lines.append(
         _("Purchases: {count}, total {total}").format(

@@ -47,40 +47,6 @@ class CardChange:
     notify_language: str | None = None
 
 
-@dataclass(frozen=True)
-class CardFacts:
-    """What an owner is shown before blocking a card."""
-
-    number: str
-    status: str
-    bound: bool
-    holder: str | None  # @username or first name of the bound client (None when erased)
-    purchases: int  # non-voided, every source
-    total: int
-
-
-async def card_facts(db: Database, text: str) -> CardFacts:
-    """The card typed (`CardNotFound` / `InvalidCardNumber`), its holder and lifetime figures."""
-    return await db.read(_card_facts, text)
-
-
-def _card_facts(session: Session, text: str) -> CardFacts:
-    card = get_registered(session, text)
-    holder = None
-    if card.client_id is not None:
-        client = session.get(Client, card.client_id)
-        if client is not None and client.erased_at is None:
-            holder = f"@{client.username}" if client.username else client.first_name
-    return CardFacts(
-        number=card.number,
-        status=card.status,
-        bound=card.client_id is not None,
-        holder=holder,
-        purchases=card.purchase_count,
-        total=card.purchase_total,
-    )
-
-
 def _reachable_holder(session: Session, card: Card) -> Client | None:
     if card.client_id is None:
         return None

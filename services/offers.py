@@ -28,9 +28,10 @@ import random
 import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from db.database import Database
@@ -42,8 +43,10 @@ from db.models import (
     Offer,
     OfferKind,
     Purchase,
+    UTCDateTime,
     WinbackAssignment,
 )
+from db.prepared import Prepared
 from db.sql import days_between
 from services.delivery import OutboxMessage, queue_messages
 
@@ -298,12 +301,32 @@ def _birthday_sweep(session: Session, settings: Settings, now: datetime) -> int:
 
 @dataclass(frozen=True)
 class OfferView:
+    """An offer as the till, the wallet and its message show it: one shape for all three."""
+
     id: int
     kind: str
     bonus_pct: int
     valid_until: datetime
-    usable: bool
-    first_name: str | None
+    usable: bool = True  # not redeemed, not cancelled, not expired
+    first_name: str | None = None  # the holder's, for the message that announces it
+
+
+@cache
+def _active_statement() -> Prepared:
+    offers = Offer.__table__.c
+    now = bindparam("p_now", type_=UTCDateTime())
+    return Prepared(
+        select(offers.id, offers.kind, offers.bonus_pct, offers.valid_until)
+        .where(offers.client_id == bindparam("p_client"), *Offer.active_at(now, offers))
+        .order_by(offers.valid_until, offers.id)
+    )
+
+
+def active_offers(session: Session, client_id: int, now: datetime) -> list[OfferView]:
+    """The client's offers usable at `now`, soonest to expire first: what the till applies
+    and what the customer sees in /offers (the one query for both; the till reads it often)."""
+    rows = _active_statement().execute(session, {"p_client": client_id, "p_now": now})
+    return [OfferView(*row) for row in rows.all()]
 
 
 def view(session: Session, offer_id: int, now: datetime) -> OfferView | None:

@@ -69,6 +69,7 @@ from services import audit, cards, pricing, qr_payload
 from services.clock import Clock
 from services.delivery import OutboxMessage, queue_messages
 from services.errors import CardBlocked, CardNotFound, DomainError
+from services.offers import OfferView, active_offers
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
@@ -126,14 +127,6 @@ class CardAlreadyIssued(DomainError):
 
 
 # ------------------------------------------------------------------------ results
-@dataclass(frozen=True)
-class OfferView:
-    id: int
-    kind: str
-    bonus_pct: int
-    valid_until: datetime
-
-
 @dataclass(frozen=True)
 class CardSummary:
     card_id: int
@@ -339,8 +332,7 @@ class SalesService:
             raise CardBlockedAtTill(number, card.block_reason)
         offers: tuple[OfferView, ...] = ()
         if card.client_id is not None:
-            rows = _offers_statement().execute(session, {"p_client": card.client_id, "p_now": now})
-            offers = tuple(OfferView(*row) for row in rows.all())
+            offers = tuple(active_offers(session, card.client_id, now))
         spend = int(card.spend)
         tier = max(card.base_pct, pricing.tier_for(spend, self.settings.pricing.cumulative_tiers))
         return CardSummary(
@@ -895,15 +887,6 @@ def _identify_statement() -> Prepared:
 @cache
 def _history_statement() -> Prepared:
     return Prepared(select(*_history_columns()).where(_cards.id == bindparam("p_card")))
-
-
-@cache
-def _offers_statement() -> Prepared:
-    return Prepared(
-        select(_offers.id, _offers.kind, _offers.bonus_pct, _offers.valid_until)
-        .where(_offers.client_id == bindparam("p_client"), *Offer.active_at(_p_now(), _offers))
-        .order_by(_offers.valid_until)
-    )
 
 
 @cache

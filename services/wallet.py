@@ -53,6 +53,7 @@ from services.cards import (
 from services.clock import Clock
 from services.delivery import OutboxMessage, queue_messages
 from services.errors import CardBlocked, CardNotFound, DomainError
+from services.offers import OfferView, active_offers
 from services.pricing import NextTier, next_tier, tier_for
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -192,14 +193,6 @@ class TelegramProfile:
     first_name: str | None = None
     last_name: str | None = None
     username: str | None = None
-
-
-@dataclass(frozen=True)
-class OfferView:
-    offer_id: int
-    kind: str
-    bonus_pct: int
-    valid_until: datetime
 
 
 @dataclass(frozen=True)
@@ -738,15 +731,7 @@ class WalletService:
 
     def _offers(self, session: Session, tg_id: int) -> list[OfferView]:
         client = self._require_client(session, tg_id)
-        rows = session.scalars(
-            select(Offer)
-            .where(Offer.client_id == client.id, *Offer.active_at(self.clock()))
-            .order_by(Offer.valid_until)
-        )
-        return [
-            OfferView(offer_id=o.id, kind=o.kind, bonus_pct=o.bonus_pct, valid_until=o.valid_until)
-            for o in rows
-        ]
+        return active_offers(session, client.id, self.clock())
 
     # ----------------------------------------------------------------- optional profile
 
