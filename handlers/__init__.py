@@ -22,23 +22,19 @@ def feature_routers() -> list[Router]:
     """The feature routers in routing order, for `Dispatcher.include_routers`: the order is
     the routing contract (the first router whose filters match wins). They hang directly off
     the dispatcher: each router level an update passes costs aiogram about a quarter of a
-    millisecond, so the busiest router comes early and nothing wraps them."""
-    routers = [
-        common.router,  # /help, /cancel: any state, any role
+    millisecond, so the busiest router comes early and nothing wraps them. Each call builds
+    new routers (`setup()` of each feature), so every dispatcher gets its own."""
+    return [
+        common.setup(),  # /help, /cancel: any state, any role
         # The till matches no command of the routers after it, and in the amount state it
         # leaves every "/…" text to them.
-        till.router,  # staff: card deep links and scans, /sale, /issue, /void, quotes
-        privacy.router,  # /privacy, /mydata, /deletemydata, /notifications: everyone
-        owner_reports.router,  # owners: /stats, /digest, /export, /card N, /cards
-        owner_tools.router,  # owners: /block, /unbind, /staff, /audit
-        surveys.router,  # NPS answers and comments, marketing opt-out buttons
-        membership.router,  # my_chat_member: blocked / unblocked the bot
-        wallet.router,  # customers: /start, consent, binding, /card, /history, /offers, ...
-        fallback.router,  # the private-chat catch-all: keep last of the updates
-        errors.router,  # the one error handler (error events reach every router)
+        till.setup(),  # staff: card deep links and scans, /sale, /issue, /void, quotes
+        privacy.setup(),  # /privacy, /mydata, /deletemydata, /notifications: everyone
+        owner_reports.setup(),  # owners: /stats, /digest, /export, /card N, /cards
+        owner_tools.setup(),  # owners: /block, /unbind, /staff, /audit
+        surveys.setup(),  # NPS answers and comments, marketing opt-out buttons
+        membership.setup(),  # my_chat_member: blocked / unblocked the bot
+        wallet.setup(),  # customers: /start, consent, binding, /card, /history, /offers, ...
+        fallback.setup(),  # the private-chat catch-all: keep last of the updates
+        errors.setup(),  # the one error handler (error events reach every router)
     ]
-    for router in routers:
-        # Feature routers are module singletons; a process that builds a second dispatcher
-        # (the test suite, a webhook worker) must detach them from the previous one first.
-        router._parent_router = None
-    return routers

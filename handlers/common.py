@@ -14,9 +14,6 @@ from config import Settings
 from handlers.commands import commands_for
 from handlers.roles import Role, StaffDirectory
 
-router = Router(name=__name__)
-
-
 # The "user" Telegram puts on messages of a group admin who writes anonymously, as the group.
 ANONYMOUS_ADMIN_ID = 1087968824
 
@@ -26,7 +23,6 @@ def _anonymous(message: Message) -> bool:
     return user is None or user.id == ANONYMOUS_ADMIN_ID or message.sender_chat is not None
 
 
-@router.message(Command("help"), StateFilter("*"))
 async def show_help(message: Message, bot: Bot, staff: StaffDirectory, settings: Settings) -> None:
     in_group = message.chat.type != "private"
     anonymous = _anonymous(message)
@@ -50,9 +46,16 @@ async def show_help(message: Message, bot: Bot, staff: StaffDirectory, settings:
     await message.answer("\n".join(lines))
 
 
-@router.message(Command("cancel"), StateFilter("*"))
 async def cancel(message: Message, state: FSMContext) -> None:
     had_state = await state.get_state() is not None
     await state.clear()
     text = _("Cancelled.") if had_state else _("Nothing to cancel.")
     await message.answer(text, reply_markup=ReplyKeyboardRemove())
+
+
+def setup() -> Router:
+    """This feature's router, built anew for each dispatcher (handlers in routing order)."""
+    router = Router(name=__name__)
+    router.message.register(show_help, Command("help"), StateFilter("*"))
+    router.message.register(cancel, Command("cancel"), StateFilter("*"))
+    return router

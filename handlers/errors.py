@@ -20,7 +20,6 @@ from handlers import formatting
 from services.errors import CardBlocked, CardNotFound, DomainError, InvalidAmount, InvalidCardNumber
 
 log = logging.getLogger(__name__)
-router = Router(name=__name__)
 
 Renderer = Callable[[Exception, Settings], str]
 _RENDERERS: dict[type[Exception], Renderer] = {}
@@ -86,7 +85,6 @@ def _card_blocked(exc: Exception, settings: Settings) -> str:
     return _("Card {number} is blocked. Please contact the store.").format(number=exc.number)
 
 
-@router.errors()
 async def on_error(event: ErrorEvent, settings: Settings) -> bool:
     exc = event.exception
     update = event.update
@@ -111,3 +109,10 @@ async def on_error(event: ErrorEvent, settings: Settings) -> bool:
             "could not deliver the error reply for update %s: %s", update.update_id, reply_error
         )
     return True
+
+
+def setup() -> Router:
+    """This feature's router, built anew for each dispatcher (handlers in routing order)."""
+    router = Router(name=__name__)
+    router.errors.register(on_error)
+    return router

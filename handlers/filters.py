@@ -5,8 +5,8 @@ worker thread (`asyncio.to_thread` in `CallableObject.call`): two thread switche
 hand-off for what is an attribute lookup. At the till that was two thread round trips per
 update (README, the till's benchmark). So the routers write
 
-    @router.message(Match(F.text), ~Match(F.text.startswith("/")))
-    @router.message(StateFilter(TillStates.amount))     # aiogram's own, an async filter
+    router.message.register(take_text, Match(F.text), ~Match(F.text.startswith("/")))
+    router.message.register(take_amount, StateFilter(TillStates.amount))  # aiogram's own
 
 and `tests/test_routing.py` checks that no router is left with a filter or handler that aiogram
 would hand to a thread.

@@ -43,12 +43,6 @@ from services.inventory import inventory_counts
 from services.kpi import InvalidPeriod, Kpis
 from services.reports import ChartLabels, ReportService, render_chart
 
-router = Router(name=__name__)
-router.message.filter(IsOwner())
-router.callback_query.filter(IsOwner())
-router.message.middleware(OwnerChatMiddleware())
-router.callback_query.middleware(OwnerChatMiddleware())
-
 PRESETS = ("7d", "30d", "90d", "month")
 
 
@@ -525,7 +519,6 @@ def _fit_sections(
 # -------------------------------------------------------------------------- handlers
 
 
-@router.message(Command("stats"))
 async def stats(
     message: Message,
     command: CommandObject,
@@ -543,7 +536,6 @@ async def stats(
     await owner_chat.send(text, reply_markup=stats_keyboard())
 
 
-@router.callback_query(StatsCb.filter())
 async def stats_period(
     cq: CallbackQuery,
     callback_data: StatsCb,
@@ -559,7 +551,6 @@ async def stats_period(
     await owner_chat.show(text, reply_markup=stats_keyboard())
 
 
-@router.message(Command("digest"))
 async def digest(
     message: Message,
     reports: ReportService,
@@ -571,7 +562,6 @@ async def digest(
     await owner_chat.send_photo(BufferedInputFile(png, filename="digest.png"))
 
 
-@router.message(Command("export"))
 async def export_data(
     message: Message,
     command: CommandObject,
@@ -611,7 +601,6 @@ async def export_data(
         path.unlink(missing_ok=True)
 
 
-@router.message(Command("card", magic=F.args))
 async def card(
     message: Message,
     command: CommandObject,
@@ -669,7 +658,6 @@ async def card(
     await owner_chat.send("\n".join(lines))
 
 
-@router.message(Command("cards"))
 async def cards(message: Message, db: Database, owner_chat: OwnerChat) -> None:
     counts = await inventory_counts(db)
     if not counts:
@@ -691,3 +679,19 @@ async def cards(message: Message, db: Database, owner_chat: OwnerChat) -> None:
             if st == status:
                 lines.append(f"   · {fmt.pct(pct_value)} {segment.upper()}: {fmt.number(n)}")
     await owner_chat.send("\n".join(lines))
+
+
+def setup() -> Router:
+    """This feature's router, built anew for each dispatcher (handlers in routing order)."""
+    router = Router(name=__name__)
+    router.message.filter(IsOwner())
+    router.callback_query.filter(IsOwner())
+    router.message.middleware(OwnerChatMiddleware())
+    router.callback_query.middleware(OwnerChatMiddleware())
+    router.message.register(stats, Command("stats"))
+    router.callback_query.register(stats_period, StatsCb.filter())
+    router.message.register(digest, Command("digest"))
+    router.message.register(export_data, Command("export"))
+    router.message.register(card, Command("card", magic=F.args))
+    router.message.register(cards, Command("cards"))
+    return router

@@ -32,11 +32,6 @@ from services.delivery import Outbox
 from services.reports import ReportService
 
 log = logging.getLogger(__name__)
-router = Router(name=__name__)
-router.message.filter(IsOwner())
-router.callback_query.filter(IsOwner())
-router.message.middleware(OwnerChatMiddleware())
-router.callback_query.middleware(OwnerChatMiddleware())
 
 CASHIER_LOOKBACK = timedelta(days=90)
 # A block confirmation older than this is refused: the owner looks at the card again.
@@ -121,7 +116,6 @@ def _block_keyboard(number: str, now: datetime) -> InlineKeyboardMarkup:
     )
 
 
-@router.message(Command("block"))
 async def block(
     message: Message,
     command: CommandObject,
@@ -150,7 +144,6 @@ async def block(
     await owner_chat.send("\n".join(lines), reply_markup=_block_keyboard(card.number, now))
 
 
-@router.callback_query(BlockCb.filter())
 async def block_answer(
     cq: CallbackQuery,
     callback_data: BlockCb,
@@ -187,7 +180,6 @@ async def block_answer(
     await owner_chat.show(text)
 
 
-@router.message(Command("unblock"))
 async def unblock(
     message: Message,
     command: CommandObject,
@@ -213,7 +205,6 @@ async def unblock(
     await owner_chat.send(text)
 
 
-@router.message(Command("unbind"))
 async def unbind(
     message: Message,
     command: CommandObject,
@@ -301,7 +292,6 @@ def _audit_lines(events: list[AuditLine], names: dict[int, str], settings: Setti
     return lines or [_("none")]
 
 
-@router.message(Command("staff"))
 async def staff_list(
     message: Message,
     db: Database,
@@ -356,7 +346,6 @@ async def staff_list(
     await owner_chat.send("\n".join(lines))
 
 
-@router.message(Command("audit"))
 async def audit_view(
     message: Message,
     command: CommandObject,
@@ -375,3 +364,19 @@ async def audit_view(
     else:
         title = _("<b>Latest audit events</b> (store time, newest first):")
     await owner_chat.send("\n".join([title, *_audit_lines(events, names, settings)]))
+
+
+def setup() -> Router:
+    """This feature's router, built anew for each dispatcher (handlers in routing order)."""
+    router = Router(name=__name__)
+    router.message.filter(IsOwner())
+    router.callback_query.filter(IsOwner())
+    router.message.middleware(OwnerChatMiddleware())
+    router.callback_query.middleware(OwnerChatMiddleware())
+    router.message.register(block, Command("block"))
+    router.callback_query.register(block_answer, BlockCb.filter())
+    router.message.register(unblock, Command("unblock"))
+    router.message.register(unbind, Command("unbind"))
+    router.message.register(staff_list, Command("staff"))
+    router.message.register(audit_view, Command("audit"))
+    return router

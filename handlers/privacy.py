@@ -37,11 +37,6 @@ from handlers import formatting
 from handlers.filters import Match
 from services import privacy
 
-router = Router(name=__name__)
-router.message.filter(Match(F.chat.type == "private"))
-# A privacy button pressed (or forged) in a group changes nothing and posts nothing there.
-router.callback_query.filter(Match(F.message.chat.type == "private"))
-
 POLICY_DIR = PROJECT_ROOT / "locales"
 MESSAGE_LIMIT = 4096
 
@@ -170,7 +165,6 @@ def _nothing_stored() -> str:
     )
 
 
-@router.message(Command("privacy"), StateFilter("*"))
 async def show_policy(message: Message, db: Database, settings: Settings) -> None:
     assert message.from_user is not None
     language = formatting.current_locale()
@@ -208,7 +202,6 @@ async def show_policy(message: Message, db: Database, settings: Settings) -> Non
 # ------------------------------------------------------------------------------- /mydata
 
 
-@router.message(Command("mydata"), StateFilter("*"))
 async def send_my_data(message: Message, db: Database, settings: Settings) -> None:
     assert message.from_user is not None
     data = await privacy.export_client_data(
@@ -248,7 +241,6 @@ def _erase_keyboard() -> InlineKeyboardMarkup:
     )
 
 
-@router.message(Command("deletemydata"), StateFilter("*"))
 async def ask_to_erase(message: Message, db: Database) -> None:
     assert message.from_user is not None
     if await privacy.membership(db, message.from_user.id) is None:
@@ -276,7 +268,6 @@ async def _edit_or_send(cq: CallbackQuery, text: str, markup: Any = None) -> Non
         await cq.bot.send_message(cq.message.chat.id, text, reply_markup=markup)  # type: ignore[union-attr]
 
 
-@router.callback_query(PrivacyCb.filter(F.action == PrivacyAction.ERASE))
 async def erase(
     cq: CallbackQuery, db: Database, settings: Settings, state: FSMContext, now: datetime
 ) -> None:
@@ -293,7 +284,6 @@ async def erase(
     await cq.answer()
 
 
-@router.callback_query(PrivacyCb.filter(F.action == PrivacyAction.KEEP))
 async def keep(cq: CallbackQuery) -> None:
     await _edit_or_send(cq, _("Nothing was deleted."))
     await cq.answer()
@@ -317,7 +307,6 @@ def _marketing_view(enabled: bool) -> tuple[str, InlineKeyboardMarkup]:
     return text, InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 
-@router.message(Command("notifications"), StateFilter("*"))
 async def show_notifications(message: Message, db: Database) -> None:
     assert message.from_user is not None
     enabled = await privacy.marketing_enabled(db, message.from_user.id)
@@ -328,9 +317,6 @@ async def show_notifications(message: Message, db: Database) -> None:
     await message.answer(text, reply_markup=markup)
 
 
-@router.callback_query(
-    PrivacyCb.filter(F.action.in_({PrivacyAction.MARKETING_ON, PrivacyAction.MARKETING_OFF}))
-)
 async def toggle_notifications(
     cq: CallbackQuery, callback_data: PrivacyCb, db: Database, now: datetime
 ) -> None:
@@ -343,3 +329,22 @@ async def toggle_notifications(
     text, markup = _marketing_view(enabled)
     await _edit_or_send(cq, text, markup)
     await cq.answer(_("Saved."))
+
+
+def setup() -> Router:
+    """This feature's router, built anew for each dispatcher (handlers in routing order)."""
+    router = Router(name=__name__)
+    router.message.filter(Match(F.chat.type == "private"))
+    # A privacy button pressed (or forged) in a group changes nothing and posts nothing there.
+    router.callback_query.filter(Match(F.message.chat.type == "private"))
+    router.message.register(show_policy, Command("privacy"), StateFilter("*"))
+    router.message.register(send_my_data, Command("mydata"), StateFilter("*"))
+    router.message.register(ask_to_erase, Command("deletemydata"), StateFilter("*"))
+    router.callback_query.register(erase, PrivacyCb.filter(F.action == PrivacyAction.ERASE))
+    router.callback_query.register(keep, PrivacyCb.filter(F.action == PrivacyAction.KEEP))
+    router.message.register(show_notifications, Command("notifications"), StateFilter("*"))
+    router.callback_query.register(
+        toggle_notifications,
+        PrivacyCb.filter(F.action.in_({PrivacyAction.MARKETING_ON, PrivacyAction.MARKETING_OFF})),
+    )
+    return router

@@ -26,12 +26,6 @@ from handlers.filters import Match
 from services import privacy, surveys
 from services.surveys import AnswerStatus, SurveyNotFound
 
-router = Router(name=__name__)
-# Surveys and the opt-out button belong to the customer's private chat: in a group (forged or
-# forwarded) they change nothing and post nothing there.
-router.message.filter(Match(F.chat.type == "private"))
-router.callback_query.filter(Match(F.message.chat.type == "private"))
-
 
 class NpsCb(CallbackData, prefix="nps"):
     action: str  # "s" = score, "k" = skip the comment
@@ -72,7 +66,6 @@ async def _drop_buttons(cq: CallbackQuery) -> None:
             await cq.message.edit_reply_markup(reply_markup=None)
 
 
-@router.callback_query(NpsCb.filter(F.action == "s"))
 async def on_score(
     cq: CallbackQuery,
     callback_data: NpsCb,
@@ -111,7 +104,6 @@ async def on_score(
             )
 
 
-@router.callback_query(NpsCb.filter(F.action == "k"))
 async def on_skip(
     cq: CallbackQuery,
     callback_data: NpsCb,
@@ -129,7 +121,6 @@ async def on_skip(
         await cq.message.edit_text(_("Thank you for your answer!"))
 
 
-@router.message(StateFilter(SurveyFlow.comment), Match(F.text), ~Match(F.text.startswith("/")))
 async def on_comment(
     message: Message,
     db: Database,
@@ -156,12 +147,10 @@ async def on_comment(
         await message.answer(_("Thank you! We already have your answer."))
 
 
-@router.message(StateFilter(SurveyFlow.comment), ~Match(F.text))
 async def on_comment_not_text(message: Message) -> None:
     await message.answer(_("Please write your answer as text, or press Skip."))
 
 
-@router.callback_query(MarketingCb.filter())
 async def on_marketing(
     cq: CallbackQuery, callback_data: MarketingCb, db: Database, now: datetime
 ) -> None:
@@ -189,3 +178,20 @@ async def on_marketing(
         ),
     )
     await _drop_buttons(cq)
+
+
+def setup() -> Router:
+    """This feature's router, built anew for each dispatcher (handlers in routing order)."""
+    router = Router(name=__name__)
+    # Surveys and the opt-out button belong to the customer's private chat: in a group (forged or
+    # forwarded) they change nothing and post nothing there.
+    router.message.filter(Match(F.chat.type == "private"))
+    router.callback_query.filter(Match(F.message.chat.type == "private"))
+    router.callback_query.register(on_score, NpsCb.filter(F.action == "s"))
+    router.callback_query.register(on_skip, NpsCb.filter(F.action == "k"))
+    router.message.register(
+        on_comment, StateFilter(SurveyFlow.comment), Match(F.text), ~Match(F.text.startswith("/"))
+    )
+    router.message.register(on_comment_not_text, StateFilter(SurveyFlow.comment), ~Match(F.text))
+    router.callback_query.register(on_marketing, MarketingCb.filter())
+    return router

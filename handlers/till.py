@@ -79,7 +79,6 @@ from services.sales import (
 )
 
 log = logging.getLogger(__name__)
-router = Router(name=__name__)
 
 _NUMBER_TEXT = re.compile(r"\s*\d[\d \-]{3,30}\s*")
 # What a cashier types as an amount: digits and separators, maybe a currency word or sign.
@@ -140,9 +139,6 @@ def payload_candidate(text: str | None) -> str | None:
     if candidate is None and _LOOSE_PAYLOAD.fullmatch(text.strip()):
         candidate = text.strip()
     return candidate if candidate and candidate.startswith("c") else None
-
-
-router.message.filter(TillChat(), IsStaff())
 
 
 # ------------------------------------------------------------------- error texts
@@ -496,7 +492,6 @@ async def _show_card(
         await message.reply(text, reply_markup=markup)
 
 
-@router.message(CommandStart(deep_link=True, magic=F.args.startswith("c")))
 async def scan_deep_link(
     message: Message,
     command: CommandObject,
@@ -508,7 +503,6 @@ async def scan_deep_link(
     await _show_card(message, card, state, settings)
 
 
-@router.message(Command("sale"))
 async def sale_by_number(
     message: Message,
     command: CommandObject,
@@ -523,7 +517,6 @@ async def sale_by_number(
     await _show_card(message, card, state, settings)
 
 
-@router.message(Match(F.text.func(payload_candidate)))
 async def scan_text(
     message: Message, sales: SalesService, state: FSMContext, settings: Settings
 ) -> None:
@@ -531,7 +524,6 @@ async def scan_text(
     await _show_card(message, card, state, settings)
 
 
-@router.message(IMAGE)
 async def scan_photo(
     message: Message,
     bot: Bot,
@@ -559,9 +551,6 @@ async def scan_photo(
 
 
 # ----------------------------------------------------------------- amount → quote
-@router.message(
-    StateFilter(TillStates.amount), Match(F.text), ~Match(F.text.startswith("/")), AmountAnswer()
-)
 async def take_amount(
     message: Message,
     bot: Bot,
@@ -599,7 +588,6 @@ async def take_amount(
     await message.answer(render_quote(draft, settings), reply_markup=quote_keyboard(draft.id))
 
 
-@router.message(InStaffGroup(), Match(F.text.regexp(_NUMBER_TEXT.pattern)))
 async def number_in_staff_group(
     message: Message, bot: Bot, sales: SalesService, state: FSMContext, settings: Settings
 ) -> None:
@@ -622,7 +610,6 @@ async def number_in_staff_group(
 
 
 # -------------------------------------------------------------------- /issue, /void
-@router.message(Command("issue"))
 async def issue_card(
     message: Message, command: CommandObject, sales: SalesService, now: datetime
 ) -> None:
@@ -644,7 +631,6 @@ async def issue_card(
     )
 
 
-@router.message(Command("void"))
 async def void_command(
     message: Message,
     command: CommandObject,
@@ -691,7 +677,6 @@ def _log_chat(chat_type: str, settings: Settings) -> int | None:
 
 
 # ----------------------------------------------------------------------- callbacks
-@router.callback_query(TillCb.filter(F.action == "ok"), IsStaff())
 async def confirm_sale(
     cq: CallbackQuery,
     callback_data: TillCb,
@@ -745,7 +730,6 @@ async def _confirm(
         await asyncio.gather(answering, show_receipt(bot, message, text, markup))
 
 
-@router.callback_query(TillCb.filter(F.action == "no"), IsStaff())
 async def cancel_sale(
     cq: CallbackQuery, callback_data: TillCb, sales: SalesService, role: Role, now: datetime
 ) -> None:
@@ -758,7 +742,6 @@ async def cancel_sale(
             )
 
 
-@router.callback_query(TillCb.filter(F.action == "void"), IsStaff())
 async def void_sale(
     cq: CallbackQuery,
     callback_data: TillCb,
@@ -791,7 +774,37 @@ async def void_sale(
             await after_commit(lambda: message.edit_text(text), "marking the receipt voided")
 
 
-@router.callback_query(Match(F.data.startswith(TillCb.__prefix__ + ":")))
 async def refuse_callback(cq: CallbackQuery) -> None:
     """Anyone else pressing (or forging) a till button: refused, nothing changes."""
     await cq.answer(_("Not allowed."), show_alert=True)
+
+
+def setup() -> Router:
+    """This feature's router, built anew for each dispatcher (handlers in routing order)."""
+    router = Router(name=__name__)
+    router.message.filter(TillChat(), IsStaff())
+    router.message.register(
+        scan_deep_link, CommandStart(deep_link=True, magic=F.args.startswith("c"))
+    )
+    router.message.register(sale_by_number, Command("sale"))
+    router.message.register(scan_text, Match(F.text.func(payload_candidate)))
+    router.message.register(scan_photo, IMAGE)
+    router.message.register(
+        take_amount,
+        StateFilter(TillStates.amount),
+        Match(F.text),
+        ~Match(F.text.startswith("/")),
+        AmountAnswer(),
+    )
+    router.message.register(
+        number_in_staff_group, InStaffGroup(), Match(F.text.regexp(_NUMBER_TEXT.pattern))
+    )
+    router.message.register(issue_card, Command("issue"))
+    router.message.register(void_command, Command("void"))
+    router.callback_query.register(confirm_sale, TillCb.filter(F.action == "ok"), IsStaff())
+    router.callback_query.register(cancel_sale, TillCb.filter(F.action == "no"), IsStaff())
+    router.callback_query.register(void_sale, TillCb.filter(F.action == "void"), IsStaff())
+    router.callback_query.register(
+        refuse_callback, Match(F.data.startswith(TillCb.__prefix__ + ":"))
+    )
+    return router

@@ -65,11 +65,6 @@ from services.wallet import (
 )
 
 log = logging.getLogger(__name__)
-router = Router(name=__name__)
-router.message.filter(Match(F.chat.type == "private"))
-# Wallet buttons live in the customer's private chat; pressed (or forged) in a group they
-# change nothing and post nothing there (the catch-all only stops the spinner).
-router.callback_query.filter(Match(F.message.chat.type == "private"))
 
 LANGUAGE_NAMES = {"ru": "🇷🇺 Русский", "en": "🇬🇧 English", "et": "🇪🇪 Eesti"}
 
@@ -474,7 +469,6 @@ async def _offer_consent(message: Message, name: str, settings: Settings) -> Non
     )
 
 
-@router.message(CommandStart(), StateFilter("*"))
 async def start(
     message: Message,
     command: CommandObject,
@@ -535,7 +529,6 @@ def _join_keyboard() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[join]])
 
 
-@router.callback_query(WalletCb.filter(F.action == "join"))
 async def join(cq: CallbackQuery, settings: Settings) -> None:
     await cq.answer()
     await _drop_buttons(cq)
@@ -543,7 +536,6 @@ async def join(cq: CallbackQuery, settings: Settings) -> None:
         await _offer_consent(cq.message, cq.from_user.first_name or "", settings)
 
 
-@router.callback_query(WalletCb.filter(F.action == "agree"))
 async def agree(
     cq: CallbackQuery,
     state: FSMContext,
@@ -579,14 +571,12 @@ async def agree(
 # --------------------------------------------------------------------------- commands
 
 
-@router.message(Command("card"))
 async def show_card(message: Message, wallet: WalletService, settings: Settings, bot: Bot) -> None:
     assert message.from_user is not None
     view = await wallet.card_view(message.from_user.id)
     await send_card(bot, message.chat.id, view, wallet, settings)
 
 
-@router.message(Command("history"))
 async def history(message: Message, wallet: WalletService, settings: Settings) -> None:
     assert message.from_user is not None
     page = await wallet.history(message.from_user.id, 0)
@@ -601,7 +591,6 @@ async def _optional_view(wallet: WalletService, tg_id: int) -> CardView | None:
         return None
 
 
-@router.callback_query(WalletCb.filter(F.action == "hist"))
 async def history_page(
     cq: CallbackQuery, callback_data: WalletCb, wallet: WalletService, settings: Settings
 ) -> None:
@@ -615,7 +604,6 @@ async def history_page(
     await cq.answer()
 
 
-@router.message(Command("offers"))
 async def offers(message: Message, wallet: WalletService, settings: Settings) -> None:
     assert message.from_user is not None
     items = await wallet.offers(message.from_user.id)
@@ -646,7 +634,6 @@ async def offers(message: Message, wallet: WalletService, settings: Settings) ->
     await message.answer("\n".join(lines))
 
 
-@router.message(Command("store"))
 async def store(message: Message, settings: Settings) -> None:
     lines = [f"<b>{html.escape(settings.store.name)}</b>"]
     if settings.store.address:
@@ -665,7 +652,6 @@ async def store(message: Message, settings: Settings) -> None:
         )
 
 
-@router.message(Command("language"))
 async def language(message: Message) -> None:
     await message.answer(
         _("Choose your language:"),
@@ -673,7 +659,6 @@ async def language(message: Message) -> None:
     )
 
 
-@router.callback_query(WalletCb.filter(F.action == "lang"))
 async def set_language(
     cq: CallbackQuery,
     callback_data: WalletCb,
@@ -757,7 +742,6 @@ async def _bind(
     await _after_binding(bot, chat_id, result, state, wallet, settings)
 
 
-@router.callback_query(WalletCb.filter(F.action == "other"))
 async def link_other(cq: CallbackQuery, state: FSMContext, wallet: WalletService) -> None:
     """A lost or a better card: ask for its number; binding it asks to confirm the swap."""
     await wallet.require_client(cq.from_user.id)
@@ -772,7 +756,6 @@ async def link_other(cq: CallbackQuery, state: FSMContext, wallet: WalletService
     )
 
 
-@router.message(StateFilter(Wallet.number), Match(F.text))
 async def got_number(
     message: Message,
     state: FSMContext,
@@ -794,14 +777,12 @@ async def got_number(
     )
 
 
-@router.message(StateFilter(Wallet.number))
 async def number_hint(message: Message) -> None:
     await message.answer(
         _("Please send the card number as text, for example 100 045 (or /cancel).")
     )
 
 
-@router.message(StateFilter(Wallet.pin), Match(F.text))
 async def got_pin(
     message: Message,
     state: FSMContext,
@@ -824,12 +805,10 @@ async def got_pin(
     )
 
 
-@router.message(StateFilter(Wallet.pin))
 async def pin_hint(message: Message) -> None:
     await message.answer(_("Please send the PIN from the back of the card as text (or /cancel)."))
 
 
-@router.callback_query(WalletCb.filter(F.action.in_({"replace", "keep"})))
 async def confirm_replace(
     cq: CallbackQuery,
     callback_data: WalletCb,
@@ -862,14 +841,12 @@ async def confirm_replace(
     )
 
 
-@router.message(StateFilter(Wallet.confirm_replace))
 async def confirm_hint(message: Message) -> None:
     await message.answer(
         _("Please choose with the buttons above: replace your card or keep it (or /cancel).")
     )
 
 
-@router.callback_query(WalletCb.filter(F.action == "digital"))
 async def digital(
     cq: CallbackQuery,
     state: FSMContext,
@@ -895,7 +872,6 @@ async def digital(
 # --------------------------------------------------------------------------- profile
 
 
-@router.message(StateFilter(Wallet.phone), Match(F.contact))
 async def got_phone(message: Message, state: FSMContext, wallet: WalletService, bot: Bot) -> None:
     assert message.contact is not None and message.from_user is not None
     await wallet.set_phone(
@@ -911,7 +887,6 @@ async def got_phone(message: Message, state: FSMContext, wallet: WalletService, 
         await _finish_profile(message, state)
 
 
-@router.message(StateFilter(Wallet.phone))
 async def phone_other(message: Message, state: FSMContext, bot: Bot, i18n: I18n) -> None:
     if (message.text or "").strip().casefold() in _skip_labels(i18n):
         await _ask_profile(bot, message.chat.id, state, phone=False)
@@ -921,7 +896,6 @@ async def phone_other(message: Message, state: FSMContext, bot: Bot, i18n: I18n)
     )
 
 
-@router.message(StateFilter(Wallet.birthday), Match(F.text))
 async def got_birthday(
     message: Message, state: FSMContext, wallet: WalletService, settings: Settings, i18n: I18n
 ) -> None:
@@ -940,7 +914,6 @@ async def got_birthday(
     await _finish_profile(message, state)
 
 
-@router.message(StateFilter(Wallet.birthday))
 async def birthday_hint(message: Message) -> None:
     await message.answer(
         _("Please send your birthday as DD.MM.YYYY or DD.MM, or tap “Skip”."),
@@ -951,7 +924,6 @@ async def birthday_hint(message: Message) -> None:
 # --------------------------------------------------------------------------- outside any step
 
 
-@router.message(Match(F.text.regexp(r"\s*\d[\d \-]{3,30}\s*")))
 async def number_outside_a_step(
     message: Message,
     state: FSMContext,
@@ -986,7 +958,6 @@ async def number_outside_a_step(
     )
 
 
-@router.message(IMAGE)
 async def photo(
     message: Message, bot: Bot, qr_reader: QrReader, wallet: WalletService, settings: Settings
 ) -> None:
@@ -1031,6 +1002,42 @@ def _card_number_in(secret: str, text: str) -> str | None:
         return None
 
 
-@router.callback_query(WalletCb.filter())
 async def stale_button(cq: CallbackQuery) -> None:
     await cq.answer(_("This button is no longer valid."), show_alert=True)
+
+
+def setup() -> Router:
+    """This feature's router, built anew for each dispatcher (handlers in routing order)."""
+    router = Router(name=__name__)
+    router.message.filter(Match(F.chat.type == "private"))
+    # Wallet buttons live in the customer's private chat; pressed (or forged) in a group they
+    # change nothing and post nothing there (the catch-all only stops the spinner).
+    router.callback_query.filter(Match(F.message.chat.type == "private"))
+    router.message.register(start, CommandStart(), StateFilter("*"))
+    router.callback_query.register(join, WalletCb.filter(F.action == "join"))
+    router.callback_query.register(agree, WalletCb.filter(F.action == "agree"))
+    router.message.register(show_card, Command("card"))
+    router.message.register(history, Command("history"))
+    router.callback_query.register(history_page, WalletCb.filter(F.action == "hist"))
+    router.message.register(offers, Command("offers"))
+    router.message.register(store, Command("store"))
+    router.message.register(language, Command("language"))
+    router.callback_query.register(set_language, WalletCb.filter(F.action == "lang"))
+    router.callback_query.register(link_other, WalletCb.filter(F.action == "other"))
+    router.message.register(got_number, StateFilter(Wallet.number), Match(F.text))
+    router.message.register(number_hint, StateFilter(Wallet.number))
+    router.message.register(got_pin, StateFilter(Wallet.pin), Match(F.text))
+    router.message.register(pin_hint, StateFilter(Wallet.pin))
+    router.callback_query.register(
+        confirm_replace, WalletCb.filter(F.action.in_({"replace", "keep"}))
+    )
+    router.message.register(confirm_hint, StateFilter(Wallet.confirm_replace))
+    router.callback_query.register(digital, WalletCb.filter(F.action == "digital"))
+    router.message.register(got_phone, StateFilter(Wallet.phone), Match(F.contact))
+    router.message.register(phone_other, StateFilter(Wallet.phone))
+    router.message.register(got_birthday, StateFilter(Wallet.birthday), Match(F.text))
+    router.message.register(birthday_hint, StateFilter(Wallet.birthday))
+    router.message.register(number_outside_a_step, Match(F.text.regexp(r"\s*\d[\d \-]{3,30}\s*")))
+    router.message.register(photo, IMAGE)
+    router.callback_query.register(stale_button, WalletCb.filter())
+    return router
