@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
@@ -12,6 +12,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
+from aiogram.types import TelegramObject
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import close_after_updates, create_storage, shared_redis
@@ -47,13 +48,35 @@ def create_bot(settings: Settings) -> Bot:
 DRAIN_SECONDS = 10.0
 
 
-async def drain(dp: Dispatcher) -> None:
-    """After polling stopped: let the updates still being handled finish (a sale's receipt
-    being edited, a reply in flight) before the HTTP session closes. aiogram keeps these
-    tasks but offers no public way to wait for them."""
-    tasks = set(getattr(dp, "_handle_update_tasks", ()))
-    if tasks:
-        await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
+class UpdatesInFlight(BaseMiddleware):
+    """The updates being handled, counted by the outermost middleware, so that shutdown can
+    let them finish (a sale's receipt being edited, a reply in flight) before the storage and
+    the HTTP session close — in polling and webhook mode alike."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        self.running += 1
+        self._idle.clear()
+        try:
+            return await handler(event, data)
+        finally:
+            self.running -= 1
+            if not self.running:
+                self._idle.set()
+
+    async def drain(self, timeout: float = DRAIN_SECONDS) -> None:  # noqa: ASYNC109
+        """Wait until no update is being handled, at most `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
 
 
 def create_dispatcher(
@@ -94,6 +117,8 @@ def create_dispatcher(
         **extra,
     )
     i18n = create_i18n(settings.store.default_language)
+    in_flight = UpdatesInFlight()
+    dp.update.outer_middleware(in_flight)  # outermost: shutdown waits for what it counts
     dp.update.outer_middleware(AnsweringUpdates(outbox.note_sent))  # replies, counted
     # Cheap guards run first (bot/throttling.py explains why at the update level): a flood, or
     # a webhook retry of an update already handled, is dropped before any handler runs.
@@ -118,7 +143,7 @@ def create_dispatcher(
     dp.startup.register(register_commands)  # command menus per language and scope
 
     async def finish_updates() -> None:  # first on shutdown: before the outbox worker stops
-        await drain(dp)
+        await in_flight.drain()
         await close_after_updates(dp.storage)
         if redis is not None:
             await redis.aclose()

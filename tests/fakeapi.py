@@ -1427,6 +1427,11 @@ class FakeTelegram:
     def unblock(self, user_id: int) -> None:
         self._faults.blocked.discard(user_id)
 
+    @property
+    def in_flight(self) -> int:
+        """API calls (other than getUpdates) that arrived and are not answered yet."""
+        return self._inflight
+
     def set_latency(self, seconds: float) -> None:
         """Every API call but getUpdates takes this long to reach the server (and take effect
         there): a far-away Bot API, for measuring what a person at the till waits."""

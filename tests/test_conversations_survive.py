@@ -3,6 +3,7 @@ the bot had noted for it, are kept in the database (or Redis) and the conversati
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -45,6 +46,21 @@ async def test_a_cashier_at_the_amount_prompt_goes_on_after_a_restart(app_with: 
         await group.wait_message("recorded")
         async with app.sessionmaker() as session:
             assert [p.amount for p in (await session.scalars(select(Purchase))).all()] == [150000]
+
+
+async def test_a_stop_lets_the_updates_in_flight_finish(app_with: Any) -> None:
+    """A deploy stops the bot while it is answering: the answer still goes out (the session
+    closes only after the updates being handled finished)."""
+    async with app_with() as app:
+        app.tg.set_latency(1.0)  # Telegram is slow to take the reply
+        user = app.tg.user(3204, language_code="en")
+        await user.send("/help")
+        async with asyncio.timeout(10):
+            while True:  # until the reply is on its way: stop then
+                if app.tg.in_flight:
+                    break
+                await asyncio.sleep(0.01)
+    assert any("what this bot can do" in (m.text or "") for m in app.tg.messages_in(3204))
 
 
 async def test_a_finished_conversation_leaves_no_row(app_with: Any) -> None:
