@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
@@ -15,7 +16,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import TelegramObject
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.fsm_storage import close_after_updates, create_storage, shared_redis
+from bot.fsm_storage import close_after_updates, create_storage, renewed_lock, shared_redis
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DatabaseMiddleware
@@ -49,14 +50,14 @@ DRAIN_SECONDS = 10.0
 
 
 class UpdatesInFlight(BaseMiddleware):
-    """The updates being handled, counted by the outermost middleware, so that shutdown can
-    let them finish (a sale's receipt being edited, a reply in flight) before the storage and
-    the HTTP session close — in polling and webhook mode alike."""
+    """The updates being handled, so that shutdown can let them finish (a sale's receipt being
+    edited, a reply in flight, the conversation's lock being released) before the storage and
+    the HTTP session close, in polling and webhook mode alike. It keeps each update's task,
+    not a count: aiogram's own outer middlewares (the conversation lock) run around this one,
+    and their last steps belong to the update too."""
 
     def __init__(self) -> None:
-        self.running = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     async def __call__(
         self,
@@ -64,19 +65,17 @@ class UpdatesInFlight(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        self.running += 1
-        self._idle.clear()
-        try:
-            return await handler(event, data)
-        finally:
-            self.running -= 1
-            if not self.running:
-                self._idle.set()
+        task = asyncio.current_task()
+        if task is not None and task not in self.tasks:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return await handler(event, data)
 
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:  # noqa: ASYNC109
-        """Wait until no update is being handled, at most `timeout` seconds."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
+        """Wait until the updates being handled finished, at most `timeout` seconds."""
+        tasks = self.tasks - {asyncio.current_task()}
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
 
 def create_dispatcher(
@@ -113,7 +112,8 @@ def create_dispatcher(
         staff=staff,
         outbox=outbox,
         qr_reader=qr_reader,
-        receipt_locks=ReceiptLocks(),  # a receipt's ✅ and ↩️ edits in order (handlers/till.py)
+        # A receipt's ✅ and ↩️ edit it in order (handlers/till.py), across workers with Redis.
+        receipt_locks=ReceiptLocks(None if redis is None else partial(renewed_lock, redis)),
         **extra,
     )
     i18n = create_i18n(settings.store.default_language)

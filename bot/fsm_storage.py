@@ -149,17 +149,8 @@ def create_storage(db: Database, redis: Redis | None) -> tuple[BaseStorage, Base
             this one lives LOCK_TTL and is renewed while its update is being handled, so a dead
             worker's lock is gone within LOCK_TTL and a long update (an export) keeps its own."""
 
-            @contextlib.asynccontextmanager
-            async def lock(self, key: StorageKey) -> AsyncIterator[None]:
-                name = self.key_builder.build(key, "lock")
-                async with self.redis.lock(name=name, timeout=LOCK_TTL) as held:
-                    keeper = asyncio.create_task(_keep(held))
-                    try:
-                        yield None
-                    finally:
-                        keeper.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await keeper
+            def lock(self, key: StorageKey) -> contextlib.AbstractAsyncContextManager[None]:
+                return renewed_lock(self.redis, self.key_builder.build(key, "lock"))
 
             async def close(self) -> None:
                 """Closed with the Redis client, after the updates in flight."""
@@ -168,6 +159,21 @@ def create_storage(db: Database, redis: Redis | None) -> tuple[BaseStorage, Base
         storage = _Storage(redis, key_builder=_KEYS, state_ttl=ABANDONED, data_ttl=ABANDONED)
         return storage, _Isolation(redis, key_builder=_KEYS)
     return DatabaseStorage(db), SimpleEventIsolation()
+
+
+@contextlib.asynccontextmanager
+async def renewed_lock(redis: Redis, name: str) -> AsyncIterator[None]:
+    """A lock shared by every worker that lives LOCK_TTL and is renewed while held: a worker
+    killed while holding it blocks the others for LOCK_TTL at most, and a long holder (an
+    export) keeps it as long as it needs."""
+    async with redis.lock(name=name, timeout=LOCK_TTL) as held:
+        keeper = asyncio.create_task(_keep(held))
+        try:
+            yield None
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
 
 
 async def _keep(lock: Any) -> None:

@@ -414,9 +414,14 @@ class ReceiptLocks:
     """One lock per receipt message (chat, message id), held while a ✅ or a void decides what
     the message shows and edits it: a late ✅ racing a ↩️ then edits either before the void
     (and the void's edit comes last) or after it (and reads the purchase as voided). Per
-    process; the locks vanish with their last holder."""
+    process, the locks vanishing with their last holder; with several workers (`shared`: a
+    lock by name in Redis, see bot/app.py) a cashier's ✅ and an owner's ↩️ may land on two
+    workers, so the lock is theirs in common."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, shared: Callable[[str], contextlib.AbstractAsyncContextManager[None]] | None = None
+    ) -> None:
+        self.shared = shared
         self._locks: weakref.WeakValueDictionary[tuple[int, int], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -425,6 +430,10 @@ class ReceiptLocks:
     async def hold(self, chat_id: int | None, message_id: int | None) -> AsyncIterator[None]:
         if chat_id is None or message_id is None:
             yield
+            return
+        if self.shared is not None:
+            async with self.shared(f"receipt:{chat_id}:{message_id}"):
+                yield
             return
         key = (chat_id, message_id)
         lock = self._locks.get(key)
