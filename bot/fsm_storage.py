@@ -166,14 +166,20 @@ async def renewed_lock(redis: Redis, name: str) -> AsyncIterator[None]:
     """A lock shared by every worker that lives LOCK_TTL and is renewed while held: a worker
     killed while holding it blocks the others for LOCK_TTL at most, and a long holder (an
     export) keeps it as long as it needs."""
-    async with redis.lock(name=name, timeout=LOCK_TTL) as held:
-        keeper = asyncio.create_task(_keep(held))
-        try:
-            yield None
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+    from redis.exceptions import LockError
+
+    lock = redis.lock(name=name, timeout=LOCK_TTL)
+    await lock.acquire()
+    keeper = asyncio.create_task(_keep(lock))
+    try:
+        yield None
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        # Gone already (Redis restarted or was flushed): the update was handled all the same.
+        with contextlib.suppress(LockError):
+            await lock.release()
 
 
 async def _keep(lock: Any) -> None:
