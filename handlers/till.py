@@ -67,13 +67,13 @@ from services.sales import (
     AlreadyVoided,
     CardAlreadyIssued,
     CardBlockedAtTill,
-    CardSummary,
     Confirmation,
     DraftGone,
     DraftView,
     NotYourDraft,
     PurchaseNotFound,
     SalesService,
+    TillCard,
     VoidNotAllowed,
     VoidResult,
 )
@@ -232,7 +232,7 @@ def _offer_kind(kind: str | None) -> str:
     return names.get(kind, kind or "")  # type: ignore[call-overload]
 
 
-def render_card(card: CardSummary, settings: Settings) -> str:
+def render_card(card: TillCard, settings: Settings) -> str:
     kind = _("digital") if card.kind == CardKind.DIGITAL else _("printed")
     lines = [
         _("💳 Card <b>{number}</b> · {pct} · {segment} · {kind}").format(
@@ -487,7 +487,7 @@ async def show_receipt(
 
 # ------------------------------------------------------------ identifying the card
 async def _show_card(
-    message: Message, card: CardSummary, state: FSMContext, settings: Settings
+    message: Message, card: TillCard, state: FSMContext, settings: Settings
 ) -> None:
     # The step is kept before the prompt goes out: a worker that dies right after sending it
     # leaves a conversation another worker can continue (the amount may land anywhere).

@@ -4,8 +4,8 @@ Usage (every method is one unit of work, `db.database`, that commits its work; `
 aware UTC datetime)::
 
     sales = SalesService(Database.of(engine), settings, clock)
-    card = await sales.identify_number("100 045")        # CardSummary
-    card = await sales.identify_payload("c100045_…")     # signed QR payload → CardSummary
+    card = await sales.identify_number("100 045")        # TillCard
+    card = await sales.identify_payload("c100045_…")     # signed QR payload → TillCard
     draft = await sales.quote(card.card_id, 250000, cashier_id, chat_id, now)   # DraftView
     done = await sales.confirm(draft.id, actor_id, actor_is_owner, now)         # Confirmation
     done = await sales.confirm(..., log_chat_id=staff_chat, cashier_name="Olga")  # + staff line
@@ -128,7 +128,10 @@ class CardAlreadyIssued(DomainError):
 
 # ------------------------------------------------------------------------ results
 @dataclass(frozen=True)
-class CardSummary:
+class TillCard:
+    """A scanned card as the cashier sees it: the discount it gets now and why (the owner's
+    view of a card, with its history, is `services.reports.CardSummary`)."""
+
     card_id: int
     number: str
     base_pct: int
@@ -314,16 +317,16 @@ class SalesService:
         self.clock = clock
 
     # ---------------------------------------------------------------- identify
-    async def identify_number(self, text: str) -> CardSummary:
+    async def identify_number(self, text: str) -> TillCard:
         """A typed number: InvalidCardNumber / CardNotFound / CardBlocked when unusable."""
         return await self.db.read(self._identify, cards.lookup_number(text), self.clock())
 
-    async def identify_payload(self, payload: str) -> CardSummary:
+    async def identify_payload(self, payload: str) -> TillCard:
         """A scanned QR payload: InvalidPayload when forged or mangled."""
         number = qr_payload.verify(self.settings.telegram.secret_key.get_secret_value(), payload)
         return await self.identify_number(number)
 
-    def _identify(self, session: Session, number: str, now: datetime) -> CardSummary:
+    def _identify(self, session: Session, number: str, now: datetime) -> TillCard:
         # One statement for the card, its holder's name and purchase history (a till is busy).
         card = _identify_statement().execute(session, {"p_number": number}).first()
         if card is None:
@@ -335,7 +338,7 @@ class SalesService:
             offers = tuple(active_offers(session, card.client_id, now))
         spend = int(card.spend)
         tier = max(card.base_pct, pricing.tier_for(spend, self.settings.pricing.cumulative_tiers))
-        return CardSummary(
+        return TillCard(
             card_id=card.id,
             number=card.number,
             base_pct=card.base_pct,
@@ -1050,7 +1053,6 @@ __all__ = [
     "AlreadyVoided",
     "CardAlreadyIssued",
     "CardBlockedAtTill",
-    "CardSummary",
     "Confirmation",
     "CustomerRef",
     "DraftGone",
@@ -1060,6 +1062,7 @@ __all__ = [
     "OfferView",
     "PurchaseNotFound",
     "SalesService",
+    "TillCard",
     "VoidNotAllowed",
     "VoidResult",
 ]
