@@ -1415,6 +1415,10 @@ class FakeTelegram:
         )
         self._faults.rules.append(_FailRule(method, fault, chat_id, times))
 
+    def clear_faults(self) -> None:
+        """Forget every `fail_next` rule not used up yet."""
+        self._faults.rules.clear()
+
     def set_fault_hook(self, hook: FaultHook | None) -> None:
         """Call ``hook(method, params)`` for every request (getUpdates too) before handling;
         a returned FaultResponse is sent instead of the normal result. ``None`` removes it."""
