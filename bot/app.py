@@ -112,7 +112,7 @@ def create_dispatcher(
         staff=staff,
         outbox=outbox,
         qr_reader=qr_reader,
-        # A receipt's ✅ and ↩️ edit it in order (handlers/till/receipts.py), across workers with Redis.
+        # A receipt's ✅ and ↩️ edit it in order (handlers/till/receipts.py), across workers.
         receipt_locks=ReceiptLocks(None if redis is None else partial(renewed_lock, redis)),
         **extra,
     )

@@ -24,7 +24,6 @@ class DatabaseMiddleware(BaseMiddleware):
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, clock: Clock
     ) -> None:
-        self.sessionmaker = sessionmaker
         self.db = Database.of(sessionmaker.kw["bind"])
         self.settings = settings
         self.clock = clock
@@ -38,12 +37,4 @@ class DatabaseMiddleware(BaseMiddleware):
         data["db"] = self.db
         data["now"] = self.clock()
         data.update(build_services(self.db, self.settings, self.clock))
-        # Transitional, for handlers/owner_reports.py alone (its reports become units on the
-        # reports branch): a session that connects on its first statement, if any. Remove it
-        # with that file's last `session` parameter.
-        session = data["session"] = self.sessionmaker()
-        try:
-            return await handler(event, data)
-        finally:
-            if session.in_transaction():
-                await session.close()
+        return await handler(event, data)

@@ -7,11 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from config import Settings
 from db.database import Database
-from db.engine import create_engine, create_sessionmaker
+from db.engine import create_engine
 from db.migrate import upgrade
 
 T = TypeVar("T")
@@ -31,12 +29,6 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 async def with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     async with database(settings) as db:
         return await work(db)
-
-
-async def with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Transitional, for `bot/commands/kpi.py` alone until the KPIs are units of work."""
-    async with database(settings) as db, create_sessionmaker(db.engine)() as session:
-        return await work(session)
 
 
 class LineReporter:
