@@ -62,6 +62,10 @@ bench: install-dev locales
 	$(BIN)/python -m bench.kpi
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.export
+	$(BIN)/python -m bench.photo_decode
+	$(BIN)/python -m bench.webhook_flood
+	$(BIN)/python -m bench.till_latency
+	$(BIN)/python -m bench.workers
 
 clean:
 	rm -rf $(VENV) locales/*/LC_MESSAGES/*.mo
