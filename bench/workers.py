@@ -193,6 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         root = Path(tmp)
+        root.chmod(0o755)  # the throwaway servers run as nobody: they must reach root / "s"
         (root / "s").mkdir()
         with contextlib.ExitStack() as stack:
             server_url = args.database_url or stack.enter_context(servers.postgres(root / "s"))
