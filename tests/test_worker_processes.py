@@ -6,7 +6,7 @@ cashier's scan, amount and ✅ land on three different workers and make one sale
 across the workers make one purchase; exactly one worker (the leader) registers the webhook,
 runs the jobs and sends the queued messages; when the leader is `kill -9`ed in the middle of a
 sale, the conversation goes on on the others, a new leader takes over and sends what was
-queued, and the week's digest still goes out once.
+queued, and the week's digest and the customer's survey still go out once.
 """
 
 from __future__ import annotations
@@ -161,6 +161,8 @@ async def workers(
         "SCHEDULER_ENABLED": "true",
         "DEFAULT_LANGUAGE": "en",
         "DIGEST_HOUR": "0",  # this week's digest is due whenever the test runs
+        "SURVEY_DELAY_MIN": "0",  # a survey is due right after a purchase
+        "QUIET_HOURS": "",
         "BACKUP_DIR": str(tmp_path / "backups"),
         "LOG_LEVEL": "INFO",
     }
@@ -173,6 +175,9 @@ async def workers(
     finally:
         tg.stop_webhook_delivery()
         await group.stop()
+
+
+SURVEY = "Kui tõenäoliselt soovitaksid meid sõbrale?"  # the customer reads Estonian
 
 
 def _digests(tg: FakeTelegram) -> int:
@@ -240,6 +245,7 @@ async def test_three_workers_act_as_one_bot(
     assert answer.params.get("text") == "Recorded."
     successor = await workers.leader(timeout=60)
     assert successor is not leader
+    await tg.user(CUSTOMER_ID).wait_message(SURVEY, timeout=90)  # a leader's survey pass
     notes = [m for m in tg.messages_in(CUSTOMER_ID) if "säästsid" in (m.text or "")]
     async with asyncio.timeout(30):
         while len(notes) < 3:
@@ -252,4 +258,7 @@ async def test_three_workers_act_as_one_bot(
     await tg.wait_for_idle(quiet=1.0, timeout=30)
     assert len(notes) == 3
     assert _digests(tg) == 1  # the new leader's catch-up found this week's digest sent
+    # The customer bought three times, from two leaders' time: one survey (30 days' cooldown).
+    surveys = [m for m in tg.messages_in(CUSTOMER_ID) if SURVEY in (m.text or "")]
+    assert len(surveys) == 1
     assert sum(c.method == "setWebhook" for c in tg.calls) == 2  # one per leader
