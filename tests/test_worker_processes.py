@@ -237,6 +237,9 @@ async def test_three_workers_act_as_one_bot(
     # workers, a new leader is elected and sends what was queued meanwhile.
     await cashier.send("/sale 100045")
     await cashier.wait_message("Enter the purchase amount", timeout=30)
+    # Between two steps: the prompt is read (this fake Bot API answers at once; Telegram takes
+    # a round trip, during which the worker keeps the step).
+    await tg.wait_for_idle(quiet=0.3, timeout=30)
     workers.kill(leader)
     await leader.process.wait()  # type: ignore[union-attr]
     await cashier.send("700")

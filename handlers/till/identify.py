@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiogram import Bot
 from aiogram.filters import CommandObject
 from aiogram.fsm.context import FSMContext
@@ -26,16 +28,24 @@ from services.sales import (
 async def _show_card(
     message: Message, card: TillCard, state: FSMContext, settings: Settings
 ) -> None:
-    # The step is kept before the prompt goes out: a worker that dies right after sending it
-    # leaves a conversation another worker can continue (the amount may land anywhere).
-    await state.set_data({"card_id": card.card_id})  # an id only; quote() re-reads the card
-    await state.set_state(TillStates.amount)
     markup = ForceReply(selective=True, input_field_placeholder="2500")
     text = render_card(card, settings)
-    if message.chat.type == "private":
-        await message.answer(text, reply_markup=markup)
-    else:  # selective ForceReply targets the sender of the replied-to message
-        await message.reply(text, reply_markup=markup)
+
+    async def prompt() -> None:
+        if message.chat.type == "private":
+            await message.answer(text, reply_markup=markup)
+        else:  # selective ForceReply targets the sender of the replied-to message
+            await message.reply(text, reply_markup=markup)
+
+    # The step is kept while the prompt travels (milliseconds against Telegram's round trip):
+    # by the time the cashier sees it, another worker could take the amount (it may land on
+    # any); waiting for the writes first cost the cashier their time on every scan.
+    await asyncio.gather(_keep_step(state, card.card_id), prompt())
+
+
+async def _keep_step(state: FSMContext, card_id: int) -> None:
+    await state.set_data({"card_id": card_id})  # an id only; quote() re-reads the card
+    await state.set_state(TillStates.amount)
 
 
 async def scan_deep_link(

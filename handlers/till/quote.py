@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import datetime
 
@@ -59,8 +60,13 @@ async def take_amount(
     draft = await sales.quote(
         int(data["card_id"]), amount, message.from_user.id, message.chat.id, now
     )
-    await state.clear()
-    await message.answer(render_quote(draft, settings), reply_markup=quote_keyboard(draft.id))
+    # The finished step is forgotten while the quote travels (the draft holds the sale now).
+    text, markup = render_quote(draft, settings), quote_keyboard(draft.id)
+
+    async def show_quote() -> None:
+        await message.answer(text, reply_markup=markup)
+
+    await asyncio.gather(state.clear(), show_quote())
 
 
 async def number_in_staff_group(
