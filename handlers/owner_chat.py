@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware, Bot
+from aiogram import BaseMiddleware, Bot, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import (
     CallbackQuery,
@@ -31,6 +31,7 @@ from aiogram.utils.i18n import gettext as _
 
 from config import Settings
 from handlers.errors import render_error
+from handlers.roles import IsOwner
 from services.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -210,3 +211,14 @@ class OwnerChatMiddleware(BaseMiddleware):
             toast = _sent_privately()
         await query.answer(toast)
         return result
+
+
+def owner_router(name: str) -> Router:
+    """A router of owner commands and buttons: owners only, and every answer goes through
+    `OwnerChat` (privately, when asked in the staff group)."""
+    router = Router(name=name)
+    router.message.filter(IsOwner())
+    router.callback_query.filter(IsOwner())
+    router.message.middleware(OwnerChatMiddleware())
+    router.callback_query.middleware(OwnerChatMiddleware())
+    return router

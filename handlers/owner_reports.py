@@ -35,8 +35,8 @@ from config import Settings
 from db.database import Database
 from handlers import formatting as fmt
 from handlers.errors import renders
-from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
-from handlers.roles import IsOwner, StaffDirectory
+from handlers.owner_chat import OwnerChat, owner_router
+from handlers.roles import StaffDirectory
 from services import export, kpi
 from services.cards import group_number
 from services.inventory import inventory_counts
@@ -683,11 +683,7 @@ async def cards(message: Message, db: Database, owner_chat: OwnerChat) -> None:
 
 def setup() -> Router:
     """This feature's router, built anew for each dispatcher (handlers in routing order)."""
-    router = Router(name=__name__)
-    router.message.filter(IsOwner())
-    router.callback_query.filter(IsOwner())
-    router.message.middleware(OwnerChatMiddleware())
-    router.callback_query.middleware(OwnerChatMiddleware())
+    router = owner_router(__name__)
     router.message.register(stats, Command("stats"))
     router.callback_query.register(stats_period, StatsCb.filter())
     router.message.register(digest, Command("digest"))

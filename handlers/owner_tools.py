@@ -23,8 +23,8 @@ from db.database import Database
 from handlers import formatting
 from handlers.errors import renders
 from handlers.outbox import CARD_NOTE_KIND
-from handlers.owner_chat import OwnerChat, OwnerChatMiddleware
-from handlers.roles import IsOwner, StaffDirectory
+from handlers.owner_chat import OwnerChat, owner_router
+from handlers.roles import StaffDirectory
 from services import card_admin
 from services.card_admin import AuditLine, CannotUnblock, CardChange
 from services.cards import group_number, normalize_number
@@ -368,11 +368,7 @@ async def audit_view(
 
 def setup() -> Router:
     """This feature's router, built anew for each dispatcher (handlers in routing order)."""
-    router = Router(name=__name__)
-    router.message.filter(IsOwner())
-    router.callback_query.filter(IsOwner())
-    router.message.middleware(OwnerChatMiddleware())
-    router.callback_query.middleware(OwnerChatMiddleware())
+    router = owner_router(__name__)
     router.message.register(block, Command("block"))
     router.callback_query.register(block_answer, BlockCb.filter())
     router.message.register(unblock, Command("unblock"))
