@@ -20,7 +20,6 @@ import contextlib
 import os
 import re
 import resource
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ import aiohttp
 from config import PROJECT_ROOT
 from db.migrate import upgrade
 from tests.fakeapi import FakeTelegram
+from tests.servers import free_port
 
 SECRET = "bench-webhook-secret"
 PATH = "/telegram/webhook"
@@ -101,9 +101,7 @@ async def run(clients: int, seconds: float, nofile: int, extra_env: dict[str, st
     workdir = Path(tempfile.mkdtemp(prefix="webhook-flood-"))
     db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     await upgrade(db_url)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     async with FakeTelegram() as tg:
         env = {
             **os.environ,

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -43,12 +42,6 @@ from tests.fakeapi import FakeTelegram, FakeUser
 
 WEBHOOK_SECRET = "bench-workers-secret"
 PATH = "/telegram/webhook"
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _fresh_database(server_url: str, name: str) -> str:
@@ -130,7 +123,7 @@ async def run(
     }
     processes: list[asyncio.subprocess.Process] = []
     try:
-        ports = [_port() for _ in range(workers)]
+        ports = [servers.free_port() for _ in range(workers)]
         processes = list(
             await asyncio.gather(
                 *(_start_worker(env, p, root / f"w{workers}-{p}.log") for p in ports)

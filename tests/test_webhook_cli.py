@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import aiohttp
 
 from config import PROJECT_ROOT
 from tests.fakeapi import FakeTelegram
+from tests.servers import free_port
 from tests.test_webhook import PATH, SECRET, USER_ID, update
 
 
@@ -21,9 +21,7 @@ async def test_python_m_bot_run_webhook_serves_and_stops_on_sigterm(
     tg: FakeTelegram, db_url: str
 ) -> None:
     """The real entry point in a subprocess: listens, sets the webhook, answers, exits on TERM."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "BOT_TOKEN": tg.token,

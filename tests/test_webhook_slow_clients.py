@@ -12,7 +12,6 @@ import contextlib
 import os
 import resource
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from bot.webhook import BACKLOG
 from config import PROJECT_ROOT
 from tests.fakeapi import FakeTelegram
+from tests.servers import free_port
 from tests.test_webhook import PATH, SECRET, USER_ID, update
 
 ATTACKERS = 500
@@ -88,9 +88,7 @@ async def slow_client(port: int, stop: asyncio.Event) -> None:
 async def test_slow_clients_neither_exhaust_descriptors_nor_flood_the_log(
     tg: FakeTelegram, db_url: str, tmp_path: Path, room_for_attackers: None
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "BOT_TOKEN": tg.token,

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from tests.conftest import (
     on_postgres,
 )
 from tests.fakeapi import FakeTelegram
+from tests.servers import free_port
 from tests.till_helpers import purchases, quote_for, seed_bound
 
 pytestmark = pytest.mark.skipif(
@@ -44,12 +44,6 @@ pytestmark = pytest.mark.skipif(
 SECRET = "workers-Secret_token"
 PATH = "/telegram/webhook"
 LEADER_LINE = "this process is the leader"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -167,7 +161,7 @@ async def workers(
         "LOG_LEVEL": "INFO",
     }
     group = Workers(tg, env)
-    group.members = [Worker(_free_port(), tmp_path / f"worker{i}.log") for i in range(3)]
+    group.members = [Worker(free_port(), tmp_path / f"worker{i}.log") for i in range(3)]
     try:
         await asyncio.gather(*(group.start(w) for w in group.members))
         tg.start_webhook_delivery([w.url for w in group.members], SECRET)
