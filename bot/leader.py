@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+
+from db.file_lock import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -89,29 +89,20 @@ class PostgresLock(_Lock):
                 await connection.close(timeout=5)
 
 
-class FileLock(_Lock):
+class SqliteLock(_Lock):
+    """The leader lock on SQLite: a file lock beside the database (`db/file_lock.py`)."""
+
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
+        self.file = FileLock(path)
 
     async def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
+        return self.file.acquire()
 
     async def held(self) -> bool:
-        return self.fd is not None
+        return self.file.held
 
     async def release(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        self.file.release()
 
 
 def lock_for(database_url: str) -> _Lock:
@@ -123,7 +114,7 @@ def lock_for(database_url: str) -> _Lock:
     database = url.database or ""
     if database in ("", ":memory:"):
         raise ValueError("a leader lock needs a database file or a PostgreSQL server")
-    return FileLock(Path(database).with_name(Path(database).name + ".leader"))
+    return SqliteLock(Path(database).with_name(Path(database).name + ".leader"))
 
 
 class Leadership:

@@ -43,9 +43,7 @@ update of their figures. A crash or Ctrl+C leaves nothing behind (PostgreSQL rol
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import re
 import sqlite3
 import time
@@ -62,6 +60,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from db.engine import _sqlite_pragmas
+from db.file_lock import FileLock
 from db.lane import sync_url
 from db.models import (
     SQLITE_DATETIME_FORMAT,
@@ -276,29 +275,6 @@ def _database_file(database_url: str) -> Path | None:
     return Path(url.database)
 
 
-class _ImportLock:
-    """One import (or recovery) at a time per database file, across processes."""
-
-    def __init__(self, db_file: Path) -> None:
-        self.path = db_file.with_name(db_file.name + "-import.lock")
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the lock; the file stays (no unlink race)
-            self.fd = None
-
-
 class _Store:
     """The import's own connection to the SQLite file (temporary tables live on it).
 
@@ -353,7 +329,7 @@ def _opened(database_url: str) -> Iterator[_Store | None]:
     db_file = _database_file(database_url)
     if db_file is None:
         raise ImportFileError("the purchase import needs a SQLite database file or PostgreSQL")
-    lock = _ImportLock(db_file)
+    lock = FileLock(db_file.with_name(db_file.name + "-import.lock"))  # one at a time
     if not lock.acquire():
         yield None
         return
