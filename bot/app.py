@@ -144,6 +144,7 @@ def create_dispatcher(
 
     async def finish_updates() -> None:  # first on shutdown: before the outbox worker stops
         await in_flight.drain()
+        await outbox.relayed()
         await close_after_updates(dp.storage)
         if redis is not None:
             await redis.aclose()

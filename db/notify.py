@@ -3,13 +3,15 @@
 Several bot processes (webhook workers) share one PostgreSQL database; something one of them
 queues (a receipt, a staff-log line) must wake the delivery worker of another at once, not at
 its next poll. `notify(session, channel)` inside a unit of work issues `pg_notify`, which
-PostgreSQL delivers when that transaction commits (and never if it rolls back); a `Listener`
-keeps one connection `LISTEN`ing and calls back on each notification.
+PostgreSQL delivers when that transaction commits (and never if it rolls back); `publish`
+sends one with a payload in a transaction of its own. A `Listener` keeps one connection
+`LISTEN`ing on its channels and calls each channel's callback with the payload.
 
-On SQLite there is one process, which wakes its own worker directly: `notify` does nothing and
-`Listener.of` returns None. The listening connection is taken from the engine's pool (so it
-connects exactly as the engine does) and is reconnected with backoff when it is lost; while it
-is down, the worker's polling still finds every message, only later.
+On SQLite there is one process, which wakes its own worker directly: `notify` does nothing,
+`Listener.of` returns None and `publish` is never called. The listening connection is taken
+from the engine's pool (so it connects exactly as the engine does) and is reconnected with
+backoff when it is lost; while it is down, the worker's polling still finds every message, only
+later.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -43,28 +45,50 @@ def notify(session: Session, channel: str) -> None:
         session.execute(statement)
 
 
-class Listener:
-    """One connection `LISTEN`ing on a channel; `on_notify()` is called for every notification
-    and once each time listening (re)starts, for what was queued while nobody listened."""
+def _publish(session: Session, channel: str, payload: str) -> None:
+    session.execute(select(func.pg_notify(channel, payload)))
+    session.commit()
 
-    def __init__(self, db: Database, channel: str, on_notify: Callable[[], None]) -> None:
+
+async def publish(db: Database, channel: str, payload: str) -> None:
+    """Notify `channel` with `payload` now (PostgreSQL only: the caller knows there are other
+    processes to tell)."""
+    await db.write(_publish, channel, payload)
+
+
+class Listener:
+    """One connection `LISTEN`ing on some channels: each notification calls its channel's
+    callback with the payload, and `on_listen()` is called each time listening (re)starts,
+    for what happened while nobody listened."""
+
+    def __init__(
+        self,
+        db: Database,
+        channels: Mapping[str, Callable[[str], None]],
+        on_listen: Callable[[], None] = lambda: None,
+    ) -> None:
         self.db = db
-        self.channel = channel
-        self.on_notify = on_notify
+        self.channels = dict(channels)
+        self.on_listen = on_listen
         self.ready = asyncio.Event()  # set while the channel is listened to
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._ended: asyncio.Event | None = None  # the current connection's end (lost or stop)
 
     @classmethod
-    def of(cls, db: Database, channel: str, on_notify: Callable[[], None]) -> Listener | None:
+    def of(
+        cls,
+        db: Database,
+        channels: Mapping[str, Callable[[str], None]],
+        on_listen: Callable[[], None] = lambda: None,
+    ) -> Listener | None:
         """A listener for this database, or None where there is nothing to listen to (SQLite)."""
-        return cls(db, channel, on_notify) if db.dialect == "postgresql" else None
+        return cls(db, channels, on_listen) if db.dialect == "postgresql" else None
 
     def start(self) -> None:
         if self._task is None:
             self._stopping = False
-            self._task = asyncio.create_task(self._run(), name=f"listen-{self.channel}")
+            self._task = asyncio.create_task(self._run(), name="listen-" + "+".join(self.channels))
 
     async def stop(self, grace: float = 5.0) -> None:
         task, self._task = self._task, None
@@ -80,8 +104,8 @@ class Listener:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _heard(self, *_notification: Any) -> None:
-        self.on_notify()
+    def _heard(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
+        self.channels[channel](payload)
 
     async def _run(self) -> None:
         delay = _RECONNECT_FIRST
@@ -92,7 +116,9 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("listening on %s failed; retrying in %.0f s", self.channel, delay)
+                log.warning(
+                    "listening on %s failed; retrying in %.0f s", ", ".join(self.channels), delay
+                )
             if self._stopping:
                 return
             await asyncio.sleep(delay)
@@ -107,14 +133,16 @@ class Listener:
             if self._stopping:  # stopped while connecting
                 ended.set()
             driver.add_termination_listener(lambda _connection: ended.set())
-            await driver.add_listener(self.channel, self._heard)
+            for channel in self.channels:
+                await driver.add_listener(channel, self._heard)
             try:
                 self.ready.set()
-                self.on_notify()  # anything queued while nobody listened
+                self.on_listen()  # anything that happened while nobody listened
                 await ended.wait()
             finally:
                 self.ready.clear()
                 if driver.is_closed():
                     await connection.invalidate()  # never back into the pool
                 else:
-                    await driver.remove_listener(self.channel, self._heard)  # UNLISTEN
+                    for channel in self.channels:
+                        await driver.remove_listener(channel, self._heard)  # UNLISTEN

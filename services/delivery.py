@@ -14,8 +14,9 @@ queues it. `DeliverySender.deliver_due` sends what is due:
 * rate limits are token buckets: `delivery_rate_global` msg/s overall, `delivery_rate_chat`
   msg/s per chat, `delivery_rate_group_per_min` per group chat (negative id); waiting is
   `asyncio.sleep`, never a busy loop. Messages the bot sends outside this sender (the till
-  answering in the staff group) are charged to the same buckets (`Outbox.note_sent`), so
-  proactive messages to that chat wait and the till's replies keep their room;
+  answering in the staff group, on any worker) are charged to the same buckets
+  (`Outbox.note_sent`), so proactive messages to that chat wait and the till's replies keep
+  their room;
 * several due rows of a combined kind (`COMBINED_KINDS`: the staff group's sale lines) for one
   chat go out as one message, their lines joined oldest first, as many as fit in
   `MESSAGE_LIMIT` — one message every 3 s carries a whole rush, where one line per message
@@ -74,7 +75,7 @@ from sqlalchemy.orm import Session
 
 from db.database import Database
 from db.models import Client, Delivery, DeliveryStatus, Survey, UTCDateTime, utcnow
-from db.notify import Listener, notify
+from db.notify import Listener, notify, publish
 from db.prepared import Prepared
 from db.sql import insert_ignoring
 from services.clock import Clock, utc_now
@@ -117,6 +118,10 @@ FLUSH_TIMEOUT = 30.0
 # Every process's worker listens here (PostgreSQL): a message queued by one process wakes the
 # senders of all of them when its transaction commits (`db.notify`).
 CHANNEL = "loyalty_outbox"
+# And here, for the messages other processes sent straight to a chat (the till answering in
+# the staff group on a worker that is not the leader): the payload is the chat's id, charged
+# to the sender's buckets (`Outbox.note_sent`).
+SENT_CHANNEL = "loyalty_sent"
 
 
 @cache
@@ -1017,7 +1022,9 @@ class DeliveryWorker:
 
     Woken early by this process (`notify()`, after it queued something) and, on PostgreSQL, by
     every other process: the worker listens on `CHANNEL`, which `queue_messages` notifies in
-    the queuing transaction (`db.notify`). Polling every `interval` stays as the fallback."""
+    the queuing transaction (`db.notify`). Polling every `interval` stays as the fallback.
+    On `SENT_CHANNEL` it hears what the other processes sent straight to a chat, so the
+    buckets are the bot's, not this process's."""
 
     def __init__(self, sender: DeliverySender, *, interval: float = 2.0) -> None:
         self.sender = sender
@@ -1026,13 +1033,21 @@ class DeliveryWorker:
         sender.wake = self._wake
         sender.background_records = True
         self._task: asyncio.Task[None] | None = None
-        self.listener = Listener.of(sender.db, CHANNEL, self.notify)  # None on SQLite
+        self.listener = Listener.of(  # None on SQLite
+            sender.db,
+            {CHANNEL: lambda _payload: self.notify(), SENT_CHANNEL: self._sent_elsewhere},
+            on_listen=self.notify,
+        )
         self.idle = asyncio.Event()  # set between passes while nothing has woken it
         self.stats = DeliveryStats()
 
     def notify(self) -> None:
         self.idle.clear()
         self._wake.set()
+
+    def _sent_elsewhere(self, payload: str) -> None:
+        with contextlib.suppress(ValueError):  # only this module publishes there
+            self.sender.limiter.note_sent(int(payload))
 
     def start(self) -> None:
         if self._task is None:
@@ -1101,6 +1116,7 @@ class Outbox:
         self.db = db
         self.clock = clock
         self.worker: DeliveryWorker | None = None
+        self._relays: set[asyncio.Task[None]] = set()
 
     def notify(self) -> None:
         """Messages were queued by someone else's transaction (`queue_messages`): send now."""
@@ -1111,9 +1127,27 @@ class Outbox:
         """A message was just sent to this chat outside the delivery sender (the till
         answering a cashier): the sender's bucket for that chat (a group's 20 a minute) is
         charged for it, so proactive messages there wait and the till's replies come first.
-        Nothing to do when this process runs no worker."""
+        When the sender runs in another process (this worker is not the leader, PostgreSQL),
+        it is told on `SENT_CHANNEL`, in the background: the reply never waits for it, and a
+        note lost on the way (the database unreachable, a change of leader) costs one
+        message's worth of budget, never a message."""
         if self.worker is not None:
             self.worker.sender.limiter.note_sent(chat_id)
+        elif self.db.dialect == "postgresql":
+            task = asyncio.create_task(self._relay(chat_id))
+            self._relays.add(task)
+            task.add_done_callback(self._relays.discard)
+
+    async def _relay(self, chat_id: int) -> None:
+        try:
+            await publish(self.db, SENT_CHANNEL, str(chat_id))
+        except Exception:  # best effort (see note_sent)
+            log.debug("could not tell the sender about a message to %s", chat_id, exc_info=True)
+
+    async def relayed(self) -> None:
+        """Until the notes `note_sent` is passing on have gone (before the engine closes)."""
+        if self._relays:
+            await asyncio.wait(set(self._relays), timeout=5.0)
 
     async def post(
         self,

@@ -517,6 +517,37 @@ async def test_a_message_queued_by_another_process_wakes_the_worker_at_once(
     assert worker.stats.sent == 1
 
 
+@pytest.mark.skipif(not on_postgres(), reason="one SQLite process charges its own buckets")
+async def test_what_another_worker_sends_to_a_group_is_charged_to_the_leaders_budget(
+    bot: Bot,
+    db_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """A worker that is not the leader answers in the staff group: the leader's sender hears
+    of it (NOTIFY) and its bucket for that group waits a slot, as if it had sent it itself."""
+    worker = DeliveryWorker(sender_for(bot, sessionmaker, settings, clock), interval=3600)
+    limiter = worker.sender.limiter
+    worker.start()
+    other_engine = create_engine(db_url)
+    try:
+        assert worker.listener is not None
+        await worker.listener.ready.wait()
+        assert limiter.chat_delay(-100500) == 0
+        other = Outbox(Database.of(other_engine), clock=clock)
+        assert other.worker is None
+        other.note_sent(-100500)
+        await other.relayed()
+        async with asyncio.timeout(10):
+            while limiter.chat_delay(-100500) == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert limiter.chat_delay(-100500) > 2.0  # a full slot of the group's 20 a minute
+    finally:
+        await worker.stop()
+        await other_engine.dispose()
+
+
 async def test_blocking_and_unblocking_the_bot_flips_reachable(app, session: AsyncSession) -> None:  # type: ignore[no-untyped-def]
     client_id = (await make_client(session, 4300)).id
     user = app.tg.user(4300)

@@ -6,7 +6,8 @@ cashier's scan, amount and ✅ land on three different workers and make one sale
 across the workers make one purchase; exactly one worker (the leader) registers the webhook,
 runs the jobs and sends the queued messages; when the leader is `kill -9`ed in the middle of a
 sale, the conversation goes on on the others, a new leader takes over and sends what was
-queued, and the week's digest and the customer's survey still go out once.
+queued, and the week's digest and the customer's survey still go out once. The staff group's
+budget of messages is the bot's: what any worker sends there is counted by the leader's sender.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.conftest import (
 )
 from tests.fakeapi import FakeTelegram
 from tests.servers import free_port
-from tests.till_helpers import purchases, quote_for, seed_bound
+from tests.till_helpers import purchases, quote_for, seed_bound, seed_card
 
 pytestmark = pytest.mark.skipif(
     not (on_postgres() and REDIS_URL), reason="several workers share PostgreSQL and Redis"
@@ -132,15 +133,12 @@ async def _listening(worker: Worker, timeout: float = 60.0) -> None:  # noqa: AS
             await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-async def workers(
-    tg: FakeTelegram,
-    db_url: str,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    tmp_path: Path,
+@contextlib.asynccontextmanager
+async def running_workers(
+    tg: FakeTelegram, db_url: str, tmp_path: Path, **env: str
 ) -> AsyncIterator[Workers]:
-    await seed_bound(sessionmaker, "100045", 7)
-    tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
+    """Three workers on this database, the fake Bot API pushing updates to them round-robin;
+    `env` adds to (or overrides) their environment."""
     env = {
         **os.environ,
         "BOT_TOKEN": tg.token,
@@ -159,6 +157,7 @@ async def workers(
         "QUIET_HOURS": "",
         "BACKUP_DIR": str(tmp_path / "backups"),
         "LOG_LEVEL": "INFO",
+        **env,
     }
     group = Workers(tg, env)
     group.members = [Worker(free_port(), tmp_path / f"worker{i}.log") for i in range(3)]
@@ -169,6 +168,19 @@ async def workers(
     finally:
         tg.stop_webhook_delivery()
         await group.stop()
+
+
+@pytest.fixture
+async def workers(
+    tg: FakeTelegram,
+    db_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> AsyncIterator[Workers]:
+    await seed_bound(sessionmaker, "100045", 7)
+    tg.set_member(STAFF_CHAT_ID, CASHIER_ID, "member")
+    async with running_workers(tg, db_url, tmp_path) as group:
+        yield group
 
 
 SURVEY = "Kui tõenäoliselt soovitaksid meid sõbrale?"  # the customer reads Estonian
@@ -259,3 +271,67 @@ async def test_three_workers_act_as_one_bot(
     surveys = [m for m in tg.messages_in(CUSTOMER_ID) if SURVEY in (m.text or "")]
     assert len(surveys) == 1
     assert sum(c.method == "setWebhook" for c in tg.calls) == 2  # one per leader
+
+
+async def test_the_staff_groups_budget_is_the_bots_not_a_workers(
+    tg: FakeTelegram, db_url: str, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Cashiers scan in the staff group, their prompts sent by whichever worker took the
+    update; then sales in private chats queue lines for the staff log, which only the leader
+    sends. The group is capped like Telegram's, with time ten times faster (20 messages in
+    any 6 s; the bot's budget a little under it): the leader counts the prompts the other
+    workers sent too, so its staff log waits for room instead of running into the cap (a 429
+    pauses every proactive message of the bot), and every sale is logged once."""
+    tg.set_group_rate_limit(20, window=6.0)
+    for number in ("100061", "100062", "100063"):
+        await seed_card(sessionmaker, number, 5)
+    scanners, seller = (2201, 2202), 2203
+    for cashier_id in (*scanners, seller):
+        tg.set_member(STAFF_CHAT_ID, cashier_id, "member")
+    async with running_workers(
+        tg, db_url, tmp_path, DELIVERY_RATE_GROUP_PER_MIN="150", FLOOD_LIMIT="1000"
+    ) as workers:
+        await workers.leader()
+        group = tg.group(STAFF_CHAT_ID)
+
+        async def scan(cashier_id: int) -> None:
+            cashier = tg.user(cashier_id, language_code="en")
+            for _ in range(10):
+                await group.send(cashier, "100061")
+
+        def prompts() -> int:
+            return sum("Enter the purchase amount" in (m.text or "") for m in group.messages())
+
+        await asyncio.gather(*(scan(c) for c in scanners))
+        async with asyncio.timeout(30):
+            while prompts() < 20:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        cashier = tg.user(seller, language_code="en")
+        for number in ("100061", "100062", "100063"):
+            quote = await quote_for(cashier, "1000", number)
+            await cashier.press(quote, "✅", timeout=30)
+            await cashier.wait_message("recorded", timeout=30)
+
+        def logged() -> list[str]:
+            return [
+                line
+                for m in group.messages()
+                for line in (m.text or "").splitlines()
+                if line.startswith("🧾")
+            ]
+
+        async with asyncio.timeout(60):
+            while len(logged()) < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        await tg.wait_for_idle(quiet=1.0, timeout=30)
+    assert prompts() == 20
+    lines = logged()
+    assert len(lines) == len(set(lines)) == 3
+    refused = [
+        call
+        for call in tg.calls
+        if not call.ok
+        and int(call.chat_id or 0) == STAFF_CHAT_ID
+        and (call.text or "").startswith("🧾")
+    ]
+    assert refused == []  # the staff log never ran into the group's cap
