@@ -44,6 +44,7 @@ from aiogram import Dispatcher, Router
 from aiogram.types import Message
 
 from bot.app import create_bot, create_dispatcher
+from bot.commands.run import freeze_startup_heap
 from config import Settings, load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
@@ -211,6 +212,7 @@ async def bench(sales: int, cashiers: int, workdir: Path, messages: bool = True)
 
         engine = create_engine(db_url)
         dp = create_dispatcher(settings, create_sessionmaker(engine))
+        freeze_startup_heap()  # as `python -m bot run` does
         bot, task = await run_polling(dp, tg, settings)
         await one_cashier_sales(staff[0], numbers[:1])  # warm-up: imports, caches, staff check
         await sale.measure(

@@ -75,7 +75,8 @@ class DatabaseStorage(BaseStorage):
 
     async def _store(self, key: StorageKey, state: str | None, data: dict[str, Any]) -> None:
         name = _KEYS.build(key)
-        await self.db.write(_write, name, state, data, datetime.now(UTC))
+        # Behind the units someone waits for: the step is written while its reply travels.
+        await self.db.background.write(_write, name, state, data, datetime.now(UTC))
         self._remember(name, (state, data))
 
     def _remember(self, name: str, value: tuple[str | None, dict[str, Any]]) -> None:

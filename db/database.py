@@ -24,6 +24,12 @@ How a unit runs depends on the engine, and only this module knows:
   connection beats a second one: the till's card lookup there costs a third less of a sale).
   Long reads — reports and exports — run on a report lane of their own (another thread and
   connection): in WAL mode readers never wait for the writer, so they do not hold up the tills.
+  Units nobody waits for go through `db.background` and run on the write lane only when no
+  unit someone waits for is queued there.
+
+A unit marked `unsynced` (and every unit on `db.background`) commits without waiting for the
+disk: for what can be made again (a quote, a conversation's step, the sender's bookkeeping),
+never for a sale.
 * **PostgreSQL** (chains, several workers). Every unit runs through `AsyncSession.run_sync` on
   the asyncpg engine: the same synchronous code, its I/O awaited on the event loop. Reads and
   writes differ only in intent: PostgreSQL runs them side by side. A long read's transaction
@@ -34,6 +40,8 @@ Units run in a copy of the caller's context (contextvars), so the caller's local
 
 from __future__ import annotations
 
+import copy
+import functools
 import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
@@ -47,6 +55,8 @@ from db.lane import Lane
 P = ParamSpec("P")
 T = TypeVar("T")
 Unit = Callable[Concatenate[Session, P], T]
+U = TypeVar("U", bound=Callable[..., Any])
+_UNSYNCED = "_commit_unsynced"  # set by `unsynced`
 
 # PostgreSQL, for the transaction of a long read only (SET LOCAL ends with it). JIT compilation
 # costs seconds on report plans and saves nothing (bench/kpi.py, 10M purchases: 2.5 s of an
@@ -64,9 +74,20 @@ class Database:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._lane: Lane | None = None
         self._read_lane: Lane | None = None
+        self._later = False
         if self.dialect == "sqlite":
             self._lane = Lane.of(engine)
             self._read_lane = Lane(engine.url.render_as_string(hide_password=False), "db-report")
+
+    @functools.cached_property
+    def background(self) -> Database:
+        """This database for units nobody is waiting for (the delivery sender's bookkeeping, a
+        conversation's step written behind its reply): on SQLite they queue on the write lane
+        behind every unit someone waits for; on PostgreSQL units run side by side anyway.
+        Their commits are `unsynced` on both."""
+        background = copy.copy(self)
+        background._later = True
+        return background
 
     @classmethod
     def of(cls, engine: AsyncEngine) -> Database:
@@ -91,14 +112,17 @@ class Database:
     async def write(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a unit that may write (see the module docstring); its result is returned and
         what it raises is raised here."""
+        synced = not (self._later or getattr(unit, _UNSYNCED, False))
         if self._lane is not None:
-            return await self._lane.run(unit, *args, **kwargs)
+            return await self._lane.submit(unit, args, kwargs, later=self._later, synced=synced)
+        if not synced:
+            return await self._run_async(_unsynced_commit, unit, *args, **kwargs)
         return await self._run_async(unit, *args, **kwargs)
 
     async def read(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a short unit that only reads (a card, a page of history)."""
         if self._lane is not None:
-            return await self._lane.run(unit, *args, **kwargs)
+            return await self._lane.submit(unit, args, kwargs, later=self._later)
         return await self._run_async(unit, *args, **kwargs)
 
     async def report(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -115,8 +139,24 @@ class Database:
     def close(self) -> None:
         """Stop the report lane (the write lane is disposed with the engine). Closing twice is
         harmless."""
-        if self._read_lane is not None:
+        if self._read_lane is not None and not self._later:
             self._read_lane.dispose()
+
+
+def unsynced(unit: U) -> U:
+    """Mark a unit whose commit need not wait for the disk: what it writes can be made again
+    (a quote: the cashier scans once more). Not a sale, a card, a person's data. A process
+    that dies loses none of it; a power cut may lose its last commits, never one made after
+    them by an ordinary unit. SQLite: `synchronous=NORMAL` for its commit (`Lane.submit`);
+    PostgreSQL: `synchronous_commit = off` for its transaction. Units on `db.background` are
+    always run this way."""
+    setattr(unit, _UNSYNCED, True)
+    return unit
+
+
+def _unsynced_commit(session: Session, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    session.execute(text("SET LOCAL synchronous_commit = off"))
+    return unit(session, *args, **kwargs)
 
 
 def _long_read(session: Session, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

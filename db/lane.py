@@ -24,11 +24,16 @@ rules: the sqlite3 driver begins a transaction right before the first write. The
 thread: its units never wait for each other's locks, and SQLite has one writer anyway.
 Units run with a copy of the caller's context, so the caller's locale (gettext) applies.
 
-The thread is the lane's own rather than a `ThreadPoolExecutor`: it takes every unit that is
-waiting at once and hands all their results back with a single wake-up of the event loop, so
-under load (four tills at once) one round trip serves several units, and a round trip costs
-half of the executor's (two thread switches and a GIL hand-off each way, 60 against 120 µs of
-CPU here). Hot statements inside units go through `db.prepared.Prepared`.
+The thread is the lane's own rather than a `ThreadPoolExecutor`: a round trip costs half of
+the executor's (two thread switches and a GIL hand-off each way, 60 against 120 µs of CPU
+here), and it serves two queues. `run` is for a unit someone waits for (a cashier's quote);
+`run_later` for one nobody waits for (the delivery sender recording what it sent, a
+conversation's next step written while the reply travels): those run when no `run` unit is
+waiting, so four tills at once never queue behind the sender's bookkeeping, and their commits
+do not wait for the disk (`submit`). The thread takes every unit waiting at once and hands
+their results back with one wake-up of the event loop: under load one round trip serves
+several units (handing each back on its own cost a sixth more CPU per sale in bench.sale_flow).
+Hot statements inside units go through `db.prepared.Prepared`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import contextvars
 import queue
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future as ThreadFuture
 from typing import Any, ClassVar, Concatenate, NamedTuple, ParamSpec, TypeVar
@@ -69,6 +75,7 @@ class _Unit(NamedTuple):
     work: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    synced: bool  # its commit waits for the disk (synchronous=FULL)
 
 
 class Lane:
@@ -80,10 +87,14 @@ class Lane:
         # The thread's one connection: units run one at a time, and checking a connection
         # out of the pool and back in (with its reset) for every unit cost more than its SQL.
         self._connection: Connection | None = None
-        # The units waiting for the thread; None stops it. The thread takes every unit that
-        # is waiting, runs them one after another and hands the results back with one wake-up
-        # of the event loop: under load a single round trip serves several cashiers.
-        self._units: queue.SimpleQueue[_Unit | ThreadFuture[None] | None] = queue.SimpleQueue()
+        self._synced = True  # the connection's commits are flushed (synchronous=FULL)
+        # The units waiting for the thread, in two queues: someone waits for `_now` (a
+        # cashier, a customer), nobody for `_later` (the delivery sender's bookkeeping, a
+        # conversation's step written behind its reply), which runs when `_now` is empty.
+        # `_bell` gets one token per unit queued in either; None stops the thread.
+        self._now: deque[_Unit | ThreadFuture[None] | None] = deque()
+        self._later: deque[_Unit | ThreadFuture[None] | None] = deque()
+        self._bell: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
         self._disposed = False
@@ -110,24 +121,50 @@ class Lane:
         """`work(session, *args, **kwargs)` on the lane's thread, in a fresh session that is
         closed afterwards (whatever `work` did not commit is rolled back). A unit whose caller
         was cancelled before the thread reached it does not run."""
+        return await self.submit(work, args, kwargs)
+
+    async def run_later(
+        self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`run`, for a unit nobody is waiting for: it runs once no `run` unit is waiting,
+        and its commit does not wait for the disk (see `submit`)."""
+        return await self.submit(work, args, kwargs, later=True, synced=False)
+
+    async def submit(
+        self,
+        work: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        later: bool = False,
+        synced: bool = True,
+    ) -> T:
+        """Queue `work(session, *args, **kwargs)`: behind the units someone waits for when
+        `later`; committed without waiting for the disk unless `synced` (synchronous=NORMAL:
+        a process that dies loses nothing, a power cut may lose the last of those commits;
+        the next synced commit flushes everything written before it, in order)."""
         if self._disposed:
             raise RuntimeError("the lane is disposed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._units.put(_Unit(loop, future, contextvars.copy_context(), work, args, kwargs))
+        unit = _Unit(loop, future, contextvars.copy_context(), work, args, kwargs, synced)
+        (self._later if later else self._now).append(unit)
+        self._bell.put(True)
         return await future
 
     def _serve(self) -> None:
         while True:
-            batch = [self._units.get()]
-            while True:
-                try:
-                    batch.append(self._units.get_nowait())
-                except queue.Empty:
-                    break
-            done: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
+            # Every unit waiting now, those someone waits for first; their results go back with
+            # one wake-up of the event loop (under load one round trip serves several units).
+            self._bell.get()
+            batch = [self._take()]
+            while not self._bell.empty():
+                self._bell.get()
+                batch.append(self._take())
+            held: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
             for unit in batch:
                 if unit is None:
+                    _hand_back(held)
                     return
                 if isinstance(unit, ThreadFuture):  # dispose(): close the connections here
                     if self._connection is not None:
@@ -141,16 +178,22 @@ class Lane:
                     outcome = (unit.future, unit.context.run(self._call, unit), None)
                 except BaseException as exc:
                     outcome = (unit.future, None, exc)
-                done.setdefault(unit.loop, []).append(outcome)
-            for loop, outcomes in done.items():
-                # RuntimeError: that event loop is closed, nobody waits any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, outcomes)
+                held.setdefault(unit.loop, []).append(outcome)
+            _hand_back(held)
+
+    def _take(self) -> _Unit | ThreadFuture[None] | None:
+        return self._now.popleft() if self._now else self._later.popleft()
 
     def _call(self, unit: _Unit) -> Any:
         connection = self._connection
         if connection is None or connection.closed or connection.invalidated:
             connection = self._connection = self.engine.connect()
+            self._synced = True  # `_sqlite_pragmas`: synchronous=FULL
+        if unit.synced != self._synced:  # see `submit`
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            driver.execute(f"PRAGMA synchronous={'FULL' if unit.synced else 'NORMAL'}")
+            self._synced = unit.synced
         # A session on a connection outside a transaction owns the transactions it begins:
         # commit() commits, and close() rolls back whatever the unit left open.
         with Session(bind=connection, expire_on_commit=False) as session:
@@ -163,10 +206,18 @@ class Lane:
             return
         self._disposed = True
         closed: ThreadFuture[None] = ThreadFuture()
-        self._units.put(closed)
-        self._units.put(None)
+        self._later.extend((closed, None))  # after every unit queued so far
+        self._bell.put(True)
+        self._bell.put(True)
         closed.result()
         self._thread.join()
+
+
+def _hand_back(held: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]]) -> None:
+    for loop, outcomes in held.items():
+        # RuntimeError: that event loop is closed, nobody waits any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, outcomes)
 
 
 def _settle(outcomes: list[tuple[Any, ...]]) -> None:

@@ -564,7 +564,9 @@ class DeliverySender:
         batch_size: int | None = None,
     ) -> None:
         self.transport = transport
-        self.db = db  # the sender's own units of work, and the renderers'
+        # The sender's own units of work, and the renderers': nobody waits for them, so on
+        # SQLite they give way to every unit someone waits for (`Database.background`).
+        self.db = db.background
         self.settings = settings
         self.render = render
         self.clock = clock

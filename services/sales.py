@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.database import Database
+from db.database import Database, unsynced
 from db.models import (
     Card,
     CardStatus,
@@ -364,6 +364,7 @@ class SalesService:
         be confirmed, so an old ✅ pressed after a new quote was confirmed records nothing."""
         return await self.db.write(self._quote, card_id, amount_minor, cashier_id, chat_id, now)
 
+    @unsynced  # a quote lost in a power cut is scanned again; the sale itself is synced
     def _quote(
         self,
         session: Session,

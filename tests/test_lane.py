@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -61,6 +63,37 @@ async def test_disposing_the_engine_disposes_its_lane(db_url: str) -> None:
     assert second is not first
     assert await second.run(lambda session: session.scalar(select(1))) == 1
     await engine.dispose()
+
+
+async def test_units_someone_waits_for_go_before_the_background(engine: AsyncEngine) -> None:
+    """While the lane is busy, a cashier's unit queued after the delivery sender's bookkeeping
+    runs first."""
+    lane = Lane.of(engine)
+    busy, order = threading.Event(), []
+
+    def hold(session: Session) -> None:
+        busy.wait(5)
+
+    def note(name: str) -> Callable[[Session], str]:
+        def unit(session: Session) -> str:
+            order.append(name)
+            return name
+
+        return unit
+
+    held = asyncio.ensure_future(lane.run(hold))
+    await asyncio.sleep(0.05)  # the lane is inside `hold`
+    bookkeeping = asyncio.ensure_future(lane.run_later(note("bookkeeping")))
+    await asyncio.sleep(0)
+    cashier = asyncio.ensure_future(lane.run(note("cashier")))
+    await asyncio.sleep(0)
+    busy.set()
+    assert await asyncio.wait_for(asyncio.gather(cashier, bookkeeping), 5) == [
+        "cashier",
+        "bookkeeping",
+    ]
+    await held
+    assert order == ["cashier", "bookkeeping"]
 
 
 def test_only_sqlite_urls_have_a_lane() -> None:

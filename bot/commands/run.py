@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -122,6 +123,18 @@ async def who_am_i(bot: Bot, settings: Settings) -> User:
         ) from None
 
 
+def freeze_startup_heap() -> None:
+    """Leave what the process built at start-up out of the garbage collector's full passes.
+
+    Once aiogram, pydantic's models, SQLAlchemy's mappers and the catalogs are loaded, the
+    process holds some 350,000 objects that live as long as it does; every full collection
+    walked all of them again, a 300 ms stop of every conversation (bench.till_latency saw it
+    as one step in eighty taking four round trips). Collected once and frozen, they are
+    skipped (`gc.freeze`); what is created afterwards is collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 def leader_of(
     bot: Bot,
     dp: Dispatcher,
@@ -189,6 +202,7 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
                 settings, sessionmaker, update_guards=guards, delivery_worker=False
             )
             leadership = leader_of(bot, dp, settings, sessionmaker, webhook=webhook)
+            freeze_startup_heap()
             log.info("starting @%s (id %s)", me.username, me.id)
             warn_about_missing_roles(settings)
             if webhook:
