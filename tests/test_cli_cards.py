@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import PROJECT_ROOT
+from db.database import Database
+from db.models import Card
+from services import inventory
+from services.errors import InventoryError
+from services.inventory import InventorySummary
 from tests.cli_helpers import Cli
 
 
@@ -132,3 +141,24 @@ def test_broken_card_files(cli: Cli, write_file, content: bytes, message: str) -
 def test_missing_file(cli: Cli) -> None:
     result = cli("cards", "import", "/nonexistent/cards.csv")
     assert result.code == 1 and "no such file" in result.err
+
+
+async def test_overlapping_ranges_added_at_once_write_one_and_refuse_the_rest(
+    engine: AsyncEngine,
+) -> None:
+    """Six overlapping ranges registered at the same moment (six terminals, or six workers on
+    PostgreSQL): one is written whole, the others are refused with the line the command
+    prints, and no card exists twice."""
+    db = Database.of(engine)
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    outcomes = await asyncio.gather(
+        *(inventory.add_range(db, 500000 + 10 * i, 500100 + 10 * i, 5, now=now) for i in range(6)),
+        return_exceptions=True,
+    )
+    written = [o for o in outcomes if isinstance(o, InventorySummary)]
+    refused = [o for o in outcomes if isinstance(o, InventoryError)]
+    assert len(written) == 1 and written[0].added == 101
+    assert len(refused) == 5, outcomes
+    async with engine.connect() as connection:
+        numbers = (await connection.execute(select(Card.number))).scalars().all()
+    assert len(numbers) == len(set(numbers)) == 101

@@ -25,7 +25,7 @@ from handlers.photos import IMAGE
 from handlers.roles import IsStaff
 from handlers.till import refusals  # noqa: F401 - registers the refusals' texts
 from handlers.till.base import (
-    _NUMBER_TEXT,
+    NUMBER_TEXT,
     AmountAnswer,
     InStaffGroup,
     TillCb,
@@ -61,7 +61,7 @@ def setup() -> Router:
         AmountAnswer(),
     )
     router.message.register(
-        number_in_staff_group, InStaffGroup(), Match(F.text.regexp(_NUMBER_TEXT.pattern))
+        number_in_staff_group, InStaffGroup(), Match(F.text.regexp(NUMBER_TEXT.pattern))
     )
     router.message.register(issue_card, Command("issue"))
     router.message.register(void_command, Command("void"))

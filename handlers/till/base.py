@@ -19,7 +19,8 @@ from services import qr_payload
 
 log = logging.getLogger(__name__)
 
-_NUMBER_TEXT = re.compile(r"\s*\d[\d \-]{3,30}\s*")
+# A card number as a cashier types it in the staff group (digits, spaces, dashes).
+NUMBER_TEXT = re.compile(r"\s*\d[\d \-]{3,30}\s*")
 # What a cashier types as an amount: digits and separators, maybe a currency word or sign.
 _CURRENCY_WORDS = re.compile(r"(?i)₽|€|\$|руб\.?|р\.?|rub|eur")
 _AMOUNT_TEXT = re.compile(r"[\d\s.,'’\u00a0\u202f]*\d[\d\s.,'’\u00a0\u202f]*")
