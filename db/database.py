@@ -26,14 +26,14 @@ How a unit runs depends on the engine, and only this module knows:
   connection): in WAL mode readers never wait for the writer, so they do not hold up the tills.
   Units nobody waits for go through `db.background` and run on the write lane only when no
   unit someone waits for is queued there.
-
-A unit marked `unsynced` (and every unit on `db.background`) commits without waiting for the
-disk: for what can be made again (a quote, a conversation's step, the sender's bookkeeping),
-never for a sale.
 * **PostgreSQL** (chains, several workers). Every unit runs through `AsyncSession.run_sync` on
   the asyncpg engine: the same synchronous code, its I/O awaited on the event loop. Reads and
   writes differ only in intent: PostgreSQL runs them side by side. A long read's transaction
   turns JIT compilation off and gives its sorts and aggregates more memory (`REPORT_SETTINGS`).
+
+A unit marked `unsynced` (and every unit on `db.background`) commits without waiting for the
+disk, on both engines: for what can be made again (a quote, a conversation's step, the sender's
+bookkeeping), never for a sale.
 
 Units run in a copy of the caller's context (contextvars), so the caller's locale applies.
 """
@@ -122,7 +122,8 @@ class Database:
     async def read(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a short unit that only reads (a card, a page of history)."""
         if self._lane is not None:
-            return await self._lane.submit(unit, args, kwargs, later=self._later)
+            # A read commits nothing: it runs in whatever mode the connection is in.
+            return await self._lane.submit(unit, args, kwargs, later=self._later, synced=None)
         return await self._run_async(unit, *args, **kwargs)
 
     async def report(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

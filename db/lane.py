@@ -75,7 +75,7 @@ class _Unit(NamedTuple):
     work: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    synced: bool  # its commit waits for the disk (synchronous=FULL)
+    synced: bool | None  # its commit waits for the disk (synchronous=FULL); None: no commit
 
 
 class Lane:
@@ -137,12 +137,13 @@ class Lane:
         kwargs: dict[str, Any],
         *,
         later: bool = False,
-        synced: bool = True,
+        synced: bool | None = True,
     ) -> T:
         """Queue `work(session, *args, **kwargs)`: behind the units someone waits for when
         `later`; committed without waiting for the disk unless `synced` (synchronous=NORMAL:
         a process that dies loses nothing, a power cut may lose the last of those commits;
-        the next synced commit flushes everything written before it, in order)."""
+        the next synced commit flushes everything written before it, in order; None for a
+        unit that commits nothing, run in whichever mode the connection is in)."""
         if self._disposed:
             raise RuntimeError("the lane is disposed")
         loop = asyncio.get_running_loop()
@@ -189,7 +190,7 @@ class Lane:
         if connection is None or connection.closed or connection.invalidated:
             connection = self._connection = self.engine.connect()
             self._synced = True  # `_sqlite_pragmas`: synchronous=FULL
-        if unit.synced != self._synced:  # see `submit`
+        if unit.synced is not None and unit.synced != self._synced:  # see `submit`
             driver = connection.connection.driver_connection
             assert driver is not None
             driver.execute(f"PRAGMA synchronous={'FULL' if unit.synced else 'NORMAL'}")
