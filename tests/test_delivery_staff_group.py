@@ -216,9 +216,11 @@ async def test_the_till_replies_in_the_group_come_before_the_staff_log(
 ) -> None:
     """After three messages the till sent to the group (`note_sent`), the worker holds the
     next staff line until the group's bucket has room again; a customer's receipt still goes
-    at once. Without a worker, `note_sent` does nothing."""
+    at once. Without a worker, `note_sent` charges nothing here (on PostgreSQL it tells the
+    leader's worker, and none listens yet)."""
     outbox = outbox_for(sessionmaker, clock)
     outbox.note_sent(STAFF_CHAT_ID)  # no worker yet: nothing to charge, no error
+    await outbox.relayed()  # told before this process's worker listens: nobody heard it
     fake = FakeTime()
     limiter = RateLimiter(1000, 1, 20, monotonic=fake)
     outbox.start(sender_for(bot, sessionmaker, settings, clock, limiter=limiter))
