@@ -26,14 +26,14 @@ Units run with a copy of the caller's context, so the caller's locale (gettext) 
 
 The thread is the lane's own rather than a `ThreadPoolExecutor`: a round trip costs half of
 the executor's (two thread switches and a GIL hand-off each way, 60 against 120 µs of CPU
-here), and it serves two queues. `run` is for a unit someone waits for (a cashier's quote);
-`run_later` for one nobody waits for (the delivery sender recording what it sent, a
-conversation's next step written while the reply travels): those run when no `run` unit is
-waiting, so four tills at once never queue behind the sender's bookkeeping, and their commits
-do not wait for the disk (`submit`). The thread takes every unit waiting at once and hands
-their results back with one wake-up of the event loop: under load one round trip serves
-several units (handing each back on its own cost a sixth more CPU per sale in bench.sale_flow).
-Hot statements inside units go through `db.prepared.Prepared`.
+here), and it serves two queues: units someone waits for (a cashier's quote: `run`) and units
+nobody waits for (the delivery sender recording what it sent, a conversation's next step
+written while the reply travels: `submit(…, later=True)`, via `Database.background`), which
+run when nothing else is waiting, so four tills at once never queue behind the sender's
+bookkeeping, and whose commits do not wait for the disk (`submit`). The thread takes every unit
+waiting at once and hands their results back with one wake-up of the event loop: under load
+one round trip serves several units (handing each back on its own cost a sixth more CPU per
+sale in bench.sale_flow). Hot statements inside units go through `db.prepared.Prepared`.
 """
 
 from __future__ import annotations
@@ -122,13 +122,6 @@ class Lane:
         closed afterwards (whatever `work` did not commit is rolled back). A unit whose caller
         was cancelled before the thread reached it does not run."""
         return await self.submit(work, args, kwargs)
-
-    async def run_later(
-        self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """`run`, for a unit nobody is waiting for: it runs once no `run` unit is waiting,
-        and its commit does not wait for the disk (see `submit`)."""
-        return await self.submit(work, args, kwargs, later=True, synced=False)
 
     async def submit(
         self,

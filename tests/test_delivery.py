@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -485,6 +486,26 @@ async def test_the_worker_sends_in_the_background(
     assert worker.stats.sent == 1
 
 
+@contextlib.asynccontextmanager
+async def _another_process(
+    worker: DeliveryWorker, db_url: str, clock: FrozenClock
+) -> AsyncIterator[Outbox]:
+    """This process's `worker`, started and listening, and the outbox of another process on
+    the same database (its own engine and `Database`, no worker: nothing in it reaches this
+    worker directly)."""
+    worker.start()
+    other_engine = create_engine(db_url)
+    try:
+        assert worker.listener is not None
+        await worker.listener.ready.wait()
+        other = Outbox(Database.of(other_engine), clock=clock)
+        assert other.worker is None
+        yield other
+    finally:
+        await worker.stop()
+        await other_engine.dispose()
+
+
 @pytest.mark.skipif(not on_postgres(), reason="one SQLite process wakes its own worker")
 async def test_a_message_queued_by_another_process_wakes_the_worker_at_once(
     tg: FakeTelegram,
@@ -500,20 +521,11 @@ async def test_a_message_queued_by_another_process_wakes_the_worker_at_once(
     worker = DeliveryWorker(
         sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter()), interval=3600
     )
-    worker.start()
-    other_engine = create_engine(db_url)
-    try:
-        assert worker.listener is not None
-        await worker.listener.ready.wait()
+    async with _another_process(worker, db_url, clock) as other:
         await worker.idle.wait()  # its passes done, asleep until woken
-        other = Outbox(Database.of(other_engine), clock=clock)
-        assert other.worker is None  # nothing in that process wakes this worker directly
         await other.post(key="far", kind="text", chat_id=4001, payload={"text": "from afar"})
         message = await tg.user(4001).wait_message("from afar")
         assert message.chat_id == 4001
-    finally:
-        await worker.stop()
-        await other_engine.dispose()
     assert worker.stats.sent == 1
 
 
@@ -529,23 +541,14 @@ async def test_what_another_worker_sends_to_a_group_is_charged_to_the_leaders_bu
     of it (NOTIFY) and its bucket for that group waits a slot, as if it had sent it itself."""
     worker = DeliveryWorker(sender_for(bot, sessionmaker, settings, clock), interval=3600)
     limiter = worker.sender.limiter
-    worker.start()
-    other_engine = create_engine(db_url)
-    try:
-        assert worker.listener is not None
-        await worker.listener.ready.wait()
+    async with _another_process(worker, db_url, clock) as other:
         assert limiter.chat_delay(-100500) == 0
-        other = Outbox(Database.of(other_engine), clock=clock)
-        assert other.worker is None
         other.note_sent(-100500)
         await other.relayed()
         async with asyncio.timeout(10):
             while limiter.chat_delay(-100500) == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         assert limiter.chat_delay(-100500) > 2.0  # a full slot of the group's 20 a minute
-    finally:
-        await worker.stop()
-        await other_engine.dispose()
 
 
 async def test_blocking_and_unblocking_the_bot_flips_reachable(app, session: AsyncSession) -> None:  # type: ignore[no-untyped-def]

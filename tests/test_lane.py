@@ -83,7 +83,7 @@ async def test_units_someone_waits_for_go_before_the_background(engine: AsyncEng
 
     held = asyncio.ensure_future(lane.run(hold))
     await asyncio.sleep(0.05)  # the lane is inside `hold`
-    bookkeeping = asyncio.ensure_future(lane.run_later(note("bookkeeping")))
+    bookkeeping = asyncio.ensure_future(lane.submit(note("bookkeeping"), (), {}, later=True))
     await asyncio.sleep(0)
     cashier = asyncio.ensure_future(lane.run(note("cashier")))
     await asyncio.sleep(0)

@@ -24,7 +24,14 @@ from tests.conftest import (
 )
 from tests.engagement_helpers import deliveries, fast_limiter, sender_for
 from tests.fakeapi import FakeTelegram
-from tests.till_helpers import purchases, quote_for, seed_bound, seed_card
+from tests.till_helpers import (
+    amount_prompts,
+    purchases,
+    quote_for,
+    seed_bound,
+    seed_card,
+    staff_log_lines,
+)
 
 # ------------------------------------------------------------------------- stale quotes
 
@@ -281,23 +288,13 @@ async def test_a_rush_answers_every_scan_in_the_group_and_logs_every_sale_once(
             *(scan_in_group(c, scanned[k::2]) for k, c in enumerate(group_cashiers)),
         )
 
-        def prompts() -> int:
-            return sum(1 for m in group.messages() if "Enter the purchase amount" in (m.text or ""))
-
-        def logged() -> list[str]:
-            return [
-                line
-                for m in group.messages()
-                for line in (m.text or "").splitlines()
-                if line.startswith("🧾")
-            ]
-
         for _ in range(400):
-            if prompts() == 24 and len(logged()) == 18:
+            if amount_prompts(group) == 24 and len(staff_log_lines(group)) == 18:
                 break
             await asyncio.sleep(0.1)
-        assert prompts() == 24  # more than the group's cap, and no scan left without an answer
-        lines = logged()
+        # More than the group's cap, and no scan left without an answer.
+        assert amount_prompts(group) == 24
+        lines = staff_log_lines(group)
         assert len(lines) == len(set(lines)) == 18  # every sale exactly once
         log_messages = [m for m in group.messages() if (m.text or "").startswith("🧾")]
         assert len(log_messages) < 18  # combined while the group was busy

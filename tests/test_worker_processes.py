@@ -36,7 +36,14 @@ from tests.conftest import (
 )
 from tests.fakeapi import FakeTelegram
 from tests.servers import free_port
-from tests.till_helpers import purchases, quote_for, seed_bound, seed_card
+from tests.till_helpers import (
+    amount_prompts,
+    purchases,
+    quote_for,
+    seed_bound,
+    seed_card,
+    staff_log_lines,
+)
 
 pytestmark = pytest.mark.skipif(
     not (on_postgres() and REDIS_URL), reason="several workers share PostgreSQL and Redis"
@@ -299,12 +306,9 @@ async def test_the_staff_groups_budget_is_the_bots_not_a_workers(
             for _ in range(10):
                 await group.send(cashier, "100061")
 
-        def prompts() -> int:
-            return sum("Enter the purchase amount" in (m.text or "") for m in group.messages())
-
         await asyncio.gather(*(scan(c) for c in scanners))
         async with asyncio.timeout(30):
-            while prompts() < 20:  # noqa: ASYNC110
+            while amount_prompts(group) < 20:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         cashier = tg.user(seller, language_code="en")
         for number in ("100061", "100062", "100063"):
@@ -312,20 +316,12 @@ async def test_the_staff_groups_budget_is_the_bots_not_a_workers(
             await cashier.press(quote, "✅", timeout=30)
             await cashier.wait_message("recorded", timeout=30)
 
-        def logged() -> list[str]:
-            return [
-                line
-                for m in group.messages()
-                for line in (m.text or "").splitlines()
-                if line.startswith("🧾")
-            ]
-
         async with asyncio.timeout(60):
-            while len(logged()) < 3:  # noqa: ASYNC110
+            while len(staff_log_lines(group)) < 3:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         await tg.wait_for_idle(quiet=1.0, timeout=30)
-    assert prompts() == 20
-    lines = logged()
+    assert amount_prompts(group) == 20
+    lines = staff_log_lines(group)
     assert len(lines) == len(set(lines)) == 3
     refused = [
         call

@@ -11,7 +11,7 @@ from config import Settings
 from db.models import AuditEvent, Card, CardStatus, Client, Offer, Purchase
 from services import qr_payload
 from tests.conftest import CUSTOMER_ID
-from tests.fakeapi import FakeMessage, FakeUser
+from tests.fakeapi import FakeGroup, FakeMessage, FakeUser
 
 
 async def seed_card(
@@ -107,3 +107,18 @@ async def quote_for(cashier: FakeUser, amount: str = "2500", number: str = "1000
     await cashier.wait_message("Enter the purchase amount")
     await cashier.send(amount)
     return await cashier.wait_message("To pay")
+
+
+def amount_prompts(group: FakeGroup) -> int:
+    """How many amount prompts the till has posted in the (English) staff group."""
+    return sum("Enter the purchase amount" in (m.text or "") for m in group.messages())
+
+
+def staff_log_lines(group: FakeGroup) -> list[str]:
+    """The sale lines of the staff log in the group, however they were combined."""
+    return [
+        line
+        for m in group.messages()
+        for line in (m.text or "").splitlines()
+        if line.startswith("🧾")
+    ]
