@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import queue
 import threading
 import weakref
@@ -88,6 +89,10 @@ class Lane:
         # out of the pool and back in (with its reset) for every unit cost more than its SQL.
         self._connection: Connection | None = None
         self._synced = True  # the connection's commits are flushed (synchronous=FULL)
+        # Group commit (a database file in WAL mode): the connection commits with
+        # synchronous=NORMAL and a batch that ran a synced unit ends with one fsync of this
+        # write-ahead log, before any result goes back. None: every synced unit flushes itself.
+        self._wal: str | None = None
         # The units waiting for the thread, in two queues: someone waits for `_now` (a
         # cashier, a customer), nobody for `_later` (the delivery sender's bookkeeping, a
         # conversation's step written behind its reply), which runs when `_now` is empty.
@@ -136,7 +141,8 @@ class Lane:
         `later`; committed without waiting for the disk unless `synced` (synchronous=NORMAL:
         a process that dies loses nothing, a power cut may lose the last of those commits;
         the next synced commit flushes everything written before it, in order; None for a
-        unit that commits nothing, run in whichever mode the connection is in)."""
+        unit that commits nothing, run in whichever mode the connection is in). A synced
+        unit's result comes back once its commit is on the disk (see the group commit above)."""
         if self._disposed:
             raise RuntimeError("the lane is disposed")
         loop = asyncio.get_running_loop()
@@ -155,10 +161,10 @@ class Lane:
             while not self._bell.empty():
                 self._bell.get()
                 batch.append(self._take())
-            held: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
+            outcomes: list[_Outcome] = []
             for unit in batch:
                 if unit is None:
-                    _hand_back(held)
+                    self._hand_back(outcomes)
                     return
                 if isinstance(unit, ThreadFuture):  # dispose(): close the connections here
                     if self._connection is not None:
@@ -169,11 +175,32 @@ class Lane:
                 if unit.future.cancelled():
                     continue
                 try:
-                    outcome = (unit.future, unit.context.run(self._call, unit), None)
+                    outcome = _Outcome(unit, unit.context.run(self._call, unit), None)
                 except BaseException as exc:
-                    outcome = (unit.future, None, exc)
-                held.setdefault(unit.loop, []).append(outcome)
-            _hand_back(held)
+                    outcome = _Outcome(unit, None, exc)
+                outcomes.append(outcome)
+            self._hand_back(outcomes)
+
+    def _hand_back(self, outcomes: list[_Outcome]) -> None:
+        """Settle the batch's futures, one wake-up per event loop; with group commit, after the
+        one flush of the log that makes the batch's synced commits durable (a flush that fails
+        fails those units: their commits may not be on the disk)."""
+        wal = self._wal
+        # A synced unit that raised may have committed before it did: flushed all the same.
+        if wal is not None and any(o.unit.synced for o in outcomes):
+            failure = _flush(wal)
+            if failure is not None:
+                outcomes = [
+                    o._replace(result=None, exc=failure) if o.unit.synced and o.exc is None else o
+                    for o in outcomes
+                ]
+        held: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for outcome in outcomes:
+            held.setdefault(outcome.unit.loop, []).append(outcome)
+        for loop, settled in held.items():
+            # RuntimeError: that event loop is closed, nobody waits any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, settled)
 
     def _take(self) -> _Unit | ThreadFuture[None] | None:
         return self._now.popleft() if self._now else self._later.popleft()
@@ -183,15 +210,21 @@ class Lane:
         if connection is None or connection.closed or connection.invalidated:
             connection = self._connection = self.engine.connect()
             self._synced = True  # `_sqlite_pragmas`: synchronous=FULL
-        if unit.synced is not None and unit.synced != self._synced:  # see `submit`
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            driver.execute(f"PRAGMA synchronous={'FULL' if unit.synced else 'NORMAL'}")
-            self._synced = unit.synced
+            self._wal = _wal_of(connection)
+            if self._wal is not None:
+                self._set_synced(connection, False)
+        if self._wal is None and unit.synced is not None and unit.synced != self._synced:
+            self._set_synced(connection, unit.synced)  # see `submit`
         # A session on a connection outside a transaction owns the transactions it begins:
         # commit() commits, and close() rolls back whatever the unit left open.
         with Session(bind=connection, expire_on_commit=False) as session:
             return unit.work(session, *unit.args, **unit.kwargs)
+
+    def _set_synced(self, connection: Connection, synced: bool) -> None:
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
+        self._synced = synced
 
     def dispose(self) -> None:
         """Close the lane's connections and stop its thread (waits for the units already
@@ -207,15 +240,44 @@ class Lane:
         self._thread.join()
 
 
-def _hand_back(held: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]]) -> None:
-    for loop, outcomes in held.items():
-        # RuntimeError: that event loop is closed, nobody waits any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_settle, outcomes)
+class _Outcome(NamedTuple):
+    unit: _Unit
+    result: Any
+    exc: BaseException | None
 
 
-def _settle(outcomes: list[tuple[Any, ...]]) -> None:
-    for future, result, exc in outcomes:
+def _wal_of(connection: Connection) -> str | None:
+    """The write-ahead log of the connection's database file, or None (not in WAL mode, or
+    a database without a file)."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    if driver.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        return None
+    path = next((row[2] for row in driver.execute("PRAGMA database_list") if row[1] == "main"), "")
+    return f"{path}-wal" if path else None
+
+
+def _flush(wal: str) -> OSError | None:
+    """fsync the log (every commit appended to it so far reaches the disk); the error if that
+    failed."""
+    try:
+        fd = os.open(wal, os.O_RDONLY)
+    except FileNotFoundError:  # checkpointed into the database file and removed: durable
+        return None
+    except OSError as exc:
+        return exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        return exc
+    finally:
+        os.close(fd)
+    return None
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    for unit, result, exc in outcomes:
+        future = unit.future
         if future.done():  # the caller was cancelled meanwhile
             continue
         if exc is None:

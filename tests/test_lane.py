@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from db import lane as lane_module
 from db.engine import create_engine
 from db.lane import Lane, sync_url
 from db.models import Card, CardStatus
@@ -94,6 +95,49 @@ async def test_units_someone_waits_for_go_before_the_background(engine: AsyncEng
     ]
     await held
     assert order == ["cashier", "bookkeeping"]
+
+
+async def test_sales_confirmed_together_share_one_flush_of_the_log(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: five sales queued while the lane is busy commit one after another and
+    then wait for the disk once, together; none of them is answered before that flush."""
+    lane = Lane.of(engine)
+    events: list[str] = []
+    flush = lane_module._flush
+
+    def flushed(wal: str) -> OSError | None:
+        events.append("flush")
+        return flush(wal)
+
+    monkeypatch.setattr(lane_module, "_flush", flushed)
+    busy = threading.Event()
+    held = asyncio.ensure_future(lane.submit(lambda session: busy.wait(5), (), {}, synced=None))
+    await asyncio.sleep(0.05)  # the lane is inside a read
+
+    async def sale(number: str) -> None:
+        await lane.run(_add_card, number, False)
+        events.append(f"answered {number}")
+
+    sales = [asyncio.ensure_future(sale(f"90010{i}")) for i in range(5)]
+    await asyncio.sleep(0.01)
+    busy.set()
+    await asyncio.wait_for(asyncio.gather(held, *sales), 5)
+    assert events[0] == "flush"
+    assert events.count("flush") == 1
+    assert sorted(events[1:]) == [f"answered 90010{i}" for i in range(5)]
+
+
+async def test_a_failed_flush_fails_the_sales_waiting_for_it(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the disk refuses the flush, a sale is not reported as recorded (its commit may be
+    lost); a unit that needed no flush is answered as usual."""
+    lane = Lane.of(engine)
+    monkeypatch.setattr(lane_module, "_flush", lambda wal: OSError(5, "Input/output error"))
+    with pytest.raises(OSError, match="Input/output"):
+        await lane.run(_add_card, "900201", False)
+    assert await lane.submit(lambda session: "read", (), {}, synced=None) == "read"
 
 
 def test_only_sqlite_urls_have_a_lane() -> None:
