@@ -51,6 +51,7 @@ from db.database import Database
 from db.engine import create_engine
 from db.migrate import upgrade
 from db.models import SQLITE_DATETIME_FORMAT, Card, Purchase
+from services.cards import refresh_months
 from services.reports import ReportService
 
 FIRST_CARD = 100001
@@ -155,11 +156,13 @@ def _totals_statement() -> Any:
 
 
 async def fill_totals(url: str) -> None:
-    """The cards' lifetime figures, as the history import leaves them (one recount)."""
+    """The cards' lifetime and monthly figures, as the history import leaves them (one
+    recount each)."""
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
             await connection.execute(_totals_statement())
+            await connection.run_sync(lambda sync: refresh_months(Session(bind=sync), None))
     finally:
         await engine.dispose()
 

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from db.models import Card, CardStatus, Purchase, UTCDateTime
+from db.models import Card, CardMonth, CardStatus, Purchase, UTCDateTime
 from db.prepared import Prepared
+from db.sql import year_month
 from services import audit
 from services.errors import CardBlocked, CardNotFound, InvalidCardNumber
 
@@ -138,15 +152,106 @@ def _totals_values() -> dict[str, Any]:
     }
 
 
+def month_of(at: datetime) -> datetime:
+    """The first instant (UTC) of the calendar month, in UTC, that `at` falls in."""
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def next_month(month: datetime) -> datetime:
+    """The first instant of the month after `month` (a `month_of`)."""
+    return datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def month_key(month: datetime) -> int:
+    """`CardMonth.month` of a `month_of`: YYYYMM."""
+    return month.year * 100 + month.month
+
+
+_MONTH_COLUMNS = ("card_id", "month", "purchases", "revenue", "discount")
+
+
+def _month_figures(month: Any) -> Select[Any]:
+    """The rows of `card_months` counted from the ledger, `month` being each row's month."""
+    return select(
+        Purchase.card_id,
+        month,
+        func.count(),
+        func.sum(Purchase.amount),
+        func.sum(Purchase.discount_amount),
+    ).where(Purchase.voided_at.is_(None))
+
+
 @cache
-def _refresh_one() -> Prepared:
-    table = Card.__table__
-    return Prepared(update(table).where(table.c.id == bindparam("p_card")).values(_totals_values()))
+def _refresh_one() -> tuple[Prepared, Prepared, Prepared]:
+    """The hot path's statements: a card's lifetime figures, and one of its months recounted
+    (the month's row removed, then written anew unless the month has no purchases left)."""
+    table, months = Card.__table__, CardMonth.__table__
+    month = bindparam("p_month", type_=Integer())
+    recount = (
+        _month_figures(month)
+        .where(
+            Purchase.card_id == bindparam("p_card"),
+            Purchase.created_at >= bindparam("p_from", type_=UTCDateTime()),
+            Purchase.created_at < bindparam("p_to", type_=UTCDateTime()),
+        )
+        .group_by(Purchase.card_id)
+    )
+    return (
+        Prepared(update(table).where(table.c.id == bindparam("p_card")).values(_totals_values())),
+        Prepared(
+            delete(months).where(months.c.card_id == bindparam("p_card"), months.c.month == month)
+        ),
+        Prepared(insert(months).from_select(_MONTH_COLUMNS, recount)),
+    )
 
 
-def refresh_card_totals(session: Session, card_id: int) -> None:
-    """`refresh_totals` of one card (the till's hot path: a prepared statement)."""
-    _refresh_one().execute(session, {"p_card": card_id})
+def refresh_card_totals(session: Session, card_id: int, at: datetime) -> None:
+    """`refresh_totals` of one card after a write to the ledger at `at` (a sale made then, or
+    the void of a purchase made then): the lifetime figures and the month of `at`, nothing
+    else changed. The till's hot path: prepared statements, in a unit of work on the lane."""
+    totals, forget, recount = _refresh_one()
+    totals.execute(session, {"p_card": card_id})
+    month = month_of(at)
+    key = month_key(month)
+    forget.execute(session, {"p_card": card_id, "p_month": key})
+    recount.execute(
+        session, {"p_card": card_id, "p_month": key, "p_from": month, "p_to": next_month(month)}
+    )
+
+
+def refresh_totals(session: Session, which: int | Sequence[int] | Select[Any] | None) -> None:
+    """Recompute the lifetime purchase figures and the monthly figures (`CardMonth`) of a card
+    (an id), of some cards (ids, or a `select(card ids)`), or of every card (None) from the
+    purchases ledger, in the caller's unit of work.
+
+    Every write to `purchases` (a sale, a void, a history import) calls this in the same
+    transaction, so the figures are exact whenever the ledger is: a recount, not an increment,
+    so calling it twice or after a lost race changes nothing.
+    """
+    statement = update(Card).values(_totals_values())
+    if isinstance(which, int):
+        statement = statement.where(Card.id == which)
+    elif which is not None:
+        statement = statement.where(Card.id.in_(which))
+    session.execute(statement.execution_options(synchronize_session=False))
+    refresh_months(session, which)
+
+
+def refresh_months(session: Session, which: int | Sequence[int] | Select[Any] | None) -> None:
+    """Every month (`CardMonth`) of these cards (an id, ids, a `select(card ids)`, None: all
+    cards) counted anew from the ledger."""
+    forget = delete(CardMonth)
+    figures = _month_figures(year_month(Purchase.created_at))
+    if isinstance(which, int):
+        forget = forget.where(CardMonth.card_id == which)
+        figures = figures.where(Purchase.card_id == which)
+    elif which is not None:
+        forget = forget.where(CardMonth.card_id.in_(which))
+        figures = figures.where(Purchase.card_id.in_(which))
+    session.execute(forget.execution_options(synchronize_session=False))
+    figures = figures.group_by(Purchase.card_id, year_month(Purchase.created_at))
+    session.execute(insert(CardMonth).from_select(_MONTH_COLUMNS, figures))
 
 
 @cache
@@ -163,21 +268,3 @@ def issue_at_till(session: Session, card_id: int, now: datetime) -> None:
     """An in-stock card becomes issued at `now`, in a unit of work on the blocking lane (the
     caller records the audit event)."""
     _issue_at_till().execute(session, {"p_card": card_id, "p_now": now})
-
-
-def refresh_totals(session: Session, which: int | Select[Any] | None) -> None:
-    """Recompute the lifetime purchase figures of a card (an id), of the cards a query selects
-    (a `select(card ids)`), or of every card (None) from the purchases ledger, in the caller's
-    unit of work.
-
-    Every write to `purchases` (a sale, a void, a history import) calls this in the same
-    transaction, so the figures are exact whenever the ledger is: a recount, not an increment,
-    so calling it twice or after a lost race changes nothing.
-    """
-    if isinstance(which, int):
-        session.execute(_refresh_one().statement, {"p_card": which})
-        return
-    statement = update(Card).values(_totals_values())
-    if which is not None:
-        statement = statement.where(Card.id.in_(which))
-    session.execute(statement.execution_options(synchronize_session=False))

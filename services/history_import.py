@@ -72,7 +72,7 @@ from db.models import (
     Segment,
 )
 from services import audit
-from services.cards import normalize_number, refresh_card_totals
+from services.cards import normalize_number, refresh_totals
 from services.clock import utc_now
 from services.csvfile import CsvHeader, CsvRow, file_sha256, read_csv
 from services.dates import FORMS, DateOutOfRange, parse_moment
@@ -770,11 +770,11 @@ def _finish(
 
     def cards(session: Session, lo: int, hi: int) -> None:
         store.raw.execute(_ISSUE, {"imp": import_id, "lo": lo, "hi": hi})
-        for (card_id,) in store.raw.execute(
+        touched = store.raw.execute(
             "SELECT card_id FROM temp.import_cards_touched WHERE rowid >= ? AND rowid < ?",
             (lo, hi),
-        ).fetchall():
-            refresh_card_totals(session, card_id)
+        ).fetchall()
+        refresh_totals(session, [card_id for (card_id,) in touched])
 
     total = store.scalar("SELECT coalesce(max(rowid), 0) FROM temp.import_cards_touched")
     _in_steps(store, pacing, 1, total + 1, cards, first=max(pacing.min_rows, 200))
@@ -823,6 +823,14 @@ def _remove(store: _Store, import_id: int, pacing: Pacing) -> int:
             removed += len(gone)
 
         _in_steps(store, pacing, lo, hi + 1, purchases)
+    # Recounted from the ledger (a sale on such a card meanwhile counted the import's rows),
+    # before the new cards go: a card left without purchases has no months left either.
+    recount = sorted(touched)
+
+    def totals(session: Session, lo: int, hi: int) -> None:
+        refresh_totals(session, recount[lo:hi])
+
+    _in_steps(store, pacing, 0, len(recount), totals, first=max(pacing.min_rows, 200))
     if cards_from is not None:
         # Unless the card is in use by now: bound, sold on at the till, audited.
         _in_steps(
@@ -841,14 +849,6 @@ def _remove(store: _Store, import_id: int, pacing: Pacing) -> int:
                 {"lo": lo, "hi": hi, "at": created_at},
             ),
         )
-    # Recounted from the ledger (a sale on such a card meanwhile counted the import's rows).
-    recount = sorted(touched)
-
-    def totals(session: Session, lo: int, hi: int) -> None:
-        for card_id in recount[lo:hi]:
-            refresh_card_totals(session, card_id)  # a removed new card: no row, no-op
-
-    _in_steps(store, pacing, 0, len(recount), totals, first=max(pacing.min_rows, 200))
     with store.transaction():
         store.raw.execute("DELETE FROM main.imports WHERE id = ?", (import_id,))
     return removed

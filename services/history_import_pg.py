@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, exists, select, text, update
+from sqlalchemy import column, delete, exists, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -58,8 +58,9 @@ from db.models import (
     SaleDraft,
     Segment,
 )
+from db.sql import year_month
 from services import audit
-from services.cards import refresh_card_totals
+from services.cards import refresh_totals
 from services.errors import ImportFileError
 from services.history_import import (
     PRESENT_ROWS,
@@ -187,11 +188,19 @@ class PgWriter:
             f"FROM ({rows}) AS w ORDER BY card_id, created_at",
             imp=import_id,
         )
-        # What the import adds to each card, computed before any card is locked.
+        # What the import adds to each card and to each of its months, computed before any
+        # card is locked.
+        month = year_month(column("created_at")).compile(dialect=session.get_bind().dialect)
+        self._execute(
+            "CREATE TEMP TABLE import_months ON COMMIT DROP AS "
+            f"SELECT card_id, {month} AS month, count(*) AS n, sum(amount) AS total, "
+            "sum(discount) AS discount, min(created_at) AS first_at, max(created_at) AS last_at "
+            f"FROM ({rows}) AS w GROUP BY card_id, {month}"
+        )
         self._execute(
             "CREATE TEMP TABLE import_cards ON COMMIT DROP AS "
-            "SELECT card_id, count(*) AS n, sum(amount) AS total, min(created_at) AS first_at, "
-            f"max(created_at) AS last_at FROM ({rows}) AS w GROUP BY card_id"
+            "SELECT card_id, sum(n) AS n, sum(total) AS total, min(first_at) AS first_at, "
+            "max(last_at) AS last_at FROM import_months GROUP BY card_id"
         )
         cards, first, last = session.execute(
             text("SELECT count(*), min(first_at), max(last_at) FROM import_cards")
@@ -272,7 +281,8 @@ class PgWriter:
 
     def _update_cards(self) -> None:
         """The touched cards: locked in id order (no deadlock with another writer that does
-        the same), then their figures and issue dates, with the sums of `import_cards`."""
+        the same), then their figures and issue dates, with the sums of `import_cards`, and
+        their months with those of `import_months`."""
         self._execute(
             "SELECT count(*) FROM (SELECT c.id FROM cards c JOIN import_cards a "
             "ON a.card_id = c.id ORDER BY c.id FOR NO KEY UPDATE OF c) AS locked"
@@ -289,6 +299,21 @@ class PgWriter:
             f"         THEN '{CardStatus.ISSUED.value}' ELSE c.status END, "
             f"issued_at = CASE WHEN {earlier} THEN a.first_at ELSE c.issued_at END "
             "FROM import_cards a WHERE c.id = a.card_id"
+        )
+        # The months: those the cards had get the import's sums added, the others are
+        # written (no other writer can add a month of a locked card meanwhile; two set-wise
+        # statements take two thirds of the time of one INSERT … ON CONFLICT).
+        same = "m.card_id = a.card_id AND m.month = a.month"
+        self._execute(
+            "UPDATE card_months m SET purchases = m.purchases + a.n, "
+            "revenue = m.revenue + a.total, discount = m.discount + a.discount "
+            f"FROM import_months a WHERE {same}"
+        )
+        self._execute(
+            "INSERT INTO card_months (card_id, month, purchases, revenue, discount) "
+            "SELECT card_id, month, n, total, discount FROM import_months a "
+            f"WHERE NOT EXISTS (SELECT 1 FROM card_months m WHERE {same}) "
+            "ORDER BY card_id, month"
         )
 
     def _execute(self, sql: str, **params: Any) -> None:
@@ -352,6 +377,8 @@ def _remove(session: Session, imp: Import) -> int:
     touched = session.scalars(
         delete(Purchase).where(Purchase.import_id == imp.id).returning(Purchase.card_id)
     ).all()
+    # Recounted before the new cards go: a card left without purchases has no months either.
+    _recount(session, sorted(set(touched)))
     if imp.cards_from is not None and imp.cards_to is not None:
         session.execute(
             delete(Card).where(
@@ -363,7 +390,6 @@ def _remove(session: Session, imp: Import) -> int:
                 ~exists().where(AuditEvent.card_id == Card.id),
             )
         )
-    _recount(session, sorted(set(touched)))
     session.execute(delete(Import).where(Import.id == imp.id))
     return len(touched)
 
@@ -403,5 +429,4 @@ def _recount(session: Session, card_ids: list[int]) -> None:
         ),
         {"ids": card_ids},
     )
-    for card_id in card_ids:
-        refresh_card_totals(session, card_id)  # a removed new card: no row, no-op
+    refresh_totals(session, card_ids)

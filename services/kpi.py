@@ -15,12 +15,14 @@ The whole KPI set takes a handful of queries, written with SQLAlchemy Core so th
 with window functions works (SQLite ≥ 3.25, PostgreSQL, ...):
 
 1. cards grouped by (segment, bound at the end of P) — inventory figures;
-2. per card: its purchases in P and after P (two covering-index range scans), its lifetime
-   figures kept on the card row (`Card.purchase_count/purchase_total/last_purchase_at`, see
+2. per card: its purchases in P and in the period before it — the whole calendar months from
+   the cards' monthly figures (`CardMonth`), the days around them from the ledger's covering
+   index by time — and after P, its lifetime figures kept on the card row
+   (`Card.purchase_count/purchase_total/last_purchase_at`; both kept by
    `services.cards.refresh_totals`) minus what came after P, then RFM scores with `ntile(5)`
    over those cards, then grouped by (segment, bound, RFM segment): every purchase figure,
-   retention, new buyers, LTV and the RFM counts come out of it — the history before P is
-   never scanned;
+   retention, new buyers, LTV and the RFM counts come out of it — the history before the
+   previous period is never read, and whole months are read as one row per card;
 3. NPS answers in P; 4. win-back assignments made in P.
 
 RFM (over cards with ≥ 1 purchase up to the end of P; ties broken by card id):
@@ -59,18 +61,23 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     case,
+    cast,
     exists,
+    false,
     func,
     literal,
+    literal_column,
+    or_,
     select,
     union_all,
 )
 from sqlalchemy.orm import Session, aliased
 
-from db.models import Card, Offer, Purchase, Survey, WinbackAssignment
-from db.sql import per_key, sqlite_hint
+from db.models import Card, CardMonth, Money, Offer, Purchase, Survey, WinbackAssignment
+from services.cards import month_key, month_of, next_month
 from services.clock import store_day_bounds
 from services.dates import parse_date
 from services.errors import DomainError
@@ -268,45 +275,103 @@ def _bound_at(end: datetime) -> ColumnElement[bool]:
     return and_(Card.client_id.is_not(None), Card.bound_at.is_not(None), Card.bound_at < end)
 
 
-def _card_scores(prev_start: datetime, start: datetime, end: datetime, dialect: str) -> Any:
+def _spans(first: datetime, last: datetime) -> tuple[tuple[datetime, datetime] | None, list[Any]]:
+    """[first, last) as the whole calendar months (UTC) inside it — a range of month starts,
+    or None — and the pieces of it outside them."""
+    low = month_of(first)
+    if low < first:
+        low = next_month(low)
+    high = month_of(last)
+    if low >= high:
+        return None, [(first, last)]
+    return (low, high), [(a, b) for a, b in ((first, low), (high, last)) if a < b]
+
+
+def _period_figures(prev_start: datetime, start: datetime, end: datetime) -> Any:
+    """Per card with a purchase in [prev_start, end): its purchases, gross and discount in P =
+    [start, end) and its purchases in the period before (`before`).
+
+    Whole calendar months come from the cards' monthly figures (`CardMonth`), aggregated per
+    card in one pass (SQLite walks the table in its key order, card by card; PostgreSQL
+    hashes it in parallel); the days outside them from the ledger rows of those days (the
+    covering `created_at` index); then the two per-card results are added up."""
+    names = ("card_id", "n", "rev", "disc", "before")
+    m, zero = CardMonth, literal_column("0")
+    # Same types in every branch of a union, so that PostgreSQL flattens it into one append
+    # it can aggregate in parallel (a literal 0 beside a BIGINT column made it wrap the
+    # branches in type conversions and aggregate in one process).
+    none = cast(zero, Money)
+
+    def labelled(*columns: Any) -> Select[Any]:
+        return select(*(c.label(name) for c, name in zip(columns, names, strict=True)))
+
+    def summed(rows: Any) -> Select[Any]:
+        card_id, *figures = (rows.c[name] for name in names)
+        return labelled(card_id, *(func.sum(f) for f in figures)).group_by(card_id)
+
+    (prev_months, prev_days), (p_months, p_days) = _spans(prev_start, start), _spans(start, end)
+    parts: list[Any] = []
+    if prev_months is not None or p_months is not None:
+
+        def within(months: tuple[datetime, datetime] | None) -> ColumnElement[bool]:
+            if months is None:
+                return false()
+            return and_(m.month >= month_key(months[0]), m.month < month_key(months[1]))
+
+        def when(months: tuple[datetime, datetime] | None, value: Any) -> Any:
+            return case((within(months), value), else_=zero)
+
+        parts.append(
+            labelled(
+                m.card_id,
+                func.sum(when(p_months, m.purchases)),
+                func.sum(when(p_months, m.revenue)),
+                func.sum(when(p_months, m.discount)),
+                func.sum(when(prev_months, m.purchases)),
+            )
+            .where(or_(within(prev_months), within(p_months)))
+            .group_by(m.card_id)
+        )
+    one = literal_column("1")
+    days = [
+        labelled(Purchase.card_id, *figures).where(
+            _not_voided(), Purchase.created_at >= a, Purchase.created_at < b
+        )
+        for pieces, figures in (
+            (prev_days, (zero, none, none, one)),
+            (p_days, (one, Purchase.amount, Purchase.discount_amount, zero)),
+        )
+        for a, b in pieces
+    ]
+    if days:  # none when both periods are whole months
+        parts.append(summed(union_all(*days).subquery("days")))
+    if len(parts) == 1:
+        return parts[0].subquery("figures")
+    return summed(union_all(*parts).subquery("parts")).subquery("figures")
+
+
+def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
     """Per card with ≥ 1 purchase before `end`: figures in [start, end) (n, rev, disc),
     lifetime count and gross spend at `end` (life_n, life_total), first purchase in P (new),
     activity in [prev_start, start) (prev), last purchase before `end` (last_at), its segment
     and whether it was bound at `end`; then R/F/M scores and the named segment (rfm).
 
-    Shaped for speed on the covering index (card_id, voided_at, created_at, amount, discount),
-    walked card by card over P (`db.sql.per_key`), and on the cards' lifetime figures
-    (`cards.refresh_totals` keeps them): lifetime at `end` = lifetime now − what came after
-    `end`, so only P and the time after it are scanned, never the history before P. A card's
+    The two periods' per-card figures come from `_period_figures` (whole months from the
+    cards' monthly figures, the days around them from the ledger), the lifetime figures from
+    the cards' rows (`cards.refresh_totals` keeps both): lifetime at `end` = lifetime now −
+    what came after `end`, so history before the previous period is never read. A card's
     last purchase comes from its row unless it bought after `end` (then one index seek). The
-    previous period needs an EXISTS seek only for a card that bought both in P and before it:
-    without purchases in P its last purchase answers, with nothing before P the answer is no.
-    The windows run over the per-card rows as they come (one pass, no join back: the
-    planner's estimates stay sane on PostgreSQL).
+    windows run over the per-card rows as they come (one pass, no join back: the planner's
+    estimates stay sane on PostgreSQL).
     """
-    # Always true (a foreign key), but it makes SQLite walk the covering index card by card
-    # (equality seeks, already grouped), with or without ANALYZE statistics; otherwise it may
-    # pick the created_at index, fetch every row from the table and sort. PostgreSQL plans a
-    # bitmap scan of the few rows after `end` on its own, and would pay a hash join for the IN.
-    every_card = sqlite_hint(Purchase.card_id.in_(select(Card.id)))
-    during, during_on = per_key(
-        select(
-            func.count().label("n"),
-            func.sum(Purchase.amount).label("rev"),
-            func.sum(Purchase.discount_amount).label("disc"),
-        ).where(_not_voided(), Purchase.created_at >= start, Purchase.created_at < end),
-        Purchase.card_id,
-        Card.id,
-        dialect=dialect,
-        name="during",
-    )
+    during = _period_figures(prev_start, start, end)
     after = (
         select(
             Purchase.card_id,
             func.count().label("n"),
             func.sum(Purchase.amount).label("total"),
         )
-        .where(every_card, _not_voided(), Purchase.created_at >= end)
+        .where(_not_voided(), Purchase.created_at >= end)
         .group_by(Purchase.card_id)
         .subquery("after")
     )
@@ -319,19 +384,7 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime, dialect: 
         .scalar_subquery()
     )
     last_at = case((after.c.n.is_(None), Card.last_purchase_at), else_=last_before_end)
-    bought_before = exists(
-        select(inner.id).where(
-            inner.card_id == Card.id,
-            inner.voided_at.is_(None),
-            inner.created_at >= prev_start,
-            inner.created_at < start,
-        )
-    )
-    prev = case(
-        (life_n == n, 0),  # every purchase up to `end` is in P
-        (n == 0, case((last_at >= prev_start, 1), else_=0)),  # the last one is before P
-        else_=case((bought_before, 1), else_=0),
-    )
+    prev = case((func.coalesce(during.c.before, 0) > 0, 1), else_=0)
     per_card = (
         select(
             Card.id.label("card_id"),
@@ -347,7 +400,7 @@ def _card_scores(prev_start: datetime, start: datetime, end: datetime, dialect: 
             last_at.label("last_at"),
         )
         .select_from(Card)
-        .outerjoin(during, during_on)
+        .outerjoin(during, during.c.card_id == Card.id)
         .outerjoin(after, after.c.card_id == Card.id)
         .where(life_n > 0)
         .subquery("per_card")
@@ -394,7 +447,7 @@ def _purchase_figures(
     session: Session, prev_start: datetime, start: datetime, end: datetime
 ) -> list[tuple[Any, ...]]:
     """Per-card figures grouped per (segment, bound at the end, RFM segment): a few rows."""
-    rfm = _card_scores(prev_start, start, end, session.get_bind().dialect.name)
+    rfm = _card_scores(prev_start, start, end)
     active = rfm.c.n > 0
     query = select(
         rfm.c.segment,
@@ -717,7 +770,7 @@ def at_risk_cards(
 ) -> list[AtRiskCard]:
     """The RFM `at_risk` cards at the end of `last`, biggest lifetime spend first."""
     start, end = store_day_bounds(last, last, settings.store.tz)
-    rfm = _card_scores(start, start, end, session.get_bind().dialect.name)
+    rfm = _card_scores(start, start, end)
     rows = session.execute(
         select(Card.number, rfm.c.last_at, rfm.c.life_n, rfm.c.life_total)
         .join(Card, Card.id == rfm.c.card_id)

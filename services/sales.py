@@ -525,7 +525,7 @@ class SalesService:
         }
         purchase_id = _insert_purchase_statement().execute(session, values).scalar_one()
         _link_purchase_statement().execute(session, {"p_id": draft_id, "p_purchase": purchase_id})
-        cards.refresh_card_totals(session, card.id)
+        cards.refresh_card_totals(session, card.id, now)
         if draft.offer_id is not None:
             redeemed = _redeem_offer_statement().execute(
                 session, {"p_offer": draft.offer_id, "p_purchase": purchase_id, "p_now": now}
@@ -778,7 +778,7 @@ class SalesService:
             .execution_options(synchronize_session=False)
         )
         offer_returned = returned.rowcount > 0  # type: ignore[attr-defined]
-        cards.refresh_card_totals(session, card_id)
+        cards.refresh_card_totals(session, card_id, created_at)
         number, client_id = session.execute(
             select(Card.number, Card.client_id).where(Card.id == card_id)
         ).one()

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import column, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from bot.cli import main
 from db.engine import create_engine
 from db.models import SQLITE_DATETIME_FORMAT
+from db.sql import year_month
 
 T = TypeVar("T")
 LEDGER_TABLES = ("cards", "purchases", "imports", "audit_events", "clients")
@@ -95,10 +96,12 @@ class Db:
 
     def ledger_state(self) -> dict[str, Any]:
         """What an import may change, to compare before/after."""
-        return {
+        state = {
             table: self.query(f"SELECT * FROM {table} ORDER BY id")
             for table in ("purchases", "cards", "imports")
         }
+        state["card_months"] = self.query("SELECT * FROM card_months ORDER BY card_id, month")
+        return state
 
     def assert_totals_match_the_ledger(self) -> None:
         drifted = self.scalar(
@@ -109,6 +112,15 @@ class Db:
             "max(p.created_at) FROM purchases p WHERE p.card_id = c.id AND p.voided_at IS NULL)"
         )
         assert drifted == 0
+        # The cards' months: exactly the ledger's sums per card and month, no more rows.
+        month = str(year_month(column("created_at")).compile(dialect=self._engine.dialect))
+        counted = (
+            f"SELECT card_id, {month}, count(*), sum(amount), sum(discount_amount) "
+            f"FROM purchases WHERE voided_at IS NULL GROUP BY card_id, {month}"
+        )
+        kept = "SELECT card_id, month, purchases, revenue, discount FROM card_months"
+        for one, other in ((kept, counted), (counted, kept)):
+            assert self.scalar(f"SELECT count(*) FROM ({one} EXCEPT {other}) AS d") == 0
         if self.sqlite:
             assert self.query("PRAGMA integrity_check") == [("ok",)]
             assert self.query("PRAGMA foreign_key_check") == []

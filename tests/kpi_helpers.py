@@ -17,6 +17,11 @@ from services.reports import ReportService
 MSK = ZoneInfo("Europe/Moscow")
 
 
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    """A UTC moment (aware)."""
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
 def msk(year: int, month: int, day: int, hour: int = 12, minute: int = 0) -> datetime:
     """A store-time (Moscow) moment as aware UTC."""
     return datetime(year, month, day, hour, minute, tzinfo=MSK).astimezone(UTC)

@@ -1,4 +1,5 @@
-"""The cards' lifetime purchase figures stay equal to the ledger after every kind of write."""
+"""The cards' lifetime and monthly purchase figures stay equal to the ledger after every kind
+of write."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from config import Settings
 from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
-from db.models import Card, Purchase
+from db.models import Card, CardMonth, Purchase
 from services.history_import import import_purchases
 from services.sales import SalesService
 from tests.conftest import FrozenClock
@@ -52,6 +53,39 @@ async def ledger(session: AsyncSession) -> dict[str, tuple[int, int, datetime | 
     return {number: (n or 0, total or 0, last) for number, n, total, last in rows.all()}
 
 
+Months = dict[tuple[str, int], tuple[int, int, int]]
+
+
+async def months(session: AsyncSession) -> Months:
+    """(number, YYYYMM) → (purchases, revenue, discount) as stored in `card_months`."""
+    rows = await session.execute(
+        select(
+            Card.number, CardMonth.month, CardMonth.purchases, CardMonth.revenue, CardMonth.discount
+        ).join(Card, Card.id == CardMonth.card_id)
+    )
+    return {(number, month): (n, rev, disc) for number, month, n, rev, disc in rows.all()}
+
+
+async def ledger_months(session: AsyncSession) -> Months:
+    """The same counted here from every non-voided purchase, by its calendar month in UTC."""
+    rows = await session.execute(
+        select(Card.number, Purchase.created_at, Purchase.amount, Purchase.discount_amount)
+        .join(Card, Card.id == Purchase.card_id)
+        .where(Purchase.voided_at.is_(None))
+    )
+    counted: Months = {}
+    for number, at, amount, discount in rows.all():
+        key = (number, at.year * 100 + at.month)
+        n, rev, disc = counted.get(key, (0, 0, 0))
+        counted[key] = (n + 1, rev + amount, disc + discount)
+    return counted
+
+
+async def assert_exact(session: AsyncSession) -> None:
+    assert await totals(session) == await ledger(session)
+    assert await months(session) == await ledger_months(session)
+
+
 async def test_till_void_and_history_import_keep_the_figures_exact(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -79,15 +113,20 @@ async def test_till_void_and_history_import_keep_the_figures_exact(
             on_error=lambda line, reason: None,
         )
         after_import = await totals(session)
-        assert after_import == await ledger(session)
+        await assert_exact(session)
         assert after_import["100045"][:2] == (2, 175050)
         assert after_import["777001"][:2] == (1, 9900)
+        by_month = await months(session)
+        assert sorted((m, f[:2]) for (n, m), f in by_month.items() if n == "100045") == [
+            (202601, (1, 150000)),
+            (202602, (1, 25050)),
+        ]
 
         sales = SalesService(Database.of(session.bind), settings, clock)
         draft = await sales.quote(card_id, 250000, CASHIER_ID, CASHIER_ID, clock())
         sale = await sales.confirm(draft.id, CASHIER_ID, False, clock())
         after_sale = await totals(session)
-        assert after_sale == await ledger(session)
+        await assert_exact(session)
         assert after_sale["100045"] == (3, 425050, clock())
         # The card summary at the till reads the same figures.
         summary = await sales.identify_number("100045")
@@ -95,8 +134,29 @@ async def test_till_void_and_history_import_keep_the_figures_exact(
 
         await sales.void(sale.purchase_id, CASHIER_ID, False, clock())
         after_void = await totals(session)
-        assert after_void == await ledger(session)
+        await assert_exact(session)
         assert after_void["100045"] == after_import["100045"]
+        assert await months(session) == by_month  # the sale's month has no row left
+
+        # A second file: one month the card has already, and a new one.
+        more = tmp_path / "more.csv"
+        more.write_text(
+            "card_number,date,amount\n100045,2026-01-20,100\n100045,2026-04-02,200\n",
+            encoding="utf-8",
+        )
+        await asyncio.to_thread(
+            import_purchases,
+            settings.database.url,
+            more,
+            now=clock(),
+            tz=ZoneInfo("Europe/Moscow"),
+            exponent=2,
+            max_amount_minor=10**9,
+            on_error=lambda line, reason: None,
+        )
+        await assert_exact(session)
+        figures = {m: f[:2] for (n, m), f in (await months(session)).items() if n == "100045"}
+        assert figures == {202601: (2, 160000), 202602: (1, 25050), 202604: (1, 20000)}
 
 
 async def test_the_migration_counts_an_existing_ledger(tmp_path: Path) -> None:
@@ -121,12 +181,17 @@ async def test_the_migration_counts_an_existing_ledger(tmp_path: Path) -> None:
         await upgrade(url)
         async with create_sessionmaker(engine)() as session:
             figures = await totals(session)
-            assert figures == await ledger(session)
+            await assert_exact(session)
+            by_month = await months(session)
     finally:
         await engine.dispose()
     assert figures == {
         "100001": (2, 4000, datetime(2026, 4, 1, 10, tzinfo=UTC)),
         "100002": (0, 0, None),
+    }
+    assert by_month == {  # the voided May purchase counts nowhere
+        ("100001", 202603): (1, 1000, 50),
+        ("100001", 202604): (1, 3000, 150),
     }
 
 
@@ -147,7 +212,7 @@ async def test_sales_and_voids_at_the_same_time_on_one_card_lose_nothing(
         done = await asyncio.gather(
             *(sales.confirm(d.id, c, False, clock()) for d, c in zip(drafts, cashiers, strict=True))
         )
-        assert await totals(session) == await ledger(session)
+        await assert_exact(session)
         assert (await totals(session))["100045"][:2] == (6, 210000)
         await asyncio.gather(
             *(
@@ -155,5 +220,5 @@ async def test_sales_and_voids_at_the_same_time_on_one_card_lose_nothing(
                 for d, c in zip(done[:3], cashiers[:3], strict=True)
             )
         )
-        assert await totals(session) == await ledger(session)
+        await assert_exact(session)
         assert (await totals(session))["100045"][:2] == (3, 150000)

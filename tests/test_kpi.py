@@ -16,7 +16,7 @@ from services import kpi
 from services.reports import ReportService
 from tests.cli_helpers import Cli
 from tests.conftest import make_settings, on_postgres
-from tests.kpi_helpers import Data, msk, report_service
+from tests.kpi_helpers import Data, msk, report_service, utc
 
 P = (date(2026, 11, 1), date(2026, 11, 7))  # previous equal period: 2026-10-25 … 10-31
 
@@ -44,6 +44,31 @@ async def _main_fixture(session: AsyncSession) -> dict[str, object]:
     await d.buy(a, msk(2026, 11, 8), 123_400)  # after P
     await d.commit()
     return {"a": a, "b": b}
+
+
+async def test_whole_months_are_read_from_the_monthly_figures(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    """A store on UTC asking for August: P and the equally long period before it (July) are
+    whole calendar months, so every figure comes from the cards' monthly figures and no
+    purchase row is read; they must agree with the purchases themselves."""
+    reports = report_service(engine, make_settings(db_url, timezone="UTC"))
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        d = Data(session)
+        a = await d.card("100001", issued_at=utc(2026, 6, 1))
+        b = await d.card("100002", issued_at=utc(2026, 6, 1))
+        await d.buy(a, utc(2026, 7, 1), 10_000, discount=500)  # July: its first instant
+        await d.buy(a, utc(2026, 8, 1), 20_000, discount=1_000)  # August: its first instant
+        await d.buy(a, utc(2026, 8, 31, 23, 59), 30_000, discount=1_500)
+        await d.buy(b, utc(2026, 8, 15), 40_000, discount=2_000)
+        await d.buy(b, utc(2026, 8, 16), 99_000, voided=True)
+        await d.buy(b, utc(2026, 9, 1), 50_000)  # after P
+        await d.commit()
+    k = await reports.kpis(date(2026, 8, 1), date(2026, 8, 31))
+    assert (k.purchases, k.revenue, k.discount_total) == (3, 90_000, 4_500)
+    assert (k.active_cards, k.new_buyers) == (2, 1)  # b bought first in August
+    assert k.retention_rate == 1.0  # a bought in July and in August
+    assert k.ltv == (60_000 + 40_000) / 2  # gross spend up to the end of August
 
 
 async def test_empty_period_is_zero_and_ratios_are_null(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -16,8 +17,28 @@ from services import kpi
 from tests.conftest import make_settings
 from tests.kpi_helpers import Data, msk, report_service
 
-FIRST, LAST = date(2026, 11, 8), date(2026, 11, 14)
-END = msk(2026, 11, 15, 0)  # the end of LAST in store time
+
+@dataclass(frozen=True)
+class Shape:
+    """A period P = first…last, and purchases from `origin` for `days` days: before, in and
+    after P (and its previous period)."""
+
+    first: date
+    last: date
+    origin: date
+    days: int
+
+    def at(self, day: int, hour: int) -> datetime:
+        return msk(self.origin.year, self.origin.month, self.origin.day, hour) + timedelta(day)
+
+
+SHAPES = {
+    # A week: no whole month inside P or the week before it, every figure from the ledger.
+    "week": Shape(date(2026, 11, 8), date(2026, 11, 14), date(2026, 10, 25), 31),
+    # A quarter, 87 days: P and the period before it each span whole months (read from the
+    # cards' monthly figures) and parts of others (from the ledger).
+    "quarter": Shape(date(2026, 8, 20), date(2026, 11, 14), date(2026, 5, 1), 211),
+}
 
 cards_st = st.lists(
     st.tuples(st.sampled_from(["b2c", "b2b"]), st.booleans(), st.integers(0, 20)),
@@ -27,7 +48,7 @@ cards_st = st.lists(
 purchases_st = st.lists(
     st.tuples(
         st.integers(0, 4),  # card index (modulo the number of cards)
-        st.integers(0, 30),  # day offset from Oct 25 (P is Nov 8-14: before, in and after it)
+        st.integers(0, 210),  # day offset from the shape's origin (modulo its days)
         st.integers(0, 23),  # hour, store time
         st.integers(1, 5_000_000),  # amount, minor units
         st.booleans(),  # voided
@@ -37,7 +58,10 @@ purchases_st = st.lists(
 scores_st = st.lists(st.tuples(st.integers(0, 10), st.integers(0, 20)), max_size=12)
 
 
-async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
+async def _check(db_url: str, shape: Shape, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
+    FIRST, LAST = shape.first, shape.last
+    END = msk(LAST.year, LAST.month, LAST.day, 0) + timedelta(1)  # the end of LAST, store time
+    purchases_spec = [(i, day % shape.days, h, a, v) for i, day, h, a, v in purchases_spec]
     settings_ = make_settings(db_url)
     engine = create_engine(db_url)
     reports = report_service(engine, settings_)
@@ -49,7 +73,7 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
             client = await d.client()
             cards = []
             for i, (segment, bound, issued_day) in enumerate(cards_spec):
-                issued = msk(2026, 10, 25) + timedelta(days=issued_day)
+                issued = shape.at(issued_day, 12)
                 cards.append(
                     await d.card(
                         f"{400000 + i}",
@@ -60,13 +84,13 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
                 )
             later = []
             for index, day, hour, amount, voided in purchases_spec:
-                at = msk(2026, 10, 25, hour) + timedelta(days=day)
+                at = shape.at(day, hour)
                 if at >= END:
                     later.append((index, at, amount, voided))
                     continue
                 await d.buy(cards[index % len(cards)], at, amount, voided=voided)
             for score, day in scores_spec:
-                await d.survey(client, msk(2026, 10, 25) + timedelta(days=day), score)
+                await d.survey(client, shape.at(day, 12), score)
             await d.commit()
             k = await reports.kpis(FIRST, LAST)
             # What happens after P never changes P's figures (the engine subtracts it from the
@@ -97,10 +121,12 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
         assert rate is None or 0 <= rate <= 1
     # P's figures by brute force from the generated purchases: activity in P and in the
     # equally long period before it (the engine seeks the latter only where it must).
-    start, prev_start = msk(2026, 11, 8, 0), msk(2026, 11, 1, 0)
+    start = msk(FIRST.year, FIRST.month, FIRST.day, 0)
+    prev_first, _ = kpi.previous_period(FIRST, LAST)
+    prev_start = msk(prev_first.year, prev_first.month, prev_first.day, 0)
     bought: dict[int, list[tuple[datetime, int]]] = {}  # card index -> (time, amount) up to END
     for index, day, hour, amount, voided in purchases_spec:
-        at = msk(2026, 10, 25, hour) + timedelta(days=day)
+        at = shape.at(day, hour)
         if not voided and at < END:
             bought.setdefault(index % len(cards_spec), []).append((at, amount))
     in_p = {c: [a for t, a in rows if t >= start] for c, rows in bought.items()}
@@ -114,7 +140,7 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
     assert k.retention_rate == (len(before & active) / len(before) if before else None)
     lifetime: dict[int, int] = {}  # card index -> gross spend up to the end of P
     for index, day, hour, amount, voided in purchases_spec:
-        if not voided and msk(2026, 10, 25, hour) + timedelta(days=day) < END:
+        if not voided and shape.at(day, hour) < END:
             card = index % len(cards_spec)
             lifetime[card] = lifetime.get(card, 0) + amount
     assert sum(k.rfm.values()) == len(lifetime)
@@ -130,5 +156,6 @@ async def _check(db_url: str, cards_spec, purchases_spec, scores_spec) -> None: 
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(cards_spec=cards_st, purchases_spec=purchases_st, scores_spec=scores_st)
-def test_kpi_invariants(db_url: str, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
-    asyncio.run(_check(db_url, cards_spec, purchases_spec, scores_spec))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_kpi_invariants(db_url: str, shape: str, cards_spec, purchases_spec, scores_spec) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(_check(db_url, SHAPES[shape], cards_spec, purchases_spec, scores_spec))
