@@ -254,9 +254,8 @@ class Purchase(Base):
             "amount",
             "discount_amount",
         ),
-        # Covering index for the KPI engine: per-card range scans and seeks read only the
-        # index (bench/kpi.py: a year's KPI set over 1M purchases goes from ~36× to ~4× a
-        # full-table count/sum).
+        # Covering index per card: the recounts of a card's lifetime and monthly figures
+        # (services.cards) and the KPI engine's last-purchase seeks read only the index.
         Index(
             "ix_purchases_kpi", "card_id", "voided_at", "created_at", "amount", "discount_amount"
         ),
