@@ -129,8 +129,8 @@ class Database:
     async def report(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a long unit that only reads (KPIs, the digest, an export): on SQLite beside the
         writer, which it never holds up."""
-        if self._read_lane is not None:
-            return await self._read_lane.run(unit, *args, **kwargs)
+        if self._read_lane is not None:  # commits nothing: no flush of the log after it
+            return await self._read_lane.submit(unit, args, kwargs, synced=None)
         return await self._run_async(_long_read, unit, *args, **kwargs)
 
     async def _run_async(self, unit: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
