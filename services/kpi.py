@@ -66,7 +66,6 @@ from sqlalchemy import (
     case,
     cast,
     exists,
-    false,
     func,
     literal,
     literal_column,
@@ -275,7 +274,10 @@ def _bound_at(end: datetime) -> ColumnElement[bool]:
     return and_(Card.client_id.is_not(None), Card.bound_at.is_not(None), Card.bound_at < end)
 
 
-def _spans(first: datetime, last: datetime) -> tuple[tuple[datetime, datetime] | None, list[Any]]:
+Span = tuple[datetime, datetime]
+
+
+def _spans(first: datetime, last: datetime) -> tuple[Span | None, list[Span]]:
     """[first, last) as the whole calendar months (UTC) inside it — a range of month starts,
     or None — and the pieces of it outside them."""
     low = month_of(first)
@@ -297,9 +299,9 @@ def _period_figures(prev_start: datetime, start: datetime, end: datetime) -> Any
     covering `created_at` index); then the two per-card results are added up."""
     names = ("card_id", "n", "rev", "disc", "before")
     m, zero = CardMonth, literal_column("0")
-    # Same types in every branch of a union, so that PostgreSQL flattens it into one append
-    # it can aggregate in parallel (a literal 0 beside a BIGINT column made it wrap the
-    # branches in type conversions and aggregate in one process).
+    # The same types in every branch of the days' union, so that PostgreSQL flattens it into
+    # one append it scans in parallel (a literal 0 beside a BIGINT column made it wrap the
+    # branches in type conversions and read them in one process).
     none = cast(zero, Money)
 
     def labelled(*columns: Any) -> Select[Any]:
@@ -313,13 +315,11 @@ def _period_figures(prev_start: datetime, start: datetime, end: datetime) -> Any
     parts: list[Any] = []
     if prev_months is not None or p_months is not None:
 
-        def within(months: tuple[datetime, datetime] | None) -> ColumnElement[bool]:
-            if months is None:
-                return false()
+        def within(months: Span) -> ColumnElement[bool]:
             return and_(m.month >= month_key(months[0]), m.month < month_key(months[1]))
 
-        def when(months: tuple[datetime, datetime] | None, value: Any) -> Any:
-            return case((within(months), value), else_=zero)
+        def when(months: Span | None, value: Any) -> Any:
+            return zero if months is None else case((within(months), value), else_=zero)
 
         parts.append(
             labelled(
@@ -329,7 +329,7 @@ def _period_figures(prev_start: datetime, start: datetime, end: datetime) -> Any
                 func.sum(when(p_months, m.discount)),
                 func.sum(when(prev_months, m.purchases)),
             )
-            .where(or_(within(prev_months), within(p_months)))
+            .where(or_(*(within(months) for months in (prev_months, p_months) if months)))
             .group_by(m.card_id)
         )
     one = literal_column("1")

@@ -4,7 +4,9 @@
 database from sync and async tests alike (on a thread with its own event loop), and gives
 values back as SQLite does (timestamps in its text form, sums as ints), so that one assertion
 fits both engines. `DbCli` runs `python -m bot …` in-process against it. `held_import_lock`
-holds the import lock as a running import in another process would.
+holds the import lock as a running import in another process would. `run_import` imports a
+purchase history file as `python -m bot purchases import` does (Moscow time, kopecks), failing
+the test on any refused line.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import shutil
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import column, text
@@ -32,6 +35,7 @@ from bot.cli import main
 from db.engine import create_engine
 from db.models import SQLITE_DATETIME_FORMAT
 from db.sql import year_month
+from services.history_import import DEFAULT_PACING, ImportSummary, Pacing, import_purchases
 
 T = TypeVar("T")
 LEDGER_TABLES = ("cards", "purchases", "imports", "audit_events", "clients")
@@ -131,6 +135,25 @@ class Db:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+def run_import(
+    db_url: str,
+    path: Path,
+    pacing: Pacing = DEFAULT_PACING,
+    *,
+    now: datetime = datetime(2026, 11, 16, 9, 0, tzinfo=UTC),
+) -> ImportSummary:
+    return import_purchases(
+        db_url,
+        path,
+        now=now,
+        tz=ZoneInfo("Europe/Moscow"),
+        exponent=2,
+        max_amount_minor=10**9,
+        on_error=lambda line, reason: pytest.fail(f"line {line}: {reason}"),
+        pacing=pacing,
+    )
 
 
 @dataclass

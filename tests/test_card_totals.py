@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,9 +15,9 @@ from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import Card, CardMonth, Purchase
-from services.history_import import import_purchases
 from services.sales import SalesService
 from tests.conftest import FrozenClock
+from tests.import_helpers import run_import
 from tests.till_helpers import seed_bound
 
 CASHIER_ID = 2001
@@ -102,16 +101,7 @@ async def test_till_void_and_history_import_keep_the_figures_exact(
         encoding="utf-8",
     )
     async with sessionmaker() as session:
-        await asyncio.to_thread(
-            import_purchases,
-            settings.database.url,
-            history,
-            now=clock(),
-            tz=ZoneInfo("Europe/Moscow"),
-            exponent=2,
-            max_amount_minor=10**9,
-            on_error=lambda line, reason: None,
-        )
+        await asyncio.to_thread(run_import, settings.database.url, history, now=clock())
         after_import = await totals(session)
         await assert_exact(session)
         assert after_import["100045"][:2] == (2, 175050)
@@ -144,16 +134,7 @@ async def test_till_void_and_history_import_keep_the_figures_exact(
             "card_number,date,amount\n100045,2026-01-20,100\n100045,2026-04-02,200\n",
             encoding="utf-8",
         )
-        await asyncio.to_thread(
-            import_purchases,
-            settings.database.url,
-            more,
-            now=clock(),
-            tz=ZoneInfo("Europe/Moscow"),
-            exponent=2,
-            max_amount_minor=10**9,
-            on_error=lambda line, reason: None,
-        )
+        await asyncio.to_thread(run_import, settings.database.url, more, now=clock())
         await assert_exact(session)
         figures = {m: f[:2] for (n, m), f in (await months(session)).items() if n == "100045"}
         assert figures == {202601: (2, 160000), 202602: (1, 25050), 202604: (1, 20000)}

@@ -15,10 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -28,13 +25,12 @@ import services.history_import_pg as history_import_pg
 from config import PROJECT_ROOT, Settings
 from db.database import Database
 from db.engine import create_engine
-from services.history_import import Pacing, import_purchases, recover_interrupted_imports
+from services.history_import import Pacing, recover_interrupted_imports
 from services.inventory import add_range
 from services.sales import SalesService
 from tests.conftest import CASHIER_ID, FrozenClock, on_postgres
-from tests.import_helpers import Db, DbCli, held_import_lock
+from tests.import_helpers import Db, DbCli, held_import_lock, run_import
 
-TZ = ZoneInfo("Europe/Moscow")
 FIRST_CARD = 100000
 CARDS = 200  # registered; the files also name 100 cards that are not
 
@@ -64,19 +60,6 @@ async def seed_cards(db_url: str) -> None:
 def db(db_url: str) -> Iterator[Db]:
     with Db(db_url) as db:
         yield db
-
-
-def run_import(db_url: str, path: Path, pacing: Pacing = history_import.DEFAULT_PACING) -> Any:
-    return import_purchases(
-        db_url,
-        path,
-        now=datetime(2026, 11, 16, 9, 0, tzinfo=UTC),
-        tz=TZ,
-        exponent=2,
-        max_amount_minor=10**9,
-        on_error=lambda line, reason: pytest.fail(f"line {line}: {reason}"),
-        pacing=pacing,
-    )
 
 
 async def till_sale(settings: Settings, db_url: str, number: str) -> int:
