@@ -4,11 +4,13 @@ the bot had noted for it, are kept in the database (or Redis) and the conversati
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from bot import fsm_storage
 from db.models import ConversationState, Purchase
 from tests.conftest import CASHIER_ID, REDIS_URL, STAFF_CHAT_ID
 from tests.till_helpers import seed_card
@@ -46,6 +48,52 @@ async def test_a_cashier_at_the_amount_prompt_goes_on_after_a_restart(app_with: 
         await group.wait_message("recorded")
         async with app.sessionmaker() as session:
             assert [p.amount for p in (await session.scalars(select(Purchase))).all()] == [150000]
+
+
+@pytest.mark.skipif(bool(REDIS_URL), reason="the database keeps conversations without Redis")
+async def test_a_sale_keeps_its_conversation_in_two_writes(
+    app_with: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan writes the amount step with its card at once, and the quote ends the
+    conversation with one delete: not the two writes each that aiogram's `set_data()` then
+    `set_state()` (and `clear()`) make, which were most of the database's work on the till."""
+    writes: list[tuple[str | None, dict[str, Any]]] = []
+    write = fsm_storage._write
+
+    def counted(session: Any, name: str, state: str | None, data: dict[str, Any], now: Any) -> None:
+        writes.append((state, data))
+        write(session, name, state, data, now)
+
+    monkeypatch.setattr(fsm_storage, "_write", counted)
+    async with app_with() as app:
+        card_id, _client = await seed_card(app.sessionmaker, "100045", 5)
+        cashier = app.tg.user(CASHIER_ID, language_code="en")
+        group = app.tg.group(STAFF_CHAT_ID)
+        await group.send(cashier, "100045")
+        prompt = await group.wait_message("Enter the purchase amount")
+        # The step is written while the prompt travels: it may land a moment after it.
+        rows = await _conversations(app.sessionmaker, until=lambda rows: bool(rows))
+        assert rows == [("TillStates:amount", {"card_id": card_id})]
+        await group.send(cashier, "1500", reply_to=prompt)
+        await group.wait_message("To pay")
+        assert await _conversations(app.sessionmaker, until=lambda rows: not rows) == []
+    assert writes == [("TillStates:amount", {"card_id": card_id}), (None, {})]
+
+
+async def _conversations(
+    sessionmaker: Any, until: Callable[[list[tuple[str | None, Any]]], bool]
+) -> list[tuple[str | None, Any]]:
+    """The stored conversations (state, data) once `until` holds of them (5 s at most)."""
+    async with asyncio.timeout(5):
+        while True:
+            async with sessionmaker() as session:
+                found = await session.execute(
+                    select(ConversationState.state, ConversationState.data)
+                )
+                rows = [tuple(row) for row in found]
+            if until(rows):
+                return rows
+            await asyncio.sleep(0.01)
 
 
 async def test_a_stop_lets_the_updates_in_flight_finish(app_with: Any) -> None:

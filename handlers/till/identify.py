@@ -14,6 +14,7 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 
+from bot.fsm_storage import set_step
 from config import Settings
 from handlers.photos import qr_texts
 from handlers.till.base import TillStates, payload_candidate
@@ -39,13 +40,9 @@ async def _show_card(
 
     # The step is kept while the prompt travels (milliseconds against Telegram's round trip):
     # by the time the cashier sees it, another worker could take the amount (it may land on
-    # any); waiting for the writes first cost the cashier their time on every scan.
-    await asyncio.gather(_keep_step(state, card.card_id), prompt())
-
-
-async def _keep_step(state: FSMContext, card_id: int) -> None:
-    await state.set_data({"card_id": card_id})  # an id only; quote() re-reads the card
-    await state.set_state(TillStates.amount)
+    # any); waiting for the writes first cost the cashier their time on every scan. The card's
+    # id only: quote() re-reads the card.
+    await asyncio.gather(set_step(state, TillStates.amount, {"card_id": card.card_id}), prompt())
 
 
 async def scan_deep_link(

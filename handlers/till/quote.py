@@ -14,6 +14,7 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 
+from bot.fsm_storage import set_step
 from config import Settings
 from handlers.errors import render_error
 from handlers.till.base import PROMPT, _is_reply_to_bot
@@ -66,7 +67,7 @@ async def take_amount(
     async def show_quote() -> None:
         await message.answer(text, reply_markup=markup)
 
-    await asyncio.gather(state.clear(), show_quote())
+    await asyncio.gather(set_step(state, None), show_quote())
 
 
 async def number_in_staff_group(
