@@ -56,7 +56,7 @@ async def test_a_sale_keeps_its_conversation_in_two_writes(
 ) -> None:
     """The scan writes the amount step with its card at once, and the quote ends the
     conversation with one delete: not the two writes each that aiogram's `set_data()` then
-    `set_state()` (and `clear()`) make, which were most of the database's work on the till."""
+    `set_state()` (and `clear()`) make, the largest share of the database's work on the till."""
     writes: list[tuple[str | None, dict[str, Any]]] = []
     write = fsm_storage._write
 
