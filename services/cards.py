@@ -19,6 +19,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -220,7 +221,11 @@ def refresh_card_totals(session: Session, card_id: int, at: datetime) -> None:
     )
 
 
-def refresh_totals(session: Session, which: int | Sequence[int] | Select[Any] | None) -> None:
+# Which cards to recount: one (an id), some (ids, or a `select(card ids)`), every card (None).
+Cards = int | Sequence[int] | Select[Any] | None
+
+
+def refresh_totals(session: Session, which: Cards) -> None:
     """Recompute the lifetime purchase figures and the monthly figures (`CardMonth`) of a card
     (an id), of some cards (ids, or a `select(card ids)`), or of every card (None) from the
     purchases ledger, in the caller's unit of work.
@@ -229,29 +234,30 @@ def refresh_totals(session: Session, which: int | Sequence[int] | Select[Any] | 
     transaction, so the figures are exact whenever the ledger is: a recount, not an increment,
     so calling it twice or after a lost race changes nothing.
     """
-    statement = update(Card).values(_totals_values())
-    if isinstance(which, int):
-        statement = statement.where(Card.id == which)
-    elif which is not None:
-        statement = statement.where(Card.id.in_(which))
+    statement = update(Card).where(_among(Card.id, which)).values(_totals_values())
     session.execute(statement.execution_options(synchronize_session=False))
     refresh_months(session, which)
 
 
-def refresh_months(session: Session, which: int | Sequence[int] | Select[Any] | None) -> None:
+def refresh_months(session: Session, which: Cards) -> None:
     """Every month (`CardMonth`) of these cards (an id, ids, a `select(card ids)`, None: all
     cards) counted anew from the ledger."""
-    forget = delete(CardMonth)
-    figures = _month_figures(year_month(Purchase.created_at))
-    if isinstance(which, int):
-        forget = forget.where(CardMonth.card_id == which)
-        figures = figures.where(Purchase.card_id == which)
-    elif which is not None:
-        forget = forget.where(CardMonth.card_id.in_(which))
-        figures = figures.where(Purchase.card_id.in_(which))
+    forget = delete(CardMonth).where(_among(CardMonth.card_id, which))
     session.execute(forget.execution_options(synchronize_session=False))
-    figures = figures.group_by(Purchase.card_id, year_month(Purchase.created_at))
+    month = year_month(Purchase.created_at)
+    figures = (
+        _month_figures(month)
+        .where(_among(Purchase.card_id, which))
+        .group_by(Purchase.card_id, month)
+    )
     session.execute(insert(CardMonth).from_select(_MONTH_COLUMNS, figures))
+
+
+def _among(card_id: Any, which: Cards) -> ColumnElement[bool]:
+    """`card_id` is one of `which` (see `refresh_totals`); always true for None."""
+    if which is None:
+        return true()
+    return card_id == which if isinstance(which, int) else card_id.in_(which)
 
 
 @cache
