@@ -4,7 +4,6 @@ the bot had noted for it, are kept in the database (or Redis) and the conversati
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from bot import fsm_storage
 from db.models import ConversationState, Purchase
 from tests.conftest import CASHIER_ID, REDIS_URL, STAFF_CHAT_ID
 from tests.till_helpers import seed_card
-from tests.wallet_helpers import card, join, seed_cards
+from tests.wallet_helpers import card, eventually, join, seed_cards
 
 
 async def test_a_customer_asked_for_the_pin_answers_after_a_restart(app_with: Any) -> None:
@@ -66,34 +65,31 @@ async def test_a_sale_keeps_its_conversation_in_two_writes(
 
     monkeypatch.setattr(fsm_storage, "_write", counted)
     async with app_with() as app:
+
+        async def conversations() -> list[tuple[str | None, Any]]:
+            async with app.sessionmaker() as session:
+                found = await session.execute(
+                    select(ConversationState.state, ConversationState.data)
+                )
+                return [tuple(row) for row in found]
+
+        async def kept() -> bool:
+            return bool(await conversations())
+
+        async def gone() -> bool:
+            return not await conversations()
+
         card_id, _client = await seed_card(app.sessionmaker, "100045", 5)
         cashier = app.tg.user(CASHIER_ID, language_code="en")
         group = app.tg.group(STAFF_CHAT_ID)
         await group.send(cashier, "100045")
         prompt = await group.wait_message("Enter the purchase amount")
-        # The step is written while the prompt travels: it may land a moment after it.
-        rows = await _conversations(app.sessionmaker, until=lambda rows: bool(rows))
-        assert rows == [("TillStates:amount", {"card_id": card_id})]
+        await eventually(kept)  # written while the prompt travels: maybe a moment after it
+        assert await conversations() == [("TillStates:amount", {"card_id": card_id})]
         await group.send(cashier, "1500", reply_to=prompt)
         await group.wait_message("To pay")
-        assert await _conversations(app.sessionmaker, until=lambda rows: not rows) == []
+        await eventually(gone)
     assert writes == [("TillStates:amount", {"card_id": card_id}), (None, {})]
-
-
-async def _conversations(
-    sessionmaker: Any, until: Callable[[list[tuple[str | None, Any]]], bool]
-) -> list[tuple[str | None, Any]]:
-    """The stored conversations (state, data) once `until` holds of them (5 s at most)."""
-    async with asyncio.timeout(5):
-        while True:
-            async with sessionmaker() as session:
-                found = await session.execute(
-                    select(ConversationState.state, ConversationState.data)
-                )
-                rows = [tuple(row) for row in found]
-            if until(rows):
-                return rows
-            await asyncio.sleep(0.01)
 
 
 async def test_a_stop_lets_the_updates_in_flight_finish(app_with: Any) -> None:

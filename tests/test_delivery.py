@@ -39,6 +39,7 @@ from tests.engagement_helpers import (
     sender_for,
 )
 from tests.fakeapi import FakeTelegram
+from tests.wallet_helpers import eventually
 
 # These tests run delivery passes by hand: no background worker racing for the rows.
 pytestmark = pytest.mark.manual_delivery
@@ -554,11 +555,18 @@ async def test_what_another_worker_sends_to_a_group_is_charged_to_the_leaders_bu
 async def test_blocking_and_unblocking_the_bot_flips_reachable(app, session: AsyncSession) -> None:  # type: ignore[no-untyped-def]
     client_id = (await make_client(session, 4300)).id
     user = app.tg.user(4300)
+
+    async def reachable() -> bool | None:
+        # The handler makes no Bot API call, so "idle" cannot say its write landed: poll.
+        await session.rollback()  # a fresh read each time
+        return await session.scalar(select(Client.reachable).where(Client.id == client_id))
+
+    async def is_(expected: bool) -> bool:
+        return await reachable() is expected
+
     await user.block()
-    await app.tg.wait_for_idle()
-    session.expire_all()
-    assert (await session.scalar(select(Client.reachable).where(Client.id == client_id))) is False
+    await eventually(lambda: is_(False))
+    assert await reachable() is False
     await user.unblock()
-    await app.tg.wait_for_idle()
-    session.expire_all()
-    assert (await session.scalar(select(Client.reachable).where(Client.id == client_id))) is True
+    await eventually(lambda: is_(True))
+    assert await reachable() is True
