@@ -6,10 +6,15 @@ SOURCES := bot config handlers services db
 PO := $(wildcard locales/*/LC_MESSAGES/messages.po)
 MO := $(PO:.po=.mo)
 
-.PHONY: run test install install-dev locales extract update-locales lint format bench clean
+.PHONY: run demo test install install-dev locales extract update-locales lint format bench clean
 
 run: install locales
 	$(BIN)/python -m bot run
+
+# The whole program in a browser without Telegram (no token, no .env): http://127.0.0.1:8080.
+# RESET=1 starts over with a freshly seeded database; PORT=8081 serves another port.
+demo: install locales
+	$(BIN)/python -m bot demo $(if $(RESET),--reset) $(if $(PORT),--port $(PORT))
 
 # The whole suite on SQLite, then on PostgreSQL + Redis where they are installed (throwaway
 # servers, tests/servers.py); REQUIRE_SERVERS=1 (CI) fails instead of skipping the second run.

@@ -5,7 +5,7 @@
 
 Throughput: 3,000 customers' receipts to distinct chats are enqueued (facts, rendered when
 sent, as the till queues them) in a temporary, migrated SQLite database; the fake server
-(tests/fakeapi.py) answers 429 to anything over `--cap` msg/s; the sender runs with
+(bot/demo/emulator.py) answers 429 to anything over `--cap` msg/s; the sender runs with
 `DELIVERY_RATE_GLOBAL = --rate`. Reported: achieved rate / allowed
 rate (target ≥ 0.8), 429s received, lost messages (rows not sent, or sent rows the server never
 accepted) and duplicated messages (chats that received more than one). Targets: zero lost,
@@ -40,6 +40,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import create_bot
+from bot.demo.emulator import FakeTelegram
 from bot.scheduler import create_sender
 from config import Settings, load_settings
 from db.database import Database
@@ -47,7 +48,6 @@ from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import Delivery, DeliveryStatus
 from services.delivery import Outbox, OutboxMessage
-from tests.fakeapi import FakeTelegram
 
 FIRST_CHAT = 10_000_000
 STAFF_CHAT = -1_009_000

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.sale_flow [--sales 300] [--cashiers 4] [--no-messages]
 
-Both runs use the same fake Telegram Bot API server (tests/fakeapi.py) on 127.0.0.1, the real
+Both runs use the same fake Telegram Bot API server (bot/demo/emulator.py) on 127.0.0.1, the real
 `Bot` (aiohttp) and long polling, in this process:
 
 * sales: each cashier (a staff member, private chat) scans a card (pastes the QR payload), types
@@ -45,12 +45,12 @@ from aiogram.types import Message
 
 from bot.app import create_bot, create_dispatcher
 from bot.commands.run import freeze_startup_heap
+from bot.demo.emulator import FakeTelegram, FakeUser
 from config import Settings, load_settings
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import Card, CardStatus, Client
 from services import qr_payload
-from tests.fakeapi import FakeTelegram, FakeUser
 
 STAFF_CHAT_ID = -1009000
 FIRST_CASHIER = 2001

@@ -52,9 +52,9 @@ from bench.sale_flow import (
 )
 from bot.app import create_dispatcher
 from bot.commands.run import freeze_startup_heap
+from bot.demo.emulator import Call, FakeTelegram, FakeUser
 from db.engine import create_engine, create_sessionmaker
 from services import qr_payload
-from tests.fakeapi import Call, FakeTelegram, FakeUser
 
 STEPS = ("scan", "amount", "✅ answer", "✅ receipt")
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import aiohttp
 
+from bot.demo.emulator import FakeTelegram
 from config import PROJECT_ROOT
 from db.migrate import upgrade
-from tests.fakeapi import FakeTelegram
 from tests.servers import free_port
 
 SECRET = "bench-webhook-secret"

@@ -35,10 +35,10 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from bench.sale_flow import FIRST_CARD, FIRST_CASHIER, SECRET, STAFF_CHAT_ID, seed
+from bot.demo.emulator import FakeTelegram, FakeUser
 from config import PROJECT_ROOT
 from services import qr_payload
 from tests import servers
-from tests.fakeapi import FakeTelegram, FakeUser
 
 WEBHOOK_SECRET = "bench-workers-secret"
 PATH = "/telegram/webhook"

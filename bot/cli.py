@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bot.commands import history, inventory, jobs, kpi, migrate, run
+from bot.commands import demo, history, inventory, jobs, kpi, migrate, run
 from config import SettingsError
 from services.errors import DomainError
 
-COMMAND_MODULES = (run, migrate, inventory, history, jobs, kpi)
+COMMAND_MODULES = (run, demo, migrate, inventory, history, jobs, kpi)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -256,8 +256,9 @@ def _bot_problems(bot_token: SecretStr, secret_key: SecretStr) -> list[str]:
     token = bot_token.get_secret_value().strip()
     if not token:
         problems.append(
-            "BOT_TOKEN is empty: copy .env.example to .env, get a token from @BotFather "
-            "and set BOT_TOKEN, SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID"
+            "BOT_TOKEN is empty: to try the bot without Telegram, run `make demo`; to run it, "
+            "copy .env.example to .env, get a token from @BotFather and set BOT_TOKEN, "
+            "SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID"
         )
     else:
         # The form aiogram accepts (it refuses anything else with a traceback of its own).
@@ -267,7 +268,8 @@ def _bot_problems(bot_token: SecretStr, secret_key: SecretStr) -> list[str]:
                 "Invalid setting BOT_TOKEN: expected the token @BotFather gives, "
                 "e.g. 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
             )
-    if len(secret_key.get_secret_value()) < 16:
+    # Nothing configured at all (a fresh clone): the line above already names SECRET_KEY.
+    if len(secret_key.get_secret_value()) < 16 and (token or secret_key.get_secret_value()):
         problems.append(
             "SECRET_KEY must be at least 16 characters (it signs the QR codes); "
             'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'

@@ -25,12 +25,12 @@ from aiogram import Bot, Dispatcher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import create_bot, create_dispatcher
+from bot.demo.emulator import FakeTelegram
 from config import PROJECT_ROOT, Settings
 from config.env import EnvSettings
 from db.database import Database
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
-from tests.fakeapi import FakeTelegram
 
 # Subprocesses the tests start (`python -m bot …`) run this checkout's code, whichever checkout
 # the virtualenv's editable install points at.

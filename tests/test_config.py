@@ -94,8 +94,14 @@ def test_every_wrong_value_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) 
 def test_bot_refuses_to_start_without_token_or_secret(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(env_file=None).require_bot()
+    # Nothing configured (a fresh clone): one line, which names SECRET_KEY and the demo too.
+    (bot_token,) = info.value.problems
+    assert bot_token.startswith("BOT_TOKEN is empty: to try the bot without Telegram, run `make")
+    assert "SECRET_KEY" in bot_token
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None, secret_key="short").require_bot()
     bot_token, secret_key = info.value.problems  # both, not just the first
-    assert bot_token.startswith("BOT_TOKEN is empty: copy .env.example")
+    assert bot_token.startswith("BOT_TOKEN is empty")
     assert secret_key.startswith("SECRET_KEY must be at least 16")
     with pytest.raises(SettingsError) as info:
         load_settings(env_file=None, bot_token="1:x", secret_key="short").require_bot()

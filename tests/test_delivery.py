@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from bot.demo.emulator import FakeTelegram
 from config import Settings
 from db.database import Database
 from db.engine import create_engine
@@ -38,7 +39,6 @@ from tests.engagement_helpers import (
     outbox_for,
     sender_for,
 )
-from tests.fakeapi import FakeTelegram
 from tests.wallet_helpers import eventually
 
 # These tests run delivery passes by hand: no background worker racing for the rows.

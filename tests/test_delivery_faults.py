@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram, FaultResponse
 from config import Settings
 from db.database import Database
 from db.models import Client, Delivery, DeliveryStatus, WinbackAssignment
@@ -35,7 +36,6 @@ from tests.engagement_helpers import (
     outbox_for,
     sender_for,
 )
-from tests.fakeapi import FakeTelegram, FaultResponse
 
 FIRST_TG_ID = 900_000
 CLIENTS = 300

@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 import db.engine
+from bot.demo.emulator import FakeTelegram
 from config import Settings
 from db.models import DeliveryStatus
 from services import delivery
 from tests.conftest import FrozenClock
 from tests.engagement_helpers import bot_for, deliveries, fast_limiter, outbox_for, sender_for
-from tests.fakeapi import FakeTelegram
 
 pytestmark = pytest.mark.manual_delivery
 

@@ -14,6 +14,7 @@ import pytest
 from aiogram import Bot
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram
 from config import Settings
 from db.database import Database
 from db.models import DeliveryStatus
@@ -21,7 +22,6 @@ from services import delivery
 from services.delivery import MESSAGE_LIMIT, OutboxMessage, Outgoing, RateLimiter, Rendered
 from tests.conftest import STAFF_CHAT_ID, FrozenClock
 from tests.engagement_helpers import bot_for, deliveries, fast_limiter, outbox_for, sender_for
-from tests.fakeapi import FakeTelegram
 from tests.test_delivery import FakeTime
 
 pytestmark = pytest.mark.manual_delivery

@@ -31,7 +31,7 @@ from aiogram.types import (
 )
 from PIL import Image
 
-from tests.fakeapi import FakeTelegram, FaultResponse, UploadedFile
+from bot.demo.emulator import FakeTelegram, FaultResponse, UploadedFile
 
 USER_ID = 5001
 GROUP_ID = -1005001

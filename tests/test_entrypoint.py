@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bot.demo.emulator import FakeTelegram
 from config import PROJECT_ROOT
-from tests.fakeapi import FakeTelegram
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -32,10 +32,9 @@ def test_run_without_env_file_explains_what_to_do(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "error: BOT_TOKEN is empty: copy .env.example to .env, get a token from @BotFather and "
-        "set BOT_TOKEN, SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID",
-        "error: SECRET_KEY must be at least 16 characters (it signs the QR codes); generate one "
-        'with: python -c "import secrets; print(secrets.token_urlsafe(32))"',
+        "error: BOT_TOKEN is empty: to try the bot without Telegram, run `make demo`; to run "
+        "it, copy .env.example to .env, get a token from @BotFather and set BOT_TOKEN, "
+        "SECRET_KEY, OWNER_IDS and STAFF_CHAT_ID",
     ]
     assert not (tmp_path / "b.db").exists()
 

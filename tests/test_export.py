@@ -14,12 +14,12 @@ from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeMessage, FaultResponse
 from bot.i18n import create_i18n
 from config import Settings
 from handlers.owner_reports import STATS_LINES, export_labels
 from services import export
 from tests.conftest import CASHIER_ID, OWNER_ID, App
-from tests.fakeapi import FakeMessage, FaultResponse
 from tests.kpi_helpers import Data, msk, report_service
 from tests.test_reports import seed
 

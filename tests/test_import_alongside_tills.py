@@ -427,7 +427,7 @@ def test_one_import_at_a_time(tmp_path: Path, db: Db, cli: DbCli) -> None:
 
 
 def test_bot_start_removes_an_interrupted_import(tmp_path: Path, db: Db) -> None:
-    from tests.fakeapi import FakeTelegram
+    from bot.demo.emulator import FakeTelegram
 
     _stale_import(db)
     assert db.scalar("SELECT count(*) FROM purchases") == 3

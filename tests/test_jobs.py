@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.commands.jobs import parse_at
+from bot.demo.emulator import FakeTelegram
 from bot.scheduler import MISFIRE_GRACE, catch_up_jobs, create_scheduler, run_job
 from config import PROJECT_ROOT, Settings
 from db.database import Database
@@ -27,7 +28,6 @@ from tests.engagement_helpers import (
     queue,
     sender_for,
 )
-from tests.fakeapi import FakeTelegram
 
 SECOND_OWNER = 1002
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from bot.demo.emulator import Call, FaultResponse
 from db.models import AuditEvent, Card, CardStatus
 from tests.conftest import OWNER_ID, STAFF_CHAT_ID, App
-from tests.fakeapi import Call, FaultResponse
 from tests.test_reports import seed
 
 SENT_PRIVATELY = "📬 Sent to you in a private chat with me."

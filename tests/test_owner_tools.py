@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from bot.demo.emulator import Call, FakeMessage, FakeUser
 from db.models import AuditEvent, Card, CardStatus, Client
 from services import card_admin
 from tests.conftest import CASHIER_ID, CUSTOMER_ID, OWNER_ID, STAFF_CHAT_ID, App
-from tests.fakeapi import Call, FakeMessage, FakeUser
 from tests.test_privacy import TG_ID, seed_member
 
 

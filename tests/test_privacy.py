@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram
 from db.database import Database
 from db.models import (
     AuditEvent,
@@ -28,7 +29,6 @@ from db.models import (
 from services import privacy
 from services.cards import refresh_totals
 from tests.conftest import App, FrozenClock, make_settings, running_app
-from tests.fakeapi import FakeTelegram
 
 TG_ID = 777555333
 FIRST, LAST, USERNAME = "Zephyrina", "Quillfeather", "zeph_quill_77"

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram, FakeUser
 from db.models import Card, CardStatus, Client, SaleDraft
 from services import qr_payload
 from tests.conftest import CASHIER_ID, STAFF_CHAT_ID, App, FrozenClock, make_settings, running_app
-from tests.fakeapi import FakeTelegram, FakeUser
 from tests.test_privacy import FIRST, LAST, TG_ID, USERNAME, seed_member
 from tests.test_security_fuzz import CALLBACK_CLASSES
 

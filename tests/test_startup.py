@@ -10,8 +10,8 @@ import signal
 import socket
 import sys
 
+from bot.demo.emulator import FakeTelegram
 from config import PROJECT_ROOT
-from tests.fakeapi import FakeTelegram
 
 SECRET_KEY = "test-secret-key-0123456789abcdef"
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram
 from config import Settings
 from db.database import Database
 from db.models import Survey
@@ -25,7 +26,6 @@ from tests.engagement_helpers import (
     make_client,
     sender_for,
 )
-from tests.fakeapi import FakeTelegram
 
 # These tests run delivery passes by hand: no background worker racing for the rows.
 pytestmark = pytest.mark.manual_delivery

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import Call, FakeTelegram
 from bot.throttling import FloodGuard, RedisFloodGuard
 from config import Settings
 from tests.conftest import OWNER_ID, REDIS_URL, App, FrozenClock, make_settings, running_app
-from tests.fakeapi import Call, FakeTelegram
 
 LIMIT = 3
 

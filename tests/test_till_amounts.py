@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram
 from db.models import CardStatus, SaleDraft
 from tests.conftest import CASHIER_ID, STAFF_CHAT_ID, App, FrozenClock, make_settings, running_app
-from tests.fakeapi import FakeTelegram
 from tests.till_helpers import add_offer, seed_bound, seed_card
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram
 from config import Settings
 from db.models import Client, DeliveryStatus, DraftStatus, SaleDraft
 from tests.conftest import (
@@ -23,7 +24,6 @@ from tests.conftest import (
     running_app,
 )
 from tests.engagement_helpers import deliveries, fast_limiter, sender_for
-from tests.fakeapi import FakeTelegram
 from tests.till_helpers import (
     amount_prompts,
     purchases,

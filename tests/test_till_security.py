@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram
 from config import Settings
 from db.database import Database
 from db.models import SaleDraft
@@ -24,7 +25,6 @@ from tests.conftest import (
     make_settings,
     running_app,
 )
-from tests.fakeapi import FakeTelegram
 from tests.till_helpers import add_offer, count, purchases, seed_bound, seed_card
 
 STRANGER = 3777

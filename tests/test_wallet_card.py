@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from bot.demo.emulator import UploadedFile
 from services import qr_payload
 from services.card_image import HEIGHT, WIDTH, CardArt, art_key, palette, render
 from tests.conftest import App
-from tests.fakeapi import UploadedFile
 from tests.wallet_helpers import bind, card, eventually, seed_cards
 
 SECRET = "test-secret-key-0123456789abcdef"

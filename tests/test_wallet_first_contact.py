@@ -11,10 +11,10 @@ import qrcode
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram
 from db.models import Offer, OfferKind
 from services import qr_payload
 from tests.conftest import CASHIER_ID, App, FrozenClock, make_settings, running_app
-from tests.fakeapi import FakeTelegram
 from tests.till_helpers import purchases
 from tests.wallet_helpers import AGREE, add_purchase, bind, card, client, join, seed_cards
 

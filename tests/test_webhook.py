@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import webhook
 from bot.app import create_bot, create_dispatcher
 from bot.cli import main
+from bot.demo.emulator import FakeTelegram
 from bot.webhook import (
     ProcessedUpdates,
     WebhookServer,
@@ -31,7 +32,6 @@ from config import Settings, SettingsError
 from db.database import Database
 from db.models import ProcessedUpdate
 from tests.conftest import FrozenClock, make_settings
-from tests.fakeapi import FakeTelegram
 
 SECRET = "s3cret-Token_value"
 PATH = "/telegram/webhook"

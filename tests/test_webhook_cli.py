@@ -11,8 +11,8 @@ import sys
 
 import aiohttp
 
+from bot.demo.emulator import FakeTelegram
 from config import PROJECT_ROOT
-from tests.fakeapi import FakeTelegram
 from tests.servers import free_port
 from tests.test_webhook import PATH, SECRET, USER_ID, update
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.demo.emulator import FakeTelegram
 from bot.webhook import BACKLOG
 from config import PROJECT_ROOT
-from tests.fakeapi import FakeTelegram
 from tests.servers import free_port
 from tests.test_webhook import PATH, SECRET, USER_ID, update
 

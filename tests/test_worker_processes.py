@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeTelegram
 from config import PROJECT_ROOT
 from tests.conftest import (
     CASHIER_ID,
@@ -34,7 +35,6 @@ from tests.conftest import (
     STAFF_CHAT_ID,
     on_postgres,
 )
-from tests.fakeapi import FakeTelegram
 from tests.servers import free_port
 from tests.till_helpers import (
     amount_prompts,

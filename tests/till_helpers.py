@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeGroup, FakeMessage, FakeUser
 from config import Settings
 from db.models import AuditEvent, Card, CardStatus, Client, Offer, Purchase
 from services import qr_payload
 from tests.conftest import CUSTOMER_ID
-from tests.fakeapi import FakeGroup, FakeMessage, FakeUser
 
 
 async def seed_card(

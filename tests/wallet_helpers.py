@@ -9,11 +9,11 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.demo.emulator import FakeMessage, FakeUser
 from db.database import Database
 from db.models import Card, Client, Purchase
 from services.cards import refresh_totals
 from services.inventory import add_range
-from tests.fakeapi import FakeMessage, FakeUser
 
 
 def plain(text: str | None) -> str:

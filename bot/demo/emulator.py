@@ -1,8 +1,12 @@
-"""In-process fake of the Telegram Bot API for end-to-end tests.
+"""A Telegram Bot API emulator: the real aiogram ``Bot`` talks to it over HTTP exactly as it
+would talk to api.telegram.org.
 
-The real aiogram ``Bot`` talks to this server over HTTP exactly as it would talk to
-api.telegram.org, so end-to-end tests exercise request building, (de)serialisation and
-error handling of the production code instead of a mocked ``Bot``.
+Two users of one implementation:
+
+* the end-to-end tests, which play users through it (``FakeUser.send``/``press``/…) and assert
+  on what the bot sent, so they exercise the production code's request building,
+  (de)serialisation and error handling instead of a mocked ``Bot``;
+* ``python -m bot demo`` (`bot.demo.page`), which lets a person play those users in a browser.
 
 Typical use::
 
@@ -15,7 +19,7 @@ Typical use::
         reply = await alice.wait_message("Welcome")
         await alice.press(reply, "Balance")
 
-Deliberate simplifications (a fake, not an emulator):
+Deliberate simplifications:
 
 * only ``parse_mode="HTML"`` is rendered (tags stripped, entities computed); other parse
   modes keep the raw text;
@@ -1043,6 +1047,12 @@ class FakeUser(_ChatView):
             contact["last_name"] = self.last_name
         return self._tg._user_message(self.id, self, {"contact": contact}, None)
 
+    async def send_location(self, latitude: float, longitude: float) -> dict[str, Any]:
+        """Share a location (what a request_location button sends)."""
+        self._mark()
+        location = {"latitude": latitude, "longitude": longitude}
+        return self._tg._user_message(self.id, self, {"location": location}, None)
+
     async def send_sticker(self, emoji: str = "👍") -> dict[str, Any]:
         self._mark()
         stored = self._tg._files.add("sticker", b"RIFF\x00\x00\x00\x00WEBP", mime_type="image/webp")
@@ -1161,6 +1171,8 @@ class FakeTelegram:
         self._faults = _FaultInjector()
         self._files = _FileStore()
         self._calls_pulse = _Pulse()
+        self._chats_pulse = _Pulse()
+        self._chats_version = 0
         self._users: dict[int, FakeUser] = {}
         self._groups: dict[int, FakeGroup] = {}
         self._members: dict[tuple[int, int], str] = {}
@@ -1231,17 +1243,26 @@ class FakeTelegram:
         """Every update ever enqueued (delivered or not), for assertions and debugging."""
         return self._queue.history
 
-    async def start(self) -> None:
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        routes: Callable[[web.Application], None] | None = None,
+    ) -> None:
+        """Serve the Bot API on host:port (0: a free port); `routes` adds more to the same
+        server (the demo's page)."""
         if self._runner is not None:
             msg = "FakeTelegram is already started"
             raise RuntimeError(msg)
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_route("*", "/bot{token}/{method}", self._on_api_request)
         app.router.add_get("/file/bot{token}/{path:.+}", self._on_file_request)
+        if routes is not None:
+            routes(app)
         # A short shutdown timeout keeps test teardown fast even if a client hung up.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         self._runner = runner
         self._port = site.port  # the real port bound to 0, read from the server socket
@@ -1622,6 +1643,63 @@ class FakeTelegram:
         content_type = stored.mime_type or "application/octet-stream"
         return web.Response(body=stored.data, content_type=content_type)
 
+    # ------------------------------------------------------- what users see
+
+    def note_chat_change(self) -> None:
+        """Something a client shows changed (a message, a user's language): wake the pages
+        waiting in `wait_chats_change`."""
+        self._chats_version += 1
+        self._chats_pulse.fire()
+
+    @property
+    def chats_version(self) -> int:
+        """Grows whenever a message appears in a chat, is edited or is deleted."""
+        return self._chats_version
+
+    async def wait_chats_change(self, since: int, timeout: float) -> int:  # noqa: ASYNC109
+        """The chats' version once it is past `since`, or the current one after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self._chats_version <= since:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await self._chats_pulse.wait(remaining):
+                break
+        return self._chats_version
+
+    def chat_log(self, chat_id: int) -> list[tuple[dict[str, Any], FakeMessage | None]]:
+        """What a chat shows, oldest first: each message's payload (edits applied, deleted
+        ones gone) with the bot's snapshot of it, or None for a user's message."""
+        entries: list[tuple[int, dict[str, Any], FakeMessage | None]] = [
+            (message_id, message.payload, message)
+            for message_id, message in self._bot_messages.get(chat_id, {}).items()
+        ]
+        entries += [
+            (message_id, payload, None)
+            for (chat, message_id), payload in self._user_messages.items()
+            if chat == chat_id
+        ]
+        entries.sort(key=lambda entry: entry[0])
+        return [(payload, snapshot) for _id, payload, snapshot in entries]
+
+    def commands_for(self, chat_id: int, language: str | None) -> list[dict[str, Any]]:
+        """The command menu a client shows in a chat, resolved as Telegram does: the chat's
+        own scope, then all private chats or all groups, then the default; each first in the
+        user's language, then for every language."""
+        kind = "all_private_chats" if chat_id > 0 else "all_group_chats"
+        scopes = [{"type": "chat", "chat_id": chat_id}, {"type": kind}, {"type": "default"}]
+        for scope in scopes:
+            for lang in (language or "", ""):
+                commands = self._commands.get((json.dumps(scope, sort_keys=True), lang))
+                if commands:
+                    return commands
+        return []
+
+    def file_content(self, file_id: str) -> tuple[bytes, str, str | None] | None:
+        """A stored file's bytes, MIME type and file name (documents), by file_id."""
+        stored = self._files.get(file_id)
+        if stored is None or stored.data is None:
+            return None
+        return stored.data, stored.mime_type or "application/octet-stream", stored.file_name
+
     # ------------------------------------------------------------ chat state
 
     def _chat_payload(self, chat_id: int) -> dict[str, Any]:
@@ -1689,6 +1767,7 @@ class FakeTelegram:
         if reply_to is not None:
             message["reply_to_message"] = self._reply_payload(chat_id, reply_to)
         self._user_messages[(chat_id, message["message_id"])] = message
+        self.note_chat_change()
         return self.push_update("message", message)
 
     def _user_photo(
@@ -1769,6 +1848,7 @@ class FakeTelegram:
         )
         self._bot_messages.setdefault(chat_id, {})[message.message_id] = message
         call.messages.append(message)
+        self.note_chat_change()
         return message
 
     def _bot_reply_target(self, chat_id: int, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -2049,6 +2129,7 @@ class FakeTelegram:
         )
         self._bot_messages[current.chat_id][current.message_id] = edited
         call.messages.append(edited)
+        self.note_chat_change()
         return payload
 
     def _new_markup(self, call: Call) -> dict[str, Any] | None:
@@ -2093,9 +2174,11 @@ class FakeTelegram:
     async def _delete_message(self, call: Call) -> bool:
         chat_id = self._target_chat(call)
         message_id = _as_int(call.params.get("message_id")) or 0
-        if self._bot_messages.get(chat_id, {}).pop(message_id, None) is not None:
-            return True
-        if self._user_messages.pop((chat_id, message_id), None) is not None:
+        if (
+            self._bot_messages.get(chat_id, {}).pop(message_id, None) is not None
+            or self._user_messages.pop((chat_id, message_id), None) is not None
+        ):
+            self.note_chat_change()
             return True
         raise _ApiError(400, "Bad Request: message to delete not found")
 
