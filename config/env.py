@@ -152,6 +152,14 @@ class EnvSettings(BaseSettings):
     webhook_max_connections: int = Field(default=100, ge=1, le=100_000)
     webhook_request_timeout: float = Field(default=10.0, gt=0, le=300)
 
+    # --- Mini App -------------------------------------------------------------------------
+    miniapp_url: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8081, ge=1, le=65535)
+    miniapp_auth_ttl_sec: int = Field(default=86400, ge=60)
+    qr_rotate_sec: int = Field(default=30, ge=10, le=600)
+    static_qr: bool = True
+
     # --- Validators -----------------------------------------------------------------------
     @field_validator("owner_ids", mode="before")
     @classmethod
@@ -209,10 +217,31 @@ class EnvSettings(BaseSettings):
             raise ValueError("expected HH-HH or HH:MM-HH:MM in store time, e.g. 21-09, or empty")
         return value.strip()
 
-    @field_validator("telegram_api_url", "webhook_url", "staff_chat_id", "redis_url", mode="before")
+    @field_validator(
+        "telegram_api_url",
+        "webhook_url",
+        "miniapp_url",
+        "staff_chat_id",
+        "redis_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("miniapp_url")
+    @classmethod
+    def _miniapp_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        # Telegram opens Mini Apps over HTTPS only; the loopback is for a local try-out (demo).
+        if not re.fullmatch(r"(https://[^\s/?#]+|http://127\.0\.0\.1(:\d+)?)(/[^\s?#]*)?", value):
+            raise ValueError(
+                "expected the Mini App's public HTTPS address, e.g. https://shop.example/app/ "
+                "(Telegram opens Mini Apps over HTTPS only)"
+            )
+        return value if value.endswith("/") else value + "/"
 
     @field_validator("retention_months", "store_latitude", "store_longitude", mode="before")
     @classmethod

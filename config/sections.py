@@ -160,6 +160,18 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MiniAppSettings:
+    """The Mini App (bot/miniapp): where Telegram opens it and where the bot serves it."""
+
+    url: str | None  # the public HTTPS address (ends with /); None: no menu button, no links
+    host: str  # polling mode: the small web server's address (webhook mode: the webhook's)
+    port: int
+    auth_ttl_sec: int  # how old a Mini App's initData may be (its auth_date)
+    qr_rotate_sec: int  # the live card's QR changes this often
+    static_qr: bool  # False: the till refuses a bound card's static QR, wants the live one
+
+
+@dataclass(frozen=True, slots=True)
 class DatabaseSettings:
     url: str
     redis_url: str | None  # shared conversation state (and more) for several workers
@@ -177,6 +189,7 @@ class Settings:
     privacy: PrivacySettings
     backup: BackupSettings
     webhook: WebhookSettings
+    miniapp: MiniAppSettings
     database: DatabaseSettings
     log_level: str
     env: EnvSettings = field(repr=False, compare=False)  # what it was built from
@@ -276,6 +289,14 @@ class Settings:
                 path=env.webhook_path,
                 max_connections=env.webhook_max_connections,
                 request_timeout=env.webhook_request_timeout,
+            ),
+            miniapp=MiniAppSettings(
+                url=env.miniapp_url,
+                host=env.web_host,
+                port=env.web_port,
+                auth_ttl_sec=env.miniapp_auth_ttl_sec,
+                qr_rotate_sec=env.qr_rotate_sec,
+                static_qr=env.static_qr,
             ),
             database=DatabaseSettings(url=env.database_url, redis_url=env.redis_url),
             log_level=env.log_level,

@@ -6,6 +6,7 @@ aware UTC datetime)::
     sales = SalesService(Database.of(engine), settings, clock)
     card = await sales.identify_number("100 045")        # TillCard
     card = await sales.identify_payload("c100045_…")     # signed QR payload → TillCard
+    card = await sales.identify_payload("l100045_…")     # live QR (Mini App): fresh only
     draft = await sales.quote(card.card_id, 250000, cashier_id, chat_id, now)   # DraftView
     done = await sales.confirm(draft.id, actor_id, actor_is_owner, now)         # Confirmation
     done = await sales.confirm(..., log_chat_id=staff_chat, cashier_name="Olga")  # + staff line
@@ -118,6 +119,15 @@ class CardBlockedAtTill(CardBlocked):
     def __init__(self, number: str, reason: str | None) -> None:
         super().__init__(number)
         self.reason = reason
+
+
+class LiveCardRequired(DomainError):
+    """STATIC_QR=false: a card bound to a customer is accepted only by its live QR (the Mini
+    App's), not by its static QR or its typed number; paper-only cards still are."""
+
+    def __init__(self, number: str) -> None:
+        super().__init__(f"card {number} needs its live QR")
+        self.number = number
 
 
 class CardAlreadyIssued(DomainError):
@@ -318,21 +328,33 @@ class SalesService:
 
     # ---------------------------------------------------------------- identify
     async def identify_number(self, text: str) -> TillCard:
-        """A typed number: InvalidCardNumber / CardNotFound / CardBlocked when unusable."""
-        return await self.db.read(self._identify, cards.lookup_number(text), self.clock())
+        """A typed number: InvalidCardNumber / CardNotFound / CardBlocked when unusable,
+        LiveCardRequired for a bound card when STATIC_QR is off."""
+        number = cards.lookup_number(text)
+        return await self.db.read(self._identify, number, False, self.clock())
 
     async def identify_payload(self, payload: str) -> TillCard:
-        """A scanned QR payload: InvalidPayload when forged or mangled."""
-        number = qr_payload.verify(self.settings.telegram.secret_key.get_secret_value(), payload)
-        return await self.identify_number(number)
+        """A scanned QR payload, static or live: InvalidPayload when forged or mangled,
+        ExpiredPayload for a live one of an older (or a future) step, LiveCardRequired for a
+        bound card's static one when STATIC_QR is off."""
+        now = self.clock()
+        scanned = qr_payload.read(
+            self.settings.telegram.secret_key.get_secret_value(),
+            payload,
+            now,
+            self.settings.miniapp.qr_rotate_sec,
+        )
+        return await self.db.read(self._identify, scanned.number, scanned.live, now)
 
-    def _identify(self, session: Session, number: str, now: datetime) -> TillCard:
+    def _identify(self, session: Session, number: str, live: bool, now: datetime) -> TillCard:
         # One statement for the card, its holder's name and purchase history (a till is busy).
         card = _identify_statement().execute(session, {"p_number": number}).first()
         if card is None:
             raise CardNotFound(number)
         if card.status == CardStatus.BLOCKED:
             raise CardBlockedAtTill(number, card.block_reason)
+        if not live and card.client_id is not None and not self.settings.miniapp.static_qr:
+            raise LiveCardRequired(number)
         offers: tuple[OfferView, ...] = ()
         if card.client_id is not None:
             offers = tuple(active_offers(session, card.client_id, now))

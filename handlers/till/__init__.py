@@ -2,7 +2,9 @@
 
 Works in a private chat with the bot and in the staff group. A card is identified by the QR
 deep link (`/start <payload>`), by the link or payload typed by a scanner or pasted, by a photo
-of the QR, by `/sale 100045`, or (staff group only) by the bare number. The amount prompt is a
+of the QR, by `/sale 100045`, or (staff group only) by the bare number. The QR is the card
+image's static one or the Mini App's live one (fresh only); which ways a card is accepted by
+is the sales service's rule (`SalesService.identify_payload`, STATIC_QR). The amount prompt is a
 ForceReply so that it also works in a group with privacy mode on: there the amount must be a
 reply to the bot; in a private chat the FSM state is enough.
 
@@ -39,6 +41,7 @@ from handlers.till.identify import sale_by_number, scan_deep_link, scan_photo, s
 from handlers.till.quote import number_in_staff_group, take_amount
 from handlers.till.receipts import ReceiptLocks
 from handlers.till.views import sale_line
+from services import qr_payload
 
 __all__ = ["ReceiptLocks", "payload_candidate", "sale_line", "setup"]
 
@@ -48,7 +51,8 @@ def setup() -> Router:
     router = Router(name=__name__)
     router.message.filter(TillChat(), IsStaff())
     router.message.register(
-        scan_deep_link, CommandStart(deep_link=True, magic=F.args.startswith("c"))
+        scan_deep_link,
+        CommandStart(deep_link=True, magic=F.args.func(qr_payload.starts_like_payload)),
     )
     router.message.register(sale_by_number, Command("sale"))
     router.message.register(scan_text, Match(F.text.func(payload_candidate)))

@@ -24,8 +24,9 @@ NUMBER_TEXT = re.compile(r"\s*\d[\d \-]{3,30}\s*")
 # What a cashier types as an amount: digits and separators, maybe a currency word or sign.
 _CURRENCY_WORDS = re.compile(r"(?i)₽|€|\$|руб\.?|р\.?|rub|eur")
 _AMOUNT_TEXT = re.compile(r"[\d\s.,'’\u00a0\u202f]*\d[\d\s.,'’\u00a0\u202f]*")
-# A scanner that dropped or changed characters still produced something payload-shaped.
-_LOOSE_PAYLOAD = re.compile(r"c\d{1,25}_\S{0,40}")
+# A scanner that dropped or changed characters still produced something payload-shaped
+# (static `c…_…` or live `l…_…_…`).
+_LOOSE_PAYLOAD = re.compile(r"(?:c\d{1,25}|l\d{1,25}_\d{0,15})_\S{0,40}")
 
 PROMPT = __("Enter the purchase amount in reply to this message.")
 
@@ -78,4 +79,4 @@ def payload_candidate(text: str | None) -> str | None:
     candidate = qr_payload.extract(text)
     if candidate is None and _LOOSE_PAYLOAD.fullmatch(text.strip()):
         candidate = text.strip()
-    return candidate if candidate and candidate.startswith("c") else None
+    return candidate if candidate and qr_payload.starts_like_payload(candidate) else None

@@ -8,12 +8,13 @@ from config import Settings
 from handlers.errors import renders
 from services.cards import group_number
 from services.qr_decode import ImageRejected
-from services.qr_payload import InvalidPayload
+from services.qr_payload import ExpiredPayload, InvalidPayload
 from services.sales import (
     AlreadyVoided,
     CardAlreadyIssued,
     CardBlockedAtTill,
     DraftGone,
+    LiveCardRequired,
     NotYourDraft,
     PurchaseNotFound,
     VoidNotAllowed,
@@ -23,6 +24,22 @@ from services.sales import (
 @renders(InvalidPayload)
 def _invalid_payload(exc: Exception, settings: Settings) -> str:
     return _("This QR code is not a valid card of our store.")
+
+
+@renders(ExpiredPayload)
+def _expired_payload(exc: Exception, settings: Settings) -> str:
+    return _(
+        "⌛ This QR code has expired: ask the customer to open the live card again and scan "
+        "the new code."
+    )
+
+
+@renders(LiveCardRequired)
+def _live_card_required(exc: Exception, settings: Settings) -> str:
+    return _(
+        "This card is accepted only with its live QR code: ask the customer to open the live "
+        "card (/card or the menu button in their chat with the bot) and scan the code there."
+    )
 
 
 @renders(ImageRejected)

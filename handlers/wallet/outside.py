@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 
 from aiogram import Bot
 from aiogram.fsm.context import FSMContext
@@ -62,16 +63,21 @@ async def number_outside_a_step(
 
 
 async def photo(
-    message: Message, bot: Bot, qr_reader: QrReader, wallet: WalletService, settings: Settings
+    message: Message,
+    bot: Bot,
+    qr_reader: QrReader,
+    wallet: WalletService,
+    settings: Settings,
+    now: datetime,
 ) -> None:
-    """A customer's photo: usually of a card's QR (their own, or one they were given)."""
+    """A customer's photo: usually of a card's QR (their own, or one they were given; the
+    card image's static QR or a screenshot of the live one)."""
     assert message.from_user is not None
     try:
         texts = await qr_texts(message, bot, qr_reader)
     except ImageRejected:
         texts = []
-    secret = settings.telegram.secret_key.get_secret_value()
-    number = next((n for t in texts if (n := _card_number_in(secret, t)) is not None), None)
+    number = next((n for t in texts if (n := _card_number_in(settings, t, now)) is not None), None)
     if number is None:
         await message.answer(
             _(
@@ -95,12 +101,16 @@ async def photo(
     await message.answer(_someone_elses_card(settings))
 
 
-def _card_number_in(secret: str, text: str) -> str | None:
+def _card_number_in(settings: Settings, text: str, now: datetime) -> str | None:
+    """The card a correctly signed payload names, static or live (a live one of any step)."""
     payload = qr_payload.extract(text)
     if payload is None:
         return None
+    secret = settings.telegram.secret_key.get_secret_value()
     try:
-        return qr_payload.verify(secret, payload)
+        return qr_payload.read(secret, payload, now, settings.miniapp.qr_rotate_sec).number
+    except qr_payload.ExpiredPayload as exc:
+        return exc.number
     except qr_payload.InvalidPayload:
         return None
 
