@@ -71,6 +71,7 @@ bench: install-dev locales
 	$(BIN)/python -m bench.webhook_flood
 	$(BIN)/python -m bench.till_latency
 	$(BIN)/python -m bench.workers
+	$(BIN)/python -m bench.miniapp_paint
 
 clean:
 	rm -rf $(VENV) locales/*/LC_MESSAGES/*.mo

@@ -20,6 +20,7 @@ from bot.fsm_storage import close_after_updates, create_storage, renewed_lock, s
 from bot.i18n import LocaleMiddleware, create_i18n
 from bot.menus import register_commands
 from bot.middlewares import DatabaseMiddleware
+from bot.miniapp import set_menu_button
 from bot.scheduler import create_sender
 from bot.telegram_session import AnsweringUpdates, BotSession, Replies
 from bot.throttling import RedisFloodGuard, ThrottlingMiddleware
@@ -141,6 +142,7 @@ def create_dispatcher(
     LocaleMiddleware(i18n, settings.store.default_language, redis=redis).setup(dp)
     dp.include_routers(*feature_routers())
     dp.startup.register(register_commands)  # command menus per language and scope
+    dp.startup.register(set_menu_button)  # the Mini App's button in private chats
 
     async def finish_updates() -> None:  # first on shutdown: before the outbox worker stops
         await in_flight.drain()

@@ -393,6 +393,10 @@ def build_webhook_app(dp: Dispatcher, bot: Bot, settings: Settings) -> web.Appli
         dp, bot, webhook_secret(settings), read_timeout=settings.webhook.request_timeout
     )
     handler.register(app, path="/" + settings.webhook.path.lstrip("/"))
+    if settings.miniapp.url is not None:  # the Mini App on the same server, under /app/
+        from bot.miniapp import mini_app
+
+        mini_app(bot, dp, settings).install(app)
     setup_application(app, dp, bot=bot)
     return app
 

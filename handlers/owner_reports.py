@@ -148,7 +148,7 @@ STATS_LINES: list[tuple[Any, str, Render]] = [
 _INDENTED = {"cards_issued_in_period", "cards_bound"}
 
 
-def _rfm_names() -> dict[str, str]:
+def rfm_names() -> dict[str, str]:
     return {
         "champions": _("champions"),
         "loyal": _("loyal"),
@@ -201,7 +201,7 @@ def _kpi_labels() -> dict[str, str]:
         "winback.lift": _("Win-back: lift"),
     }
     labels |= {
-        f"rfm.{key}": _("RFM: {segment}").format(segment=name) for key, name in _rfm_names().items()
+        f"rfm.{key}": _("RFM: {segment}").format(segment=name) for key, name in rfm_names().items()
     }
     for group, name in _group_names().items():
         for key in ("active_cards", "purchases", "revenue", "average_check"):
@@ -331,7 +331,7 @@ def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
         )
         + _change(nps.score, previous.nps.score)
     )
-    names = _rfm_names()
+    names = rfm_names()
     rfm = ", ".join(f"{names[k]} {fmt.number(current.rfm.get(k, 0))}" for k in kpi.RFM_SEGMENTS)
     lines += ["", _("RFM segments: {segments}").format(segments=rfm), ""]
     groups = [

@@ -333,6 +333,10 @@ class ReportService:
         previous = kpi.compute(session, self.settings, *kpi.previous_period(first, last))
         return current, previous
 
+    async def weekly(self, last: date, weeks: int) -> list[kpi.WeekPoint]:
+        """Revenue, active cards and NPS of each of the `weeks` weeks ending on `last`."""
+        return await self.db.report(kpi.weekly_series, self.settings, last, weeks)
+
     async def digest(self, now: datetime) -> Digest:
         """The weekly digest's figures: the last 7 complete store days before `now`."""
         return await self.db.report(build_digest, self.settings, now)

@@ -1,7 +1,8 @@
 """`python -m bot demo` in a real browser (headless Chromium from the Debian packages, driven by
 Playwright): the customer joins and gets the card image, the cashier pastes its payload into the
-staff group and confirms an amount, then scans it again by dragging the image across, and the
-owner's /stats counts both sales. Three people, three languages: the customer switches to
+staff group and confirms an amount, then scans it again by dragging the image across; the
+customer opens the live card in the Mini App and the owner's Mini App till scans it; the
+owner's /stats counts the three sales. Three people, three languages: the customer switches to
 English, the cashier to Estonian, the owner stays in Russian.
 
 The demo keeps its own SQLite database whatever engine the suite runs on, so the test runs once,
@@ -174,8 +175,27 @@ async def test_a_newcomer_runs_the_whole_loop_in_the_browser(demo_url: str) -> N
         await sell(page, "1000")
         await expect(receipts).to_have_count(2, timeout=WAIT_MS)
 
+        # The Mini App opens inside the page: the customer's live card, and the owner's till
+        # whose phone scanner sees it.
+        await pane(page, "customer").locator(".app-button").click()
+        card_app = page.frame_locator("#pane-customer iframe")
+        await expect(card_app.locator(".qr svg")).to_be_visible(timeout=WAIT_MS)
+        await pane(page, "owner").locator(".app-button").click()
+        till = page.frame_locator("#pane-owner iframe")
+        await till.locator('[data-tab="till"]').click(timeout=WAIT_MS)
+        await till.locator("#scan").click()
+        await pane(page, "owner").locator(".scan-live").click()
+        for key in "1200":
+            await till.locator(f'.key[data-key="{key}"]').click(timeout=WAIT_MS)
+        await till.locator("#quote").click()
+        await till.locator("#confirm").click(timeout=WAIT_MS)
+        await expect(till.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
+        await pane(page, "owner").locator(".webapp button").click()  # ✕
+        staff_log = pane(page, "staff").locator(".msg.in", has_text="Oleg")
+        await expect(staff_log).to_have_count(1, timeout=WAIT_MS)
+
         await say(page, "owner", "/stats")
-        assert await purchases_in_stats(page, 2) == before + 2
+        assert await purchases_in_stats(page, 2) == before + 3
 
         # The export is a document in the owner's chat; the page downloads it as a file.
         await say(page, "owner", "/export")

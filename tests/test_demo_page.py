@@ -10,17 +10,22 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bot.demo import page as demo_page
 from bot.demo.emulator import FakeTelegram
 from bot.demo.page import CASHIER_ID, CUSTOMER_ID, OWNER_ID, STAFF_CHAT_ID, DemoPage, cast
 from bot.i18n import create_i18n
+from bot.miniapp.auth import authenticate
 from config import PROJECT_ROOT
+from tests.servers import free_port
 
 
 class Demo:
@@ -324,3 +329,44 @@ def test_the_demo_on_a_port_in_use_is_one_line_and_writes_nothing(tmp_path: Path
         "(make demo PORT=8081)"
     ]
     assert not (tmp_path / "demo.db").exists()
+
+
+async def test_a_mini_app_opens_on_the_pages_address_signed_for_its_person() -> None:
+    """The bot's Mini App server behind the page's /app/ (as nginx passes it through in
+    production), and the launch parameters a Telegram client would add."""
+    seen: list[dict[str, str]] = []
+
+    async def upstream_me(request: web.Request) -> web.Response:
+        seen.append({"path": request.path_qs, "auth": request.headers.get("Authorization", "")})
+        return web.json_response({"role": "customer"})
+
+    upstream = web.Application()
+    upstream.router.add_get("/app/api/me", upstream_me)
+    runner = web.AppRunner(upstream)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    tg = FakeTelegram("100200300:DEMO")
+    panes = cast(tg, language="en", staff_title="Staff")
+    page = DemoPage(tg, panes, create_i18n(), token=tg.token, miniapp=f"http://127.0.0.1:{port}")
+    await tg.start(routes=page.install)
+    try:
+        async with aiohttp.ClientSession() as http:
+            demo = Demo(tg, http)
+            status, opened = await demo.act(
+                "customer", "webapp", {"url": "http://127.0.0.1:1/app/?view=card"}
+            )
+            assert status == 200 and opened["src"].startswith("/app/?view=card#tgWebAppData=")
+            launch = dict(parse_qsl(opened["src"].split("#", 1)[1]))
+            caller = authenticate(f"tma {launch['tgWebAppData']}", tg.token, datetime.now(UTC), 60)
+            assert (caller.user_id, caller.language_code) == (CUSTOMER_ID, "en")
+            auth = {"Authorization": f"tma {launch['tgWebAppData']}"}
+            async with http.get(f"{demo.url}/app/api/me?x=1", headers=auth) as response:
+                assert await response.json() == {"role": "customer"}
+            assert seen == [{"path": "/app/api/me?x=1", "auth": auth["Authorization"]}]
+            # Telegram opens Mini Apps from private chats only, and only this bot's.
+            assert (await demo.act("staff", "webapp", {"url": "http://x/app/"}))[0] == 404
+            assert (await demo.act("owner", "webapp", {"url": "https://evil.example/"}))[0] == 400
+    finally:
+        await tg.stop()
+        await runner.cleanup()

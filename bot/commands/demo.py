@@ -15,6 +15,7 @@ import asyncio
 import errno
 import logging
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Final
@@ -75,7 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot use {data} for the demo's data: {exc.strerror}", file=sys.stderr)
         return 1
-    settings = demo_settings(data, args.port)
+    settings = demo_settings(data, args.port, _free_port())
     setup_logging(settings.log_level)
     try:
         asyncio.run(run_demo(settings, host=args.host, port=args.port))
@@ -102,9 +103,17 @@ def _secret_key(data: Path) -> str:
     return key
 
 
-def demo_settings(data: Path, port: int) -> Settings:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def demo_settings(data: Path, port: int, app_port: int) -> Settings:
     """The demo's settings: none of them from `.env`, so a real installation's database,
-    token and staff group are never touched."""
+    token and staff group are never touched. The bot serves its Mini App on `app_port` (the
+    loopback only); the page passes /app/ through to it, as a reverse proxy does in front of
+    a real installation, so the Mini App opens inside the page from the page's own address."""
     from bot.demo.page import OWNER_ID, STAFF_CHAT_ID
 
     env = EnvSettings(
@@ -127,6 +136,9 @@ def demo_settings(data: Path, port: int) -> Settings:
         survey_delay_min=1,
         backup_dir=data / "backups",
         webhook_url=None,
+        miniapp_url=f"http://127.0.0.1:{port}/app/",
+        web_host="127.0.0.1",
+        web_port=app_port,
         log_level="WARNING",
     )
     return Settings.from_env(env)
@@ -148,7 +160,9 @@ async def run_demo(settings: Settings, *, host: str, port: int) -> None:
     tg = FakeTelegram(TOKEN, username="loyalty_demo_bot", first_name="Loyalty Wallet")
     language = settings.store.default_language
     panes = cast(tg, language=language, staff_title=f"{settings.store.name} · staff")
-    page = DemoPage(tg, panes, create_i18n(language))
+    token = settings.telegram.bot_token.get_secret_value()
+    upstream = f"http://127.0.0.1:{settings.miniapp.port}"
+    page = DemoPage(tg, panes, create_i18n(language), token=token, miniapp=upstream)
     await tg.start(host, port, routes=page.install)  # first: a port in use changes nothing
     try:
         await upgrade(settings.database.url)

@@ -220,7 +220,10 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
                 # getUpdates is refused while a webhook is set (after a switch back from
                 # webhook mode); pending updates are kept.
                 await bot.delete_webhook(drop_pending_updates=False)
-                await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types())
+                from bot.miniapp import serve_miniapp
+
+                async with serve_miniapp(bot, dp, settings):  # WEB_HOST:WEB_PORT, if MINIAPP_URL
+                    await dp.start_polling(bot, allowed_updates=dp.resolve_used_update_types())
         finally:
             await engine.dispose()
     finally:

@@ -1183,6 +1183,7 @@ class FakeTelegram:
         self._callback_ids = itertools.count(1)
         self._media_groups = itertools.count(13_000_000_000)
         self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._menu_buttons: dict[int | None, dict[str, Any]] = {}  # None: every private chat
         self._webhook_url = ""
         self.latency = 0.0  # seconds each API call takes to reach the server (set_latency)
         self._inflight = 0
@@ -1200,6 +1201,8 @@ class FakeTelegram:
                 "setMyCommands": self._set_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
                 "getMyCommands": self._get_my_commands,
+                "setChatMenuButton": self._set_chat_menu_button,
+                "getChatMenuButton": self._get_chat_menu_button,
                 "sendMessage": self._send_message,
                 "sendPhoto": self._send_photo,
                 "sendDocument": self._send_document,
@@ -1973,6 +1976,33 @@ class FakeTelegram:
 
     async def _get_my_commands(self, call: Call) -> list[dict[str, Any]]:
         return self._commands.get(self._commands_key(call.params), [])
+
+    async def _set_chat_menu_button(self, call: Call) -> bool:
+        button = call.params.get("menu_button") or {"type": "default"}
+        if not isinstance(button, dict) or button.get("type") not in (
+            "default",
+            "commands",
+            "web_app",
+        ):
+            raise _ApiError(400, "Bad Request: unsupported menu button type")
+        if button["type"] == "web_app":
+            url = (button.get("web_app") or {}).get("url", "")
+            # Telegram wants HTTPS; a local address is what this emulator's own demo serves.
+            if not isinstance(url, str) or not url.startswith(("https://", "http://127.0.0.1")):
+                raise _ApiError(400, "Bad Request: BUTTON_URL_INVALID")
+        chat = call.params.get("chat_id")
+        self._menu_buttons[None if chat in (None, "") else _as_int(chat)] = button
+        self.note_chat_change()
+        return True
+
+    async def _get_chat_menu_button(self, call: Call) -> dict[str, Any]:
+        return self.menu_button(_as_int(call.params.get("chat_id")))
+
+    def menu_button(self, chat_id: int | None) -> dict[str, Any]:
+        """The menu button a private chat shows: its own, else the bot's default one."""
+        return (
+            self._menu_buttons.get(chat_id) or self._menu_buttons.get(None) or {"type": "default"}
+        )
 
     async def _send_message(self, call: Call) -> dict[str, Any]:
         chat_id = self._target_chat(call)

@@ -13,6 +13,9 @@ menu. What a person does goes through the emulator's users, exactly as the tests
     POST /api/chats/{role}/contact   the user's own phone number (a request_contact button)
     POST /api/chats/{role}/location  {"latitude": …, "longitude": …}
     POST /api/chats/{role}/language  {"language": "ru" | "en" | "et"}: the Telegram app's language
+    POST /api/chats/{role}/webapp    {"url": a Mini App button's URL} → where the page's frame
+                                     opens it, with initData signed for the pane's person
+    *    /app/…                      passed through to the bot's Mini App server (a reverse proxy)
     GET  /api/files/{file_id}        a photo or a document the bot sent
     GET  /api/texts?lang=xx          the page's own words
 """
@@ -21,13 +24,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import aiohttp
 from aiohttp import web
 
 from bot.demo.emulator import FakeGroup, FakeMessage, FakeTelegram, FakeUser
+from bot.miniapp.auth import sign_init_data
+from bot.static_files import static_file
 from config import LANGUAGES
 
 if TYPE_CHECKING:
@@ -46,7 +53,6 @@ PRESS_SECONDS: Final = 10.0
 # Telegram's own limits: 4096 characters of text, photos up to 10 MB.
 TEXT_LIMIT: Final = 4096
 PHOTO_LIMIT: Final = 10 * 1024 * 1024
-_STATIC_TYPES: Final = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 
 
 @dataclass(frozen=True)
@@ -86,12 +92,22 @@ class DemoPage:
     """The page's routes over one emulator and its three panes."""
 
     def __init__(
-        self, tg: FakeTelegram, panes: dict[str, Pane], i18n: I18n, *, hint_card: str = ""
+        self,
+        tg: FakeTelegram,
+        panes: dict[str, Pane],
+        i18n: I18n,
+        *,
+        hint_card: str = "",
+        token: str = "",
+        miniapp: str | None = None,
     ) -> None:
         self.tg = tg
         self.panes = panes
         self.i18n = i18n
         self.hint_card = hint_card
+        self.token = token  # signs the initData a Mini App opened from the page gets
+        self.miniapp = miniapp  # where the bot serves its Mini App: /app/ is passed through
+        self._http: aiohttp.ClientSession | None = None
 
     def install(self, app: web.Application) -> None:
         app.router.add_get("/", self._index)
@@ -100,6 +116,9 @@ class DemoPage:
         app.router.add_get("/api/chats", self._chats)
         app.router.add_post("/api/chats/{role}/{action}", self._act)
         app.router.add_get("/api/files/{file_id}", self._file)
+        if self.miniapp is not None:
+            app.router.add_route("*", "/app/{tail:.*}", self._to_miniapp)
+            app.on_cleanup.append(self._close_http)
 
     # ------------------------------------------------------------------ reading
 
@@ -107,13 +126,7 @@ class DemoPage:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
-        path = STATIC / request.match_info["name"]
-        if path.suffix not in _STATIC_TYPES or path.parent != STATIC or not path.is_file():
-            raise web.HTTPNotFound
-        return web.FileResponse(
-            path,
-            headers={"Content-Type": _STATIC_TYPES[path.suffix], "Cache-Control": "no-cache"},
-        )
+        return static_file(STATIC, request.match_info["name"])
 
     async def _texts(self, request: web.Request) -> web.Response:
         language = request.query.get("lang", "")
@@ -144,6 +157,7 @@ class DemoPage:
             "keyboard": reply_keyboard(log),
             "force_reply": force_reply(log),
             "commands": self.tg.commands_for(pane.chat_id, pane.user.language_code),
+            "menu_button": None if pane.group is not None else _web_app(self.tg, pane.chat_id),
         }
 
     async def _file(self, request: web.Request) -> web.Response:
@@ -155,6 +169,39 @@ class DemoPage:
         if name:
             headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(name)}"
         return web.Response(body=data, content_type=mime, headers=headers)
+
+    async def _to_miniapp(self, request: web.Request) -> web.StreamResponse:
+        """Pass /app/… through to the bot's Mini App server, as nginx does in production."""
+        assert self.miniapp is not None
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() in ("authorization", "content-type", "accept-language")
+        }
+        try:
+            async with self._http.request(
+                request.method,
+                self.miniapp + request.rel_url.path_qs,
+                headers=headers,
+                data=await request.read(),
+                allow_redirects=False,
+            ) as answer:
+                body = await answer.read()
+                passed = {
+                    name: value
+                    for name, value in answer.headers.items()
+                    if name.lower()
+                    in ("content-type", "content-disposition", "cache-control", "location")
+                }
+                return web.Response(body=body, status=answer.status, headers=passed)
+        except aiohttp.ClientError:
+            raise web.HTTPBadGateway(text="the bot's Mini App is not answering") from None
+
+    async def _close_http(self, _app: web.Application) -> None:
+        if self._http is not None:
+            await self._http.close()
 
     # ------------------------------------------------------------------ acting
 
@@ -193,6 +240,8 @@ class DemoPage:
             return web.json_response({"ok": True})
         if action in ("contact", "location"):
             raise _not_found(f"{action} is shared from a private chat only")
+        if action == "webapp" and pane.group is None:
+            return self._open_webapp(pane, body)
         if action == "language":
             language = body.get("language")
             if language not in LANGUAGES:
@@ -202,6 +251,24 @@ class DemoPage:
             self.tg.note_chat_change()
             return web.json_response({"ok": True})
         raise _not_found(f"no action {action!r}")
+
+    def _open_webapp(self, pane: Pane, body: dict[str, Any]) -> web.Response:
+        """Where the page's frame opens a Mini App button's URL: on the page's own address,
+        with the launch parameters Telegram adds (initData signed for this pane's person)."""
+        url = body.get("url")
+        if self.miniapp is None or not isinstance(url, str) or "/app/" not in url:
+            raise _bad_request("not a Mini App of this bot")
+        user = pane.user
+        init_data = sign_init_data(
+            self.token,
+            {"id": user.id, "first_name": user.first_name, "language_code": user.language_code},
+            datetime.now(UTC),
+        )
+        launch = _query(
+            {"tgWebAppData": init_data, "tgWebAppVersion": "8.0", "tgWebAppPlatform": "web"}
+        )
+        path = url[url.index("/app/") :]
+        return web.json_response({"ok": True, "src": f"{path}#{launch}"})
 
     def _has_message(self, pane: Pane, message_id: Any) -> bool:
         return isinstance(message_id, int) and any(
@@ -289,6 +356,11 @@ def page_texts(i18n: I18n, language: str, hint_card: str) -> dict[str, Any]:
         "empty_chat": _("No messages yet"),
         "error": _("Could not send: {reason}"),
         "too_large": _("The photo is larger than Telegram's 10 MB"),
+        "close": _("Close"),
+        "scanner": _("The phone's QR scanner"),
+        "scan_live": _("Scan the customer's live card"),
+        "scan_no_card": _("Open the customer's live card first: the button under their chat."),
+        "scan_paste": _("Or paste a code and press Enter"),
         "offline": _("The demo server is not answering; is `make demo` still running?"),
     }
 
@@ -336,11 +408,21 @@ def message_view(payload: dict[str, Any], snapshot: FakeMessage | None) -> dict[
     return view
 
 
+def _web_app(tg: FakeTelegram, chat_id: int) -> dict[str, str] | None:
+    """The chat's menu button when it opens a Mini App: its text and URL."""
+    button = tg.menu_button(chat_id)
+    if button.get("type") != "web_app":
+        return None
+    return {"text": button.get("text", ""), "url": (button.get("web_app") or {}).get("url", "")}
+
+
 def _inline_button(button: dict[str, Any]) -> dict[str, Any]:
     shown: dict[str, Any] = {"text": button.get("text", "")}
     for key in ("callback_data", "url"):
         if button.get(key):
             shown[key] = button[key]
+    if web_app := button.get("web_app"):
+        shown["web_app"] = web_app.get("url", "")
     if (switch := button.get("switch_inline_query")) is not None:
         shown["url"] = "https://t.me/share/url?" + _query({"text": switch})
     if copy := button.get("copy_text"):

@@ -16,6 +16,7 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
     ReplyKeyboardRemove,
+    WebAppInfo,
 )
 from aiogram.utils.i18n import gettext as _
 
@@ -92,7 +93,11 @@ async def send_card(
     other = InlineKeyboardButton(
         text=_("🔄 Link another card"), callback_data=WalletCb(action="other").pack()
     )
-    keyboard = InlineKeyboardMarkup(inline_keyboard=[[other]])
+    rows = [[other]]
+    if settings.miniapp.url is not None:  # the Mini App's live card, whose QR keeps changing
+        live = WebAppInfo(url=settings.miniapp.url + "?view=card")
+        rows.insert(0, [InlineKeyboardButton(text=_("📱 Open live card"), web_app=live)])
+    keyboard = InlineKeyboardMarkup(inline_keyboard=rows)
     if view.image_file_id and view.image_key == key:
         try:
             await bot.send_photo(

@@ -94,6 +94,7 @@ function buildPane(role) {
   const photo = el("button", { type: "button", class: "icon photo", text: "📎" });
   const menu = el("button", { type: "button", class: "icon menu", text: "/" });
   const send = el("button", { type: "button", class: "send", text: "➤" });
+  const app = el("button", { type: "button", class: "app-button", hidden: true });
   const commands = el("div", { class: "commands", hidden: true });
   const language = el("select", { class: "language" },
     LANGUAGES.map((code) => el("option", { value: code, text: code.toUpperCase() })));
@@ -104,8 +105,8 @@ function buildPane(role) {
   const pane = el("section", { class: `pane pane-${role}`, id: `pane-${role}`, "data-role": role },
     el("header", {}, el("div", {}, heading, who), languageLabel),
     messages, toastBox, commands, replyBar, keyboard,
-    el("div", { class: "composer" }, photo, file, menu, input, send));
-  const parts = { messages, keyboard, replyBar, input, file, photo, menu, send, commands,
+    el("div", { class: "composer" }, app, photo, file, menu, input, send));
+  const parts = { messages, keyboard, replyBar, input, file, photo, menu, send, commands, app,
     language, heading, who, languageLabel, toastBox };
   panes[role] = { el: pane, parts, shown: "", chat: null, noReply: null, stick: true };
   // Follow new messages while the chat was at its end when they came (images grow it as they
@@ -134,6 +135,10 @@ function buildPane(role) {
     file.value = "";
   });
   menu.addEventListener("click", () => { commands.hidden = !commands.hidden; });
+  app.addEventListener("click", () => {
+    const button = panes[role].chat && panes[role].chat.menu_button;
+    if (button) openWebApp(role, button.url, button.text);
+  });
   language.addEventListener("change", () => api(role, "language", { language: language.value }));
   // Drop an image (a file, or the card image dragged from another chat) to send it as a photo.
   pane.addEventListener("dragover", (event) => { event.preventDefault(); pane.classList.add("drop"); });
@@ -183,6 +188,8 @@ function draw(role, chat) {
   p.menu.title = texts.menu;
   p.menu.hidden = !chat.commands.length;
   p.send.title = texts.send;
+  p.app.hidden = !chat.menu_button;
+  p.app.textContent = chat.menu_button ? chat.menu_button.text : "";
 
   const atBottom = !pane.chatDrawn
     || p.messages.scrollHeight - p.messages.scrollTop - p.messages.clientHeight < 60;
@@ -270,6 +277,8 @@ async function pressInline(role, message, button) {
   if (button.callback_data) {
     const answer = await api(role, "press", { message_id: message.id, data: button.callback_data });
     if (answer && answer.text) toast(role, answer.text, answer.alert);
+  } else if (button.web_app) {
+    openWebApp(role, button.web_app, button.text);
   } else if (button.copy !== undefined) {
     navigator.clipboard && navigator.clipboard.writeText(button.copy);
   } else if (button.url) {
@@ -282,6 +291,73 @@ function openLink(role, url) {
   const match = botUsername && url.match(new RegExp(`^https?://t\\.me/${botUsername}\\?start=([\\w-]+)`, "i"));
   if (match && role !== "staff") { api(role, "send", { text: `/start ${match[1]}` }); return; }
   if (/^https?:\/\//.test(url)) window.open(url, "_blank", "noopener");
+}
+
+// ------------------------------------------------------------------ Mini Apps
+
+// A Mini App opens over its chat, in a frame on this page's own address, with the launch
+// parameters a Telegram client adds (the page's server signs them for the pane's person).
+async function openWebApp(role, url, title) {
+  const answer = await api(role, "webapp", { url });
+  if (!answer) return;
+  closeWebApp(role);
+  const frame = el("iframe", { src: answer.src, class: "webapp-frame", title });
+  const overlay = el("div", { class: "webapp", "data-role": role },
+    el("header", {}, el("b", { text: title }),
+      el("button", { type: "button", class: "icon", title: texts.close, text: "✕", onclick: () => closeWebApp(role) })),
+    frame);
+  panes[role].el.append(overlay);
+  panes[role].webapp = frame;
+}
+
+function closeWebApp(role) {
+  const old = panes[role].el.querySelector(".webapp");
+  if (old) old.remove();
+  panes[role].webapp = null;
+}
+
+// What a Mini App asks of its client: only the QR scanner needs an answer here. The demo's
+// "camera" sees the customer's live card when their Mini App is open, or takes a pasted code.
+window.addEventListener("message", (event) => {
+  const role = ROLES.find((r) => panes[r].webapp && panes[r].webapp.contentWindow === event.source);
+  if (!role) return;
+  let message;
+  try { message = JSON.parse(event.data); } catch (e) { return; }
+  if (message.eventType === "web_app_open_scan_qr_popup") openScanner(role);
+  else if (message.eventType === "web_app_close_scan_qr_popup") closeScanner(role);
+});
+
+function liveCard() {
+  const frame = panes.customer.webapp;
+  try {
+    const qr = frame && frame.contentDocument.querySelector(".qr[data-payload]");
+    return qr ? `https://t.me/${botUsername}?start=${qr.dataset.payload}` : null;
+  } catch (e) { return null; }
+}
+
+function openScanner(role) {
+  closeScanner(role);
+  const answer = (text) => {
+    closeScanner(role);
+    const frame = panes[role].webapp;
+    if (frame) frame.contentWindow.postMessage(JSON.stringify({ eventType: "qr_text_received", eventData: { data: text } }), "*");
+  };
+  const live = liveCard();
+  const paste = el("input", { class: "input", placeholder: texts.scan_paste });
+  paste.addEventListener("keydown", (event) => { if (event.key === "Enter" && paste.value.trim()) answer(paste.value.trim()); });
+  panes[role].el.append(el("div", { class: "scanner" },
+    el("header", {}, el("b", { text: texts.scanner }),
+      el("button", { type: "button", class: "icon", title: texts.close, text: "✕", onclick: () => closeScanner(role, true) })),
+    live ? el("button", { type: "button", class: "kb-btn scan-live", text: `📷 ${texts.scan_live}`, onclick: () => answer(live) })
+      : el("p", { class: "muted", text: texts.scan_no_card }),
+    paste));
+}
+
+function closeScanner(role, tellApp) {
+  const old = panes[role].el.querySelector(".scanner");
+  if (old) old.remove();
+  const frame = panes[role].webapp;
+  if (tellApp && frame) frame.contentWindow.postMessage(JSON.stringify({ eventType: "scan_qr_popup_closed", eventData: {} }), "*");
 }
 
 function formatSize(bytes) {
