@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bot.commands import demo, history, inventory, jobs, kpi, migrate, run
+from bot.commands import demo, history, inventory, jobs, kpi, migrate, promos, run, store_sales
 from config import SettingsError
 from services.errors import DomainError
 
-COMMAND_MODULES = (run, demo, migrate, inventory, history, jobs, kpi)
+COMMAND_MODULES = (run, demo, migrate, inventory, history, jobs, store_sales, kpi, promos)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -259,6 +259,16 @@ class Purchase(Base):
         Index(
             "ix_purchases_kpi", "card_id", "voided_at", "created_at", "amount", "discount_amount"
         ),
+        # Only the purchases made under a happy hour, for the KPIs' promotions figures.
+        Index(
+            "ix_purchases_promo",
+            "created_at",
+            "voided_at",
+            "amount",
+            "discount_amount",
+            sqlite_where=text("promo_id IS NOT NULL"),
+            postgresql_where=text("promo_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -268,6 +278,9 @@ class Purchase(Base):
     discount_amount: Mapped[int] = mapped_column(Money)
     paid_amount: Mapped[int] = mapped_column(Money)
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    # A happy hour's bonus (promotions): no FK, the column is added to a ledger of millions.
+    promo_id: Mapped[int | None] = mapped_column(Integer)
+    promo_pct: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cashier_id: Mapped[int | None] = mapped_column(BigInteger)
     # A confirmed draft becomes exactly one purchase: the unique id is the last line of defence.
     draft_id: Mapped[str | None] = mapped_column(String(32), unique=True)
@@ -316,6 +329,8 @@ class SaleDraft(Base):
     cumulative_tier_pct: Mapped[int] = mapped_column(Integer, default=0)
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
     offer_pct: Mapped[int] = mapped_column(Integer, default=0)
+    promo_id: Mapped[int | None] = mapped_column(Integer)
+    promo_pct: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     discount_pct: Mapped[int] = mapped_column(Integer)
     discount_amount: Mapped[int] = mapped_column(Money)
     paid_amount: Mapped[int] = mapped_column(Money)
@@ -346,6 +361,60 @@ class Survey(Base):
     answered_at: Mapped[datetime | None]
     comment: Mapped[str | None] = mapped_column(Text)
     comment_at: Mapped[datetime | None]
+
+
+class Promotion(Base):
+    """A happy hour: +`bonus_pct` at the till on some weekdays between two store times, until
+    an optional last day (store dates and times, as the owner sets them)."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (
+        CheckConstraint("bonus_pct BETWEEN 1 AND 99", name="bonus_pct_range"),
+        CheckConstraint("weekdays BETWEEN 1 AND 127", name="weekdays_range"),
+        CheckConstraint(
+            "starts_min >= 0 AND ends_min <= 1440 AND starts_min < ends_min", name="window"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    bonus_pct: Mapped[int] = mapped_column(Integer)
+    weekdays: Mapped[int] = mapped_column(Integer)  # bit 0 Monday … bit 6 Sunday
+    starts_min: Mapped[int] = mapped_column(Integer)  # minutes after midnight, store time
+    ends_min: Mapped[int] = mapped_column(Integer)  # exclusive
+    until: Mapped[date | None] = mapped_column(Date)  # the last store day, inclusive
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
+class StoreDay(Base):
+    """The till's daily totals for every customer, cardholders or not (`store-sales import`):
+    what lets the KPIs show the share of revenue through cards."""
+
+    __tablename__ = "store_days"
+    __table_args__ = (
+        CheckConstraint("revenue >= 0", name="revenue_non_negative"),
+        CheckConstraint("checks >= 0", name="checks_non_negative"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # store date
+    revenue: Mapped[int] = mapped_column(Money)  # minor units
+    checks: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Motivation(Base):
+    """Why a member takes part, asked once after their third purchase: the discount, the store
+    itself, convenience, or something else (free text)."""
+
+    __tablename__ = "motivations"
+    __table_args__ = (Index("ix_motivations_answered", "answered_at"),)
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    asked_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(String(16))  # discount|store|convenience|other
+    comment: Mapped[str | None] = mapped_column(Text)
 
 
 class WinbackAssignment(Base):

@@ -8,10 +8,12 @@ engine's functions (`julianday`, a three-argument `max`, `INSERT OR IGNORE`):
     insert_ignoring(table, "key", dialect=session.get_bind().dialect.name)
     upsert(table, {"key": k, "value": v}, ("key",), dialect=…)
     year_month(Purchase.created_at)    # the timestamp's month as YYYYMM (an integer)
+    days_later(Card.bound_at, 30)      # a timestamp plus (fractional) days
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Float, Integer, Table
@@ -19,6 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.functions import FunctionElement, GenericFunction
+
+from db.models import UTCDateTime
 
 
 class greatest(GenericFunction[Any]):
@@ -78,6 +82,27 @@ def _year_month_sqlite(element: year_month, compiler: Any, **kw: Any) -> str:
 def _year_month(element: year_month, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
     return f"CAST(EXTRACT(YEAR FROM {column}) * 100 + EXTRACT(MONTH FROM {column}) AS INTEGER)"
+
+
+class days_later(FunctionElement[datetime]):
+    """`moment` + `days` (fractional; negative: earlier), to compare with a timestamp column:
+    PostgreSQL's interval arithmetic; on SQLite, where timestamps are text, the same text form
+    to the millisecond."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(days_later, "sqlite")
+def _days_later_sqlite(element: days_later, compiler: Any, **kw: Any) -> str:
+    moment, days = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"strftime('%Y-%m-%d %H:%M:%f', julianday({moment}) + ({days}))"
+
+
+@compiles(days_later)
+def _days_later_default(element: days_later, compiler: Any, **kw: Any) -> str:
+    moment, days = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"({moment} + ({days}) * INTERVAL '1 day')"
 
 
 def insert_ignoring(table: Table, *keys: str, dialect: str) -> Insert:

@@ -9,9 +9,11 @@ from handlers import (
     errors,
     fallback,
     membership,
+    motivation,
     owner_reports,
     owner_tools,
     privacy,
+    promotions,
     surveys,
     till,
     wallet,
@@ -32,7 +34,9 @@ def feature_routers() -> list[Router]:
         privacy.setup(),  # /privacy, /mydata, /deletemydata, /notifications: everyone
         owner_reports.setup(),  # owners: /stats, /digest, /export, /card N, /cards
         owner_tools.setup(),  # owners: /block, /unbind, /staff, /audit
+        promotions.setup(),  # owners: /promos (happy hours)
         surveys.setup(),  # NPS answers and comments, marketing opt-out buttons
+        motivation.setup(),  # why members take part: answer buttons and the free text
         membership.setup(),  # my_chat_member: blocked / unblocked the bot
         wallet.setup(),  # customers: /start, consent, binding, /card, /history, /offers, ...
         fallback.setup(),  # the private-chat catch-all: keep last of the updates

@@ -44,6 +44,7 @@ COMMANDS: list[Command] = [
     Command("unbind", __("unbind a card from its owner: /unbind number"), Role.OWNER),
     Command("staff", __("staff list and recent audit events"), Role.OWNER),
     Command("audit", __("audit log; /audit N for one card"), Role.OWNER),
+    Command("promos", __("happy hours: /promos, /promos add …"), Role.OWNER),
 ]
 
 

@@ -23,9 +23,10 @@ from config import LANGUAGES, Settings
 from db.database import Database
 from db.models import OfferKind
 from handlers import formatting
+from handlers.motivation import question_keyboard
 from handlers.surveys import MarketingCb, NpsCb
 from handlers.till import sale_line
-from services import offers, sales, surveys, wallet
+from services import motivation, offers, sales, surveys, wallet
 from services.cards import group_number
 from services.delivery import Button, Outgoing, Rendered, Renderer
 from services.reports import ReportService
@@ -71,6 +72,24 @@ async def _survey(
         "Tap a number: 0 = not at all, 10 = definitely."
     ).format(store=html.escape(settings.store.name))
     return Rendered(text, nps_keyboard(survey.id))
+
+
+@renders(motivation.MOTIVATION_KIND)
+async def _motivation(
+    db: Database, item: Outgoing, settings: Settings, now: datetime
+) -> Rendered | None:
+    """Why the member takes part: four buttons (`handlers.motivation`); dropped once
+    answered (a forged press before it went out) or when the member's row is gone."""
+    if item.client_id is None:
+        return None
+    question = await db.read(motivation.view, item.client_id)
+    if question is None or question.answered:
+        return None
+    text = _(
+        "Thank you for being a regular at {store}! One quick question: what keeps you in our "
+        "loyalty program?"
+    ).format(store=html.escape(settings.store.name))
+    return Rendered(text, question_keyboard())
 
 
 @renders(surveys.DETRACTOR_KIND)

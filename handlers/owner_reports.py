@@ -35,6 +35,7 @@ from config import Settings
 from db.database import Database
 from handlers import formatting as fmt
 from handlers.errors import renders
+from handlers.motivation import motivation_lines
 from handlers.owner_chat import OwnerChat, owner_router
 from handlers.roles import StaffDirectory
 from services import export, kpi
@@ -303,6 +304,71 @@ def export_labels(language: str, people: dict[int, str]) -> export.ExportLabels:
     )
 
 
+def impact_lines(kpis: Kpis, settings: Settings) -> list[str]:
+    """The "Program impact" block of /stats and the digest: a line per comparison that has
+    data, then why none of them is causal; nothing when there is nothing to compare."""
+    impact = kpis.impact
+    lines = []
+    ba = impact.before_after
+    if ba.cards:
+        # kpi.FREQUENCY_DAYS = 30
+        lines.append(
+            ngettext(
+                "Before → after linking to Telegram ({cards} card): {before} → {after} "
+                "purchases per 30 days, average check {check_before} → {check_after}",
+                "Before → after linking to Telegram ({cards} cards): {before} → {after} "
+                "purchases per 30 days, average check {check_before} → {check_after}",
+                ba.cards,
+            ).format(
+                cards=fmt.number(ba.cards),
+                before=_decimal(ba.before.frequency, settings),
+                after=_decimal(ba.after.frequency, settings),
+                check_before=_money(ba.before.average_check, settings),
+                check_after=_money(ba.after.average_check, settings),
+            )
+        )
+    members, paper = impact.members_vs_paper.get("members"), impact.members_vs_paper.get("paper")
+    if members and paper and members.active_cards and paper.active_cards:
+        lines.append(
+            _(
+                "Telegram members vs paper only: {members} vs {paper} purchases per active "
+                "card, average check {members_check} vs {paper_check}"
+            ).format(
+                members=_decimal(members.frequency, settings),
+                paper=_decimal(paper.frequency, settings),
+                members_check=_money(members.average_check, settings),
+                paper_check=_money(paper.average_check, settings),
+            )
+        )
+    store = impact.store
+    if store.days_covered:
+        lines.append(
+            ngettext(
+                "Store totals for {covered} of {days} day: {share} of revenue through cards; "
+                "average check: cardholders {cards}, everyone else {others}",
+                "Store totals for {covered} of {days} days: {share} of revenue through cards; "
+                "average check: cardholders {cards}, everyone else {others}",
+                kpis.days,
+            ).format(
+                covered=fmt.number(store.days_covered),
+                days=fmt.number(kpis.days),
+                share=_share(store.card_share, settings),
+                cards=_money(store.average_check_cardholders, settings),
+                others=_money(store.average_check_others, settings),
+            )
+        )
+    if not lines:
+        return []
+    return [
+        _("<b>Program impact</b>"),
+        *lines,
+        _(
+            "<i>Not proof of an effect: members choose to join, so they differ anyway; the "
+            "win-back hold-out lift is the figure that measures what the program causes.</i>"
+        ),
+    ]
+
+
 def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
     lines = [
         _("<b>Program KPIs</b> for {period}").format(
@@ -355,6 +421,8 @@ def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
                 check=_money(core.average_check, settings),
             )
         )
+    if impact := impact_lines(current, settings):
+        lines += ["", *impact]
     wb = current.winback
     if wb.offered or wb.control:
         lines += [
@@ -456,7 +524,16 @@ async def digest_message(reports: ReportService, now: datetime) -> tuple[str, by
         (_("<b>Cards at risk</b> (used to buy often, not lately)"), at_risk, None),
         (_("<b>Worth a look</b>"), anomalies, _("Nothing unusual this week.")),
     ]
-    lines += _fit_sections(lines, sections, DIGEST_TEXT_LIMIT)
+    why = await motivation_lines(reports, now)
+    if why:  # why members take part: the reasons as one item (never half of them), then comments
+        _blank, title, *rest = why
+        reasons = [line for line in rest if line.startswith("• ")]
+        said = [line for line in rest if not line.startswith("• ")]
+        sections.append((title, ["\n".join(reasons), *said], None))
+    # The impact block closes the digest; the sections fit into what it leaves.
+    impact = impact_lines(cur, settings)
+    block = ["", *impact] if impact else []
+    lines += _fit_sections(lines + block, sections, DIGEST_TEXT_LIMIT) + block
     locale = fmt.current_locale()
     labels = ChartLabels(
         title=_("Last 12 weeks"),

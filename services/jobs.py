@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from db.database import Database
-from services import backup, offers, privacy, surveys
+from services import backup, motivation, offers, privacy
 from services.delivery import OutboxMessage, queue_messages
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -82,7 +82,9 @@ Pass = Callable[[Database, "Settings", datetime], Awaitable[JobResult]]
 
 
 async def _surveys(db: Database, s: Settings, now: datetime) -> JobResult:
-    return JobResult("surveys", {"enqueued": await surveys.sweep(db, s, now)})
+    """The motivation questions that are due, then the NPS surveys (one unit of work)."""
+    asked = await motivation.ask_due(db, s, now)
+    return JobResult("surveys", {"enqueued": asked.total, "motivation": asked.motivation})
 
 
 async def _winback(

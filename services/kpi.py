@@ -23,7 +23,8 @@ with window functions works (SQLite ≥ 3.25, PostgreSQL, ...):
    over those cards, then grouped by (segment, bound, RFM segment): every purchase figure,
    retention, new buyers, LTV and the RFM counts come out of it — the history before the
    previous period is never read, and whole months are read as one row per card;
-3. NPS answers in P; 4. win-back assignments made in P.
+3. NPS answers in P; 4. win-back assignments made in P; 5. the impact comparisons: the bound
+   cards' windows around their binding (one query), the store days of P (one or two).
 
 RFM (over cards with ≥ 1 purchase up to the end of P; ties broken by card id):
   R = ntile(5) ordered by the last purchase (5 = most recent), F = ntile(5) by the number of
@@ -42,7 +43,21 @@ roi_pct = (net revenue × GROSS_MARGIN_PCT / 100 − discounts − costs) / (dis
 
 Win-back (assignments made in P): a *return* is a non-voided purchase by any card of the client
 within [assigned_at, window_until]; `lift` = return_rate_offered − return_rate_control (a
-difference of shares, so 0.1 = ten percentage points).
+difference of shares, so 0.1 = ten percentage points). It is the one causal figure: the
+hold-out group is chosen at random.
+
+Impact (`Kpis.impact`; comparisons, not effects — members choose to join):
+  before_after  cards bound to Telegram before the end of P (`cards.bound_at`) with a purchase
+                before binding and one after it (up to the end of P); per card the window
+                w = min(binding − first purchase, end of P − binding, IMPACT_WINDOW_DAYS);
+                purchases in [binding − w, binding) vs [binding, binding + w), pooled:
+                frequency = purchases / Σw × FREQUENCY_DAYS, average check = gross / purchases.
+  members_vs_paper  the `digital` and `paper` groups of `digital_vs_paper` (bound at the end of
+                P or not): active cards, purchases, purchases per active card, average check.
+  store         the store's daily totals (`store_days`) of P against the card purchases of the
+                same days, paid (gross − discounts, what the till takes): card_share = card
+                revenue / store revenue; average check of everyone else = (store revenue − card
+                revenue) / (store checks − card purchases). None without store days.
 
 Digest helpers: `weekly_series`, `at_risk_cards`, `anomalies`, `detractor_comments`.
 Anomalous cashier: at least `CASHIER_MIN_PURCHASES` sales in the window and a discount share
@@ -63,6 +78,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     case,
     cast,
     exists,
@@ -75,7 +91,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from db.models import Card, CardMonth, Money, Offer, Purchase, Survey, WinbackAssignment
+from db.models import (
+    Card,
+    CardMonth,
+    Money,
+    Offer,
+    Purchase,
+    StoreDay,
+    Survey,
+    UTCDateTime,
+    WinbackAssignment,
+)
+from db.sql import days_between, days_later
 from services.cards import month_key, month_of, next_month
 from services.clock import store_day_bounds
 from services.dates import parse_date
@@ -91,8 +118,21 @@ RFM_SEGMENTS = ("champions", "loyal", "potential", "new", "at_risk", "hibernatin
 SEGMENTS = ("b2c", "b2b")
 WALLETS = ("digital", "paper")
 MONEY_KEYS = frozenset(
-    {"revenue", "discount_total", "average_check", "spend_per_active_card", "ltv", "program_costs"}
+    {
+        "revenue",
+        "discount_total",
+        "average_check",
+        "spend_per_active_card",
+        "ltv",
+        "program_costs",
+        "card_revenue",
+        "average_check_cardholders",
+        "average_check_others",
+    }
 )
+IMPACT_WINDOW_DAYS = 90  # the longest window before and after binding a card compares
+FREQUENCY_DAYS = 30  # before/after frequency: purchases per card per this many days
+CAUSAL_FIGURE = "winback.lift"  # the one figure a hold-out makes causal (`Kpis.winback`)
 
 
 class InvalidPeriod(DomainError):
@@ -190,6 +230,67 @@ class Winback:
 
 
 @dataclass
+class Side:
+    """One side of the before/after comparison: purchases and gross revenue in the windows,
+    purchases per card per `FREQUENCY_DAYS` days, and the average check."""
+
+    purchases: int = 0
+    revenue: int = 0
+    frequency: float | None = None
+    average_check: float | None = None
+
+
+@dataclass
+class BeforeAfter:
+    """Cards bound to Telegram by the end of P with purchases before and after binding: the
+    same window before and after each card's binding (`window_days` is their mean)."""
+
+    cards: int = 0
+    window_days: float | None = None
+    before: Side = field(default_factory=Side)
+    after: Side = field(default_factory=Side)
+
+
+@dataclass
+class StoreFigures:
+    """The store's own daily totals (`store_days`) of P against the card purchases of the
+    same days; every figure is None when P has no store days."""
+
+    days_covered: int = 0
+    covered: list[tuple[date, date]] = field(default_factory=list)  # runs of days, inclusive
+    revenue: int | None = None
+    checks: int | None = None
+    card_revenue: int | None = None  # paid by card purchases (gross − discounts)
+    card_purchases: int | None = None
+    card_share: float | None = None
+    average_check_cardholders: float | None = None
+    average_check_others: float | None = None
+
+
+@dataclass
+class Impact:
+    """What the program goes along with — comparisons, not effects: members choose to join.
+    The causal figure is the win-back hold-out lift (`CAUSAL_FIGURE`), computed once in
+    `Kpis.winback`."""
+
+    before_after: BeforeAfter = field(default_factory=BeforeAfter)
+    # members = the `digital` wallet of `Kpis.digital_vs_paper`, paper = its `paper` one.
+    members_vs_paper: dict[str, Core] = field(default_factory=dict)
+    store: StoreFigures = field(default_factory=StoreFigures)
+
+
+@dataclass
+class PromotionFigures:
+    """What was bought under happy hours (services.promotions) in the period, not voided:
+    purchases, their gross revenue and their whole discount (of which the happy hour's bonus
+    was a part)."""
+
+    purchases: int = 0
+    revenue: int = 0
+    discount_total: int = 0
+
+
+@dataclass
 class Kpis:
     first: date
     last: date
@@ -217,6 +318,8 @@ class Kpis:
     by_segment: dict[str, Core] = field(default_factory=dict)
     digital_vs_paper: dict[str, Core] = field(default_factory=dict)
     winback: Winback = field(default_factory=Winback)
+    impact: Impact = field(default_factory=Impact)
+    promotions: PromotionFigures = field(default_factory=lambda: PromotionFigures())
 
     @property
     def days(self) -> int:
@@ -534,6 +637,193 @@ def _winback(session: Session, start: datetime, end: datetime) -> Winback:
     return result
 
 
+def _promotions(session: Session, start: datetime, end: datetime) -> PromotionFigures:
+    """Purchases under a happy hour in [start, end): the partial index of promotion purchases
+    (`ix_purchases_promo`) holds only those, so this reads none of the others."""
+    purchases, revenue, discount = session.execute(
+        select(
+            func.count(Purchase.id),
+            func.coalesce(func.sum(Purchase.amount), 0),
+            func.coalesce(func.sum(Purchase.discount_amount), 0),
+        ).where(
+            Purchase.promo_id.is_not(None),
+            Purchase.created_at >= start,
+            Purchase.created_at < end,
+            Purchase.voided_at.is_(None),
+        )
+    ).one()
+    return PromotionFigures(int(purchases), int(revenue), int(discount))
+
+
+def _least(*values: Any) -> Any:
+    """The smallest of a few non-NULL expressions, per row (CASE: the same on every engine)."""
+    smallest = values[0]
+    for value in values[1:]:
+        smallest = case((value < smallest, value), else_=smallest)
+    return smallest
+
+
+def _before_after(session: Session, end: datetime) -> BeforeAfter:
+    """Cards bound to Telegram before `end` (`cards.bound_at`: set by binding, cleared by
+    unbinding) with a purchase before binding and one after it (before `end`). Per card the
+    window w = min(binding − first purchase, `end` − binding, IMPACT_WINDOW_DAYS); purchases in
+    [binding − w, binding) against [binding, binding + w), pooled over the cards.
+
+    One query: the cards with their first purchase (an index seek each; whether they bought
+    after binding mostly from their lifetime figures) and their windows as
+    timestamps, computed once per card (a materialized CTE) — a window that reaches the first
+    purchase or `end` is bounded by that very timestamp, exactly — then each card's purchases
+    in its window read from the ledger's per-card covering index by range."""
+    at_end = bindparam("impact_end", end, type_=UTCDateTime())
+    mine = (Purchase.card_id == Card.id, _not_voided())
+    first = select(func.min(Purchase.created_at)).where(*mine).scalar_subquery()
+    # A purchase in [binding, end): the card's last purchase says so when it came before
+    # `end` (a period up to today); otherwise one index seek.
+    bought_after = and_(
+        Card.last_purchase_at >= Card.bound_at,
+        or_(
+            Card.last_purchase_at < at_end,
+            exists(
+                select(Purchase.id).where(
+                    *mine, Purchase.created_at >= Card.bound_at, Purchase.created_at < at_end
+                )
+            ),
+        ),
+    )
+    cards = (
+        select(Card.id.label("card_id"), Card.bound_at.label("bound_at"), first.label("first_at"))
+        .where(
+            Card.client_id.is_not(None),
+            Card.bound_at.is_not(None),
+            Card.bound_at < at_end,
+            bought_after,
+        )
+        .cte("bound_cards")
+        .prefix_with("MATERIALIZED")  # each card's first purchase: one seek
+    )
+    spans = (
+        select(
+            cards.c.card_id,
+            cards.c.bound_at,
+            cards.c.first_at,
+            days_between(cards.c.bound_at, cards.c.first_at).label("before"),
+            days_between(at_end, cards.c.bound_at).label("after"),
+        )
+        .where(cards.c.first_at < cards.c.bound_at)
+        .cte("spans")
+        .prefix_with("MATERIALIZED")
+    )
+    bound, before, after = spans.c.bound_at, spans.c.before, spans.c.after
+    cap = literal(float(IMPACT_WINDOW_DAYS))
+    w = _least(before, after, cap)
+    windows = (
+        select(
+            spans.c.card_id,
+            bound,
+            case(
+                (and_(before <= after, before <= cap), spans.c.first_at),
+                else_=days_later(bound, -w),
+            ).label("lo"),
+            case((and_(after <= before, after <= cap), at_end), else_=days_later(bound, w)).label(
+                "hi"
+            ),
+            w.label("w"),
+        )
+        .cte("windows")
+        .prefix_with("MATERIALIZED")
+    )
+    is_before = Purchase.created_at < windows.c.bound_at
+    n, days, n_before, rev_before, n_after, rev_after = session.execute(
+        select(
+            select(func.count()).select_from(windows).scalar_subquery(),
+            select(func.sum(windows.c.w)).scalar_subquery(),
+            func.sum(case((is_before, 1), else_=0)),
+            func.sum(case((is_before, Purchase.amount), else_=0)),
+            func.sum(case((is_before, 0), else_=1)),
+            func.sum(case((is_before, 0), else_=Purchase.amount)),
+        )
+        .select_from(windows)
+        .join(Purchase, Purchase.card_id == windows.c.card_id)
+        .where(
+            _not_voided(),
+            Purchase.created_at >= windows.c.lo,
+            Purchase.created_at < windows.c.hi,
+        )
+    ).one()
+    cards_n, card_days = as_int(n), float(days or 0)
+
+    def side(purchases: Any, revenue: Any) -> Side:
+        per_day = _div(as_int(purchases), card_days)
+        return Side(
+            purchases=as_int(purchases),
+            revenue=as_int(revenue),
+            frequency=None if per_day is None else per_day * FREQUENCY_DAYS,
+            average_check=_div(as_int(revenue), as_int(purchases)),
+        )
+
+    return BeforeAfter(
+        cards=cards_n,
+        window_days=_div(card_days, cards_n),
+        before=side(n_before, rev_before),
+        after=side(n_after, rev_after),
+    )
+
+
+def _runs(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as runs of consecutive days, each (first, last) inclusive."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _store(session: Session, settings: Settings, kpis: Kpis) -> StoreFigures:
+    """The store days of P against the card purchases of those very days (the whole period's
+    figures when every day is there, else one more sum over the covered runs)."""
+    rows = session.execute(
+        select(StoreDay.day, StoreDay.revenue, StoreDay.checks)
+        .where(StoreDay.day >= kpis.first, StoreDay.day <= kpis.last)
+        .order_by(StoreDay.day)
+    ).all()
+    if not rows:
+        return StoreFigures()
+    covered = _runs([day for day, _revenue, _checks in rows])
+    if covered == [(kpis.first, kpis.last)]:
+        card_revenue, card_purchases = kpis.revenue - kpis.discount_total, kpis.purchases
+    else:
+        tz = settings.store.tz
+        inside = [
+            and_(Purchase.created_at >= start, Purchase.created_at < end)
+            for start, end in (store_day_bounds(a, b, tz) for a, b in covered)
+        ]
+        n, paid = session.execute(
+            select(func.count(), func.sum(Purchase.amount - Purchase.discount_amount)).where(
+                _not_voided(), or_(*inside)
+            )
+        ).one()
+        card_purchases, card_revenue = as_int(n), as_int(paid)
+    revenue = sum(as_int(revenue) for _day, revenue, _checks in rows)
+    checks = sum(as_int(checks) for _day, _revenue, checks in rows)
+    others = checks - card_purchases
+    return StoreFigures(
+        days_covered=len(rows),
+        covered=covered,
+        revenue=revenue,
+        checks=checks,
+        card_revenue=card_revenue,
+        card_purchases=card_purchases,
+        card_share=_div(card_revenue, revenue),
+        average_check_cardholders=_div(card_revenue, card_purchases),
+        # None when the store's figures are below the cards' own (incomplete totals).
+        average_check_others=(
+            _div(revenue - card_revenue, others) if others > 0 and revenue >= card_revenue else None
+        ),
+    )
+
+
 def program_costs(settings: Settings, days: int, cards_issued: int) -> float:
     """Program costs of a period in minor units: the monthly cost pro rata + printed cards."""
     monthly = Decimal(settings.store.to_minor(settings.reports.program_cost_monthly))
@@ -541,8 +831,12 @@ def program_costs(settings: Settings, days: int, cards_issued: int) -> float:
     return float(monthly * days / MEAN_MONTH_DAYS + per_card * cards_issued)
 
 
-def compute(session: Session, settings: Settings, first: date, last: date) -> Kpis:
-    """Every KPI of docs/design.md's table for the store-time days `first`…`last` inclusive."""
+def compute(
+    session: Session, settings: Settings, first: date, last: date, *, impact: bool = True
+) -> Kpis:
+    """Every KPI of docs/design.md's table for the store-time days `first`…`last` inclusive.
+    `impact=False` leaves out the program's impact (`Kpis.impact` stays empty): the period a
+    report compares with does not show it, and it is the set's most expensive part."""
     if first > last:
         raise InvalidPeriod("order", f"{first} {last}")
     tz = settings.store.tz
@@ -606,6 +900,13 @@ def compute(session: Session, settings: Settings, first: date, last: date) -> Kp
     kpis.digital_vs_paper = {name: core.finish() for name, core in wallets.items()}
     kpis.nps = _nps(session, start, end)
     kpis.winback = _winback(session, start, end)
+    kpis.promotions = _promotions(session, start, end)
+    if impact:
+        kpis.impact = Impact(
+            before_after=_before_after(session, end),
+            members_vs_paper={"members": wallets["digital"], "paper": wallets["paper"]},
+            store=_store(session, settings, kpis),
+        )
 
     kpis.program_costs = program_costs(settings, kpis.days, kpis.cards_issued_in_period)
     margin = float(settings.reports.gross_margin_pct) / 100
@@ -662,6 +963,24 @@ def core_json(core: Core) -> dict[str, Any]:
     return {name: getattr(core, name) for name in _CORE_JSON}
 
 
+_WALLET_JSON = ("active_cards", "purchases", "frequency", "average_check")
+
+
+def impact_json(impact: Impact) -> dict[str, Any]:
+    """`impact` of `kpi --json` (before `_plain` turns money into major units)."""
+    store = asdict(impact.store)
+    store["covered"] = [[a.isoformat(), b.isoformat()] for a, b in impact.store.covered]
+    return {
+        "before_after": asdict(impact.before_after),
+        "members_vs_paper": {
+            name: {key: getattr(core, key) for key in _WALLET_JSON}
+            for name, core in impact.members_vs_paper.items()
+        },
+        "store": store,
+        "causal": CAUSAL_FIGURE,
+    }
+
+
 def to_json(kpis: Kpis, exponent: int) -> dict[str, Any]:
     """The `kpi --json` contract: money in major units (2 decimals), ratios as numbers."""
     data: dict[str, Any] = {"period": {"from": kpis.first.isoformat(), "to": kpis.last.isoformat()}}
@@ -671,8 +990,10 @@ def to_json(kpis: Kpis, exponent: int) -> dict[str, Any]:
         value = getattr(kpis, f.name)
         if f.name in ("by_segment", "digital_vs_paper"):
             data[f.name] = {k: core_json(v) for k, v in value.items()}
-        elif f.name in ("nps", "winback"):
+        elif f.name in ("nps", "winback", "promotions"):
             data[f.name] = asdict(value)
+        elif f.name == "impact":
+            data[f.name] = impact_json(value)
         else:
             data[f.name] = value
     return _plain(data, exponent)

@@ -39,6 +39,7 @@ class Quote:
     discount_amount: int
     paid_amount: int
     capped: bool
+    promo_pct: int = 0  # a happy hour's bonus (services.promotions)
 
     @property
     def tier_pct(self) -> int:
@@ -53,11 +54,12 @@ def quote(
     amount_tiers: Tiers = (),
     cumulative_tiers: Tiers = (),
     offer_pct: int = 0,
+    promo_pct: int = 0,
     max_pct: int = 99,
 ) -> Quote:
     amount_tier = tier_for(amount, amount_tiers)
     cumulative_tier = tier_for(spend_before, cumulative_tiers)
-    uncapped = max(base_pct, amount_tier, cumulative_tier) + offer_pct
+    uncapped = max(base_pct, amount_tier, cumulative_tier) + offer_pct + promo_pct
     pct = min(uncapped, max_pct)
     discount = discount_for(amount, pct)
     return Quote(
@@ -70,6 +72,7 @@ def quote(
         discount_amount=discount,
         paid_amount=amount - discount,
         capped=uncapped > pct,
+        promo_pct=promo_pct,
     )
 
 

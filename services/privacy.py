@@ -5,8 +5,9 @@ Erasure keeps the ledger whole. The client row stays (anonymised: every personal
 purchases, active cards, LTV, cards bound at the end of a past period, NPS scores — adds up
 exactly as before. What goes:
 
-* the client's Telegram id, first/last name, username, phone, birthday, consent record, and
-  the survey comments they wrote;
+* the client's Telegram id, first/last name, username, phone, birthday, consent record, the
+  survey comments they wrote, and their answer to why they take part (the `motivations` row,
+  comment and all: the digest's counts of reasons lose that answer);
 * their Telegram id wherever else it appears: audit-event actors, binding attempts, delivery
   chat ids, and any JSON detail that repeats one of the personal values;
 * pending messages to them (deliveries → skipped).
@@ -48,6 +49,7 @@ from db.models import (
     ConversationState,
     Delivery,
     DeliveryStatus,
+    Motivation,
     Offer,
     Purchase,
     Survey,
@@ -132,6 +134,7 @@ def _export_client_data(
     offers = session.scalars(
         select(Offer).where(Offer.client_id == client.id).order_by(Offer.created_at)
     ).all()
+    motivation = session.get(Motivation, client.id)
     deliveries = session.scalars(
         select(Delivery)
         .where(or_(Delivery.client_id == client.id, Delivery.chat_id == tg_id))
@@ -213,6 +216,14 @@ def _export_client_data(
             }
             for s in surveys
         ],
+        "why_you_take_part": None
+        if motivation is None
+        else {
+            "asked_at": _iso(motivation.asked_at),
+            "answered_at": _iso(motivation.answered_at),
+            "reason": motivation.reason,
+            "comment": motivation.comment,
+        },
         "offers": [
             {
                 "id": o.id,
@@ -290,11 +301,18 @@ def _erase(session: Session, client: Client, *, now: datetime, reason: str, lang
     """Anonymise one client inside the caller's unit of work."""
     tg_id = client.tg_id
     needles = _personal_values(client)
-    comment_rows = session.scalars(
-        select(Survey.comment).where(Survey.client_id == client.id, Survey.comment.is_not(None))
-    ).all()
-    # A survey comment may be repeated in an audit event (e.g. "detractor said ..."); only
-    # comments long enough to be unambiguous are searched for.
+    comment_rows = [
+        *session.scalars(
+            select(Survey.comment).where(Survey.client_id == client.id, Survey.comment.is_not(None))
+        ),
+        *session.scalars(
+            select(Motivation.comment).where(
+                Motivation.client_id == client.id, Motivation.comment.is_not(None)
+            )
+        ),
+    ]
+    # A comment may be repeated in an audit event (e.g. "detractor said ..."); only comments
+    # long enough to be unambiguous are searched for.
     needles = sorted(
         set(needles) | {c for c in comment_rows if c and len(c) >= 8}, key=len, reverse=True
     )
@@ -337,6 +355,7 @@ def _erase(session: Session, client: Client, *, now: datetime, reason: str, lang
         session.execute(delete(ConversationState).where(ConversationState.key.like(f"%:{tg_id}:%")))
 
     session.execute(update(Survey).where(Survey.client_id == client.id).values(comment=None))
+    session.execute(delete(Motivation).where(Motivation.client_id == client.id))
     session.execute(
         update(Card)
         .where(Card.client_id == client.id, Card.status != CardStatus.BLOCKED)

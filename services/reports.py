@@ -73,7 +73,7 @@ def build_digest(session: Session, settings: Settings, now: datetime) -> Digest:
         first=first,
         last=last,
         current=kpi.compute(session, settings, first, last),
-        previous=kpi.compute(session, settings, prev_first, prev_last),
+        previous=kpi.compute(session, settings, prev_first, prev_last, impact=False),
         series=kpi.weekly_series(session, settings, last, DIGEST_WEEKS),
         at_risk=kpi.at_risk_cards(session, settings, last),
         anomalies=kpi.anomalies(session, settings, first, last),
@@ -330,7 +330,9 @@ class ReportService:
 
     def _compared(self, session: Session, first: date, last: date) -> tuple[kpi.Kpis, kpi.Kpis]:
         current = kpi.compute(session, self.settings, first, last)
-        previous = kpi.compute(session, self.settings, *kpi.previous_period(first, last))
+        previous = kpi.compute(
+            session, self.settings, *kpi.previous_period(first, last), impact=False
+        )
         return current, previous
 
     async def weekly(self, last: date, weeks: int) -> list[kpi.WeekPoint]:

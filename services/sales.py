@@ -66,7 +66,7 @@ from db.models import (
     UTCDateTime,
 )
 from db.prepared import Prepared
-from services import audit, cards, pricing, qr_payload
+from services import audit, cards, pricing, promotions, qr_payload
 from services.clock import Clock
 from services.delivery import OutboxMessage, queue_messages
 from services.errors import CardBlocked, CardNotFound, DomainError
@@ -176,6 +176,8 @@ class DraftView:
     expires_at: datetime
     # A new (in-stock) card and purchase-amount tiers on: the printed tier to hand out.
     hand_out_pct: int | None
+    promo_name: str | None = None  # the happy hour whose bonus the quote includes
+    promo_pct: int = 0
 
 
 @dataclass(frozen=True)
@@ -407,6 +409,7 @@ class SalesService:
         if card.status == CardStatus.BLOCKED:  # blocked since it was scanned
             raise CardBlockedAtTill(card.number, card.block_reason)
         amount_tiers = self.settings.pricing.amount_tiers
+        promo = promotions.active(session, now, self.settings.store.tz)
         q = pricing.quote(
             amount=amount_minor,
             base_pct=card.base_pct,
@@ -414,6 +417,7 @@ class SalesService:
             amount_tiers=amount_tiers,
             cumulative_tiers=cumulative_tiers,
             offer_pct=card.offer_pct or 0,
+            promo_pct=0 if promo is None else promo.bonus_pct,
             max_pct=self.settings.pricing.discount_max_pct,
         )
         draft = dict(
@@ -427,6 +431,8 @@ class SalesService:
             cumulative_tier_pct=q.cumulative_tier_pct,
             offer_id=card.offer_id,
             offer_pct=q.offer_pct,
+            promo_id=None if promo is None else promo.id,
+            promo_pct=q.promo_pct,
             discount_pct=q.discount_pct,
             discount_amount=q.discount_amount,
             paid_amount=q.paid_amount,
@@ -465,6 +471,8 @@ class SalesService:
             capped=q.capped,
             expires_at=draft["expires_at"],
             hand_out_pct=hand_out,
+            promo_name=None if promo is None else promo.name,
+            promo_pct=q.promo_pct,
         )
 
     # ----------------------------------------------------------------- confirm
@@ -540,6 +548,8 @@ class SalesService:
             "discount_amount": draft.discount_amount,
             "paid_amount": draft.paid_amount,
             "offer_id": draft.offer_id,
+            "promo_id": draft.promo_id,
+            "promo_pct": draft.promo_pct,
             "cashier_id": draft.cashier_id,
             "draft_id": draft_id,
             "source": PurchaseSource.BOT,
@@ -995,6 +1005,8 @@ def _confirm_statement(by_owner: bool, with_message: bool) -> Prepared:
             drafts.paid_amount,
             drafts.offer_id,
             drafts.offer_pct,
+            drafts.promo_id,
+            drafts.promo_pct,
         )
     )
 

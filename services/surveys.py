@@ -3,10 +3,13 @@
 Who is asked (the `sweep`): purchases made in the bot (`source = bot`, not voided) at least
 `SURVEY_DELAY_MIN` ago (and at most a day more: after a long downtime we do not ask about a
 purchase from last week), whose card is bound to a client who consented, is reachable, is not
-erased, has not opted out of marketing and had no survey in `SURVEY_COOLDOWN_DAYS`.
+erased, has not opted out of marketing and had no survey in `SURVEY_COOLDOWN_DAYS` — and was
+not asked why they take part in the last day (`services.motivation`: the `surveys` job asks
+that first, in the same unit of work, and it takes the place of this survey).
 
-Opt-out: a survey is not marketing, but it is an unsolicited message; a client who pressed
-"no more offers" asked us to write less, so they get no surveys either.
+Opt-out: a survey is not an offer, but it is an unsolicited message; a client who pressed
+"no more offers" asked us to write less, so they get no surveys either — and a survey is queued
+as a marketing message, so pressing it also cancels one still waiting (quiet hours).
 
 A detractor (0–6) alert goes to every owner. It waits `DETRACTOR_COMMENT_GRACE` for the client's
 comment; the comment (or the skip button) releases it at once, and it is rendered with whatever
@@ -30,7 +33,16 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from db.database import Database
-from db.models import Card, Client, Delivery, DeliveryStatus, Purchase, PurchaseSource, Survey
+from db.models import (
+    Card,
+    Client,
+    Delivery,
+    DeliveryStatus,
+    Motivation,
+    Purchase,
+    PurchaseSource,
+    Survey,
+)
 from db.sql import insert_ignoring
 from services.delivery import OutboxMessage, queue_messages
 from services.errors import DomainError
@@ -70,14 +82,27 @@ class Answer:
 
 
 async def sweep(db: Database, settings: Settings, now: datetime) -> int:
-    """Create the surveys that are due; returns how many were enqueued."""
+    """Create the surveys that are due; returns how many were enqueued. (The `surveys` job
+    runs `services.motivation.ask_due`, which asks the motivation question first.)"""
     return await db.write(_sweep, settings, now)
 
 
 def _sweep(session: Session, settings: Settings, now: datetime) -> int:
+    created = queue_due(session, settings, now)
+    session.commit()
+    return created
+
+
+def queue_due(session: Session, settings: Settings, now: datetime) -> int:
+    """Create and queue the surveys that are due inside the caller's unit of work (the caller
+    commits); returns how many were queued."""
     latest = now - timedelta(minutes=settings.engagement.survey_delay_min)
     cooldown_from = now - timedelta(days=settings.engagement.survey_cooldown_days)
     recent_survey = exists().where(Survey.client_id == Client.id, Survey.created_at > cooldown_from)
+    # One question at a time: not within a day of the motivation question (services.motivation).
+    asked_why = exists().where(
+        Motivation.client_id == Client.id, Motivation.asked_at > now - LOOKBACK
+    )
     rows = session.execute(
         select(Purchase.id, Client.id, Client.tg_id)
         .join(Card, Card.id == Purchase.card_id)
@@ -93,6 +118,7 @@ def _sweep(session: Session, settings: Settings, now: datetime) -> int:
             Client.reachable.is_(True),
             Client.marketing_opt_out.is_(False),
             ~recent_survey,
+            ~asked_why,
             ~exists().where(Survey.purchase_id == Purchase.id),
         )
         .order_by(Purchase.created_at.desc())
@@ -117,9 +143,9 @@ def _sweep(session: Session, settings: Settings, now: datetime) -> int:
             chat_id=tg_id,
             client_id=client_id,
             payload={"survey_id": survey_id},
+            marketing=True,  # turning offers and surveys off cancels it, queued or not
         )
         created += sum(queue_messages(session, [message], now))
-    session.commit()
     return created
 
 

@@ -331,6 +331,8 @@ def cli(
 
 EXPECTED_KEYS = {
     "period",
+    "impact",
+    "promotions",
     "cards_total",
     "cards_issued",
     "cards_issued_in_period",

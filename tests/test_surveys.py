@@ -48,6 +48,8 @@ async def test_survey_is_due_delay_minutes_after_the_purchase(
     assert await surveys.sweep(db, settings, clock()) == 0  # idempotent
     [row] = await deliveries(session)
     assert row.key == f"survey:{purchase.id}" and row.kind == "survey" and row.chat_id == 5001
+    # Turning offers and surveys off cancels it even while it waits (quiet hours).
+    assert row.marketing is True
 
 
 async def test_one_survey_per_cooldown(

@@ -16,8 +16,10 @@ The plan follows the bot's own rules, so the rows read as if the bot had made th
   settings, the best active personal offer, which the sale redeems; a voided sale returns it);
 * surveys, win-back and birthday offers are what their jobs would have written
   (`services.surveys`, `services.offers`), cooldowns included: a win-back round eight weeks
-  before `now` and the daily sweeps since, the last one at `now`. So the bot's own sweeps at
-  its start find none of these customers, and no delivery is queued for them.
+  before `now` and the daily sweeps since, the last one at `now`; so is why each member with
+  three purchases takes part (`services.motivation`: asked once, answered by some). So the
+  bot's own sweeps at its start find none of these customers, and no delivery is queued for
+  them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from db.models import (
     Card,
     CardStatus,
     Client,
+    Motivation,
     Offer,
     OfferKind,
     Purchase,
@@ -52,6 +55,7 @@ from services import audit, inventory, pricing
 from services.cards import refresh_totals
 from services.delivery import quiet_until
 from services.errors import InventoryError
+from services.motivation import ASK_AT_PURCHASE, Reason
 from services.surveys import LOOKBACK as SURVEY_LOOKBACK
 
 
@@ -99,6 +103,14 @@ SCORES = (
     (range(0, 7), 12, (0.05, 0.03, 0.05, 0.1, 0.15, 0.27, 0.35)),
 )
 COMMENTED = {"detractor": 0.75, "passive": 0.25}
+# Why members take part: how many answer, each reason's weight, and what "something else" said.
+MOTIVATION_ANSWERED = 0.55
+REASONS = ((Reason.DISCOUNT, 45), (Reason.STORE, 25), (Reason.CONVENIENCE, 20), (Reason.OTHER, 10))
+WHY_ELSE = {
+    "ru": "рядом с домом; вежливые продавцы; всегда есть мой размер; подарки на день рождения",
+    "en": "close to home; friendly staff; my size is always in stock; the birthday gifts",
+    "et": "kodu lähedal; sõbralik personal; minu suurus on alati olemas; sünnipäevakingitused",
+}
 # What detractors and passives wrote ("What could we do better?"), by language.
 COMMENTS = {
     "ru": "долго ждать на кассе; нужного размера не было; скидка прошла не с первого раза; "
@@ -209,6 +221,15 @@ class _Survey:
 
 
 @dataclass(eq=False)
+class _Motivation:
+    person: _Person
+    asked_at: datetime
+    answered_at: datetime | None = None
+    reason: Reason | None = None
+    comment: str | None = None
+
+
+@dataclass(eq=False)
 class _Card:
     tier: int  # index into RANGES
     issued_at: datetime
@@ -252,6 +273,7 @@ class _Plan:
     assignments: list[_Assignment]
     sales: list[_Sale]
     surveys: list[_Survey]
+    motivations: list[_Motivation]
 
 
 class _Planner:
@@ -300,6 +322,7 @@ class _Planner:
             key=lambda offer: offer.valid_from,
         )
         surveys = [survey for person in people for survey in self._surveys(person)]
+        motivations = [m for person in people if (m := self._motivation(person)) is not None]
         return _Plan(
             registered_at=self.start - timedelta(days=7),
             people=people,
@@ -308,6 +331,7 @@ class _Planner:
             assignments=assignments,
             sales=sales,
             surveys=surveys,
+            motivations=motivations,
         )
 
     # --------------------------------------------------------------------- moments
@@ -643,6 +667,32 @@ class _Planner:
         if person.last_seen_at is None or seen > person.last_seen_at:
             person.last_seen_at = seen
 
+    # ------------------------------------------------------------------- motivation
+
+    def _motivation(self, person: _Person) -> _Motivation | None:
+        """Why they take part (`services.motivation`): asked once, after the sale that was
+        their third that stands (or when they linked their card, if that came later), unless
+        they had turned offers off by then; answered by some."""
+        standing = [sale for sale in person.card.sales if sale.voided_at is None]
+        if len(standing) < ASK_AT_PURCHASE:
+            return None
+        delay = timedelta(minutes=self.engagement.survey_delay_min)
+        asked = max(standing[ASK_AT_PURCHASE - 1].at + delay, person.bound_at)
+        if asked > self.now or not person.contactable(asked):
+            return None
+        motivation = _Motivation(person, asked)
+        sent = quiet_until(asked, self.settings.delivery.quiet_window, self.tz) or asked
+        answered = sent + timedelta(minutes=self.rng.lognormvariate(3.0, 1.0))
+        if self.rng.random() < MOTIVATION_ANSWERED and answered <= self.now:
+            reasons, weights = zip(*REASONS, strict=True)
+            motivation.reason = self.rng.choices(reasons, weights)[0]
+            motivation.answered_at = answered
+            if motivation.reason is Reason.OTHER and self.rng.random() < 0.7:
+                motivation.comment = self.rng.choice(WHY_ELSE[person.language].split("; "))
+            if person.last_seen_at is None or answered > person.last_seen_at:
+                person.last_seen_at = answered
+        return motivation
+
 
 # -------------------------------------------------------------------------- the write
 
@@ -669,6 +719,7 @@ def _write(session: Session, plan: _Plan, settings: Settings, registered: int) -
         ],
     )
     _insert_surveys(session, plan.surveys)
+    _insert_motivations(session, plan.motivations)
     audit.insert_many(session, sorted(_audit_events(plan, settings), key=lambda e: e["at"]))
     refresh_totals(session, sorted(card.id for card in plan.cards if card.sales))
     session.commit()
@@ -820,6 +871,24 @@ def _insert_surveys(session: Session, surveys: list[_Survey]) -> None:
                 "comment_at": s.comment_at,
             }
             for s in surveys
+        ],
+    )
+
+
+def _insert_motivations(session: Session, motivations: list[_Motivation]) -> None:
+    if not motivations:
+        return
+    session.execute(
+        insert(Motivation.__table__),
+        [
+            {
+                "client_id": m.person.id,
+                "asked_at": m.asked_at,
+                "answered_at": m.answered_at,
+                "reason": m.reason.value if m.reason is not None else None,
+                "comment": m.comment,
+            }
+            for m in motivations
         ],
     )
 

@@ -102,6 +102,12 @@ def render_quote(draft: DraftView, settings: Settings) -> str:
                 kind=_offer_kind(draft.offer_kind), pct=formatting.pct(draft.offer_pct)
             )
         )
+    if draft.promo_pct:
+        lines.append(
+            _("Happy hour ({name}): +{pct}").format(
+                name=html.escape(draft.promo_name or ""), pct=formatting.pct(draft.promo_pct)
+            )
+        )
     if draft.capped:
         lines.append(
             _("Capped at the maximum of {pct}").format(
