@@ -30,6 +30,7 @@ from db.database import Database
 from handlers import formatting
 from handlers.errors import renders
 from handlers.filters import Match
+from handlers.surveys import drop_buttons
 from services import motivation
 from services.delivery import Button
 from services.motivation import AnswerStatus, MotivationFigures, MotivationNotAsked, Reason
@@ -81,12 +82,6 @@ def _skip_keyboard() -> InlineKeyboardMarkup:
     )
 
 
-async def _drop_buttons(cq: CallbackQuery) -> None:
-    if isinstance(cq.message, Message):
-        with contextlib.suppress(TelegramBadRequest):  # already without buttons
-            await cq.message.edit_reply_markup(reply_markup=None)
-
-
 async def on_reason(
     cq: CallbackQuery,
     callback_data: MotivationCb,
@@ -99,7 +94,7 @@ async def on_reason(
     )
     if result.status is AnswerStatus.ALREADY:
         await cq.answer(_("You have already answered this survey. Thank you!"))
-        await _drop_buttons(cq)
+        await drop_buttons(cq)
         return
     await cq.answer()
     chosen = f"✅ {html.escape(label(callback_data.reason))}"
@@ -124,7 +119,7 @@ async def on_skip(cq: CallbackQuery, db: Database, state: FSMContext) -> None:
         await state.clear()
     if not awaited:
         await cq.answer(_("Thank you! We already have your answer."))
-        await _drop_buttons(cq)
+        await drop_buttons(cq)
         return
     await cq.answer()
     if isinstance(cq.message, Message):

@@ -60,7 +60,8 @@ def _skip_keyboard(survey_id: int) -> InlineKeyboardMarkup:
     )
 
 
-async def _drop_buttons(cq: CallbackQuery) -> None:
+async def drop_buttons(cq: CallbackQuery) -> None:
+    """A question answered: its buttons go (a message already without them is fine)."""
     if isinstance(cq.message, Message):
         with contextlib.suppress(TelegramBadRequest):  # already without buttons
             await cq.message.edit_reply_markup(reply_markup=None)
@@ -84,11 +85,11 @@ async def on_score(
     )
     if result.status is AnswerStatus.ALREADY:
         await cq.answer(_("You have already answered this survey. Thank you!"))
-        await _drop_buttons(cq)
+        await drop_buttons(cq)
         return
     if result.status is AnswerStatus.EXPIRED:
         await cq.answer(_("This survey is closed. Thank you anyway!"))
-        await _drop_buttons(cq)
+        await drop_buttons(cq)
         return
     await cq.answer()
     if isinstance(cq.message, Message):
@@ -177,7 +178,7 @@ async def on_marketing(
             ]
         ),
     )
-    await _drop_buttons(cq)
+    await drop_buttons(cq)
 
 
 def setup() -> Router:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import TypeVar
 
 from config import Settings
@@ -41,3 +43,11 @@ class LineReporter:
     def __call__(self, line: int, reason: str) -> None:
         self.count += 1
         print(f"{self.file_name}:{line}: {reason}", file=sys.stderr)
+
+
+def iso_date(text: str) -> date:
+    """An argparse type: a date written YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, not {text!r}") from exc

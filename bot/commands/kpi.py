@@ -8,19 +8,13 @@ import json
 from datetime import date
 from typing import Any
 
+from bot.commands._common import iso_date
 from config import Settings, load_settings
 from db.database import Database
 from db.engine import create_engine
 from db.migrate import upgrade
 from services import kpi
 from services.reports import ReportService
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, not {text!r}") from exc
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Print every KPI of the period FROM…TO (store-time dates, inclusive); "
         "with --json one object: money in major units, a ratio that divides by zero is null.",
     )
-    parser.add_argument("--from", dest="first", type=_date, required=True, metavar="YYYY-MM-DD")
-    parser.add_argument("--to", dest="last", type=_date, required=True, metavar="YYYY-MM-DD")
+    parser.add_argument("--from", dest="first", type=iso_date, required=True, metavar="YYYY-MM-DD")
+    parser.add_argument("--to", dest="last", type=iso_date, required=True, metavar="YYYY-MM-DD")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=_run, parser=parser)
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import date
 
-from bot.commands._common import with_database
+from bot.commands._common import iso_date, with_database
 from config import load_settings
 from services.clock import utc_now
 from services.promotions import (
@@ -27,13 +26,6 @@ from services.promotions import (
     parse_days,
     parse_time,
 )
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, not {text!r}") from exc
 
 
 def _days(text: str) -> int:
@@ -64,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument("--days", type=_days, required=True, help="mon,tue / mon-fri / all")
     add.add_argument("--from", dest="starts", type=_time, required=True, metavar="HH:MM")
     add.add_argument("--to", dest="ends", type=_time, required=True, metavar="HH:MM")
-    add.add_argument("--until", type=_date, metavar="YYYY-MM-DD", help="the last day (store)")
+    add.add_argument("--until", type=iso_date, metavar="YYYY-MM-DD", help="the last day (store)")
     add.set_defaults(func=_add)
     listing = actions.add_parser("list", help="the running promotions")
     listing.add_argument("--all", action="store_true", help="the ended ones too")
