@@ -129,12 +129,11 @@ async def end_promo(
     owner_chat: OwnerChat,
 ) -> None:
     service = PromotionService(db, settings, lambda: now)
-    views = {view.id: view for view in await service.listed()}
-    view = views.get(callback_data.id)
-    if view is None:  # ended meanwhile, or a forged id
+    try:
+        await service.end(callback_data.id, actor_id=cq.from_user.id)
+    except PromotionNotFound:  # ended meanwhile, or a forged id
         await cq.answer(_("That happy hour is not running."), show_alert=True)
     else:
-        await service.end(view.name, actor_id=cq.from_user.id)
         await cq.answer(_("Ended."))
     text, markup = await _listing(service, settings)
     await owner_chat.show(text, reply_markup=markup)

@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -246,22 +246,23 @@ class PromotionService:
             query = query.where(Promotion.ended_at.is_(None))
         return [_view(p) for p in session.scalars(query)]
 
-    async def end(self, name: str, actor_id: int | None = None) -> PromotionView:
-        return await self.db.write(self._end, name.strip(), actor_id, self.clock())
+    async def end(self, which: str | int, actor_id: int | None = None) -> PromotionView:
+        """End a running promotion, named (the CLI) or by id (the owner's ⏹ button)."""
+        key = which.strip() if isinstance(which, str) else which
+        return await self.db.write(self._end, key, actor_id, self.clock())
 
     def _end(
-        self, session: Session, name: str, actor_id: int | None, now: datetime
+        self, session: Session, which: str | int, actor_id: int | None, now: datetime
     ) -> PromotionView:
-        promotion = session.scalar(
-            select(Promotion).where(Promotion.name == name, Promotion.ended_at.is_(None))
-        )
+        match = Promotion.name == which if isinstance(which, str) else Promotion.id == which
+        promotion = session.scalar(select(Promotion).where(match, Promotion.ended_at.is_(None)))
         if promotion is None:
-            raise PromotionNotFound(name)
-        session.execute(update(Promotion).where(Promotion.id == promotion.id).values(ended_at=now))
-        audit.record(session, "promo.ended", at=now, actor_id=actor_id, promo=name)
+            raise PromotionNotFound(str(which))
+        promotion.ended_at = now
+        audit.record(session, "promo.ended", at=now, actor_id=actor_id, promo=promotion.name)
+        view = _view(promotion)
         session.commit()
-        session.refresh(promotion)
-        return _view(promotion)
+        return view
 
 
 def _view(p: Any) -> PromotionView:

@@ -43,6 +43,7 @@ from bot.i18n import language_from_telegram, stored_language
 from bot.miniapp.auth import Caller, NotAuthenticated, authenticate
 from bot.miniapp.dashboard import dashboard
 from bot.miniapp.texts import page_texts
+from bot.services import build_services
 from bot.static_files import static_file
 from config import LANGUAGES, PROJECT_ROOT, Settings
 from db.database import Database
@@ -103,9 +104,10 @@ class MiniApp:
         self.staff = staff
         self.outbox = outbox
         self.clock = clock
-        self.sales = SalesService(db, settings, clock)
-        self.wallet = WalletService(db, settings, clock)
-        self.reports = ReportService(db, settings)
+        services = build_services(db, settings, clock)  # the ones the chat handlers get
+        self.sales: SalesService = services["sales"]
+        self.wallet: WalletService = services["wallet"]
+        self.reports: ReportService = services["reports"]
 
     def install(self, app: web.Application, prefix: str = "/app") -> None:
         app.router.add_get(f"{prefix}/", self._index)
