@@ -122,6 +122,7 @@ class EnvSettings(BaseSettings):
     birthday_bonus_pct: int = Field(default=10, ge=0, le=99)
     birthday_days_before: int = Field(default=0, ge=0, le=30)
     birthday_valid_days: int = Field(default=7, ge=1)
+    birthday_holdout_pct: int = Field(default=10, ge=0, le=100)
     welcome_bonus_pct: int = Field(default=0, ge=0, le=99)
     welcome_valid_days: int = Field(default=30, ge=1)
     digest_hour: int = Field(default=9, ge=0, le=23)
@@ -132,6 +133,12 @@ class EnvSettings(BaseSettings):
     delivery_rate_chat: float = Field(default=1.0, gt=0)
     delivery_rate_group_per_min: int = Field(default=20, ge=1)
     delivery_max_attempts: int = Field(default=8, ge=1)
+
+    # --- Growth: referrals and owner campaigns -------------------------------------------
+    referral_bonus_pct: int = Field(default=5, ge=1, le=99)
+    referral_valid_days: int = Field(default=30, ge=1)
+    referral_max_per_month: int = Field(default=5, ge=0)
+    campaign_holdout_pct: int = Field(default=10, ge=0, le=50)
 
     # --- KPIs and reports -----------------------------------------------------------------
     gross_margin_pct: Decimal = Field(default=Decimal("30"), ge=0, le=100)

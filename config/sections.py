@@ -108,9 +108,20 @@ class EngagementSettings:
     birthday_bonus_pct: int
     birthday_days_before: int
     birthday_valid_days: int
+    birthday_holdout_pct: int
     welcome_bonus_pct: int
     welcome_valid_days: int
     digest_hour: int
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthSettings:
+    """Referrals (services.referrals) and the owner's campaigns (services.campaigns)."""
+
+    referral_bonus_pct: int  # the reward offer each side gets at the friend's first purchase
+    referral_valid_days: int
+    referral_max_per_month: int  # rewarded referrals per ambassador per calendar month (UTC)
+    campaign_holdout_pct: int  # the wizard's default hold-out share
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +195,7 @@ class Settings:
     pricing: PricingSettings
     cards: CardSettings
     engagement: EngagementSettings
+    growth: GrowthSettings
     delivery: DeliverySettings
     reports: ReportSettings
     privacy: PrivacySettings
@@ -258,9 +270,16 @@ class Settings:
                 birthday_bonus_pct=env.birthday_bonus_pct,
                 birthday_days_before=env.birthday_days_before,
                 birthday_valid_days=env.birthday_valid_days,
+                birthday_holdout_pct=env.birthday_holdout_pct,
                 welcome_bonus_pct=env.welcome_bonus_pct,
                 welcome_valid_days=env.welcome_valid_days,
                 digest_hour=env.digest_hour,
+            ),
+            growth=GrowthSettings(
+                referral_bonus_pct=env.referral_bonus_pct,
+                referral_valid_days=env.referral_valid_days,
+                referral_max_per_month=env.referral_max_per_month,
+                campaign_holdout_pct=env.campaign_holdout_pct,
             ),
             delivery=DeliverySettings(
                 quiet_window=_quiet_window(env.quiet_hours),

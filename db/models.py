@@ -107,6 +107,8 @@ class OfferKind(StrEnum):
     WINBACK = "winback"
     BIRTHDAY = "birthday"
     WELCOME = "welcome"
+    REFERRAL = "referral"  # services.referrals: a friend's first purchase rewards both sides
+    CAMPAIGN = "campaign"  # services.campaigns: the owner's campaign to an audience
 
 
 class DeliveryStatus(StrEnum):
@@ -418,18 +420,99 @@ class Motivation(Base):
 
 
 class WinbackAssignment(Base):
-    """Who was eligible for win-back and whether they got the offer or sat in the control group."""
+    """Who was eligible for an automatic offer (win-back, birthday: `kind`) and whether they
+    got it or sat in the control group."""
 
     __tablename__ = "winback_assignments"
     __table_args__ = (Index("ix_winback_client", "client_id", "assigned_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(
+        String(16), default=OfferKind.WINBACK, server_default=OfferKind.WINBACK.value
+    )
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
     assigned_at: Mapped[datetime]
     control: Mapped[bool] = mapped_column(Boolean)
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
     window_until: Mapped[datetime]
     last_purchase_at: Mapped[datetime | None]
+
+
+class InviteCode(Base):
+    """A member's invite code (`https://t.me/<bot>?start=r<code>`): opaque, not the card's."""
+
+    __tablename__ = "invite_codes"
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Referral(Base):
+    """A friend who joined through a member's (the ambassador's) invite link; at the friend's
+    first purchase both get a reward offer, unless the ambassador's monthly cap is reached."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (Index("ix_referrals_ambassador", "ambassador_id", "rewarded_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ambassador_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    friend_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), unique=True)
+    joined_at: Mapped[datetime]
+    # The friend's first confirmed purchase (no FK, like offers.redeemed_purchase_id).
+    first_purchase_id: Mapped[int | None] = mapped_column(Integer)
+    first_purchase_at: Mapped[datetime | None]
+    rewarded_at: Mapped[datetime | None]
+    capped: Mapped[bool] = mapped_column(Boolean, default=False)
+    friend_offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    ambassador_offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    revoked_at: Mapped[datetime | None]  # that first purchase was voided
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"  # being put together (the wizard's preview)
+    SENT = "sent"  # audience drawn, offers written, messages queued
+    CANCELLED = "cancelled"
+
+
+class Campaign(Base):
+    """The owner's campaign: an offer (+`bonus_pct` for `valid_days`) and a message to an
+    audience, a random `holdout_pct` of which gets nothing, to measure the lift."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint("bonus_pct BETWEEN 1 AND 99", name="bonus_pct_range"),
+        CheckConstraint("holdout_pct BETWEEN 0 AND 50", name="holdout_pct_range"),
+        CheckConstraint("valid_days >= 1", name="valid_days_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[str] = mapped_column(String(16))  # all | rfm | inactive | birthday
+    audience_arg: Mapped[str | None] = mapped_column(String(32))
+    bonus_pct: Mapped[int] = mapped_column(Integer)
+    valid_days: Mapped[int] = mapped_column(Integer)
+    holdout_pct: Mapped[int] = mapped_column(Integer)
+    texts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # language → text
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT)
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    window_until: Mapped[datetime | None]
+    audience_size: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    holdout_size: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+
+class CampaignMember(Base):
+    """One member of a sent campaign's audience: offered (`offer_id`) or in the hold-out."""
+
+    __tablename__ = "campaign_members"
+    __table_args__ = (Index("ix_campaign_members_client", "client_id"),)
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    control: Mapped[bool] = mapped_column(Boolean)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
 
 
 class Delivery(Base):
