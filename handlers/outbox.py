@@ -29,6 +29,7 @@ from handlers.till import sale_line
 from services import motivation, offers, sales, surveys, wallet
 from services.cards import group_number
 from services.delivery import Button, Outgoing, Rendered, Renderer
+from services.jobs import DIGEST_CHART_KIND, DIGEST_KIND
 from services.reports import ReportService
 
 KindRenderer = Callable[[Database, Outgoing, Settings, datetime], Awaitable[Rendered | None]]
@@ -156,12 +157,25 @@ async def _bind_lock_alert(
     return Rendered(text)
 
 
-@renders("digest")
+@renders(DIGEST_KIND)
 async def _digest(db: Database, item: Outgoing, settings: Settings, now: datetime) -> Rendered:
+    """The weekly digest's text; its chart is a row of its own (`DIGEST_CHART_KIND`)."""
     from handlers import owner_reports  # the KPI feature's renderer
 
-    text, chart = await owner_reports.digest_message(ReportService(db, settings), now)
-    return Rendered(text, photo=chart)
+    text, _chart = await owner_reports.digest_message(ReportService(db, settings), now)
+    return Rendered(text)
+
+
+@renders(DIGEST_CHART_KIND)
+async def _digest_chart(
+    db: Database, item: Outgoing, settings: Settings, now: datetime
+) -> Rendered:
+    from handlers import owner_reports
+
+    chart = await owner_reports.digest_chart(ReportService(db, settings), now)
+    return Rendered(
+        _("📈 The last 12 weeks: revenue through cards, active cards and NPS."), photo=chart
+    )
 
 
 # ------------------------------------------------------------------------------ the till

@@ -3,8 +3,8 @@
 Everything is read-only: the figures come from `services.reports.ReportService` (`reports`, one
 unit of work per call), the text is made here. Answers go through `OwnerChat` to the owner's
 private chat, also when the owner asks in the staff group (`handlers/owner_chat.py`).
-`digest_message` is also what the scheduled weekly digest sends (the caller sets the i18n locale
-first).
+`digest_message` and `digest_chart` are also what the scheduled weekly digest sends, as two
+messages (the caller sets the i18n locale first).
 """
 
 from __future__ import annotations
@@ -42,7 +42,13 @@ from services import export, kpi
 from services.cards import group_number
 from services.inventory import inventory_counts
 from services.kpi import InvalidPeriod, Kpis
-from services.reports import ChartLabels, ReportService, render_chart
+from services.reports import (
+    DIGEST_WEEKS,
+    ChartLabels,
+    ReportService,
+    digest_week,
+    render_chart,
+)
 
 PRESETS = ("7d", "30d", "90d", "month")
 
@@ -534,8 +540,22 @@ async def digest_message(reports: ReportService, now: datetime) -> tuple[str, by
     impact = impact_lines(cur, settings)
     block = ["", *impact] if impact else []
     lines += _fit_sections(lines + block, sections, DIGEST_TEXT_LIMIT) + block
+    png = render_chart(digest.series, chart_labels(settings), settings.store.currency_exponent)
+    return "\n".join(lines), png
+
+
+async def digest_chart(reports: ReportService, now: datetime) -> bytes:
+    """The digest's chart alone (the scheduled digest sends it as a message of its own)."""
+    settings = reports.settings
+    _first, last = digest_week(now, settings)
+    series = await reports.weekly(last, DIGEST_WEEKS)
+    return render_chart(series, chart_labels(settings), settings.store.currency_exponent)
+
+
+def chart_labels(settings: Settings) -> ChartLabels:
+    """The chart's texts in the current i18n locale."""
     locale = fmt.current_locale()
-    labels = ChartLabels(
+    return ChartLabels(
         title=_("Last 12 weeks"),
         revenue=_("Revenue through cards"),
         active_cards=_("Active cards"),
@@ -548,12 +568,11 @@ async def digest_message(reports: ReportService, now: datetime) -> tuple[str, by
         locale=locale,
         money=lambda minor: fmt.money(minor, settings, locale),
     )
-    png = render_chart(digest.series, labels, settings.store.currency_exponent)
-    return "\n".join(lines), png
 
 
-# The scheduled digest goes out as a photo caption: at most 1024 visible characters.
-DIGEST_TEXT_LIMIT = 1000
+# The digest is a text message of its own (the chart follows as a photo): Telegram's 4096
+# characters, with room to spare.
+DIGEST_TEXT_LIMIT = 4000
 _TAG = re.compile(r"<[^>]+>")
 
 

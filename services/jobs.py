@@ -23,7 +23,10 @@ from services.delivery import OutboxMessage, queue_messages
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
 
+# The weekly digest goes out as two messages: its text (up to Telegram's 4096 characters, where a
+# photo's caption allows 1024) and then its chart.
 DIGEST_KIND = "digest"
+DIGEST_CHART_KIND = "digest_chart"
 
 
 @dataclass
@@ -53,10 +56,12 @@ def digest_moment(now: datetime, settings: Settings) -> datetime:
 
 
 async def digest_pass(db: Database, settings: Settings, now: datetime) -> int:
-    """Enqueue this week's digest to every owner once we are past Monday DIGEST_HOUR.
+    """Enqueue this week's digest (text, then chart) to every owner once we are past Monday
+    DIGEST_HOUR.
 
-    The key `digest:<ISO year-week>:<owner>` makes it exactly once per week, across restarts
-    and however many times the pass runs. Returns how many were enqueued now."""
+    The keys `digest:<ISO year-week>:<owner>` and `digest_chart:…` make it exactly once per
+    week, across restarts and however many times the pass runs. Returns how many digests were
+    enqueued now."""
     if now < digest_moment(now, settings):
         return 0
     return await db.write(_queue_digests, settings, now)
@@ -66,14 +71,12 @@ def _queue_digests(session: Session, settings: Settings, now: datetime) -> int:
     week = iso_week(now, settings)
     messages = [
         OutboxMessage(
-            key=f"digest:{week}:{owner_id}",
-            kind=DIGEST_KIND,
-            chat_id=owner_id,
-            payload={"week": week},
+            key=f"{kind}:{week}:{owner_id}", kind=kind, chat_id=owner_id, payload={"week": week}
         )
         for owner_id in settings.telegram.owner_ids
+        for kind in (DIGEST_KIND, DIGEST_CHART_KIND)
     ]
-    added = sum(queue_messages(session, messages, now))
+    added = sum(queue_messages(session, messages, now)) // 2
     session.commit()
     return added
 

@@ -59,6 +59,8 @@ async def test_digest_once_per_week_across_restarts(
     assert sorted(r.key for r in rows) == [
         f"digest:2026-W{week}:{o}" for week in (47, 48) for o in (OWNER_ID, SECOND_OWNER)
     ]
+    charts = await deliveries(session, kind="digest_chart")
+    assert sorted(r.key for r in charts) == [f"digest_chart{r.key[6:]}" for r in rows]
     assert await jobs.digest_pass(db, settings, _msk(settings, 2026, 11, 25, 12, 0)) == 0
     # Next week: a new one.
     assert await jobs.digest_pass(db, settings, _msk(settings, 2026, 11, 30, 9, 30)) == 2
@@ -166,7 +168,7 @@ def test_cli_refuses_bad_input(cli: Cli) -> None:
     assert no_token.code == 2 and "BOT_TOKEN" in no_token.err
 
 
-async def test_the_digest_reaches_the_owner_as_a_chart_with_a_caption(
+async def test_the_digest_reaches_the_owner_as_text_then_its_chart(
     db: Database,
     tg: FakeTelegram,
     session: AsyncSession,
@@ -178,14 +180,14 @@ async def test_the_digest_reaches_the_owner_as_a_chart_with_a_caption(
     bot = bot_for(tg, settings)
     try:
         sender = sender_for(bot, sessionmaker, settings, lambda: monday, limiter=fast_limiter())
-        assert (await sender.deliver_due()).sent == 1
+        assert (await sender.deliver_due()).sent == 2
     finally:
         await bot.session.close()
-    [call] = tg.sent(chat_id=OWNER_ID)
-    assert call.method == "sendPhoto"
-    message = call.messages[0]
-    assert message.photo is not None
-    assert "Недельная сводка" in (message.text or "")  # the owner has no client row: default ru
+    text, chart = tg.sent(chat_id=OWNER_ID)
+    # The owner has no client row: the store's default language, ru.
+    assert text.method == "sendMessage" and "Недельная сводка" in (text.messages[0].text or "")
+    assert chart.method == "sendPhoto" and chart.messages[0].photo is not None
+    assert "12 недель" in (chart.messages[0].text or "")
 
 
 async def test_engagement_starts_and_stops_with_the_bot(

@@ -239,7 +239,7 @@ async def test_anomalous_cashier_is_flagged(
     assert png.startswith(PNG)
 
 
-async def test_a_busy_week_still_fits_a_photo_caption(
+async def test_a_busy_week_still_fits_one_message(
     session: AsyncSession, service: ReportService
 ) -> None:
     import html
@@ -251,15 +251,17 @@ async def test_a_busy_week_still_fits_a_photo_caption(
         card = await d.card(f"5000{i:02d}", issued_at=msk(2026, 9, 1))
         for hour in range(10, 15):
             await d.buy(card, msk(2026, 11, 10, hour), 10_000)
-        await d.survey(client, msk(2026, 11, 11, 10 + i), 2, comment="Too slow & rude " * 30)
+    for i in range(40):  # forty long comments: the newest ten are shown, shortened
+        await d.survey(client, msk(2026, 11, 11, 8, i), 2, comment="Too slow & rude " * 30)
     await d.commit()
     i18n: I18n = create_i18n("ru")
     with i18n.context(), i18n.use_locale("ru"):
         text, _png = await digest_message(service, datetime(2026, 11, 16, 9, tzinfo=UTC))
     visible = html.unescape(re.sub(r"<[^>]+>", "", text))
-    assert len(visible) <= 1024
+    assert len(visible) <= 4096
     assert "Что написали недовольные" in visible and "Стоит проверить" in visible
     assert "500 000: 5 покупок 10 нояб. 2026" in visible
+    assert visible.count("«Too slow") == 10 and visible.count("…»") == 10
 
 
 async def test_digest_of_an_empty_program(service: ReportService) -> None:
