@@ -66,6 +66,7 @@ bench: install-dev locales
 	$(BIN)/python -m bench.sale_flow
 	$(BIN)/python -m bench.kpi
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.campaigns
 	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.photo_decode
 	$(BIN)/python -m bench.webhook_flood

@@ -10,11 +10,33 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bot.commands import demo, history, inventory, jobs, kpi, migrate, promos, run, store_sales
+from bot.commands import (
+    campaigns,
+    demo,
+    history,
+    inventory,
+    jobs,
+    kpi,
+    migrate,
+    promos,
+    run,
+    store_sales,
+)
 from config import SettingsError
 from services.errors import DomainError
 
-COMMAND_MODULES = (run, demo, migrate, inventory, history, jobs, store_sales, kpi, promos)
+COMMAND_MODULES = (
+    run,
+    demo,
+    migrate,
+    inventory,
+    history,
+    jobs,
+    store_sales,
+    kpi,
+    promos,
+    campaigns,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -96,6 +96,7 @@ def create_scheduler(
     add("surveys", IntervalTrigger(minutes=1, timezone=tz))
     add("winback", CronTrigger(hour=settings.engagement.winback_hour, minute=0, timezone=tz))
     add("birthdays", CronTrigger(hour=settings.engagement.winback_hour, minute=5, timezone=tz))
+    add("campaigns", IntervalTrigger(minutes=10, timezone=tz))
     add("digest", CronTrigger(day_of_week="mon", hour=settings.engagement.digest_hour, timezone=tz))
     add("backup", CronTrigger(hour=settings.backup.hour, minute=0, timezone=tz))
     add("retention", CronTrigger(hour=settings.backup.hour, minute=30, timezone=tz))
@@ -104,7 +105,9 @@ def create_scheduler(
 
 def catch_up_jobs(settings: Settings, now: datetime) -> list[str]:
     """The sweeps to run once at start-up (each is idempotent over the database)."""
-    names = ["surveys", "digest"]  # the digest pass checks the week key and Monday's hour
+    # The digest pass checks the week key and Monday's hour; the campaigns pass finishes a send
+    # the stop cut short.
+    names = ["surveys", "campaigns", "digest"]
     local = now.astimezone(settings.store.tz)
     if (
         local.hour >= settings.engagement.winback_hour

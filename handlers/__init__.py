@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 
 from handlers import (
+    campaigns,
     common,
     errors,
     fallback,
@@ -14,6 +15,7 @@ from handlers import (
     owner_tools,
     privacy,
     promotions,
+    referrals,
     surveys,
     till,
     wallet,
@@ -35,9 +37,11 @@ def feature_routers() -> list[Router]:
         owner_reports.setup(),  # owners: /stats, /digest, /export, /card N, /cards
         owner_tools.setup(),  # owners: /block, /unbind, /staff, /audit
         promotions.setup(),  # owners: /promos (happy hours)
+        campaigns.setup(),  # owners: /campaign (the wizard), /campaigns (results)
         surveys.setup(),  # NPS answers and comments, marketing opt-out buttons
         motivation.setup(),  # why members take part: answer buttons and the free text
         membership.setup(),  # my_chat_member: blocked / unblocked the bot
+        referrals.setup(),  # customers: /invite (the invite link's /start is the wallet's)
         wallet.setup(),  # customers: /start, consent, binding, /card, /history, /offers, ...
         fallback.setup(),  # the private-chat catch-all: keep last of the updates
         errors.setup(),  # the one error handler (error events reach every router)

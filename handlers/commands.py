@@ -24,6 +24,7 @@ COMMANDS: list[Command] = [
     Command("card", __("show my loyalty card")),
     Command("history", __("my purchases and savings")),
     Command("offers", __("my personal offers")),
+    Command("invite", __("invite friends: you both get a bonus")),
     Command("store", __("address, hours and phone of the store")),
     Command("language", __("change the language")),
     Command("notifications", __("turn offers and surveys on or off")),
@@ -45,6 +46,8 @@ COMMANDS: list[Command] = [
     Command("staff", __("staff list and recent audit events"), Role.OWNER),
     Command("audit", __("audit log; /audit N for one card"), Role.OWNER),
     Command("promos", __("happy hours: /promos, /promos add …"), Role.OWNER),
+    Command("campaign", __("a new campaign with a hold-out group"), Role.OWNER),
+    Command("campaigns", __("campaigns and their results"), Role.OWNER),
 ]
 
 

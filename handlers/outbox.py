@@ -23,10 +23,12 @@ from config import LANGUAGES, Settings
 from db.database import Database
 from db.models import OfferKind
 from handlers import formatting
+from handlers import referrals as referral_messages
+from handlers.campaigns import campaign_message
 from handlers.motivation import question_keyboard
 from handlers.surveys import MarketingCb, NpsCb
 from handlers.till import sale_line
-from services import motivation, offers, sales, surveys, wallet
+from services import campaigns, motivation, offers, referrals, sales, surveys, wallet
 from services.cards import group_number
 from services.delivery import Button, Outgoing, Rendered, Renderer
 from services.jobs import DIGEST_CHART_KIND, DIGEST_KIND
@@ -176,6 +178,30 @@ async def _digest_chart(
     return Rendered(
         _("📈 The last 12 weeks: revenue through cards, active cards and NPS."), photo=chart
     )
+
+
+@renders(referrals.REWARD_KIND)
+async def _referral_reward(
+    db: Database, item: Outgoing, settings: Settings, now: datetime
+) -> Rendered | None:
+    """A friend's first purchase: the friend's or the ambassador's reward (handlers.referrals)."""
+    return await referral_messages.reward_message(db, item, settings, now)
+
+
+@renders(campaigns.CAMPAIGN_KIND)
+async def _campaign(
+    db: Database, item: Outgoing, settings: Settings, now: datetime
+) -> Rendered | None:
+    """The owner's campaign (`handlers.campaigns`): their text in the client's language (else
+    the common one) and the offer's line; dropped once the offer is used or gone."""
+    campaign_id, offer_id = int(item.payload["campaign_id"]), int(item.payload["offer_id"])
+    facts = await db.read(campaigns.message_facts, campaign_id, offer_id, now)
+    if facts is None:
+        return None
+    texts, offer = facts
+    language = formatting.current_locale()  # the recipient's, as `create_renderer` set it
+    text = campaign_message(texts, language, offer.bonus_pct, offer.valid_until, settings)
+    return Rendered(text, opt_out_keyboard())
 
 
 # ------------------------------------------------------------------------------ the till

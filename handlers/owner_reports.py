@@ -33,10 +33,13 @@ from aiogram.utils.i18n import ngettext
 
 from config import Settings
 from db.database import Database
+from handlers import experiments
 from handlers import formatting as fmt
+from handlers.campaigns import digest_section as campaign_section
 from handlers.errors import renders
 from handlers.motivation import motivation_lines
 from handlers.owner_chat import OwnerChat, owner_router
+from handlers.referrals import ambassador_section, stats_lines
 from handlers.roles import StaffDirectory
 from services import export, kpi
 from services.cards import group_number
@@ -370,7 +373,8 @@ def impact_lines(kpis: Kpis, settings: Settings) -> list[str]:
         *lines,
         _(
             "<i>Not proof of an effect: members choose to join, so they differ anyway; the "
-            "win-back hold-out lift is the figure that measures what the program causes.</i>"
+            "hold-out lifts (win-back, birthdays, campaigns) are the figures that measure what "
+            "the program causes.</i>"
         ),
     ]
 
@@ -429,24 +433,34 @@ def render_stats(current: Kpis, previous: Kpis, settings: Settings) -> str:
         )
     if impact := impact_lines(current, settings):
         lines += ["", *impact]
-    wb = current.winback
-    if wb.offered or wb.control:
-        lines += [
-            "",
-            _(
-                "Win-back: {offered} offered, {control} in the control group, {redeemed} redeemed "
-                "({redemption}); came back: {offered_rate} vs {control_rate} (lift {lift})"
-            ).format(
-                offered=fmt.number(wb.offered),
-                control=fmt.number(wb.control),
-                redeemed=fmt.number(wb.redeemed),
-                redemption=_share(wb.redemption_rate, settings),
-                offered_rate=_share(wb.return_rate_offered, settings),
-                control_rate=_share(wb.return_rate_control, settings),
-                lift=_share(wb.lift, settings),
-            ),
-        ]
+    if invited := stats_lines(current, settings):
+        lines += ["", *invited]
+    trials = [(_("Win-back"), current.winback), (_("Birthday gifts"), current.birthday)]
+    shown = [
+        trial_line(name, figures, settings)
+        for name, figures in trials
+        if figures.offered or figures.control
+    ]
+    if shown:
+        lines += ["", *shown]
     return "\n".join(lines)
+
+
+def trial_line(name: str, figures: kpi.Winback, settings: Settings) -> str:
+    """An automatic offer measured against its random control group (win-back, birthdays)."""
+    return _(
+        "{name}: {offered} offered, {control} in the control group, {redeemed} redeemed "
+        "({redemption}); came back: {offered_rate} vs {control_rate} (lift {lift})"
+    ).format(
+        name=name,
+        offered=fmt.number(figures.offered),
+        control=fmt.number(figures.control),
+        redeemed=fmt.number(figures.redeemed),
+        redemption=_share(figures.redemption_rate, settings),
+        offered_rate=_share(figures.return_rate_offered, settings),
+        control_rate=_share(figures.return_rate_control, settings),
+        lift=experiments.lift_text(figures.lift, figures.lift_low, figures.lift_high),
+    )
 
 
 def stats_keyboard() -> InlineKeyboardMarkup:
@@ -536,6 +550,10 @@ async def digest_message(reports: ReportService, now: datetime) -> tuple[str, by
         reasons = [line for line in rest if line.startswith("• ")]
         said = [line for line in rest if not line.startswith("• ")]
         sections.append((title, ["\n".join(reasons), *said], None))
+    if ambassadors := await ambassador_section(reports, now):
+        sections.append(ambassadors)
+    if running := await campaign_section(reports.db, settings, digest.first, digest.last):
+        sections.append(running)
     # The impact block closes the digest; the sections fit into what it leaves.
     impact = impact_lines(cur, settings)
     block = ["", *impact] if impact else []

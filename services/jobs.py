@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from db.database import Database
-from services import backup, motivation, offers, privacy
+from services import backup, campaigns, motivation, offers, privacy
 from services.delivery import OutboxMessage, queue_messages
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -104,6 +104,12 @@ async def _birthdays(db: Database, s: Settings, now: datetime) -> JobResult:
     return JobResult("birthdays", {"enqueued": await offers.birthday_sweep(db, s, now)})
 
 
+async def _campaigns(db: Database, s: Settings, now: datetime) -> JobResult:
+    """Finish a campaign's send that a stopped process cut short (services.campaigns)."""
+    resumed = await campaigns.finish_interrupted(db, now, s.delivery.rate_global)
+    return JobResult("campaigns", {"enqueued": resumed})
+
+
 async def _digest(db: Database, s: Settings, now: datetime) -> JobResult:
     added = await digest_pass(db, s, now)
     note = None
@@ -138,6 +144,7 @@ PASSES: dict[str, Pass] = {
     "surveys": _surveys,
     "winback": _winback,
     "birthdays": _birthdays,
+    "campaigns": _campaigns,
     "digest": _digest,
     "backup": _backup,
     "retention": _retention,

@@ -43,8 +43,10 @@ roi_pct = (net revenue × GROSS_MARGIN_PCT / 100 − discounts − costs) / (dis
 
 Win-back (assignments made in P): a *return* is a non-voided purchase by any card of the client
 within [assigned_at, window_until]; `lift` = return_rate_offered − return_rate_control (a
-difference of shares, so 0.1 = ten percentage points). It is the one causal figure: the
-hold-out group is chosen at random.
+difference of shares, so 0.1 = ten percentage points), with its 95 % confidence interval
+(`lift_low`, `lift_high`: `services.experiments`). It is the one causal figure: the hold-out
+group is chosen at random. Birthday offers (`Kpis.birthday`) are measured the same way
+(assignments of kind "birthday", window [assigned_at, valid until]).
 
 Impact (`Kpis.impact`; comparisons, not effects — members choose to join):
   before_after  cards bound to Telegram before the end of P (`cards.bound_at`) with a purchase
@@ -96,7 +98,9 @@ from db.models import (
     CardMonth,
     Money,
     Offer,
+    OfferKind,
     Purchase,
+    Referral,
     StoreDay,
     Survey,
     UTCDateTime,
@@ -107,6 +111,7 @@ from services.cards import month_key, month_of, next_month
 from services.clock import store_day_bounds
 from services.dates import parse_date
 from services.errors import DomainError
+from services.experiments import lift_ci
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
@@ -227,6 +232,9 @@ class Winback:
     return_rate_offered: float | None = None
     return_rate_control: float | None = None
     lift: float | None = None
+    # The lift's 95 % confidence interval (services.experiments); None without both groups.
+    lift_low: float | None = None
+    lift_high: float | None = None
 
 
 @dataclass
@@ -291,6 +299,18 @@ class PromotionFigures:
 
 
 @dataclass
+class Referrals:
+    """Members' invitations (services.referrals): friends who joined in the period, referred
+    friends whose first purchase fell in it (not voided), those friends' non-voided gross
+    purchases in it, and the members with ≥ 1 rewarded referral (not taken back) by its end."""
+
+    joined: int = 0
+    first_purchases: int = 0
+    revenue: int = 0
+    ambassadors: int = 0
+
+
+@dataclass
 class Kpis:
     first: date
     last: date
@@ -318,8 +338,10 @@ class Kpis:
     by_segment: dict[str, Core] = field(default_factory=dict)
     digital_vs_paper: dict[str, Core] = field(default_factory=dict)
     winback: Winback = field(default_factory=Winback)
+    birthday: Winback = field(default_factory=Winback)  # the birthday offers' hold-out
     impact: Impact = field(default_factory=Impact)
     promotions: PromotionFigures = field(default_factory=lambda: PromotionFigures())
+    referrals: Referrals = field(default_factory=lambda: Referrals())
 
     @property
     def days(self) -> int:
@@ -453,7 +475,7 @@ def _period_figures(prev_start: datetime, start: datetime, end: datetime) -> Any
     return summed(union_all(*parts).subquery("parts")).subquery("figures")
 
 
-def _card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
+def card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
     """Per card with ≥ 1 purchase before `end`: figures in [start, end) (n, rev, disc),
     lifetime count and gross spend at `end` (life_n, life_total), first purchase in P (new),
     activity in [prev_start, start) (prev), last purchase before `end` (last_at), its segment
@@ -550,7 +572,7 @@ def _purchase_figures(
     session: Session, prev_start: datetime, start: datetime, end: datetime
 ) -> list[tuple[Any, ...]]:
     """Per-card figures grouped per (segment, bound at the end, RFM segment): a few rows."""
-    rfm = _card_scores(prev_start, start, end)
+    rfm = card_scores(prev_start, start, end)
     active = rfm.c.n > 0
     query = select(
         rfm.c.segment,
@@ -594,7 +616,10 @@ def _nps(session: Session, start: datetime, end: datetime) -> Nps:
     return nps
 
 
-def _winback(session: Session, start: datetime, end: datetime) -> Winback:
+def _winback(
+    session: Session, start: datetime, end: datetime, kind: str = OfferKind.WINBACK
+) -> Winback:
+    """Assignments of `kind` (win-back or birthday) made in P, offered vs control."""
     wa = WinbackAssignment
     returned = exists(
         select(Purchase.id)
@@ -616,7 +641,7 @@ def _winback(session: Session, start: datetime, end: datetime) -> Winback:
         )
         .select_from(wa)
         .outerjoin(Offer, Offer.id == wa.offer_id)
-        .where(wa.assigned_at >= start, wa.assigned_at < end)
+        .where(wa.kind == kind, wa.assigned_at >= start, wa.assigned_at < end)
         .group_by(wa.control)
     )
     result = Winback()
@@ -632,8 +657,8 @@ def _winback(session: Session, start: datetime, end: datetime) -> Winback:
     result.redemption_rate = _div(result.redeemed, result.offered)
     result.return_rate_offered = _div(result.returned_offered, result.offered)
     result.return_rate_control = _div(result.returned_control, result.control)
-    if result.return_rate_offered is not None and result.return_rate_control is not None:
-        result.lift = result.return_rate_offered - result.return_rate_control
+    ci = lift_ci(result.returned_offered, result.offered, result.returned_control, result.control)
+    result.lift, result.lift_low, result.lift_high = ci.lift, ci.low, ci.high
     return result
 
 
@@ -653,6 +678,31 @@ def _promotions(session: Session, start: datetime, end: datetime) -> PromotionFi
         )
     ).one()
     return PromotionFigures(int(purchases), int(revenue), int(discount))
+
+
+def _referrals(session: Session, start: datetime, end: datetime) -> Referrals:
+    """`Kpis.referrals` for [start, end): the referrals table is small (one row per referred
+    friend); the friends' purchases come through their cards' index."""
+    r = Referral
+    in_period = and_(r.joined_at >= start, r.joined_at < end)
+    first = and_(r.first_purchase_at >= start, r.first_purchase_at < end, r.revoked_at.is_(None))
+    rewarded = and_(
+        r.rewarded_at < end, r.capped.is_(False), or_(r.revoked_at.is_(None), r.revoked_at >= end)
+    )
+    joined, firsts, ambassadors = session.execute(
+        select(
+            func.coalesce(func.sum(case((in_period, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((first, 1), else_=0)), 0),
+            func.count(func.distinct(case((rewarded, r.ambassador_id)))),
+        )
+    ).one()
+    revenue = session.scalar(
+        select(func.coalesce(func.sum(Purchase.amount), 0))
+        .join(Card, Card.id == Purchase.card_id)
+        .join(r, r.friend_id == Card.client_id)
+        .where(Purchase.created_at >= start, Purchase.created_at < end, _not_voided())
+    )
+    return Referrals(as_int(joined), as_int(firsts), as_int(revenue), as_int(ambassadors))
 
 
 def _least(*values: Any) -> Any:
@@ -900,7 +950,9 @@ def compute(
     kpis.digital_vs_paper = {name: core.finish() for name, core in wallets.items()}
     kpis.nps = _nps(session, start, end)
     kpis.winback = _winback(session, start, end)
+    kpis.birthday = _winback(session, start, end, OfferKind.BIRTHDAY)
     kpis.promotions = _promotions(session, start, end)
+    kpis.referrals = _referrals(session, start, end)
     if impact:
         kpis.impact = Impact(
             before_after=_before_after(session, end),
@@ -990,7 +1042,7 @@ def to_json(kpis: Kpis, exponent: int) -> dict[str, Any]:
         value = getattr(kpis, f.name)
         if f.name in ("by_segment", "digital_vs_paper"):
             data[f.name] = {k: core_json(v) for k, v in value.items()}
-        elif f.name in ("nps", "winback", "promotions"):
+        elif f.name in ("nps", "winback", "birthday", "promotions", "referrals"):
             data[f.name] = asdict(value)
         elif f.name == "impact":
             data[f.name] = impact_json(value)
@@ -1091,7 +1143,7 @@ def at_risk_cards(
 ) -> list[AtRiskCard]:
     """The RFM `at_risk` cards at the end of `last`, biggest lifetime spend first."""
     start, end = store_day_bounds(last, last, settings.store.tz)
-    rfm = _card_scores(start, start, end)
+    rfm = card_scores(start, start, end)
     rows = session.execute(
         select(Card.number, rfm.c.last_at, rfm.c.life_n, rfm.c.life_total)
         .join(Card, Card.id == rfm.c.card_id)

@@ -15,6 +15,11 @@ Each eligible client independently lands in the control group with probability
 `WINBACK_HOLDOUT_PCT` % (a Bernoulli draw, so small daily batches still feed the control group);
 the assignment is recorded either way, and only the others get an offer.
 
+Birthdays keep a control group the same way (`BIRTHDAY_HOLDOUT_PCT` %): every due client gets an
+assignment of kind "birthday" (offered or control) once per birthday, so a control client is
+not drawn again on the following days of the same birthday's window; the offered ones keep
+their delivery key `birthday:<client>:<year>` as before.
+
 The sweeps are units of work (`await offers.winback_sweep(db, …)`); `view` is a unit itself
 (the delivery renderer reads with it). Two sweeps at once (two workers both running the jobs)
 never give anyone a second offer: each client's row is locked before their eligibility is
@@ -27,7 +32,7 @@ from __future__ import annotations
 import random
 import statistics
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +68,7 @@ class WinbackResult:
     offered: int
 
 
-def _contactable() -> list[object]:
+def contactable() -> list[object]:
     """Clients an offer can reach and be used by: consented, reachable, not opted out, not
     erased, and holding a card the till accepts (an offer for someone whose only card is
     blocked could never be redeemed)."""
@@ -89,6 +94,7 @@ def _recent_winback(settings: Settings, now: datetime) -> Any:
         select(WinbackAssignment.id)
         .where(
             WinbackAssignment.client_id == Client.id,
+            WinbackAssignment.kind == OfferKind.WINBACK,
             WinbackAssignment.assigned_at > now - timedelta(days=cooldown_days),
         )
         .exists()
@@ -115,7 +121,7 @@ def winback_candidates(
         select(Client.id, Client.tg_id, last.c.last_at)
         .join(last, last.c.client_id == Client.id)
         .where(
-            *_contactable(),
+            *contactable(),
             last.c.last_at <= now - timedelta(days=settings.engagement.winback_min_days),
             ~recent,
         )
@@ -242,49 +248,86 @@ def birthday_due(birthday: date, today: date, days_before: int) -> date | None:
     return None
 
 
-async def birthday_sweep(db: Database, settings: Settings, now: datetime) -> int:
-    """Birthday offers due today (store date), once a year per client."""
+async def birthday_sweep(
+    db: Database, settings: Settings, now: datetime, rng: random.Random | None = None
+) -> int:
+    """Birthday offers due today (store date), once a year per client; how many were
+    offered. Each due client lands in the control group with probability
+    `BIRTHDAY_HOLDOUT_PCT` % (like win-back): recorded (`WinbackAssignment`, kind birthday),
+    nothing sent, and not drawn again for this birthday."""
     if settings.engagement.birthday_bonus_pct <= 0:
         return 0
-    return await db.write(_birthday_sweep, settings, now)
+    return await db.write(_birthday_sweep, settings, now, rng or random.Random())
 
 
-def _birthday_sweep(session: Session, settings: Settings, now: datetime) -> int:
-    today = now.astimezone(settings.store.tz).date()
+def _birthday_assigned(client_id: int, since: datetime) -> Any:
+    """A birthday assignment (offered or control) of the client since `since`."""
+    return (
+        select(WinbackAssignment.id)
+        .where(
+            WinbackAssignment.client_id == client_id,
+            WinbackAssignment.kind == OfferKind.BIRTHDAY,
+            WinbackAssignment.assigned_at >= since,
+        )
+        .exists()
+    )
+
+
+def _birthday_sweep(session: Session, settings: Settings, now: datetime, rng: random.Random) -> int:
+    tz = settings.store.tz
+    today = now.astimezone(tz).date()
+    days_before = settings.engagement.birthday_days_before
     clients = session.execute(
         select(Client.id, Client.tg_id, Client.birthday)
-        .where(*_contactable(), Client.birthday.is_not(None))
+        .where(*contactable(), Client.birthday.is_not(None))
         .order_by(Client.id)
     ).all()
     due = []
     for client_id, tg_id, birthday in clients:
-        target = birthday_due(birthday, today, settings.engagement.birthday_days_before)
+        target = birthday_due(birthday, today, days_before)
         if target is not None:
-            due.append((client_id, tg_id, f"birthday:{client_id}:{target.year}"))
+            # This birthday's window opens `days_before` days before it (store midnight).
+            opens = datetime.combine(target - timedelta(days=days_before), time(), tz)
+            due.append((client_id, tg_id, f"birthday:{client_id}:{target.year}", opens))
     if not due:
         return 0
     done = set(
         session.scalars(
-            select(Delivery.key).where(Delivery.key.in_([key for _, _, key in due]))
+            select(Delivery.key).where(Delivery.key.in_([due_[2] for due_ in due]))
         ).all()
     )
+    window_until = now + timedelta(days=settings.engagement.birthday_valid_days)
     created = 0
-    for client_id, tg_id, key in due:
+    for client_id, tg_id, key, opens in due:
         if key in done:
             continue
         sent = select(Delivery.id).where(Delivery.key == key).exists()
-        if not _still_eligible(session, client_id, ~sent):
+        if not _still_eligible(session, client_id, ~sent & ~_birthday_assigned(client_id, opens)):
+            continue
+        in_control = rng.random() * 100 < settings.engagement.birthday_holdout_pct
+        assignment = WinbackAssignment(
+            kind=OfferKind.BIRTHDAY,
+            client_id=client_id,
+            assigned_at=now,
+            control=in_control,
+            window_until=window_until,
+        )
+        if in_control:
+            session.add(assignment)
+            session.flush()
             continue
         offer = Offer(
             client_id=client_id,
             kind=OfferKind.BIRTHDAY,
             bonus_pct=settings.engagement.birthday_bonus_pct,
             valid_from=now,
-            valid_until=now + timedelta(days=settings.engagement.birthday_valid_days),
+            valid_until=window_until,
             created_at=now,
         )
         session.add(offer)
         session.flush()
+        assignment.offer_id = offer.id
+        session.add(assignment)
         message = OutboxMessage(
             key=key,
             kind=OFFER_KIND,

@@ -10,7 +10,9 @@ exactly as before. What goes:
   comment and all: the digest's counts of reasons lose that answer);
 * their Telegram id wherever else it appears: audit-event actors, binding attempts, delivery
   chat ids, and any JSON detail that repeats one of the personal values;
-* pending messages to them (deliveries → skipped).
+* pending messages to them (deliveries → skipped);
+* their invite code (`services.referrals`): referral rows hold only client ids and stay, so the
+  referral figures of past periods add up as before.
 
 Their cards are blocked with `block_reason = "erased"`: `client_id` keeps pointing at the
 anonymised row (so per-client aggregates and the "bound at the end of P" history do not
@@ -55,7 +57,7 @@ from db.models import (
     Survey,
 )
 from db.sql import greatest
-from services import audit
+from services import audit, campaigns, referrals
 
 ERASED_REASON = "erased"
 EXPORT_FORMAT = 1
@@ -249,6 +251,8 @@ def _export_client_data(
             }
             for d in deliveries
         ],
+        "referrals": referrals.member_data(session, client.id),
+        "campaigns": campaigns.member_campaigns(session, client.id),
         "card_binding_attempts": [
             {"at": _iso(a.at), "card": a.card_number, "success": a.success} for a in attempts
         ],
@@ -356,6 +360,7 @@ def _erase(session: Session, client: Client, *, now: datetime, reason: str, lang
 
     session.execute(update(Survey).where(Survey.client_id == client.id).values(comment=None))
     session.execute(delete(Motivation).where(Motivation.client_id == client.id))
+    referrals.erase(session, client.id)  # the invite code; referral rows hold only ids
     session.execute(
         update(Card)
         .where(Card.client_id == client.id, Card.status != CardStatus.BLOCKED)

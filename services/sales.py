@@ -66,7 +66,7 @@ from db.models import (
     UTCDateTime,
 )
 from db.prepared import Prepared
-from services import audit, cards, pricing, promotions, qr_payload
+from services import audit, cards, pricing, promotions, qr_payload, referrals
 from services.clock import Clock
 from services.delivery import OutboxMessage, queue_messages
 from services.errors import CardBlocked, CardNotFound, DomainError
@@ -621,6 +621,10 @@ class SalesService:
         )
         tiers = bool(self.settings.pricing.cumulative_tiers)
         queue_messages(session, _sale_messages(done, *log, tiers), now)
+        if card.client_id is not None:  # a referred friend's first purchase rewards both
+            referrals.reward_first_purchase(
+                session, self.settings, card.client_id, purchase_id, now
+            )
         session.commit()
         return done
 
@@ -825,6 +829,8 @@ class SalesService:
             offer_returned=offer_returned,
         )
         audit.insert_many(session, [event])
+        # A referred friend's first purchase: the rewards not used yet go with it.
+        referrals.revoke_first_purchase(session, client_id, purchase_id, now)
         where = None
         if draft_id is not None:
             where = session.execute(

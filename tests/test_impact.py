@@ -333,7 +333,7 @@ async def test_stats_shows_the_impact_block_and_why_it_is_not_causal(app: App) -
         "Store totals for 30 of 30 days: 0.8 % of revenue through cards; "
         "average check: cardholders ₽279.62, everyone else ₽249.78"
     ) in text
-    assert SENTENCE in text and "win-back hold-out lift" in text
+    assert SENTENCE in text and "hold-out lifts (win-back, birthdays, campaigns)" in text
     # The sentence closes the block: the three comparisons come before it, nothing else.
     block = text.split("Program impact", 1)[1].split("\n")
     assert len(block) >= 5 and block[4].startswith(SENTENCE)
@@ -374,7 +374,7 @@ async def test_the_digest_ends_with_the_block(
     assert len(visible) <= 4096
     # The week Nov 9–15: the block after the sections, every line with data, the sentence last.
     assert "Program impact" in visible and visible.rstrip().endswith(
-        "the figure that measures what the program causes."
+        "the figures that measure what the program causes."
     )
     assert "Before → after linking to Telegram (3 cards)" in visible
     assert "Telegram members vs paper only" in visible

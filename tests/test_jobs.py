@@ -82,7 +82,7 @@ async def test_scheduler_jobs_have_fixed_ids_and_forgiving_defaults(settings: Se
     scheduler.start(paused=True)
     try:
         ids = {job.id for job in scheduler.get_jobs()}
-        assert {"surveys", "winback", "birthdays", "digest", "backup"} <= ids
+        assert {"surveys", "winback", "birthdays", "campaigns", "digest", "backup"} <= ids
         for job in scheduler.get_jobs():
             assert job.coalesce is True and job.misfire_grace_time == MISFIRE_GRACE
         digest = scheduler.get_job("digest")
@@ -97,6 +97,7 @@ def test_catch_up_runs_todays_sweeps_once_they_are_due(settings: Settings, tmp_p
     settings = settings.with_changes(backup_dir=tmp_path / "none", winback_hour=11)
     early = catch_up_jobs(settings, _msk(settings, 2026, 11, 24, 10, 0))
     assert "winback" not in early and "surveys" in early and "backup" in early
+    assert "campaigns" in early  # a campaign's send the stop cut short is finished at once
     late = catch_up_jobs(settings, _msk(settings, 2026, 11, 24, 12, 0))
     assert "winback" in late and "birthdays" in late
 

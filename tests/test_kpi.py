@@ -333,6 +333,7 @@ EXPECTED_KEYS = {
     "period",
     "impact",
     "promotions",
+    "referrals",
     "cards_total",
     "cards_issued",
     "cards_issued_in_period",
@@ -357,6 +358,7 @@ EXPECTED_KEYS = {
     "by_segment",
     "digital_vs_paper",
     "winback",
+    "birthday",
 }
 
 
@@ -378,7 +380,10 @@ def test_cli_kpi_json_has_every_key_and_null_for_division_by_zero(cli: Cli) -> N
         "return_rate_offered",
         "return_rate_control",
         "lift",
+        "lift_low",
+        "lift_high",
     }
+    assert set(data["birthday"]) == set(data["winback"])
 
 
 async def test_cli_kpi_prints_a_period_with_purchases(session: AsyncSession, cli: Cli) -> None:

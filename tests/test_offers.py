@@ -137,7 +137,7 @@ async def test_control_group_share(db: Database, session: AsyncSession, settings
 
 
 async def test_birthday_offer_once_a_year(db: Database, session: AsyncSession, db_url: str) -> None:
-    settings = make_settings(db_url, birthday_days_before=2)
+    settings = make_settings(db_url, birthday_days_before=2, birthday_holdout_pct=0)
     await make_client(session, 6301, birthday=date(1990, 11, 20))
     await make_client(session, 6302, birthday=date(1990, 12, 25), opt_out=True)
     day = datetime(2026, 11, 17, 9, 0, tzinfo=settings.store.tz)  # 3 days before
@@ -201,7 +201,7 @@ async def test_two_winback_sweeps_at_once_make_one_offer(
 async def test_two_birthday_sweeps_at_once_make_one_gift(
     db: Database, session: AsyncSession, db_url: str
 ) -> None:
-    settings = make_settings(db_url, birthday_days_before=0)
+    settings = make_settings(db_url, birthday_days_before=0, birthday_holdout_pct=0)
     client = await make_client(session, 6502, birthday=date(1990, 11, 20))
     day = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     created = await asyncio.gather(*(offers.birthday_sweep(db, settings, day) for _ in range(2)))

@@ -33,6 +33,8 @@ def _offer_kind(kind: str | None) -> str:
         OfferKind.WINBACK: _("we miss you"),
         OfferKind.BIRTHDAY: _("birthday"),
         OfferKind.WELCOME: _("welcome"),
+        OfferKind.REFERRAL: _("invite"),
+        OfferKind.CAMPAIGN: _("campaign"),
     }
     return names.get(kind, kind or "")  # type: ignore[call-overload]
 

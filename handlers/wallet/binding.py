@@ -14,6 +14,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from config import Settings
+from handlers.referrals import after_joining
 from handlers.wallet.base import Wallet, WalletCb
 from handlers.wallet.views import (
     _after_binding,
@@ -201,6 +202,7 @@ async def digital(
     result = await wallet.issue_digital(cq.from_user.id)
     await cq.answer()
     await _drop_buttons(cq)
+    conversation = await state.get_data()  # an invite link opened before joining, if any
     await state.clear()
     await bot.send_message(
         cq.from_user.id,
@@ -210,4 +212,5 @@ async def digital(
     await send_card(bot, cq.from_user.id, await wallet.card_view(client), wallet, settings)
     if result.welcome is not None:
         await bot.send_message(cq.from_user.id, _welcome_text(result.welcome, settings))
+    await after_joining(bot, cq.from_user.id, conversation, wallet)
     await _ask_profile(bot, cq.from_user.id, state, phone=client.phone is None)

@@ -19,11 +19,12 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import LocaleMiddleware
 from config import Settings
+from handlers.referrals import opened_invite
 from handlers.roles import Role, StaffDirectory
 from handlers.wallet.base import WalletCb
 from handlers.wallet.keyboards import _consent_keyboard
 from handlers.wallet.views import _ask_number, _drop_buttons, send_card
-from services import qr_payload
+from services import qr_payload, referrals
 from services.wallet import (
     NoActiveCard,
     TelegramProfile,
@@ -79,6 +80,8 @@ async def start(
         # Someone opened a card's QR link: it is only useful at the till. Say nothing about it.
         await message.answer(_someone_elses_card(settings), reply_markup=ReplyKeyboardRemove())
         return
+    if code := referrals.invite_code_of(args):  # a friend's invite: kept until they join
+        await opened_invite(message, code, state, wallet)
     client = await wallet.client(message.from_user.id)
     if wallet.has_consent(client):
         try:

@@ -22,6 +22,7 @@ from aiogram.utils.i18n import gettext as _
 
 from config import Settings
 from handlers import formatting
+from handlers.referrals import after_joining, card_share_button
 from handlers.wallet.base import Wallet, WalletCb, log
 from handlers.wallet.keyboards import _number_keyboard, _phone_keyboard, _skip_keyboard
 from services import qr_payload
@@ -93,7 +94,7 @@ async def send_card(
     other = InlineKeyboardButton(
         text=_("🔄 Link another card"), callback_data=WalletCb(action="other").pack()
     )
-    rows = [[other]]
+    rows = [[await card_share_button(bot, view.client_id, wallet)], [other]]
     if settings.miniapp.url is not None:  # the Mini App's live card, whose QR keeps changing
         live = WebAppInfo(url=settings.miniapp.url + "?view=card")
         rows.insert(0, [InlineKeyboardButton(text=_("📱 Open live card"), web_app=live)])
@@ -133,6 +134,7 @@ async def _after_binding(
     wallet: WalletService,
     settings: Settings,
 ) -> None:
+    conversation = await state.get_data()  # an invite link opened before joining, if any
     await state.clear()
     if result.replaced_number:
         await bot.send_message(
@@ -154,6 +156,7 @@ async def _after_binding(
     await send_card(bot, chat_id, await wallet.card_view(client), wallet, settings)
     if result.welcome is not None:
         await bot.send_message(chat_id, _welcome_text(result.welcome, settings))
+    await after_joining(bot, chat_id, conversation, wallet)
     if client.phone is None or client.birthday is None:
         await _ask_profile(bot, chat_id, state, phone=client.phone is None)
 
@@ -248,6 +251,8 @@ def _offer_kind(kind: str) -> str:
         "winback": _("we miss you"),
         "birthday": _("birthday gift"),
         "welcome": _("welcome gift"),
+        "referral": _("invite bonus"),
+        "campaign": _("special offer"),
     }.get(kind, kind)
 
 
