@@ -12,7 +12,8 @@ against the same loop measured alone just before (the floor), as a ratio.
 
 Then the real `DeliverySender` (through a `DeliveryWorker`, as in the bot) sends the campaign
 to the fake Bot API server (bot/demo/emulator.py), which answers 429 to anything over `--cap`
-msg/s overall and a 500 to `--fault-pct` % of the other requests (retried by the sender).
+msg/s overall, a 429 with retry_after 1 s (Telegram's flood answer) at `--flood-429s` evenly
+spread moments, and a 500 to `--fault-pct` % of the other requests (all retried by the sender).
 Halfway (`--restart-at`) the worker is stopped and a new one, with a new Bot session, started
 on the same database: the restart of a process. The cap is scaled up from Telegram's 30 msg/s
 (and the sender's DELIVERY_RATE_GLOBAL with it) so that 100,000 messages take minutes.
@@ -129,7 +130,9 @@ def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else max(values, default=0)
 
 
-async def run(members: int, cap: float, holdout: int, fault_pct: float, restart_at: float) -> Any:
+async def run(
+    members: int, cap: float, holdout: int, fault_pct: float, restart_at: float, flood_429s: int
+) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         await upgrade(url)
@@ -141,7 +144,7 @@ async def run(members: int, cap: float, holdout: int, fault_pct: float, restart_
         db = Database.of(engine)
         try:
             return await _campaign(db, sessionmaker, url, members, cap, holdout, fault_pct,
-                                   restart_at, seeded)  # fmt: skip
+                                   restart_at, flood_429s, seeded)  # fmt: skip
         finally:
             await engine.dispose()
 
@@ -155,6 +158,7 @@ async def _campaign(
     holdout: int,
     fault_pct: float,
     restart_at: float,
+    flood_429s: int,
     seeded: float,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
@@ -199,8 +203,19 @@ async def _campaign(
     faults = Counter()
     rng = random.Random(2)
 
+    # Telegram's own flood answers besides the cap's: a 429 with retry_after 1 s at evenly
+    # spread moments (the sender pauses every send for it and retries the message).
+    floods = {int(len(offered_chats) * (i + 1) / (flood_429s + 1)) for i in range(flood_429s)}
+    calls = Counter()
+
     def hook(method: str, params: dict[str, Any]) -> FaultResponse | None:
-        if method == "sendMessage" and rng.random() * 100 < fault_pct:
+        if method != "sendMessage":
+            return None
+        calls["sendMessage"] += 1
+        if calls["sendMessage"] in floods:
+            faults["429"] += 1
+            return FaultResponse(429, retry_after=1)
+        if rng.random() * 100 < fault_pct:
             faults["500"] += 1
             return FaultResponse(500, "Internal Server Error")
         return None
@@ -270,6 +285,7 @@ async def _campaign(
         "cap": cap,
         "ratio": achieved / cap,
         "429s": got_429,
+        "429s_injected": faults["429"],
         "500s": faults["500"],
         "sent_rows": sent_rows,
         "lost": lost,
@@ -294,8 +310,11 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=10, help="hold-out share, %%")
     parser.add_argument("--fault-pct", type=float, default=1.0, help="5xx answers, %%")
     parser.add_argument("--restart-at", type=float, default=0.5, help="share sent at restart")
+    parser.add_argument("--flood-429s", type=int, default=3, help="429s with retry_after 1 s")
     args = parser.parse_args()
-    r = asyncio.run(run(args.members, args.cap, args.holdout, args.fault_pct, args.restart_at))
+    r = asyncio.run(
+        run(args.members, args.cap, args.holdout, args.fault_pct, args.restart_at, args.flood_429s)
+    )
     print(
         f"{r['members']:,} members seeded in {r['seed_s']:.1f} s; campaign: "
         f"{r['offered']:,} offered, {r['holdout']:,} in the hold-out"
@@ -313,7 +332,8 @@ def main() -> None:
         f"allowed = {r['ratio']:.2f} of the cap (target >= 0.9), not counting the longest "
         f"pause, {r['pause_s']:.1f} s, before the last {r['after_pause']} messages (rows "
         f"claimed by the stopped worker wait out their lease); {r['overall_per_s']:.1f} msg/s "
-        f"overall; the stop took {r['stop_s']:.2f} s; 429s: {r['429s']}; 500s injected: "
+        f"overall; the stop took {r['stop_s']:.2f} s; 429s: {r['429s']} (injected "
+        f"{r['429s_injected']}, retry_after 1 s); 500s injected: "
         f"{r['500s']}; lost: {r['lost']}; duplicated: {r['duplicated']}"
     )
 
