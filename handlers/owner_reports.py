@@ -202,14 +202,26 @@ def _kpi_labels() -> dict[str, str]:
         "nps.promoters": _("NPS: promoters"),
         "nps.passives": _("NPS: passives"),
         "nps.detractors": _("NPS: detractors"),
-        "winback.offered": _("Win-back: offered"),
-        "winback.control": _("Win-back: control group"),
-        "winback.redeemed": _("Win-back: redeemed"),
-        "winback.redemption_rate": _("Win-back: redemption rate"),
-        "winback.return_rate_offered": _("Win-back: came back, offered"),
-        "winback.return_rate_control": _("Win-back: came back, control group"),
-        "winback.lift": _("Win-back: lift"),
+        "promotions.purchases": _("Happy hours: purchases"),
+        "promotions.revenue": _("Happy hours: revenue"),
+        "promotions.discount_total": _("Happy hours: discounts"),
+        "referrals.joined": _("Referrals: friends joined"),
+        "referrals.first_purchases": _("Referrals: first purchases"),
+        "referrals.revenue": _("Referrals: friends' purchases"),
+        "referrals.ambassadors": _("Referrals: members rewarded"),
     }
+    for trial, name in (("winback", _("Win-back")), ("birthday", _("Birthday gifts"))):
+        labels |= {
+            f"{trial}.offered": _("{name}: offered").format(name=name),
+            f"{trial}.control": _("{name}: control group").format(name=name),
+            f"{trial}.redeemed": _("{name}: redeemed").format(name=name),
+            f"{trial}.redemption_rate": _("{name}: redemption rate").format(name=name),
+            f"{trial}.return_rate_offered": _("{name}: came back, offered").format(name=name),
+            f"{trial}.return_rate_control": _("{name}: came back, control group").format(name=name),
+            f"{trial}.lift": _("{name}: lift").format(name=name),
+            f"{trial}.lift_low": _("{name}: lift, 95 % CI from").format(name=name),
+            f"{trial}.lift_high": _("{name}: lift, 95 % CI to").format(name=name),
+        }
     labels |= {
         f"rfm.{key}": _("RFM: {segment}").format(segment=name) for key, name in rfm_names().items()
     }

@@ -86,6 +86,7 @@ class Table:
 
 
 # The KPI summary, in the order /stats shows it: (path into `kpi.Kpis`, how to write it).
+TRIALS = ("winback", "birthday")  # `Kpis` fields of the offers with a control group
 SUMMARY_ROWS: tuple[Field, ...] = (
     Field("first", Kind.DATE),
     Field("last", Kind.DATE),
@@ -125,13 +126,29 @@ SUMMARY_ROWS: tuple[Field, ...] = (
             ("average_check", Kind.MONEY),
         )
     ),
-    Field("winback.offered", Kind.COUNT),
-    Field("winback.control", Kind.COUNT),
-    Field("winback.redeemed", Kind.COUNT),
-    Field("winback.redemption_rate", Kind.SHARE, 1),
-    Field("winback.return_rate_offered", Kind.SHARE, 1),
-    Field("winback.return_rate_control", Kind.SHARE, 1),
-    Field("winback.lift", Kind.SHARE, 1),
+    # The automatic offers measured against their control groups (win-back, birthdays).
+    *(
+        Field(f"{trial}.{name}", kind, *places)
+        for trial in TRIALS
+        for name, kind, *places in (
+            ("offered", Kind.COUNT),
+            ("control", Kind.COUNT),
+            ("redeemed", Kind.COUNT),
+            ("redemption_rate", Kind.SHARE, 1),
+            ("return_rate_offered", Kind.SHARE, 1),
+            ("return_rate_control", Kind.SHARE, 1),
+            ("lift", Kind.SHARE, 1),
+            ("lift_low", Kind.SHARE, 1),
+            ("lift_high", Kind.SHARE, 1),
+        )
+    ),
+    Field("promotions.purchases", Kind.COUNT),
+    Field("promotions.revenue", Kind.MONEY),
+    Field("promotions.discount_total", Kind.MONEY),
+    Field("referrals.joined", Kind.COUNT),
+    Field("referrals.first_purchases", Kind.COUNT),
+    Field("referrals.revenue", Kind.MONEY),
+    Field("referrals.ambassadors", Kind.COUNT),
 )
 SUMMARY_FIELDS = (Field("kpi", Kind.TEXT), Field("value", Kind.TEXT))
 

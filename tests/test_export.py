@@ -96,6 +96,11 @@ async def test_xlsx_speaks_english_names_cashiers_and_types_cells(app: App) -> N
     assert 0 <= by_label["Activity rate"].value <= 1
     assert by_label["Period: first day"].is_date
     assert "RFM: at risk" in by_label and "B2B: Active cards" in by_label
+    # The growth loops' figures: none in this data, zero or empty rather than missing.
+    assert by_label["Referrals: friends joined"].value == 0
+    assert by_label["Happy hours: revenue"].number_format == "#,##0.00"
+    assert by_label["Birthday gifts: lift, 95 % CI from"].value is None
+    assert by_label["Win-back: lift, 95 % CI to"].value is None
     machine_keys = {item.key for item in export.SUMMARY_ROWS}
     assert not machine_keys & set(by_label), "a KPI row is named by its machine key"
 
