@@ -22,10 +22,10 @@ The messages are queued paced at the cap (`services.campaigns.finish`, as the bo
 at DELIVERY_RATE_GLOBAL), so the sender never faces the whole campaign due at once.
 
 Reported: the send unit's time, the till's waits during it (max, p95) against the floor, the
-achieved sending rate / cap (target ≥ 0.9) without the longest pause (after the restart the
-rows the stopped worker had claimed but not sent wait out their 2-minute lease:
-`services.delivery`) and with it, 429s and 500s received, lost (offered members whose message
-never arrived) and duplicated (chats that got the campaign more than once): both 0.
+achieved sending rate / cap (target ≥ 0.9) without the longest pause between two messages
+(the last retries' backoff, typically) and with it, 429s and 500s received, lost (offered
+members whose message never arrived) and duplicated (chats that got the campaign more than
+once): both 0.
 """
 
 from __future__ import annotations
@@ -249,8 +249,8 @@ async def _campaign(
         moments = sorted(call.at for call in tg.sent())
         got_429 = sum(1 for call in tg.calls if call.status == 429)
     sending = moments[-1] - moments[0] if moments else 0.0
-    # The rows the stopped worker had claimed but not sent wait out their lease (2 min,
-    # `services.delivery`): the longest pause. The rate is reported without it, and with.
+    # The longest pause between two messages (the last 500s' retry backoff, typically): the
+    # rate is reported without it, and with it.
     gaps = [(b - a, i + 1) for i, (a, b) in enumerate(pairwise(moments))]
     pause, after_pause = max(gaps, default=(0.0, len(moments)))
     achieved = len(moments) / (sending - pause) if sending > pause else 0.0
@@ -330,8 +330,8 @@ def main() -> None:
         f"sending: {r['offered']:,} messages in {r['sending_s']:.1f} s with a restart after "
         f"{r['restart_after_s']:.1f} s: {r['achieved_per_s']:.1f} msg/s of {r['cap']:.0f} "
         f"allowed = {r['ratio']:.2f} of the cap (target >= 0.9), not counting the longest "
-        f"pause, {r['pause_s']:.1f} s, before the last {r['after_pause']} messages (rows "
-        f"claimed by the stopped worker wait out their lease); {r['overall_per_s']:.1f} msg/s "
+        f"pause, {r['pause_s']:.1f} s, before the last {r['after_pause']} messages; "
+        f"{r['overall_per_s']:.1f} msg/s "
         f"overall; the stop took {r['stop_s']:.2f} s; 429s: {r['429s']} (injected "
         f"{r['429s_injected']}, retry_after 1 s); 500s injected: "
         f"{r['500s']}; lost: {r['lost']}; duplicated: {r['duplicated']}"

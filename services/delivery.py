@@ -46,7 +46,9 @@ than `busy_timeout`, any error in that unit) is never sent again by this process
 kept aside (`_unrecorded`, left out of every claim) and the record is retried with backoff for
 as long as the process lives, logged once. A graceful stop (`DeliveryWorker.stop`) lets the
 messages in flight be recorded and then flushes those pending records, so an ordinary restart
-repeats nothing; a one-off pass (`jobs run deliveries`) does the same before it returns.
+repeats nothing; rows it had claimed but not begun to send are given back, due at once for the
+next process instead of after their lease. A one-off pass (`jobs run deliveries`) does the same
+before it returns.
 
 Up to `concurrency` sends are in flight at once (Telegram's latency would otherwise cap a
 sequential sender far below 25 msg/s); the buckets still pace them.
@@ -473,7 +475,7 @@ def _line_size(payload: Any) -> int:
 
 @cache
 def _release_statement() -> Any:
-    """A claimed combined row that did not fit, given back as it was (not an attempt)."""
+    """A claimed row not sent, given back as it was (not an attempt)."""
     return (
         update(Delivery.__table__)
         .where(_rows.id == bindparam("p_id"), _rows.status == DeliveryStatus.PENDING.value)
@@ -661,6 +663,10 @@ class DeliverySender:
     async def _slot(self, job: _Job, stats: DeliveryStats, slots: asyncio.Semaphore) -> None:
         async with slots:
             if self.stopping:
+                # Claimed but not begun when a graceful stop came: given back as they were,
+                # so the next process sends them at once rather than after the lease.
+                with contextlib.suppress(Exception):  # else they wait out their lease
+                    await self._release(job.items, job.previous)
                 return
             try:
                 await self._one(job, stats)
@@ -831,7 +837,9 @@ class DeliverySender:
         await self._send(taken, Rendered("\n".join(lines)), stats)
 
     async def _release(self, items: Sequence[Outgoing], previous: dict[int, Any]) -> None:
-        """Give back claimed rows that did not fit in a combined message, as they were."""
+        """Give back claimed rows not sent (lines that did not fit in a combined message,
+        messages a graceful stop came before), as they were: the attempt not counted, due
+        again (at their retry time before the claim, where one was kept)."""
 
         def release(session: Session) -> None:
             session.execute(

@@ -465,6 +465,37 @@ async def test_a_claimed_row_waits_for_its_lease_after_a_crash(
     assert row.status == DeliveryStatus.SENT and row.attempts == 2
 
 
+async def test_a_graceful_stop_gives_back_the_rows_it_had_not_begun(
+    tg: FakeTelegram,
+    bot: Bot,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """A stop comes while one message is on its way and two more are claimed behind it: the
+    one in flight is sent and recorded, the other two are given back as they were (not an
+    attempt, due at once), so the next process sends them without waiting out the lease."""
+    for key in ("a", "b", "c"):
+        await _text(sessionmaker, key, 4101 + ord(key), clock())
+    tg.set_latency(0.5)
+    sender = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter(), concurrency=1)
+    worker = DeliveryWorker(sender, interval=0.05)
+    worker.start()
+    await asyncio.sleep(0.25)  # the first message is on its way, the others wait their turn
+    await worker.stop()
+    tg.set_latency(0)
+    rows = {row.key: row for row in await deliveries(session)}
+    assert rows["a"].status == DeliveryStatus.SENT and rows["a"].attempts == 1
+    for key in ("b", "c"):
+        assert rows[key].status == DeliveryStatus.PENDING
+        assert (rows[key].attempts, rows[key].next_attempt_at) == (0, None)
+    # The next process (no clock moved: no lease to wait out) sends them, once each.
+    again = sender_for(bot, sessionmaker, settings, clock, limiter=fast_limiter())
+    assert (await again.deliver_due()).sent == 2
+    assert sorted(c.text for c in tg.sent()) == ["hello a", "hello b", "hello c"]
+
+
 async def test_the_worker_sends_in_the_background(
     tg: FakeTelegram,
     bot: Bot,
