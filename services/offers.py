@@ -182,6 +182,46 @@ def _still_eligible(session: Session, client_id: int, condition: Any) -> bool:
     return session.scalar(select(Client.id).where(Client.id == client_id, condition)) is not None
 
 
+def _assign(
+    session: Session,
+    assignment: WinbackAssignment,
+    tg_id: int,
+    bonus_pct: int,
+    now: datetime,
+    key: str | None,
+) -> bool:
+    """Record an automatic offer's assignment (win-back, birthday); unless it is in the control
+    group, write the offer (valid until the assignment's window ends) and queue its message
+    (`key`, else `<kind>:<assignment id>`). True when an offer was made."""
+    if assignment.control:
+        session.add(assignment)
+        session.flush()
+        return False
+    offer = Offer(
+        client_id=assignment.client_id,
+        kind=assignment.kind,
+        bonus_pct=bonus_pct,
+        valid_from=now,
+        valid_until=assignment.window_until,
+        created_at=now,
+    )
+    session.add(offer)
+    session.flush()
+    assignment.offer_id = offer.id
+    session.add(assignment)
+    session.flush()
+    message = OutboxMessage(
+        key=key or f"{assignment.kind}:{assignment.id}",
+        kind=OFFER_KIND,
+        chat_id=tg_id,
+        client_id=assignment.client_id,
+        payload={"offer_id": offer.id},
+        marketing=True,
+    )
+    queue_messages(session, [message], now)
+    return True
+
+
 def _winback_sweep(
     session: Session, settings: Settings, now: datetime, rng: random.Random
 ) -> WinbackResult:
@@ -193,41 +233,18 @@ def _winback_sweep(
         if not _still_eligible(session, client_id, ~recent):
             continue
         eligible += 1
-        in_control = rng.random() * 100 < settings.engagement.winback_holdout_pct
         assignment = WinbackAssignment(
+            kind=OfferKind.WINBACK,
             client_id=client_id,
             assigned_at=now,
-            control=in_control,
+            control=rng.random() * 100 < settings.engagement.winback_holdout_pct,
             window_until=window_until,
             last_purchase_at=last_at,
         )
-        if in_control:
-            session.add(assignment)
+        if _assign(session, assignment, tg_id, settings.engagement.winback_bonus_pct, now, None):
+            offered += 1
+        else:
             control += 1
-            continue
-        offer = Offer(
-            client_id=client_id,
-            kind=OfferKind.WINBACK,
-            bonus_pct=settings.engagement.winback_bonus_pct,
-            valid_from=now,
-            valid_until=window_until,
-            created_at=now,
-        )
-        session.add(offer)
-        session.flush()
-        assignment.offer_id = offer.id
-        session.add(assignment)
-        session.flush()
-        message = OutboxMessage(
-            key=f"winback:{assignment.id}",
-            kind=OFFER_KIND,
-            chat_id=tg_id,
-            client_id=client_id,
-            payload={"offer_id": offer.id},
-            marketing=True,
-        )
-        queue_messages(session, [message], now)
-        offered += 1
     session.commit()
     return WinbackResult(eligible=eligible, control=control, offered=offered)
 
@@ -304,40 +321,15 @@ def _birthday_sweep(session: Session, settings: Settings, now: datetime, rng: ra
         sent = select(Delivery.id).where(Delivery.key == key).exists()
         if not _still_eligible(session, client_id, ~sent & ~_birthday_assigned(client_id, opens)):
             continue
-        in_control = rng.random() * 100 < settings.engagement.birthday_holdout_pct
         assignment = WinbackAssignment(
             kind=OfferKind.BIRTHDAY,
             client_id=client_id,
             assigned_at=now,
-            control=in_control,
+            control=rng.random() * 100 < settings.engagement.birthday_holdout_pct,
             window_until=window_until,
         )
-        if in_control:
-            session.add(assignment)
-            session.flush()
-            continue
-        offer = Offer(
-            client_id=client_id,
-            kind=OfferKind.BIRTHDAY,
-            bonus_pct=settings.engagement.birthday_bonus_pct,
-            valid_from=now,
-            valid_until=window_until,
-            created_at=now,
-        )
-        session.add(offer)
-        session.flush()
-        assignment.offer_id = offer.id
-        session.add(assignment)
-        message = OutboxMessage(
-            key=key,
-            kind=OFFER_KIND,
-            chat_id=tg_id,
-            client_id=client_id,
-            payload={"offer_id": offer.id},
-            marketing=True,
-        )
-        queue_messages(session, [message], now)
-        created += 1
+        if _assign(session, assignment, tg_id, settings.engagement.birthday_bonus_pct, now, key):
+            created += 1
     session.commit()
     return created
 
