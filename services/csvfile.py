@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-from services.errors import ImportFileError
+from services.errors import ImportFileError, InvalidAmount
 
 _SNIFF_BYTES = 64 * 1024
 _DELIMITERS = (";", ",", "\t")
@@ -50,6 +50,24 @@ class CsvHeader:
     def at(self, name: str) -> int:
         """Position of a required column (read_csv has checked that it exists)."""
         return self.columns.index(name)
+
+
+SHOWN = 40  # characters of a bad value echoed in a message
+
+
+def shown(raw: str) -> str:
+    """A bad cell as a message echoes it: quoted, cut at `SHOWN` characters."""
+    return repr(raw if len(raw) <= SHOWN else raw[:SHOWN] + "…")
+
+
+def ambiguous(column: str, raw: str, exc: InvalidAmount) -> str:
+    """What to write instead of an amount with one separator and three digits after it
+    (`99,999`: thousands or decimals?)."""
+    units, group = exc.digits
+    return (
+        f"{column} {shown(raw)} is ambiguous (thousands or decimals?): "
+        f"write {units}{group} or {units}.{group[:2]}"
+    )
 
 
 def file_sha256(path: Path) -> str:

@@ -74,7 +74,7 @@ from db.models import (
 from services import audit
 from services.cards import normalize_number, refresh_totals
 from services.clock import utc_now
-from services.csvfile import CsvHeader, CsvRow, file_sha256, read_csv
+from services.csvfile import CsvHeader, CsvRow, ambiguous, file_sha256, read_csv, shown
 from services.dates import FORMS, DateOutOfRange, parse_moment
 from services.errors import (
     DomainError,
@@ -103,7 +103,6 @@ _AMOUNT_REASONS = {
 # Fast paths for what POS exports almost always contain; anything else takes the full parsers.
 _SIMPLE_AMOUNT = re.compile(r"(\d{1,13})(?:[.,](\d{1,2}))?")
 _SIMPLE_NUMBER = re.compile(r"\d{4,19}")
-_SHOWN = 40  # characters of a bad value echoed in a message
 
 
 class BadRow(DomainError):
@@ -160,10 +159,6 @@ class Recovered:
 # ------------------------------------------------------------------------------- parsing
 
 
-def _shown(raw: str) -> str:
-    return repr(raw if len(raw) <= _SHOWN else raw[:_SHOWN] + "…")
-
-
 class _Dates:
     """Store-time dates and datetimes → naive UTC, as the engine's staging table takes it (SQLite:
     its text form; PostgreSQL: a datetime), with a cache: POS exports repeat dates."""
@@ -181,9 +176,9 @@ class _Dates:
         try:
             utc = parse_moment(raw, self.tz)
         except DateOutOfRange as exc:
-            raise BadRow(f"date {_shown(raw)} is out of range") from exc
+            raise BadRow(f"date {shown(raw)} is out of range") from exc
         except ValueError as exc:
-            raise BadRow(f"date {_shown(raw)} is not {FORMS}") from exc
+            raise BadRow(f"date {shown(raw)} is not {FORMS}") from exc
         if utc > self.now:
             raise BadRow(f"date {raw} is in the future")
         naive = utc.replace(tzinfo=None)
@@ -227,7 +222,7 @@ class _RowParser:
             try:
                 raw_number = normalize_number(raw_number)
             except InvalidCardNumber as exc:
-                raise BadRow(f"card_number {_shown(raw_number)} is not a card number") from exc
+                raise BadRow(f"card_number {shown(raw_number)} is not a card number") from exc
         raw_date = cells[self.i_date]
         if not raw_date:
             raise BadRow("date is missing")
@@ -245,11 +240,7 @@ class _RowParser:
             return parse_amount(raw, self.exponent, self.max_minor)
         except InvalidAmount as exc:
             if exc.reason == "ambiguous":
-                units, group = exc.digits
-                raise BadRow(
-                    f"amount {_shown(raw)} is ambiguous (thousands or decimals?): "
-                    f"write {units}{group} or {units}.{group[:2]}"
-                ) from exc
+                raise BadRow(ambiguous("amount", raw, exc)) from exc
             raise BadRow(_AMOUNT_REASONS.get(exc.reason, "amount is invalid")) from exc
 
     def _pct(self, cells: list[str]) -> int | None:
@@ -259,7 +250,7 @@ class _RowParser:
         try:
             pct = int(raw.replace(",", ".").removesuffix("%").removesuffix(".0"))
         except ValueError as exc:
-            raise BadRow(f"discount_pct {_shown(raw)} is not a whole number") from exc
+            raise BadRow(f"discount_pct {shown(raw)} is not a whole number") from exc
         if not 0 <= pct <= 99:
             raise BadRow(f"discount_pct {pct} is outside 0-99")
         return pct

@@ -29,7 +29,7 @@ from db.database import Database
 from db.models import StoreDay
 from db.sql import upsert
 from services import audit
-from services.csvfile import read_csv
+from services.csvfile import ambiguous, read_csv, shown
 from services.dates import DateOutOfRange, parse_date
 from services.errors import DomainError, ImportFileError, ImportRowsInvalid, InvalidAmount
 from services.money import parse_amount
@@ -38,7 +38,6 @@ ErrorSink = Callable[[int, str], None]
 MAX_REVENUE_MINOR = 10**14  # per line: far above any store's day, far below 64-bit sums
 MAX_CHECKS = 10_000_000  # per line
 _CHUNK = 500  # days per look-up of the days already stored
-_SHOWN = 40  # characters of a bad value echoed in a message
 _GROUPING = re.compile(r"[\s\u00a0\u202f]")
 _REVENUE_REASONS = {
     "empty": "revenue is missing",
@@ -64,19 +63,15 @@ class StoreSalesSummary:
     has_branch: bool
 
 
-def _shown(raw: str) -> str:
-    return repr(raw if len(raw) <= _SHOWN else raw[:_SHOWN] + "…")
-
-
 def _day(raw: str, today: date) -> date:
     if not raw:
         raise _BadLine("date is missing")
     try:
         day = parse_date(raw)
     except DateOutOfRange as exc:
-        raise _BadLine(f"date {_shown(raw)} is out of range") from exc
+        raise _BadLine(f"date {shown(raw)} is out of range") from exc
     except ValueError as exc:
-        raise _BadLine(f"date {_shown(raw)} is not YYYY-MM-DD or DD.MM.YYYY") from exc
+        raise _BadLine(f"date {shown(raw)} is not YYYY-MM-DD or DD.MM.YYYY") from exc
     if day > today:
         raise _BadLine(f"date {day.isoformat()} is in the future")
     return day
@@ -89,11 +84,7 @@ def _revenue(raw: str, exponent: int) -> int:
         if exc.reason == "zero":  # a day without sales is a real day
             return 0
         if exc.reason == "ambiguous":
-            units, group = exc.digits
-            raise _BadLine(
-                f"revenue {_shown(raw)} is ambiguous (thousands or decimals?): "
-                f"write {units}{group} or {units}.{group[:2]}"
-            ) from exc
+            raise _BadLine(ambiguous("revenue", raw, exc)) from exc
         raise _BadLine(_REVENUE_REASONS.get(exc.reason, "revenue is invalid")) from exc
 
 
@@ -104,7 +95,7 @@ def _checks(raw: str) -> int:
     if not (digits.isascii() and digits.isdigit()):
         if digits.startswith(("-", "−")) and digits[1:].isdigit():
             raise _BadLine("checks must not be negative")
-        raise _BadLine(f"checks {_shown(raw)} is not a whole number")
+        raise _BadLine(f"checks {shown(raw)} is not a whole number")
     checks = int(digits)
     if checks > MAX_CHECKS:
         raise _BadLine("checks is too large")
@@ -145,7 +136,7 @@ async def import_store_days(
                     raise _BadLine("checks without revenue: revenue is 0")
                 branch = cells[i_branch] if i_branch is not None else ""
                 if (day, branch) in seen:
-                    also = f", branch {_shown(branch)}," if branch else ""
+                    also = f", branch {shown(branch)}," if branch else ""
                     raise _BadLine(f"date {day.isoformat()}{also} repeats line {seen[day, branch]}")
             except _BadLine as exc:
                 bad += 1
