@@ -33,8 +33,9 @@ from handlers.filters import Match
 from handlers.surveys import drop_buttons
 from services import motivation
 from services.delivery import Button
-from services.motivation import AnswerStatus, MotivationFigures, MotivationNotAsked, Reason
+from services.motivation import MotivationFigures, MotivationNotAsked, Reason
 from services.reports import ReportService, digest_week
+from services.surveys import AnswerStatus
 
 _TAG = re.compile(r"<[^>]+>")
 

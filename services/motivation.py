@@ -44,6 +44,7 @@ from db.sql import insert_ignoring
 from services import surveys
 from services.delivery import OutboxMessage, queue_messages
 from services.errors import DomainError
+from services.surveys import AnswerStatus  # the one meaning of a recorded or repeated answer
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
@@ -68,11 +69,6 @@ class MotivationNotAsked(DomainError):
     def __init__(self, tg_id: int) -> None:
         super().__init__(f"no motivation question for user {tg_id}")
         self.tg_id = tg_id
-
-
-class AnswerStatus(StrEnum):
-    RECORDED = "recorded"
-    ALREADY = "already"  # a second press or an old button: the first answer stands
 
 
 @dataclass(frozen=True)
