@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -106,3 +108,18 @@ def day(value: date | datetime, settings: Settings, locale: str | None = None) -
     if isinstance(value, datetime):
         value = value.astimezone(settings.store.tz).date()
     return _date(value, locale or current_locale())
+
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def visible_len(lines: list[str]) -> int:
+    """Characters Telegram counts of HTML lines joined by line breaks: tags out, entities
+    decoded (a caption's or a message's limit is counted on these)."""
+    return len(html.unescape(_TAG.sub("", "\n".join(lines))))
+
+
+def shorten(text: str, limit: int) -> str:
+    """Someone's free text on one line, cut with "…" to at most `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

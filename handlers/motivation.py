@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import re
 from datetime import datetime
 from typing import Literal
 
@@ -36,8 +35,6 @@ from services.delivery import Button
 from services.motivation import MotivationFigures, MotivationNotAsked, Reason
 from services.reports import ReportService, digest_week
 from services.surveys import AnswerStatus
-
-_TAG = re.compile(r"<[^>]+>")
 
 
 class MotivationCb(CallbackData, prefix="why"):
@@ -152,23 +149,12 @@ async def on_comment_not_text(message: Message) -> None:
 # -------------------------------------------------------------------------------- digest
 
 
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def _share(count: int, answers: int) -> str:
     """`3 (60 %)`; a bare `0` when the span has no answers at all."""
     if not answers:
         return formatting.number(count)
     pct = (200 * count + answers) // (2 * answers)  # whole percent, halves up
     return f"{formatting.number(count)} ({formatting.pct(pct)})"
-
-
-def _visible_len(lines: list[str]) -> int:
-    """Characters Telegram counts of these lines joined (tags out, entities decoded), plus
-    the line break that joins them to the text before."""
-    return len(html.unescape(_TAG.sub("", "\n".join(lines)))) + 1
 
 
 def render_lines(
@@ -187,10 +173,13 @@ def render_lines(
         week = _share(figures.week[reason], figures.week_answers)
         total = _share(figures.total[reason], figures.total_answers)
         lines.append(f"• {html.escape(label(reason))}: {week} · {total}")
-    comments = [f"   «{html.escape(_shorten(text, comment_chars))}»" for text in figures.comments]
+    comments = [
+        f"   «{html.escape(formatting.shorten(text, comment_chars))}»" for text in figures.comments
+    ]
     for shown in range(len(comments), -1, -1):
         block = lines + comments[:shown]  # "something else" is the last line: they go under it
-        if room is None or _visible_len(block) <= room:
+        # + 1: the line break that joins the block to the text before
+        if room is None or formatting.visible_len(block) + 1 <= room:
             return block
     return []
 

@@ -10,7 +10,6 @@ messages (the caller sets the i18n locale first).
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -522,7 +521,9 @@ async def digest_message(reports: ReportService, now: datetime) -> tuple[str, by
         )
         + _change(cur.nps.score, prev.nps.score)
     )
-    comments = [f"• {c.score}/10: «{html.escape(_shorten(c.text, 120))}»" for c in digest.comments]
+    comments = [
+        f"• {c.score}/10: «{html.escape(fmt.shorten(c.text, 120))}»" for c in digest.comments
+    ]
     at_risk = [
         _("• {number}: last purchase {day}, purchases: {purchases}, {total}").format(
             number=group_number(card.number),
@@ -603,16 +604,6 @@ def chart_labels(settings: Settings) -> ChartLabels:
 # The digest is a text message of its own (the chart follows as a photo): Telegram's 4096
 # characters, with room to spare.
 DIGEST_TEXT_LIMIT = 4000
-_TAG = re.compile(r"<[^>]+>")
-
-
-def _visible_len(lines: list[str]) -> int:
-    return len(html.unescape(_TAG.sub("", "\n".join(lines))))
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fit_sections(
@@ -637,7 +628,7 @@ def _fit_sections(
         for index, (_title, items, _p) in enumerate(sections):
             if depth < len(items):
                 taken[index].append(items[depth])
-                if _visible_len(head + render()) > limit:
+                if fmt.visible_len(head + render()) > limit:
                     taken[index].pop()
     return render()
 
