@@ -32,9 +32,11 @@ class Lift:
     high: float | None = None
 
 
-def rate(part: int, whole: int) -> float | None:
-    """part / whole, None when whole is 0."""
-    return part / whole if whole else None
+def rate(part: float | int | None, whole: float | int | None) -> float | None:
+    """part / whole; None when either is unknown or whole is 0 (every share of the KPIs)."""
+    if part is None or not whole:
+        return None
+    return part / whole
 
 
 def lift_ci(returned1: int, n1: int, returned2: int, n2: int, z: float = Z_95) -> Lift:

@@ -111,7 +111,7 @@ from services.cards import month_key, month_of, next_month
 from services.clock import store_day_bounds
 from services.dates import parse_date
 from services.errors import DomainError
-from services.experiments import lift_ci
+from services.experiments import lift_ci, rate
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
@@ -158,12 +158,6 @@ def as_int(value: Any) -> int:
     return 0 if value is None else int(value)
 
 
-def _div(a: float | int | None, b: float | int | None) -> float | None:
-    if a is None or not b:
-        return None
-    return a / b
-
-
 @dataclass
 class Core:
     """The core figures of a group of cards (the whole program, a segment, a wallet kind)."""
@@ -189,14 +183,14 @@ class Core:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def finish(self) -> Core:
-        self.activity_rate = _div(self.active_cards, self.cards_issued)
-        self.average_check = _div(self.revenue, self.purchases)
-        pct = _div(self.discount_total, self.revenue)
+        self.activity_rate = rate(self.active_cards, self.cards_issued)
+        self.average_check = rate(self.revenue, self.purchases)
+        pct = rate(self.discount_total, self.revenue)
         self.average_discount_pct = None if pct is None else pct * 100
-        self.frequency = _div(self.purchases, self.active_cards)
-        self.repeat_rate = _div(self.repeat_cards, self.active_cards)
-        self.retention_rate = _div(self.retained, self.previous_active)
-        self.spend_per_active_card = _div(self.revenue, self.active_cards)
+        self.frequency = rate(self.purchases, self.active_cards)
+        self.repeat_rate = rate(self.repeat_cards, self.active_cards)
+        self.retention_rate = rate(self.retained, self.previous_active)
+        self.spend_per_active_card = rate(self.revenue, self.active_cards)
         return self
 
 
@@ -611,7 +605,7 @@ def _nps(session: Session, start: datetime, end: datetime) -> Nps:
     ).one()
     promoters, passives, detractors, answers = (as_int(value) for value in row)
     nps = Nps(promoters=promoters, passives=passives, detractors=detractors, answers=answers)
-    diff = _div(nps.promoters - nps.detractors, nps.answers)
+    diff = rate(nps.promoters - nps.detractors, nps.answers)
     nps.score = None if diff is None else diff * 100
     return nps
 
@@ -654,9 +648,9 @@ def _winback(
                 as_int(red),
                 as_int(ret),
             )
-    result.redemption_rate = _div(result.redeemed, result.offered)
-    result.return_rate_offered = _div(result.returned_offered, result.offered)
-    result.return_rate_control = _div(result.returned_control, result.control)
+    result.redemption_rate = rate(result.redeemed, result.offered)
+    result.return_rate_offered = rate(result.returned_offered, result.offered)
+    result.return_rate_control = rate(result.returned_control, result.control)
     ci = lift_ci(result.returned_offered, result.offered, result.returned_control, result.control)
     result.lift, result.lift_low, result.lift_high = ci.lift, ci.low, ci.high
     return result
@@ -803,17 +797,17 @@ def _before_after(session: Session, end: datetime) -> BeforeAfter:
     cards_n, card_days = as_int(n), float(days or 0)
 
     def side(purchases: Any, revenue: Any) -> Side:
-        per_day = _div(as_int(purchases), card_days)
+        per_day = rate(as_int(purchases), card_days)
         return Side(
             purchases=as_int(purchases),
             revenue=as_int(revenue),
             frequency=None if per_day is None else per_day * FREQUENCY_DAYS,
-            average_check=_div(as_int(revenue), as_int(purchases)),
+            average_check=rate(as_int(revenue), as_int(purchases)),
         )
 
     return BeforeAfter(
         cards=cards_n,
-        window_days=_div(card_days, cards_n),
+        window_days=rate(card_days, cards_n),
         before=side(n_before, rev_before),
         after=side(n_after, rev_after),
     )
@@ -865,11 +859,11 @@ def _store(session: Session, settings: Settings, kpis: Kpis) -> StoreFigures:
         checks=checks,
         card_revenue=card_revenue,
         card_purchases=card_purchases,
-        card_share=_div(card_revenue, revenue),
-        average_check_cardholders=_div(card_revenue, card_purchases),
+        card_share=rate(card_revenue, revenue),
+        average_check_cardholders=rate(card_revenue, card_purchases),
         # None when the store's figures are below the cards' own (incomplete totals).
         average_check_others=(
-            _div(revenue - card_revenue, others) if others > 0 and revenue >= card_revenue else None
+            rate(revenue - card_revenue, others) if others > 0 and revenue >= card_revenue else None
         ),
     )
 
@@ -945,7 +939,7 @@ def compute(
         "spend_per_active_card",
     ):
         setattr(kpis, name, getattr(total, name))
-    kpis.ltv = _div(life_total, life_cards)
+    kpis.ltv = rate(life_total, life_cards)
     kpis.by_segment = {name: core.finish() for name, core in segments.items()}
     kpis.digital_vs_paper = {name: core.finish() for name, core in wallets.items()}
     kpis.nps = _nps(session, start, end)
@@ -963,7 +957,7 @@ def compute(
     kpis.program_costs = program_costs(settings, kpis.days, kpis.cards_issued_in_period)
     margin = float(settings.reports.gross_margin_pct) / 100
     gain = (kpis.revenue - kpis.discount_total) * margin - kpis.discount_total
-    roi = _div(gain - kpis.program_costs, kpis.discount_total + kpis.program_costs)
+    roi = rate(gain - kpis.program_costs, kpis.discount_total + kpis.program_costs)
     kpis.roi_pct = None if roi is None else roi * 100
     return kpis
 
@@ -1115,7 +1109,7 @@ def weekly_series(
     series = []
     for i, (f, lst, _s, _e) in enumerate(bounds):
         promoters, detractors, answers = (as_int(nrow[3 * i + k]) for k in range(3))
-        diff = _div(promoters - detractors, answers)
+        diff = rate(promoters - detractors, answers)
         revenue, active = per_week.get(i, (0, 0))
         series.append(
             WeekPoint(
