@@ -27,8 +27,9 @@ from bot.throttling import RedisFloodGuard, ThrottlingMiddleware
 from config import Settings
 from db.database import Database
 from handlers import feature_routers
-from handlers.roles import StaffDirectory
+from handlers.roles import StaffDirectory, StaffSeen
 from handlers.till import ReceiptLocks
+from services.branches import BranchService
 from services.clock import Clock, utc_now
 from services.delivery import Outbox
 from services.qr_decode import QrReader
@@ -95,13 +96,18 @@ def create_dispatcher(
     `delivery_worker=False` leaves proactive messages queued for someone else to send (tests
     that drive delivery passes by hand).
     """
-    outbox = Outbox(Database.of(sessionmaker.kw["bind"]), clock=clock)
+    database = Database.of(sessionmaker.kw["bind"])
+    outbox = Outbox(database, clock=clock)
+    # The chain's branches, read by every till update (which branch is this group?): cached.
+    branches = BranchService(database, settings, clock)
     staff = staff or StaffDirectory(settings)
+    if staff.branches is None:
+        staff.branches = branches
     qr_reader = QrReader()  # photos are decoded one at a time (services/qr_decode.py)
     # Several workers share what must be the bot's, not a process's, through Redis.
     redis = shared_redis(settings.database.redis_url)
     # Conversations survive restarts: in the database, or in Redis for several workers.
-    default_storage, isolation = create_storage(Database.of(sessionmaker.kw["bind"]), redis)
+    default_storage, isolation = create_storage(database, redis)
     if storage is None:
         storage = default_storage
     dp = Dispatcher(
@@ -111,6 +117,7 @@ def create_dispatcher(
         sessionmaker=sessionmaker,
         clock=clock,
         staff=staff,
+        branches=staff.branches,
         outbox=outbox,
         qr_reader=qr_reader,
         # A receipt's ✅ and ↩️ edit it in order (handlers/till/receipts.py), across workers.
@@ -140,6 +147,7 @@ def create_dispatcher(
     # the locale middleware (which reads the client's language through it).
     dp.errors.outer_middleware(db_middleware)
     LocaleMiddleware(i18n, settings.store.default_language, redis=redis).setup(dp)
+    dp.message.outer_middleware(StaffSeen())  # which branch groups a cashier writes in
     dp.include_routers(*feature_routers())
     dp.startup.register(register_commands)  # command menus per language and scope
     dp.startup.register(set_menu_button)  # the Mini App's button in private chats

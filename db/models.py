@@ -18,6 +18,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -119,6 +120,54 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"  # no longer wanted (opted out, erased, superseded)
 
 
+# The first branch: the shop the settings describe (STORE_*, STAFF_CHAT_ID). Every row written
+# before there were branches belongs to it.
+MAIN_BRANCH_ID = 1
+
+
+class Branch(Base):
+    """A shop of the chain. Branch 1's name, address, hours, phone, location and staff group
+    are the settings' (services.branches reads them there); its row holds only what the
+    settings do not say (managers, closed_at)."""
+
+    __tablename__ = "branches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    hours: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    phone: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    # The Telegram group of its cashiers: its members sell for this branch.
+    staff_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]  # a closed branch sells no more and keeps its history
+
+
+class BranchManager(Base):
+    """A Telegram user who sees one branch's figures and may void its sales."""
+
+    __tablename__ = "branch_managers"
+    __table_args__ = (Index("ix_branch_managers_tg_id", "tg_id"),)
+
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"), primary_key=True)
+    tg_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StaffBranch(Base):
+    """A staff member seen writing in a branch's group (so that the bot knows which groups to
+    ask about them in a private chat), and the branch they chose to sell for (`/branch`)."""
+
+    __tablename__ = "staff_branches"
+
+    tg_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"), primary_key=True)
+    seen_at: Mapped[datetime]
+    chosen_at: Mapped[datetime | None]
+
+
 class Client(Base):
     """A Telegram user who agreed to the program's terms (nothing is stored before consent)."""
 
@@ -176,6 +225,9 @@ class Card(Base):
     purchase_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     purchase_total: Mapped[int] = mapped_column(Money, default=0, server_default=text("0"))
     last_purchase_at: Mapped[datetime | None]
+    # The card's home branch: the one its printed range was made for (`cards add --branch`) or
+    # that issued it; branch 1 otherwise. A card works at its tier in every branch.
+    branch_id: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class ImportStatus(StrEnum):
@@ -261,6 +313,16 @@ class Purchase(Base):
         Index(
             "ix_purchases_kpi", "card_id", "voided_at", "created_at", "amount", "discount_amount"
         ),
+        # One branch's purchases by time, covering what its KPIs read (services.kpi).
+        Index(
+            "ix_purchases_branch",
+            "branch_id",
+            "created_at",
+            "card_id",
+            "voided_at",
+            "amount",
+            "discount_amount",
+        ),
         # Only the purchases made under a happy hour, for the KPIs' promotions figures.
         Index(
             "ix_purchases_promo",
@@ -284,6 +346,8 @@ class Purchase(Base):
     promo_id: Mapped[int | None] = mapped_column(Integer)
     promo_pct: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cashier_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Where it was sold (no FK, like promo_id): the branch of the till's chat or cashier.
+    branch_id: Mapped[int] = mapped_column(Integer, server_default="1")
     # A confirmed draft becomes exactly one purchase: the unique id is the last line of defence.
     draft_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     source: Mapped[str] = mapped_column(String(8), default=PurchaseSource.BOT)
@@ -324,6 +388,7 @@ class SaleDraft(Base):
     card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
     cashier_id: Mapped[int] = mapped_column(BigInteger)
     chat_id: Mapped[int] = mapped_column(BigInteger)
+    branch_id: Mapped[int] = mapped_column(Integer, server_default="1")
     message_id: Mapped[int | None] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(Money)
     base_pct: Mapped[int] = mapped_column(Integer)
@@ -400,6 +465,7 @@ class StoreDay(Base):
     )
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)  # store date
+    branch_id: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="1")
     revenue: Mapped[int] = mapped_column(Money)  # minor units
     checks: Mapped[int] = mapped_column(Integer)
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.database import Database
-from db.models import StoreDay
+from db.models import MAIN_BRANCH_ID, StoreDay
 from db.sql import upsert
 from services import audit
 from services.csvfile import ambiguous, read_csv, shown
@@ -171,12 +171,24 @@ def _write_days(
     stored: set[date] = set()
     for i in range(0, len(days), _CHUNK):
         chunk = days[i : i + _CHUNK]
-        stored.update(session.scalars(select(StoreDay.day).where(StoreDay.day.in_(chunk))))
+        stored.update(
+            session.scalars(
+                select(StoreDay.day).where(
+                    StoreDay.day.in_(chunk), StoreDay.branch_id == MAIN_BRANCH_ID
+                )
+            )
+        )
     dialect = session.get_bind().dialect.name
     for day in days:
         revenue, checks = totals[day]
-        values = {"day": day, "revenue": revenue, "checks": checks, "imported_at": now}
-        session.execute(upsert(StoreDay.__table__, values, ("day",), dialect=dialect))
+        values = {
+            "day": day,
+            "branch_id": MAIN_BRANCH_ID,
+            "revenue": revenue,
+            "checks": checks,
+            "imported_at": now,
+        }
+        session.execute(upsert(StoreDay.__table__, values, ("day", "branch_id"), dialect=dialect))
     added, replaced = len(days) - len(stored), len(stored)
     audit.record(
         session,

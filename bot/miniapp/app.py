@@ -188,7 +188,12 @@ class MiniApp:
     # ------------------------------------------------------------------ everyone
 
     async def _me(self, _request: web.Request, visit: Visit) -> web.StreamResponse:
-        role = {Role.CUSTOMER: "customer", Role.CASHIER: "cashier", Role.OWNER: "owner"}
+        role = {
+            Role.CUSTOMER: "customer",
+            Role.CASHIER: "cashier",
+            Role.MANAGER: "cashier",  # a manager works the till; the dashboard is the owner's
+            Role.OWNER: "owner",
+        }
         return _json(
             {
                 "role": role[visit.role],
