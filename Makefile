@@ -68,6 +68,7 @@ bench: install-dev locales
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.campaigns
 	$(BIN)/python -m bench.export
+	$(BIN)/python -m bench.branches
 	$(BIN)/python -m bench.photo_decode
 	$(BIN)/python -m bench.webhook_flood
 	$(BIN)/python -m bench.till_latency

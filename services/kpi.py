@@ -63,8 +63,30 @@ Impact (`Kpis.impact`; comparisons, not effects — members choose to join):
 
 Digest helpers: `weekly_series`, `at_risk_cards`, `anomalies`, `detractor_comments`.
 Anomalous cashier: at least `CASHIER_MIN_PURCHASES` sales in the window and a discount share
-(discounts / gross) above the mean of the other cashiers + 2σ AND above 1.5 × their median
-(at least two other cashiers needed for a comparison).
+(discounts / gross) above the mean of the other cashiers of the same branch + 2σ AND above
+1.5 × their median (at least two other cashiers of that branch needed for a comparison); a
+cashier's sales in each branch are judged on their own.
+
+One branch (`compute(…, branch_id=B)`, `Kpis.branch_id`; None is the whole chain, as above):
+  purchase figures  only B's purchases (`purchases.branch_id`): active cards = cards with a
+                non-voided purchase in B in P; purchases, revenue, discounts, frequency,
+                repeat, spend per card; retention = cards that bought in B in the previous
+                period and again in B in P; RFM and LTV over the cards' purchases in B (one
+                pass over B's history up to the end of P: `branch_scores`); new buyers = cards
+                whose first purchase anywhere in the chain was made in B and fell in P.
+  card inventory cards whose home branch (`cards.branch_id`) is B: cards total / issued /
+                issued in P / bound, so activity rate, program costs and ROI too.
+  NPS           answers in P about B's purchases (a survey tied to no purchase: branch 1).
+  promotions    B's happy-hour purchases. Referrals: first purchases made in B and the
+                referred friends' purchases in B; `joined` and `ambassadors` stay the chain's.
+  win-back, birthday  the chain's (the trials assign clients, not shops).
+  impact        before/after: the cards whose home branch is B (their purchases anywhere:
+                binding is the chain's); members vs paper: B's wallets; store: B's own
+                `store_days` against B's card purchases of those days.
+The whole chain's store figures add up every branch's store days, each against that branch's
+card purchases of its days. A chain of one: `compute(branch_id=1)` == `compute()`.
+`by_branch` gives the per-branch table (the same figures per branch as `compute(branch_id)`)
+from three grouped queries, not a `compute` per branch.
 """
 
 from __future__ import annotations
@@ -94,6 +116,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from db.models import (
+    MAIN_BRANCH_ID,
+    Branch,
     Card,
     CardMonth,
     Money,
@@ -107,6 +131,7 @@ from db.models import (
     WinbackAssignment,
 )
 from db.sql import days_between, days_later
+from services import branches
 from services.cards import month_key, month_of, next_month
 from services.clock import store_day_bounds
 from services.dates import parse_date
@@ -336,6 +361,7 @@ class Kpis:
     impact: Impact = field(default_factory=Impact)
     promotions: PromotionFigures = field(default_factory=lambda: PromotionFigures())
     referrals: Referrals = field(default_factory=lambda: Referrals())
+    branch_id: int | None = None  # the branch these figures are of; None: the whole chain
 
     @property
     def days(self) -> int:
@@ -524,6 +550,67 @@ def card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
         .where(life_n > 0)
         .subquery("per_card")
     )
+    return _rfm(per_card)
+
+
+def branch_scores(branch_id: int, prev_start: datetime, start: datetime, end: datetime) -> Any:
+    """`card_scores` over one branch's purchases: per card with ≥ 1 purchase in the branch
+    before `end`, the same columns, every figure counting only that branch's purchases, R/F/M
+    scored among the branch's cards. One pass over the branch's history up to `end` (the
+    covering index `ix_purchases_branch`: branch, then time); `new` = the card's first purchase
+    anywhere in the chain is its first one in this branch in P (one index seek per active
+    card: nothing of the card's is earlier)."""
+    in_p = Purchase.created_at >= start
+    before = and_(Purchase.created_at >= prev_start, Purchase.created_at < start)
+    history = (
+        select(
+            Purchase.card_id.label("card_id"),
+            func.sum(case((in_p, 1), else_=0)).label("n"),
+            func.sum(case((in_p, Purchase.amount), else_=0)).label("rev"),
+            func.sum(case((in_p, Purchase.discount_amount), else_=0)).label("disc"),
+            func.sum(case((before, 1), else_=0)).label("before"),
+            func.count().label("life_n"),
+            func.sum(Purchase.amount).label("life_total"),
+            func.max(Purchase.created_at).label("last_at"),
+            func.min(case((in_p, Purchase.created_at))).label("first_in_p"),
+        )
+        .where(Purchase.branch_id == branch_id, _not_voided(), Purchase.created_at < end)
+        .group_by(Purchase.card_id)
+        .subquery("history")
+    )
+    earlier = aliased(Purchase, name="p2")
+    first_anywhere = ~exists(
+        select(earlier.id).where(
+            earlier.card_id == history.c.card_id,
+            earlier.voided_at.is_(None),
+            earlier.created_at < history.c.first_in_p,
+        )
+    )
+    n = history.c.n
+    per_card = (
+        select(
+            history.c.card_id,
+            Card.segment.label("segment"),
+            case((_bound_at(end), 1), else_=0).label("bound"),
+            n,
+            history.c.rev,
+            history.c.disc,
+            history.c.life_n,
+            history.c.life_total,
+            case((and_(n > 0, first_anywhere), 1), else_=0).label("new"),
+            case((history.c.before > 0, 1), else_=0).label("prev"),
+            history.c.last_at,
+        )
+        .select_from(history)
+        .join(Card, Card.id == history.c.card_id)
+        .subquery("per_card")
+    )
+    return _rfm(per_card)
+
+
+def _rfm(per_card: Any) -> Any:
+    """Per-card rows (card_id, …, life_n, life_total, last_at) with R/F/M scores over them and
+    the named RFM segment (`rfm`)."""
     scored = select(
         per_card,
         func.ntile(5).over(order_by=(per_card.c.last_at, per_card.c.card_id)).label("r"),
@@ -546,16 +633,17 @@ def card_scores(prev_start: datetime, start: datetime, end: datetime) -> Any:
 
 
 def _card_figures(
-    session: Session, start: datetime, end: datetime
+    session: Session, start: datetime, end: datetime, branch_id: int | None = None
 ) -> list[tuple[str, bool, int, int, int, int]]:
+    """Card inventory per (segment, bound at the end); of one branch: the cards whose home
+    branch (`cards.branch_id`) it is."""
     bound = case((_bound_at(end), 1), else_=0).label("bound")
     issued = func.sum(case((and_(Card.issued_at.is_not(None), Card.issued_at < end), 1), else_=0))
     in_period = func.sum(case((and_(Card.issued_at >= start, Card.issued_at < end), 1), else_=0))
-    rows = session.execute(
-        select(Card.segment, bound, func.count(), issued, in_period, func.sum(bound)).group_by(
-            Card.segment, bound
-        )
-    )
+    query = select(Card.segment, bound, func.count(), issued, in_period, func.sum(bound))
+    if branch_id is not None:
+        query = query.where(Card.branch_id == branch_id)
+    rows = session.execute(query.group_by(Card.segment, bound))
     return [
         (s, bool(b), as_int(n), as_int(i), as_int(ip), as_int(nb))
         for s, b, n, i, ip, nb in rows.all()
@@ -563,10 +651,17 @@ def _card_figures(
 
 
 def _purchase_figures(
-    session: Session, prev_start: datetime, start: datetime, end: datetime
+    session: Session,
+    prev_start: datetime,
+    start: datetime,
+    end: datetime,
+    branch_id: int | None = None,
 ) -> list[tuple[Any, ...]]:
     """Per-card figures grouped per (segment, bound at the end, RFM segment): a few rows."""
-    rfm = card_scores(prev_start, start, end)
+    if branch_id is None:
+        rfm = card_scores(prev_start, start, end)
+    else:
+        rfm = branch_scores(branch_id, prev_start, start, end)
     active = rfm.c.n > 0
     query = select(
         rfm.c.segment,
@@ -589,25 +684,46 @@ def _purchase_figures(
     ]
 
 
-def _nps(session: Session, start: datetime, end: datetime) -> Nps:
-    score = Survey.score
-    row = session.execute(
-        select(
-            func.sum(case((score >= 9, 1), else_=0)),
-            func.sum(case((and_(score >= 7, score <= 8), 1), else_=0)),
-            func.sum(case((score <= 6, 1), else_=0)),
-            func.count(),
-        ).where(
-            score.is_not(None),
-            Survey.answered_at >= start,
-            Survey.answered_at < end,
-        )
-    ).one()
-    promoters, passives, detractors, answers = (as_int(value) for value in row)
-    nps = Nps(promoters=promoters, passives=passives, detractors=detractors, answers=answers)
+def _survey_branch() -> ColumnElement[int]:
+    """The branch a survey is about: its purchase's (a survey tied to no purchase: the first
+    shop's). Needs `Survey` outer-joined to `Purchase` on `purchase_id`."""
+    return func.coalesce(Purchase.branch_id, literal(MAIN_BRANCH_ID))
+
+
+def _nps_figures(promoters: Any, passives: Any, detractors: Any, answers: Any) -> Nps:
+    nps = Nps(
+        promoters=as_int(promoters),
+        passives=as_int(passives),
+        detractors=as_int(detractors),
+        answers=as_int(answers),
+    )
     diff = rate(nps.promoters - nps.detractors, nps.answers)
     nps.score = None if diff is None else diff * 100
     return nps
+
+
+def _nps_columns() -> tuple[Any, ...]:
+    score = Survey.score
+    return (
+        func.sum(case((score >= 9, 1), else_=0)),
+        func.sum(case((and_(score >= 7, score <= 8), 1), else_=0)),
+        func.sum(case((score <= 6, 1), else_=0)),
+        func.count(),
+    )
+
+
+def _nps(session: Session, start: datetime, end: datetime, branch_id: int | None = None) -> Nps:
+    """Survey answers given in [start, end); of one branch: those about its purchases."""
+    query = select(*_nps_columns()).where(
+        Survey.score.is_not(None),
+        Survey.answered_at >= start,
+        Survey.answered_at < end,
+    )
+    if branch_id is not None:
+        query = query.outerjoin(Purchase, Purchase.id == Survey.purchase_id).where(
+            _survey_branch() == branch_id
+        )
+    return _nps_figures(*session.execute(query).one())
 
 
 def _winback(
@@ -656,33 +772,45 @@ def _winback(
     return result
 
 
-def _promotions(session: Session, start: datetime, end: datetime) -> PromotionFigures:
+def _promotions(
+    session: Session, start: datetime, end: datetime, branch_id: int | None = None
+) -> PromotionFigures:
     """Purchases under a happy hour in [start, end): the partial index of promotion purchases
     (`ix_purchases_promo`) holds only those, so this reads none of the others."""
-    purchases, revenue, discount = session.execute(
-        select(
-            func.count(Purchase.id),
-            func.coalesce(func.sum(Purchase.amount), 0),
-            func.coalesce(func.sum(Purchase.discount_amount), 0),
-        ).where(
-            Purchase.promo_id.is_not(None),
-            Purchase.created_at >= start,
-            Purchase.created_at < end,
-            Purchase.voided_at.is_(None),
-        )
-    ).one()
+    query = select(
+        func.count(Purchase.id),
+        func.coalesce(func.sum(Purchase.amount), 0),
+        func.coalesce(func.sum(Purchase.discount_amount), 0),
+    ).where(
+        Purchase.promo_id.is_not(None),
+        Purchase.created_at >= start,
+        Purchase.created_at < end,
+        Purchase.voided_at.is_(None),
+    )
+    if branch_id is not None:
+        query = query.where(Purchase.branch_id == branch_id)
+    purchases, revenue, discount = session.execute(query).one()
     return PromotionFigures(int(purchases), int(revenue), int(discount))
 
 
-def _referrals(session: Session, start: datetime, end: datetime) -> Referrals:
+def _referrals(
+    session: Session, start: datetime, end: datetime, branch_id: int | None = None
+) -> Referrals:
     """`Kpis.referrals` for [start, end): the referrals table is small (one row per referred
-    friend); the friends' purchases come through their cards' index."""
+    friend); the friends' purchases come through their cards' index. Of one branch: the
+    first purchases made there and the friends' purchases there; `joined` and `ambassadors`
+    stay the chain's (joining is not done in a shop)."""
     r = Referral
     in_period = and_(r.joined_at >= start, r.joined_at < end)
     first = and_(r.first_purchase_at >= start, r.first_purchase_at < end, r.revoked_at.is_(None))
     rewarded = and_(
         r.rewarded_at < end, r.capped.is_(False), or_(r.revoked_at.is_(None), r.revoked_at >= end)
     )
+    if branch_id is not None:
+        first_sale = (
+            select(Purchase.branch_id).where(Purchase.id == r.first_purchase_id).scalar_subquery()
+        )
+        first = and_(first, func.coalesce(first_sale, MAIN_BRANCH_ID) == branch_id)
     joined, firsts, ambassadors = session.execute(
         select(
             func.coalesce(func.sum(case((in_period, 1), else_=0)), 0),
@@ -690,12 +818,15 @@ def _referrals(session: Session, start: datetime, end: datetime) -> Referrals:
             func.count(func.distinct(case((rewarded, r.ambassador_id)))),
         )
     ).one()
-    revenue = session.scalar(
+    spent = (
         select(func.coalesce(func.sum(Purchase.amount), 0))
         .join(Card, Card.id == Purchase.card_id)
         .join(r, r.friend_id == Card.client_id)
         .where(Purchase.created_at >= start, Purchase.created_at < end, _not_voided())
     )
+    if branch_id is not None:
+        spent = spent.where(Purchase.branch_id == branch_id)
+    revenue = session.scalar(spent)
     return Referrals(as_int(joined), as_int(firsts), as_int(revenue), as_int(ambassadors))
 
 
@@ -707,7 +838,7 @@ def _least(*values: Any) -> Any:
     return smallest
 
 
-def _before_after(session: Session, end: datetime) -> BeforeAfter:
+def _before_after(session: Session, end: datetime, branch_id: int | None = None) -> BeforeAfter:
     """Cards bound to Telegram before `end` (`cards.bound_at`: set by binding, cleared by
     unbinding) with a purchase before binding and one after it (before `end`). Per card the
     window w = min(binding − first purchase, `end` − binding, IMPACT_WINDOW_DAYS); purchases in
@@ -717,7 +848,10 @@ def _before_after(session: Session, end: datetime) -> BeforeAfter:
     after binding mostly from their lifetime figures) and their windows as
     timestamps, computed once per card (a materialized CTE) — a window that reaches the first
     purchase or `end` is bounded by that very timestamp, exactly — then each card's purchases
-    in its window read from the ledger's per-card covering index by range."""
+    in its window read from the ledger's per-card covering index by range.
+
+    Of one branch: the cards whose home branch it is, with their purchases in every branch
+    (binding a card to Telegram is the chain's, not a shop's)."""
     at_end = bindparam("impact_end", end, type_=UTCDateTime())
     mine = (Purchase.card_id == Card.id, _not_voided())
     first = select(func.min(Purchase.created_at)).where(*mine).scalar_subquery()
@@ -734,6 +868,7 @@ def _before_after(session: Session, end: datetime) -> BeforeAfter:
             ),
         ),
     )
+    home = [] if branch_id is None else [Card.branch_id == branch_id]
     cards = (
         select(Card.id.label("card_id"), Card.bound_at.label("bound_at"), first.label("first_at"))
         .where(
@@ -741,6 +876,7 @@ def _before_after(session: Session, end: datetime) -> BeforeAfter:
             Card.bound_at.is_not(None),
             Card.bound_at < at_end,
             bought_after,
+            *home,
         )
         .cte("bound_cards")
         .prefix_with("MATERIALIZED")  # each card's first purchase: one seek
@@ -825,23 +961,48 @@ def _runs(days: list[date]) -> list[tuple[date, date]]:
 
 
 def _store(session: Session, settings: Settings, kpis: Kpis) -> StoreFigures:
-    """The store days of P against the card purchases of those very days (the whole period's
-    figures when every day is there, else one more sum over the covered runs)."""
-    rows = session.execute(
-        select(StoreDay.day, StoreDay.revenue, StoreDay.checks)
-        .where(StoreDay.day >= kpis.first, StoreDay.day <= kpis.last)
-        .order_by(StoreDay.day)
-    ).all()
+    """The store days of P against the card purchases of those very days and branches: each
+    branch's days against that branch's card purchases (the whole period's figures when every
+    branch that could sell has every day, else one more sum over the covered runs, branches
+    with the same runs together). The chain's figures add up every branch's days; `covered`
+    and `days_covered` are the days at least one branch has."""
+    query = select(StoreDay.branch_id, StoreDay.day, StoreDay.revenue, StoreDay.checks).where(
+        StoreDay.day >= kpis.first, StoreDay.day <= kpis.last
+    )
+    if kpis.branch_id is not None:
+        query = query.where(StoreDay.branch_id == kpis.branch_id)
+    rows = session.execute(query.order_by(StoreDay.day, StoreDay.branch_id)).all()
     if not rows:
         return StoreFigures()
-    covered = _runs([day for day, _revenue, _checks in rows])
-    if covered == [(kpis.first, kpis.last)]:
+    days_of: dict[int, list[date]] = {}
+    for branch, day, _revenue, _checks in rows:
+        days_of.setdefault(int(branch), []).append(day)
+    covered = _runs(sorted({day for _branch, day, _revenue, _checks in rows}))
+    whole = [(kpis.first, kpis.last)]
+    selling = (
+        {kpis.branch_id}
+        if kpis.branch_id is not None
+        else {MAIN_BRANCH_ID, *session.scalars(select(Branch.id))}
+    )
+    runs_of = {branch: _runs(days) for branch, days in days_of.items()}
+    if set(runs_of) >= selling and all(runs == whole for runs in runs_of.values()):
         card_revenue, card_purchases = kpis.revenue - kpis.discount_total, kpis.purchases
     else:
         tz = settings.store.tz
+        alike: dict[tuple[tuple[date, date], ...], list[int]] = {}
+        for branch, runs in sorted(runs_of.items()):
+            alike.setdefault(tuple(runs), []).append(branch)
         inside = [
-            and_(Purchase.created_at >= start, Purchase.created_at < end)
-            for start, end in (store_day_bounds(a, b, tz) for a, b in covered)
+            and_(
+                Purchase.branch_id.in_(ids),
+                or_(
+                    *(
+                        and_(Purchase.created_at >= start, Purchase.created_at < end)
+                        for start, end in (store_day_bounds(a, b, tz) for a, b in runs)
+                    )
+                ),
+            )
+            for runs, ids in alike.items()
         ]
         n, paid = session.execute(
             select(func.count(), func.sum(Purchase.amount - Purchase.discount_amount)).where(
@@ -849,11 +1010,11 @@ def _store(session: Session, settings: Settings, kpis: Kpis) -> StoreFigures:
             )
         ).one()
         card_purchases, card_revenue = as_int(n), as_int(paid)
-    revenue = sum(as_int(revenue) for _day, revenue, _checks in rows)
-    checks = sum(as_int(checks) for _day, _revenue, checks in rows)
+    revenue = sum(as_int(revenue) for _branch, _day, revenue, _checks in rows)
+    checks = sum(as_int(checks) for _branch, _day, _revenue, checks in rows)
     others = checks - card_purchases
     return StoreFigures(
-        days_covered=len(rows),
+        days_covered=len({day for _branch, day, _revenue, _checks in rows}),
         covered=covered,
         revenue=revenue,
         checks=checks,
@@ -876,18 +1037,25 @@ def program_costs(settings: Settings, days: int, cards_issued: int) -> float:
 
 
 def compute(
-    session: Session, settings: Settings, first: date, last: date, *, impact: bool = True
+    session: Session,
+    settings: Settings,
+    first: date,
+    last: date,
+    *,
+    impact: bool = True,
+    branch_id: int | None = None,
 ) -> Kpis:
     """Every KPI of docs/design.md's table for the store-time days `first`…`last` inclusive.
     `impact=False` leaves out the program's impact (`Kpis.impact` stays empty): the period a
-    report compares with does not show it, and it is the set's most expensive part."""
+    report compares with does not show it, and it is the set's most expensive part.
+    `branch_id`: the KPI set of that branch (see "One branch" in the module docstring)."""
     if first > last:
         raise InvalidPeriod("order", f"{first} {last}")
     tz = settings.store.tz
     start, end = store_day_bounds(first, last, tz)
     prev_first, prev_last = previous_period(first, last)
     prev_start, _ = store_day_bounds(prev_first, prev_last, tz)
-    kpis = Kpis(first=first, last=last)
+    kpis = Kpis(first=first, last=last, branch_id=branch_id)
     segments = {s: Core() for s in SEGMENTS}
     wallets = {w: Core() for w in WALLETS}
 
@@ -895,7 +1063,9 @@ def compute(
         seg = segments.setdefault(segment, Core())
         return seg, wallets["digital" if bound else "paper"]
 
-    for segment, bound, total, issued, issued_in_p, n_bound in _card_figures(session, start, end):
+    for segment, bound, total, issued, issued_in_p, n_bound in _card_figures(
+        session, start, end, branch_id
+    ):
         kpis.cards_total += total
         kpis.cards_issued += issued
         kpis.cards_issued_in_period += issued_in_p
@@ -904,7 +1074,7 @@ def compute(
             core.cards_issued += issued
 
     life_cards = life_total = 0
-    for row in _purchase_figures(session, prev_start, start, end):
+    for row in _purchase_figures(session, prev_start, start, end, branch_id):
         segment, bound, rfm, cards, active, n, rev, disc, repeat, prev, retained, new, life = row
         part = Core(
             active_cards=active,
@@ -942,14 +1112,14 @@ def compute(
     kpis.ltv = rate(life_total, life_cards)
     kpis.by_segment = {name: core.finish() for name, core in segments.items()}
     kpis.digital_vs_paper = {name: core.finish() for name, core in wallets.items()}
-    kpis.nps = _nps(session, start, end)
+    kpis.nps = _nps(session, start, end, branch_id)
     kpis.winback = _winback(session, start, end)
     kpis.birthday = _winback(session, start, end, OfferKind.BIRTHDAY)
-    kpis.promotions = _promotions(session, start, end)
-    kpis.referrals = _referrals(session, start, end)
+    kpis.promotions = _promotions(session, start, end, branch_id)
+    kpis.referrals = _referrals(session, start, end, branch_id)
     if impact:
         kpis.impact = Impact(
-            before_after=_before_after(session, end),
+            before_after=_before_after(session, end, branch_id),
             members_vs_paper={"members": wallets["digital"], "paper": wallets["paper"]},
             store=_store(session, settings, kpis),
         )
@@ -960,6 +1130,118 @@ def compute(
     roi = rate(gain - kpis.program_costs, kpis.discount_total + kpis.program_costs)
     kpis.roi_pct = None if roi is None else roi * 100
     return kpis
+
+
+# -------------------------------------------------------------------------- branches
+
+
+@dataclass
+class BranchFigures:
+    """One row of the per-branch table (`by_branch`): the branch's purchases in P, their
+    gross revenue and discounts, the cards that bought there, the NPS of the answers about its
+    purchases, and the cards whose first purchase in the chain was made there in P."""
+
+    branch_id: int
+    name: str
+    purchases: int = 0
+    revenue: int = 0
+    discount_total: int = 0
+    active_cards: int = 0
+    average_check: float | None = None
+    average_discount_pct: float | None = None
+    nps: float | None = None
+    nps_answers: int = 0
+    new_buyers: int = 0
+
+
+def by_branch(session: Session, settings: Settings, first: date, last: date) -> list[BranchFigures]:
+    """The per-branch table of the store days `first`…`last`: every branch that is open or
+    sold in P, biggest revenue first (then by name). Three grouped queries, whatever the
+    number of branches: the period's purchases per branch (`ix_purchases_branch`, one range
+    per branch), the survey answers per branch of their purchase, and the new buyers per
+    branch of their first purchase (one index seek per card that bought in or after P)."""
+    if first > last:
+        raise InvalidPeriod("order", f"{first} {last}")
+    start, end = store_day_bounds(first, last, settings.store.tz)
+    known = branches.load(session, settings)
+    rows = {b.id: BranchFigures(b.id, b.name) for b in known}
+    sold = session.execute(
+        select(
+            Purchase.branch_id,
+            func.count(),
+            func.sum(Purchase.amount),
+            func.sum(Purchase.discount_amount),
+            func.count(func.distinct(Purchase.card_id)),
+        )
+        .where(
+            Purchase.branch_id.in_(list(rows)),
+            Purchase.created_at >= start,
+            Purchase.created_at < end,
+            _not_voided(),
+        )
+        .group_by(Purchase.branch_id)
+    )
+    for branch_id, n, revenue, discount, cards in sold.all():
+        row = rows[int(branch_id)]
+        row.purchases, row.revenue = as_int(n), as_int(revenue)
+        row.discount_total, row.active_cards = as_int(discount), as_int(cards)
+    where = _survey_branch()
+    answers = session.execute(
+        select(where, *_nps_columns())
+        .select_from(Survey)
+        .outerjoin(Purchase, Purchase.id == Survey.purchase_id)
+        .where(Survey.score.is_not(None), Survey.answered_at >= start, Survey.answered_at < end)
+        .group_by(where)
+    )
+    for branch_id, *figures in answers.all():
+        if (row := rows.get(int(branch_id))) is not None:
+            nps = _nps_figures(*figures)
+            row.nps, row.nps_answers = nps.score, nps.answers
+    for branch_id, n in _new_buyers(session, start, end):
+        if (row := rows.get(branch_id)) is not None:
+            row.new_buyers = n
+    for row in rows.values():
+        row.average_check = rate(row.revenue, row.purchases)
+        pct = rate(row.discount_total, row.revenue)
+        row.average_discount_pct = None if pct is None else pct * 100
+    shown = [rows[b.id] for b in known if b.is_open or rows[b.id].purchases]
+    return sorted(shown, key=lambda row: (-row.revenue, row.name, row.branch_id))
+
+
+def _new_buyers(session: Session, start: datetime, end: datetime) -> list[tuple[int, int]]:
+    """(branch, cards) of the cards whose first non-voided purchase anywhere fell in [start,
+    end), by the branch it was made in: per card that bought at or after `start` (its row
+    says so), its first purchase (an index seek) and that purchase's branch."""
+    p = aliased(Purchase, name="p")
+    first_at = (
+        select(func.min(p.created_at))
+        .where(p.card_id == Card.id, p.voided_at.is_(None))
+        .scalar_subquery()
+    )
+    firsts = (
+        select(Card.id.label("card_id"), first_at.label("first_at"))
+        .where(Card.last_purchase_at >= start)
+        .subquery("firsts")
+    )
+    q = aliased(Purchase, name="q")
+    where_sold = (
+        select(q.branch_id)
+        .where(
+            q.card_id == firsts.c.card_id,
+            q.voided_at.is_(None),
+            q.created_at == firsts.c.first_at,
+        )
+        .order_by(q.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    news = (
+        select(where_sold.label("branch_id"))
+        .where(firsts.c.first_at >= start, firsts.c.first_at < end)
+        .subquery("news")
+    )
+    rows = session.execute(select(news.c.branch_id, func.count()).group_by(news.c.branch_id)).all()
+    return [(int(branch_id), as_int(n)) for branch_id, n in rows if branch_id is not None]
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -1027,11 +1309,25 @@ def impact_json(impact: Impact) -> dict[str, Any]:
     }
 
 
-def to_json(kpis: Kpis, exponent: int) -> dict[str, Any]:
-    """The `kpi --json` contract: money in major units (2 decimals), ratios as numbers."""
+def branch_json(row: BranchFigures, exponent: int) -> dict[str, Any]:
+    """One row of `by_branch` in `kpi --json`: money in major units, ratios rounded."""
+    return _plain(asdict(row), exponent)
+
+
+def to_json(
+    kpis: Kpis,
+    exponent: int,
+    rows: list[BranchFigures] | None = None,
+    branch: str | None = None,
+) -> dict[str, Any]:
+    """The `kpi --json` contract: money in major units (2 decimals), ratios as numbers.
+    `rows` (`by_branch`) become the `by_branch` list when given; `branch` (the name of the
+    branch `kpis` is of) becomes `"branch"`."""
     data: dict[str, Any] = {"period": {"from": kpis.first.isoformat(), "to": kpis.last.isoformat()}}
+    if branch is not None:
+        data["branch"] = branch
     for f in fields(kpis):
-        if f.name in ("first", "last"):
+        if f.name in ("first", "last", "branch_id"):
             continue
         value = getattr(kpis, f.name)
         if f.name in ("by_segment", "digital_vs_paper"):
@@ -1042,7 +1338,10 @@ def to_json(kpis: Kpis, exponent: int) -> dict[str, Any]:
             data[f.name] = impact_json(value)
         else:
             data[f.name] = value
-    return _plain(data, exponent)
+    out = _plain(data, exponent)
+    if rows is not None:
+        out["by_branch"] = [branch_json(row, exponent) for row in rows]
+    return out
 
 
 def change_pct(current: float | int | None, previous: float | int | None) -> float | None:
@@ -1066,9 +1365,14 @@ class WeekPoint:
 
 
 def weekly_series(
-    session: Session, settings: Settings, last: date, weeks: int = 12
+    session: Session,
+    settings: Settings,
+    last: date,
+    weeks: int = 12,
+    branch_id: int | None = None,
 ) -> list[WeekPoint]:
-    """Revenue, active cards and NPS per 7-day week ending `last` (oldest first), 2 queries."""
+    """Revenue, active cards and NPS per 7-day week ending `last` (oldest first), 2 queries;
+    of the branch `branch_id`: its purchases and the answers about them."""
     bounds = []
     for i in range(weeks - 1, -1, -1):
         week_last = last - timedelta(days=7 * i)
@@ -1081,6 +1385,7 @@ def weekly_series(
     def within(column: Any, s: datetime, e: datetime) -> ColumnElement[bool]:
         return and_(column >= s, column < e)
 
+    here = [] if branch_id is None else [Purchase.branch_id == branch_id]
     # One small range query per week (index range scans), glued with UNION ALL.
     weekly = union_all(
         *(
@@ -1088,7 +1393,7 @@ def weekly_series(
                 literal(i).label("week"),
                 func.coalesce(func.sum(Purchase.amount), 0),
                 func.count(func.distinct(Purchase.card_id)),
-            ).where(_not_voided(), within(Purchase.created_at, s, e))
+            ).where(_not_voided(), within(Purchase.created_at, s, e), *here)
             for i, (_f, _l, s, e) in enumerate(bounds)
         )
     )
@@ -1099,13 +1404,16 @@ def weekly_series(
         ncols.append(func.sum(case((and_(inside, Survey.score >= 9), 1), else_=0)))
         ncols.append(func.sum(case((and_(inside, Survey.score <= 6), 1), else_=0)))
         ncols.append(func.sum(case((inside, 1), else_=0)))
-    nrow = session.execute(
-        select(*ncols).where(
-            Survey.score.is_not(None),
-            Survey.answered_at >= overall_start,
-            Survey.answered_at < overall_end,
+    answered = select(*ncols).where(
+        Survey.score.is_not(None),
+        Survey.answered_at >= overall_start,
+        Survey.answered_at < overall_end,
+    )
+    if branch_id is not None:
+        answered = answered.outerjoin(Purchase, Purchase.id == Survey.purchase_id).where(
+            _survey_branch() == branch_id
         )
-    ).one()
+    nrow = session.execute(answered).one()
     series = []
     for i, (f, lst, _s, _e) in enumerate(bounds):
         promoters, detractors, answers = (as_int(nrow[3 * i + k]) for k in range(3))
@@ -1133,11 +1441,20 @@ class AtRiskCard:
 
 
 def at_risk_cards(
-    session: Session, settings: Settings, last: date, limit: int = 5
+    session: Session,
+    settings: Settings,
+    last: date,
+    limit: int = 5,
+    branch_id: int | None = None,
 ) -> list[AtRiskCard]:
-    """The RFM `at_risk` cards at the end of `last`, biggest lifetime spend first."""
+    """The RFM `at_risk` cards at the end of `last`, biggest lifetime spend first; of the
+    branch `branch_id`: scored over the cards' purchases there (their purchases, spend and
+    last purchase in that branch)."""
     start, end = store_day_bounds(last, last, settings.store.tz)
-    rfm = card_scores(start, start, end)
+    if branch_id is None:
+        rfm = card_scores(start, start, end)
+    else:
+        rfm = branch_scores(branch_id, start, start, end)
     rows = session.execute(
         select(Card.number, rfm.c.last_at, rfm.c.life_n, rfm.c.life_total)
         .join(Card, Card.id == rfm.c.card_id)
@@ -1160,7 +1477,8 @@ class GenerousCashier:
     cashier_id: int
     share_pct: float
     purchases: int
-    others_mean_pct: float
+    others_mean_pct: float  # the mean share of the other cashiers of the same branch
+    branch_id: int = MAIN_BRANCH_ID  # the branch where these sales were made
 
 
 @dataclass(frozen=True)
@@ -1169,8 +1487,17 @@ class Anomalies:
     cashiers: list[GenerousCashier]
 
 
-def anomalies(session: Session, settings: Settings, first: date, last: date) -> Anomalies:
-    """Cards used more than ANOMALY_DAILY_USES times in one store day; generous cashiers."""
+def anomalies(
+    session: Session,
+    settings: Settings,
+    first: date,
+    last: date,
+    branch_id: int | None = None,
+) -> Anomalies:
+    """Cards used more than ANOMALY_DAILY_USES times in one store day (in the whole chain, or
+    in the branch `branch_id`); generous cashiers: a cashier's sales in a branch compared with
+    the other cashiers' sales in that same branch (a cashier of two branches is judged in each
+    on its own), of every branch or of `branch_id`."""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     starts = [store_day_bounds(d, d, settings.store.tz)[0] for d in days]
     start, end = store_day_bounds(first, last, settings.store.tz)
@@ -1179,10 +1506,11 @@ def anomalies(session: Session, settings: Settings, first: date, last: date) -> 
         *((Purchase.created_at < s, literal(i - 1)) for i, s in enumerate(starts[1:], start=1)),
         else_=literal(len(days) - 1),
     ).label("day")
+    here = [] if branch_id is None else [Purchase.branch_id == branch_id]
     busy = session.execute(
         select(Card.number, day_index, func.count().label("uses"))
         .join(Card, Card.id == Purchase.card_id)
-        .where(_not_voided(), Purchase.created_at >= start, Purchase.created_at < end)
+        .where(_not_voided(), Purchase.created_at >= start, Purchase.created_at < end, *here)
         .group_by(Card.number, day_index)
         .having(func.count() > settings.reports.anomaly_daily_uses)
         .order_by(func.count().desc(), Card.number, day_index)
@@ -1191,6 +1519,7 @@ def anomalies(session: Session, settings: Settings, first: date, last: date) -> 
     cards = [BusyCard(number, days[int(i)], as_int(uses)) for number, i, uses in busy.all()]
     per_cashier = session.execute(
         select(
+            Purchase.branch_id,
             Purchase.cashier_id,
             func.count(),
             func.sum(Purchase.discount_amount),
@@ -1201,24 +1530,27 @@ def anomalies(session: Session, settings: Settings, first: date, last: date) -> 
             Purchase.cashier_id.is_not(None),
             Purchase.created_at >= start,
             Purchase.created_at < end,
+            *here,
         )
-        .group_by(Purchase.cashier_id)
-        .order_by(Purchase.cashier_id)
+        .group_by(Purchase.branch_id, Purchase.cashier_id)
+        .order_by(Purchase.branch_id, Purchase.cashier_id)
     )
-    shares = {
-        int(cid): (as_int(disc) / as_int(gross) * 100, as_int(n))
-        for cid, n, disc, gross in per_cashier.all()
-        if n >= CASHIER_MIN_PURCHASES and gross
-    }
+    shares: dict[int, dict[int, tuple[float, int]]] = {}
+    for bid, cid, n, disc, gross in per_cashier.all():
+        if n >= CASHIER_MIN_PURCHASES and gross:
+            shares.setdefault(int(bid), {})[int(cid)] = (as_int(disc) / as_int(gross) * 100, n)
     generous = []
-    for cid, (share, n) in shares.items():
-        others = [s for other, (s, _n) in shares.items() if other != cid]
-        if len(others) < 2:
-            continue
-        mean = statistics.fmean(others)
-        if share > mean + 2 * statistics.pstdev(others) and share > 1.5 * statistics.median(others):
-            generous.append(GenerousCashier(cid, share, n, mean))
-    generous.sort(key=lambda g: (-g.share_pct, g.cashier_id))
+    for bid, cashiers in shares.items():
+        for cid, (share, n) in cashiers.items():
+            others = [s for other, (s, _n) in cashiers.items() if other != cid]
+            if len(others) < 2:
+                continue
+            mean = statistics.fmean(others)
+            if share > mean + 2 * statistics.pstdev(others) and share > 1.5 * statistics.median(
+                others
+            ):
+                generous.append(GenerousCashier(cid, share, as_int(n), mean, bid))
+    generous.sort(key=lambda g: (-g.share_pct, g.cashier_id, g.branch_id))
     return Anomalies(cards=cards, cashiers=generous)
 
 
@@ -1230,20 +1562,26 @@ class Comment:
 
 
 def detractor_comments(
-    session: Session, settings: Settings, first: date, last: date, limit: int = 10
+    session: Session,
+    settings: Settings,
+    first: date,
+    last: date,
+    limit: int = 10,
+    branch_id: int | None = None,
 ) -> list[Comment]:
-    """What the period's detractors (0–6) wrote, newest first."""
+    """What the period's detractors (0–6) wrote, newest first; of the branch `branch_id`:
+    about its purchases."""
     start, end = store_day_bounds(first, last, settings.store.tz)
-    rows = session.execute(
-        select(Survey.score, Survey.comment, Survey.answered_at)
-        .where(
-            Survey.score <= 6,
-            Survey.comment.is_not(None),
-            Survey.comment != "",
-            Survey.answered_at >= start,
-            Survey.answered_at < end,
-        )
-        .order_by(Survey.answered_at.desc(), Survey.id.desc())
-        .limit(limit)
+    query = select(Survey.score, Survey.comment, Survey.answered_at).where(
+        Survey.score <= 6,
+        Survey.comment.is_not(None),
+        Survey.comment != "",
+        Survey.answered_at >= start,
+        Survey.answered_at < end,
     )
+    if branch_id is not None:
+        query = query.outerjoin(Purchase, Purchase.id == Survey.purchase_id).where(
+            _survey_branch() == branch_id
+        )
+    rows = session.execute(query.order_by(Survey.answered_at.desc(), Survey.id.desc()).limit(limit))
     return [Comment(s, c, at) for s, c, at in rows.all()]

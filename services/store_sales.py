@@ -2,9 +2,12 @@
 
 What the till reports per store day — revenue in major units, the number of checks — for all
 customers, cardholders or not; the KPIs set the card purchases against them
-(`services.kpi`, `impact.store`). A file from a chain may carry a fourth column, `branch`:
-the project has no branches yet, so it is read and the branches' figures of a day are added
-up (the same day and branch twice is a bad line).
+(`services.kpi`, `impact.store`). A chain's file may carry a fourth column, `branch`: the
+name of the branch the line is about (`services.branches`, compared case-insensitively,
+closed branches included: their history can be corrected). A file without the column, or a
+line with an empty cell, is about the first shop (branch 1). A name that is no branch of the
+chain is a bad line, and so is the same day and branch twice. Each (day, branch) is one row
+of `store_days`; the chain's KPIs add up every branch's days, a branch's KPIs read its own.
 
 The file is read as the purchase import reads one (`services.csvfile`: UTF-8 with or without
 a BOM, `,`/`;`/tab, one line per refusal with its number); dates are `2026-09-01` or
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,11 +32,14 @@ from sqlalchemy.orm import Session
 from db.database import Database
 from db.models import MAIN_BRANCH_ID, StoreDay
 from db.sql import upsert
-from services import audit
+from services import audit, branches
 from services.csvfile import ambiguous, read_csv, shown
 from services.dates import DateOutOfRange, parse_date
 from services.errors import DomainError, ImportFileError, ImportRowsInvalid, InvalidAmount
 from services.money import parse_amount
+
+if TYPE_CHECKING:  # services do not depend on the bot package at run time
+    from config import Settings
 
 ErrorSink = Callable[[int, str], None]
 MAX_REVENUE_MINOR = 10**14  # per line: far above any store's day, far below 64-bit sums
@@ -54,13 +61,13 @@ class _BadLine(DomainError):
 
 @dataclass(frozen=True)
 class StoreSalesSummary:
-    days: int
+    days: int  # (day, branch) rows written
     added: int
     replaced: int
     first: date
     last: date
-    branches: int  # distinct non-empty names in a `branch` column (0: no such column)
-    has_branch: bool
+    branches: int  # distinct branches the file's lines are about
+    has_branch: bool  # the file has a `branch` column
 
 
 def _day(raw: str, today: date) -> date:
@@ -102,6 +109,11 @@ def _checks(raw: str) -> int:
     return checks
 
 
+def _key(name: str) -> str:
+    """A branch name as the import compares it (`services.branches` does the same)."""
+    return " ".join(name.split()).casefold()
+
+
 async def import_store_days(
     db: Database,
     path: Path,
@@ -110,6 +122,7 @@ async def import_store_days(
     today: date,
     exponent: int,
     on_error: ErrorSink,
+    settings: Settings,
 ) -> StoreSalesSummary:
     """Import `date,revenue,checks[,branch]` (`today`: the store's date now — later days are
     refused). Bad lines go to `on_error(line, reason)`; any bad line → `ImportRowsInvalid`
@@ -118,9 +131,11 @@ async def import_store_days(
     with rows:
         i_date, i_revenue, i_checks = header.at("date"), header.at("revenue"), header.at("checks")
         i_branch = header.index("branch")
-        totals: dict[date, tuple[int, int]] = {}
-        seen: dict[tuple[date, str], int] = {}
-        branches: set[str] = set()
+        chain: dict[str, branches.BranchInfo] = {}
+        if i_branch is not None:
+            chain = {_key(b.name): b for b in await db.read(branches.load, settings)}
+        totals: dict[tuple[date, int], tuple[int, int]] = {}
+        seen: dict[tuple[date, int], int] = {}
         bad = 0
         for row in rows:
             cells = row.cells
@@ -134,69 +149,83 @@ async def import_store_days(
                     raise _BadLine("revenue without checks: checks is 0")
                 if checks and not revenue:
                     raise _BadLine("checks without revenue: revenue is 0")
-                branch = cells[i_branch] if i_branch is not None else ""
-                if (day, branch) in seen:
-                    also = f", branch {shown(branch)}," if branch else ""
-                    raise _BadLine(f"date {day.isoformat()}{also} repeats line {seen[day, branch]}")
+                name = cells[i_branch].strip() if i_branch is not None else ""
+                branch_id = MAIN_BRANCH_ID
+                if name:
+                    found = chain.get(_key(name))
+                    if found is None:
+                        raise _BadLine(
+                            f"branch {shown(name)} is not a branch of the chain "
+                            "(python -m bot branches list shows them)"
+                        )
+                    branch_id = found.id
+                if (day, branch_id) in seen:
+                    also = f", branch {shown(name)}," if name else ""
+                    raise _BadLine(
+                        f"date {day.isoformat()}{also} repeats line {seen[day, branch_id]}"
+                    )
             except _BadLine as exc:
                 bad += 1
                 on_error(row.line, str(exc))
                 continue
-            seen[day, branch] = row.line
-            if branch:
-                branches.add(branch)
-            had_revenue, had_checks = totals.get(day, (0, 0))
-            totals[day] = (had_revenue + revenue, had_checks + checks)
+            seen[day, branch_id] = row.line
+            totals[day, branch_id] = (revenue, checks)
     if bad:
         raise ImportRowsInvalid(bad)
     if not totals:
         raise ImportFileError(f"{path.name}: no days in the file")
     added, replaced = await db.write(_write_days, totals, path.name, now)
+    days = [day for day, _branch in totals]
     return StoreSalesSummary(
         days=len(totals),
         added=added,
         replaced=replaced,
-        first=min(totals),
-        last=max(totals),
-        branches=len(branches),
+        first=min(days),
+        last=max(days),
+        branches=len({branch for _day, branch in totals}),
         has_branch=i_branch is not None,
     )
 
 
 def _write_days(
-    session: Session, totals: dict[date, tuple[int, int]], file_name: str, now: datetime
+    session: Session,
+    totals: dict[tuple[date, int], tuple[int, int]],
+    file_name: str,
+    now: datetime,
 ) -> tuple[int, int]:
-    """Every day of `totals` stored with its figures, in one transaction: (added, replaced)."""
-    days = sorted(totals)
-    stored: set[date] = set()
-    for i in range(0, len(days), _CHUNK):
-        chunk = days[i : i + _CHUNK]
-        stored.update(
-            session.scalars(
-                select(StoreDay.day).where(
-                    StoreDay.day.in_(chunk), StoreDay.branch_id == MAIN_BRANCH_ID
-                )
+    """Every (day, branch) of `totals` stored with its figures, in one transaction: (added,
+    replaced)."""
+    keys = sorted(totals)
+    stored: set[tuple[date, int]] = set()
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i : i + _CHUNK]
+        found = session.execute(
+            select(StoreDay.day, StoreDay.branch_id).where(
+                StoreDay.day.in_(sorted({day for day, _branch in chunk})),
+                StoreDay.branch_id.in_(sorted({branch for _day, branch in chunk})),
             )
         )
+        stored.update((day, int(branch)) for day, branch in found.all())
+    stored &= set(keys)
     dialect = session.get_bind().dialect.name
-    for day in days:
-        revenue, checks = totals[day]
+    for day, branch_id in keys:
+        revenue, checks = totals[day, branch_id]
         values = {
             "day": day,
-            "branch_id": MAIN_BRANCH_ID,
+            "branch_id": branch_id,
             "revenue": revenue,
             "checks": checks,
             "imported_at": now,
         }
         session.execute(upsert(StoreDay.__table__, values, ("day", "branch_id"), dialect=dialect))
-    added, replaced = len(days) - len(stored), len(stored)
+    added, replaced = len(keys) - len(stored), len(stored)
     audit.record(
         session,
         "store_sales.imported",
         at=now,
         file=file_name,
-        first=days[0].isoformat(),
-        last=days[-1].isoformat(),
+        first=min(day for day, _branch in keys).isoformat(),
+        last=max(day for day, _branch in keys).isoformat(),
         added=added,
         replaced=replaced,
     )

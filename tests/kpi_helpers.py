@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from config import Settings
 from db.database import Database
-from db.models import Card, Client, Offer, Purchase, Survey, WinbackAssignment
+from db.models import Branch, Card, Client, Offer, Purchase, Survey, WinbackAssignment
 from services.cards import refresh_totals
 from services.reports import ReportService
 
@@ -33,9 +33,9 @@ def report_service(engine: AsyncEngine, settings: Settings) -> ReportService:
 
 
 class Data:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, first_tg: int = 700000) -> None:
         self.session = session
-        self._tg = 700000
+        self._tg = first_tg  # a second `Data` over the same database needs other Telegram ids
 
     async def client(self, *, username: str | None = None, phone: str | None = None) -> Client:
         self._tg += 1
@@ -60,6 +60,7 @@ class Data:
         bound_at: datetime | None = None,
         pct: int = 5,
         kind: str = "printed",
+        branch: int | None = None,
     ) -> Card:
         card = Card(
             number=number,
@@ -72,6 +73,8 @@ class Data:
             bound_at=(bound_at or issued_at) if client else None,
             created_at=msk(2025, 1, 1),
         )
+        if branch is not None:  # else the column's default: the first shop
+            card.branch_id = branch
         self.session.add(card)
         await self.session.flush()
         return card
@@ -85,6 +88,7 @@ class Data:
         discount: int | None = None,
         voided: bool = False,
         cashier: int | None = None,
+        branch: int | None = None,
     ) -> Purchase:
         disc = amount * card.base_pct // 100 if discount is None else discount
         purchase = Purchase(
@@ -98,16 +102,25 @@ class Data:
             created_at=at,
             voided_at=at + timedelta(minutes=1) if voided else None,
         )
+        if branch is not None:  # else the column's default: the first shop
+            purchase.branch_id = branch
         self.session.add(purchase)
         await self.session.flush()
         await self.session.run_sync(refresh_totals, card.id)
         return purchase
 
     async def survey(
-        self, client: Client, at: datetime, score: int | None, comment: str | None = None
+        self,
+        client: Client,
+        at: datetime,
+        score: int | None,
+        comment: str | None = None,
+        *,
+        purchase: Purchase | None = None,
     ) -> Survey:
         survey = Survey(
             client_id=client.id,
+            purchase_id=None if purchase is None else purchase.id,
             created_at=at - timedelta(hours=2),
             sent_at=at - timedelta(hours=2),
             score=score,
@@ -150,6 +163,13 @@ class Data:
         self.session.add(assignment)
         await self.session.flush()
         return assignment
+
+    async def branch(self, name: str, *, chat: int, closed_at: datetime | None = None) -> Branch:
+        """A branch of the chain (branch 1, the first shop, exists from the migration)."""
+        branch = Branch(name=name, staff_chat_id=chat, closed_at=closed_at)
+        self.session.add(branch)
+        await self.session.flush()
+        return branch
 
     async def commit(self) -> None:
         await self.session.commit()

@@ -359,6 +359,7 @@ EXPECTED_KEYS = {
     "digital_vs_paper",
     "winback",
     "birthday",
+    "by_branch",  # one row per branch; a one-shop install has one (tests/test_kpi_branches.py)
 }
 
 

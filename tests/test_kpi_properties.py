@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -93,6 +93,27 @@ async def _check(db_url: str, shape: Shape, cards_spec, purchases_spec, scores_s
                 await d.survey(client, shape.at(day, 12), score)
             await d.commit()
             k = await reports.kpis(FIRST, LAST)
+            # A chain of one: the first shop's figures (read from its ledger rows alone) are
+            # the whole program's (read from the cards' monthly and lifetime figures), and its
+            # row of the branch table says the same.
+            one = await reports.db.report(kpi.compute, settings_, FIRST, LAST, branch_id=1)
+            assert replace(one, branch_id=None) == k
+            (row,) = await reports.db.report(kpi.by_branch, settings_, FIRST, LAST)
+            assert (row.purchases, row.revenue, row.active_cards, row.new_buyers) == (
+                k.purchases,
+                k.revenue,
+                k.active_cards,
+                k.new_buyers,
+            )
+            assert (row.nps, row.nps_answers) == (k.nps.score, k.nps.answers)
+            at_risk = await reports.db.report(kpi.at_risk_cards, settings_, LAST, 5)
+            assert at_risk == await reports.db.report(
+                kpi.at_risk_cards, settings_, LAST, 5, branch_id=1
+            )
+            weeks = await reports.db.report(kpi.weekly_series, settings_, LAST, 4)
+            assert weeks == await reports.db.report(
+                kpi.weekly_series, settings_, LAST, 4, branch_id=1
+            )
             # What happens after P never changes P's figures (the engine subtracts it from the
             # cards' lifetime figures).
             for index, at, amount, voided in later:

@@ -175,28 +175,83 @@ def test_re_importing_a_corrected_file_replaces_the_days(cli: DbCli, write_file:
     assert len(stored(cli)) == 4
 
 
-def test_a_chains_branch_column_is_accepted_and_added_up(cli: DbCli, write_file: Any) -> None:
+def per_branch(cli: DbCli) -> list[tuple[Any, ...]]:
+    """The store days with their branch (1: the first shop)."""
+    return cli.query(
+        "SELECT CAST(day AS TEXT), branch_id, revenue, checks FROM store_days "
+        "ORDER BY day, branch_id"
+    )
+
+
+def test_a_chains_branch_column_names_the_branch_of_each_line(cli: DbCli, write_file: Any) -> None:
+    for name, chat in (("Tallinn", "-100111"), ("Tartu", "-100222")):
+        assert cli("branches", "add", "--name", name, "--staff-chat", chat).code == 0
+    tallinn, tartu = (
+        cli.scalar("SELECT id FROM branches WHERE name = :n", n=n) for n in ("Tallinn", "Tartu")
+    )
     path = write_file(
         "chain.csv",
         "date;revenue;checks;branch\n"
         "01.09.2026;100,00;10;Tallinn\n"
-        "01.09.2026;50,50;5;Tartu\n"
-        "02.09.2026;70;7;Tallinn\n",
+        "01.09.2026;50,50;5; tartu \n"  # names are compared case-insensitively
+        "01.09.2026;30;3;\n"  # an empty cell: the first shop
+        "02.09.2026;70;7;TALLINN\n",
     )
     result = cli("store-sales", "import", str(path))
     assert result.code == 0, result.err
     assert result.out.splitlines() == [
-        "note: the branch column is ignored for now (no branches yet): 2 branch(es) added up "
-        "per day",
-        "imported 2 store days, 2026-09-01 to 2026-09-02: 2 added, 0 replaced",
+        "imported 4 store days of 3 branch(es), 2026-09-01 to 2026-09-02: 4 added, 0 replaced",
     ]
-    assert stored(cli) == [("2026-09-01", 15_050, 15), ("2026-09-02", 7_000, 7)]
+    assert per_branch(cli) == [
+        ("2026-09-01", 1, 3_000, 3),
+        ("2026-09-01", tallinn, 10_000, 10),
+        ("2026-09-01", tartu, 5_050, 5),
+        ("2026-09-02", tallinn, 7_000, 7),
+    ]
+    # A corrected day of one branch replaces that branch's day only.
+    fix = write_file("fix.csv", "date,revenue,checks,branch\n2026-09-01,60,6,Tartu\n")
+    assert "0 added, 1 replaced" in cli("store-sales", "import", str(fix)).out
+    assert per_branch(cli)[2] == ("2026-09-01", tartu, 6_000, 6)
     twice = write_file(
-        "twice.csv", "date,revenue,checks,branch\n2026-09-05,1,1,Tartu\n2026-09-05,2,2,Tartu\n"
+        "twice.csv", "date,revenue,checks,branch\n2026-09-05,1,1,Tartu\n2026-09-05,2,2,tartu\n"
     )
     result = cli("store-sales", "import", str(twice))
     assert result.code == 1
-    assert "twice.csv:3: date 2026-09-05, branch 'Tartu', repeats line 2" in result.err
+    assert "twice.csv:3: date 2026-09-05, branch 'tartu', repeats line 2" in result.err
+
+
+def test_an_unknown_branch_is_a_bad_line_and_nothing_is_written(
+    cli: DbCli, write_file: Any
+) -> None:
+    assert cli("branches", "add", "--name", "Tartu", "--staff-chat", "-100222").code == 0
+    before = everything(cli)
+    path = write_file(
+        "chain.csv",
+        "date,revenue,checks,branch\n2026-09-01,100,10,Tartu\n2026-09-01,50,5,Pärnu\n",
+    )
+    result = cli("store-sales", "import", str(path))
+    assert result.code == 1
+    assert result.out == ""
+    assert result.err.strip().splitlines() == [
+        "chain.csv:3: branch 'Pärnu' is not a branch of the chain "
+        "(python -m bot branches list shows them)",
+        "error: 1 invalid line(s); nothing was imported",
+    ]
+    assert everything(cli) == before
+
+
+def test_a_one_shop_file_with_a_branch_column_needs_no_branch(
+    cli: DbCli, write_file: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Empty branch cells, or the shop's own name (STORE_NAME), are the first shop's days."""
+    monkeypatch.setenv("STORE_NAME", "Kohvik Mari")
+    path = write_file(
+        "shop.csv", "date,revenue,checks,branch\n2026-09-01,100,10,\n2026-09-02,5,1,kohvik mari\n"
+    )
+    result = cli("store-sales", "import", str(path))
+    assert result.code == 0, result.err
+    assert stored(cli) == [("2026-09-01", 10_000, 10), ("2026-09-02", 500, 1)]
+    assert cli.query("SELECT DISTINCT branch_id FROM store_days") == [(1,)]
 
 
 def test_the_kpis_see_the_imported_days(cli: DbCli, write_file: Any) -> None:

@@ -1,4 +1,5 @@
-"""`python -m bot store-sales import` — the till's daily totals for every customer."""
+"""`python -m bot store-sales import` — the till's daily totals for every customer, per
+branch when the file has a `branch` column (`services.store_sales`)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="import date,revenue,checks[,branch]",
         description="Import the till's daily totals for all customers from a CSV with the "
         "header date,revenue,checks[,branch]. date is YYYY-MM-DD or DD.MM.YYYY (a store "
-        "day); revenue in major units (1234.50 or 1234,50); checks a whole number. A branch "
-        "column is accepted and its branches are added up per day (no branches yet). A day "
-        "already imported is replaced. Atomic: any bad line → every bad line reported, "
-        "nothing imported.",
+        "day); revenue in major units (1234.50 or 1234,50); checks a whole number. branch, "
+        "optional, names the branch of the chain the line is about (python -m bot branches "
+        "list; an empty cell or no such column: the first shop). A day already imported for "
+        "that branch is replaced. Atomic: any bad line → every bad line reported, nothing "
+        "imported.",
     )
     imp.add_argument("file", type=Path, metavar="FILE.csv")
     imp.set_defaults(func=_import)
@@ -47,16 +49,14 @@ def _import(args: argparse.Namespace) -> int:
                 today=now.astimezone(settings.store.tz).date(),
                 exponent=settings.store.currency_exponent,
                 on_error=reporter,
+                settings=settings,
             ),
         )
     )
-    if summary.has_branch:
-        print(
-            "note: the branch column is ignored for now (no branches yet): "
-            f"{summary.branches} branch(es) added up per day"
-        )
+    # The branches are named only when the file has a branch column (a chain's file).
+    of = f" of {summary.branches} branch(es)" if summary.has_branch else ""
     print(
-        f"imported {summary.days} store days, {summary.first} to {summary.last}: "
+        f"imported {summary.days} store days{of}, {summary.first} to {summary.last}: "
         f"{summary.added} added, {summary.replaced} replaced"
     )
     return 0
