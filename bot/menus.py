@@ -1,8 +1,10 @@
 """The command menus Telegram shows next to the input field, per language and per scope:
-customers in private chats, cashiers in the staff group, owners in their own chat.
+customers in private chats, cashiers in every open branch's staff group, owners and branch
+managers in their own chats (in a chain, with /branch).
 
 Runs at start-up (`dp.startup`); a failure (a chat that does not exist yet, a network error) is
-logged and the bot starts anyway.
+logged and the bot starts anyway. A cashier of a chain gets their private chat's menu (the
+till's commands and /branch) when they choose the shop they sell in (handlers/till/shops.py).
 """
 
 from __future__ import annotations
@@ -23,41 +25,58 @@ from bot.i18n import create_i18n
 from config import LANGUAGES, Settings
 from handlers.commands import commands_for
 from handlers.roles import Role
+from services.branches import BranchInfo, BranchService, main_branch
 
 log = logging.getLogger(__name__)
 
 
-def _scopes(settings: Settings) -> list[tuple[BotCommandScopeUnion, Role, bool]]:
+def _scopes(
+    settings: Settings, branches: list[BranchInfo]
+) -> list[tuple[BotCommandScopeUnion, Role, bool]]:
     scopes: list[tuple[BotCommandScopeUnion, Role, bool]] = [
         (BotCommandScopeAllPrivateChats(), Role.CUSTOMER, False)
     ]
-    if settings.telegram.staff_chat_id is not None:
-        scopes.append(
-            (BotCommandScopeChat(chat_id=settings.telegram.staff_chat_id), Role.CASHIER, True)
-        )
-    scopes += [
-        (BotCommandScopeChat(chat_id=owner), Role.OWNER, False)
-        for owner in settings.telegram.owner_ids
-    ]
+    for branch in branches:
+        if branch.is_open and branch.staff_chat_id is not None:
+            scopes.append((BotCommandScopeChat(chat_id=branch.staff_chat_id), Role.CASHIER, True))
+    owners = settings.telegram.owner_ids
+    scopes += [(BotCommandScopeChat(chat_id=owner), Role.OWNER, False) for owner in owners]
+    managers = sorted({m for b in branches if b.is_open for m in b.managers} - set(owners))
+    scopes += [(BotCommandScopeChat(chat_id=tg_id), Role.MANAGER, False) for tg_id in managers]
     return scopes
 
 
-def menu(role: Role, *, group: bool, language: str, i18n: I18n | None = None) -> list[BotCommand]:
+def menu(
+    role: Role,
+    *,
+    group: bool,
+    language: str,
+    i18n: I18n | None = None,
+    chain: bool = False,
+) -> list[BotCommand]:
     i18n = i18n or create_i18n(language)
     with i18n.context(), i18n.use_locale(language):
         return [
             BotCommand(command=c.name, description=str(c.description)[:256])
-            for c in commands_for(role, group=group)
+            for c in commands_for(role, group=group, chain=chain)
         ]
 
 
-async def register_commands(bot: Bot, settings: Settings) -> None:
+async def register_commands(
+    bot: Bot, settings: Settings, branches: BranchService | None = None
+) -> None:
     i18n = create_i18n(settings.store.default_language)
+    found = [main_branch(settings)] if branches is None else await branches.listed()
+    chain = len(found) > 1
     # `None` is the menu for clients whose language has no menu of its own: the store default.
     for language in (None, *LANGUAGES):
-        for scope, role, group in _scopes(settings):
+        for scope, role, group in _scopes(settings, found):
             commands = menu(
-                role, group=group, language=language or settings.store.default_language, i18n=i18n
+                role,
+                group=group,
+                language=language or settings.store.default_language,
+                i18n=i18n,
+                chain=chain,
             )
             try:
                 await bot.set_my_commands(commands, scope=scope, language_code=language)

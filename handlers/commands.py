@@ -18,6 +18,7 @@ class Command:
     description: object  # a lazy gettext string, rendered in the reader's language
     role: Role = Role.CUSTOMER
     private_only: bool = True  # False: also offered in the staff group
+    chain_only: bool = False  # True: offered only in a chain (more than one branch)
 
 
 COMMANDS: list[Command] = [
@@ -36,8 +37,9 @@ COMMANDS: list[Command] = [
     Command("sale", __("record a purchase: /sale card number"), Role.CASHIER, private_only=False),
     Command("issue", __("hand out a card: /issue number [b2b]"), Role.CASHIER, private_only=False),
     Command("void", __("void a purchase: /void ID"), Role.CASHIER, private_only=False),
-    Command("stats", __("program KPIs: /stats 30d, /stats month"), Role.OWNER),
-    Command("digest", __("the weekly digest now"), Role.OWNER),
+    Command("branch", __("the shop you sell in; switch shops"), Role.CASHIER, chain_only=True),
+    Command("stats", __("program KPIs: /stats 30d, /stats month"), Role.MANAGER),
+    Command("digest", __("the weekly digest now"), Role.MANAGER),
     Command("export", __("export the data as XLSX or CSV"), Role.OWNER),
     Command("cards", __("card inventory; /card N for one card"), Role.OWNER),
     Command("block", __("block a lost card: /block number"), Role.OWNER),
@@ -51,13 +53,16 @@ COMMANDS: list[Command] = [
 ]
 
 
-def commands_for(role: Role, *, group: bool = False) -> list[Command]:
-    """Commands a person with `role` may use, cumulative (owners can do what cashiers can)."""
+def commands_for(role: Role, *, group: bool = False, chain: bool = False) -> list[Command]:
+    """Commands a person with `role` may use, cumulative (owners can do what managers can,
+    managers what cashiers can); `chain`: the install has more than one branch."""
     result = []
     for command in COMMANDS:
         if command.role > role:
             continue
         if group and command.private_only:
+            continue
+        if command.chain_only and not chain:
             continue
         result.append(command)
     return result

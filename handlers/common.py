@@ -31,7 +31,9 @@ async def show_help(message: Message, bot: Bot, staff: StaffDirectory, settings:
         role = await staff.role(bot, message.from_user.id)
     store = html.escape(settings.store.name)
     lines = [_("<b>{store}</b> loyalty card bot.").format(store=store), ""]
-    lines += [f"/{c.name} — {c.description}" for c in commands_for(role, group=in_group)]
+    chain = staff.branches is not None and await staff.branches.is_chain()
+    listed = commands_for(role, group=in_group, chain=chain)
+    lines += [f"/{c.name} — {c.description}" for c in listed]
     if role >= Role.CASHIER:
         lines += ["", _("You are signed in as staff of {store}.").format(store=store)]
     if anonymous:

@@ -26,6 +26,7 @@ from handlers.outbox import CARD_NOTE_KIND
 from handlers.owner_chat import OwnerChat, owner_router
 from handlers.roles import StaffDirectory
 from services import card_admin
+from services.branches import BranchService
 from services.card_admin import AuditLine, CannotUnblock, CardChange
 from services.cards import group_number, normalize_number
 from services.delivery import Outbox
@@ -292,6 +293,17 @@ def _audit_lines(events: list[AuditLine], names: dict[int, str], settings: Setti
     return lines or [_("none")]
 
 
+async def _group_admins(bot: Bot, chat_id: int) -> list[str]:
+    """A staff group's administrators, one line each (or why they could not be read)."""
+    try:
+        admins = await bot.get_chat_administrators(chat_id)
+    except TelegramAPIError as exc:
+        log.warning("getChatAdministrators(%s) failed: %s", chat_id, exc)
+        return [_("Could not read the staff group (is the bot a member?).")]
+    people = [a.user for a in admins if not a.user.is_bot]
+    return [f"• {_person(user)}" for user in people] or [_("none")]
+
+
 async def staff_list(
     message: Message,
     db: Database,
@@ -299,13 +311,16 @@ async def staff_list(
     now: datetime,
     bot: Bot,
     staff: StaffDirectory,
+    branches: BranchService,
     owner_chat: OwnerChat,
 ) -> None:
     overview = await card_admin.staff_overview(db, since=now - CASHIER_LOOKBACK)
+    managers = {m for b in await branches.listed() for m in b.managers}
     names = await staff.names(
         bot,
         {
             *settings.telegram.owner_ids,
+            *managers,
             *(c.tg_id for c in overview.cashiers),
             *(e.actor_id for e in overview.events if e.actor_id is not None),
         },
@@ -314,20 +329,31 @@ async def staff_list(
     lines = [_("<b>Owners</b> (OWNER_IDS):")]
     lines += [f"• {_named(owner_id, names)}" for owner_id in settings.telegram.owner_ids]
 
-    lines += ["", _("<b>Administrators of the staff group</b>:")]
-    if settings.telegram.staff_chat_id is None:
-        lines.append(_("STAFF_CHAT_ID is not set: nobody has cashier rights."))
-    else:
-        try:
-            admins = await bot.get_chat_administrators(settings.telegram.staff_chat_id)
-            people = [a.user for a in admins if not a.user.is_bot]
-            lines += [f"• {_person(user)}" for user in people] or [_("none")]
-        except TelegramAPIError as exc:
-            log.warning(
-                "getChatAdministrators(%s) failed: %s", settings.telegram.staff_chat_id, exc
-            )
-            lines.append(_("Could not read the staff group (is the bot a member?)."))
-        lines.append(_("Every member of the staff group may record sales."))
+    shops = await branches.listed()
+    if len(shops) <= 1:  # one shop: its staff group, as STAFF_CHAT_ID says
+        lines += ["", _("<b>Administrators of the staff group</b>:")]
+        if settings.telegram.staff_chat_id is None:
+            lines.append(_("STAFF_CHAT_ID is not set: nobody has cashier rights."))
+        else:
+            lines += await _group_admins(bot, settings.telegram.staff_chat_id)
+            lines.append(_("Every member of the staff group may record sales."))
+    else:  # a chain: each open branch's group and managers
+        for shop in (b for b in shops if b.is_open):
+            lines += [
+                "",
+                _("<b>{branch}</b>: administrators of its staff group").format(
+                    branch=html.escape(shop.name)
+                ),
+            ]
+            if shop.staff_chat_id is None:
+                lines.append(_("No staff group: nobody sells for this branch."))
+            else:
+                lines += await _group_admins(bot, shop.staff_chat_id)
+            if shop.managers:
+                who = ", ".join(_named(m, names) for m in shop.managers)
+                lines.append(_("Managers: {who}").format(who=who))
+        lines.append("")
+        lines.append(_("Every member of a branch's staff group may record sales for it."))
 
     lines += ["", _("<b>Recorded sales in the last 90 days</b>:")]
     lines += [

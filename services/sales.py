@@ -7,12 +7,13 @@ aware UTC datetime)::
     card = await sales.identify_number("100 045")        # TillCard
     card = await sales.identify_payload("c100045_…")     # signed QR payload → TillCard
     card = await sales.identify_payload("l100045_…")     # live QR (Mini App): fresh only
-    draft = await sales.quote(card.card_id, 250000, cashier_id, chat_id, now)   # DraftView
-    done = await sales.confirm(draft.id, actor_id, actor_is_owner, now)         # Confirmation
+    draft = await sales.quote(card.card_id, 250000, cashier_id, chat_id, now, branch_id=2)
+    done = await sales.confirm(draft.id, actor_id, oversight, now)              # Confirmation
     done = await sales.confirm(..., log_chat_id=staff_chat, cashier_name="Olga")  # + staff line
+    done = await sales.confirm(..., log_chats={1: -100111, 2: -100222})         # its branch's
     done.already            # True when the draft had been confirmed before (same purchase)
-    await sales.cancel(draft.id, actor_id, actor_is_owner, now)
-    await sales.void(done.purchase_id, actor_id, actor_is_owner, now)           # VoidResult
+    await sales.cancel(draft.id, actor_id, oversight, now)
+    await sales.void(done.purchase_id, actor_id, oversight, now)                # VoidResult
     await sales.issue("100045", "b2b", actor_id, now)                           # IssueResult
 
 Exactly once: `confirm` starts a fresh transaction whose FIRST statement is the conditional
@@ -29,11 +30,20 @@ bound to someone the bot can reach) and, when the caller names a chat to log to 
 outside the staff chat), its line there (`STAFF_LOG_KIND`). They are facts — the purchase's
 id and numbers, the tier reached, the card number, the cashier's name — rendered when they
 are sent (`handlers/outbox.py`): nothing is translated or formatted inside the transaction.
+
+Branches: a quote is made for a branch (`branch_id`, the first shop's by default) and the
+purchase belongs to it; a card works at its tier in every branch and cumulative tiers count the
+holder's spend in all of them. `log_chats` (branch id → staff group) sends a sale's line to its
+branch's group and a void's to the purchase's, except to `here_chat_id`, the chat the till works
+in (a receipt there is the log). Who may confirm, cancel or void someone else's sale is
+`oversight` (an `Oversight`): True for an owner (every branch), the branch ids a manager
+manages, False for a cashier (their own quotes; their own purchases within VOID_WINDOW_MIN).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -54,6 +64,7 @@ from sqlalchemy.orm import Session
 
 from db.database import Database, unsynced
 from db.models import (
+    MAIN_BRANCH_ID,
     Card,
     CardStatus,
     Client,
@@ -87,7 +98,8 @@ class DraftGone(DomainError):
 
 
 class NotYourDraft(DomainError):
-    """Only the cashier who made a quote (or an owner) may confirm or cancel it."""
+    """Only the cashier who made a quote (or an owner, or a manager of its branch) may confirm
+    or cancel it."""
 
 
 class PurchaseNotFound(DomainError):
@@ -97,8 +109,8 @@ class PurchaseNotFound(DomainError):
 
 
 class VoidNotAllowed(DomainError):
-    """A cashier may void only their own purchases, within VOID_WINDOW_MIN; `reason`:
-    not_yours | window_closed."""
+    """A cashier (and a manager, outside their branches) may void only their own purchases,
+    within VOID_WINDOW_MIN; `reason`: not_yours | window_closed."""
 
     def __init__(self, reason: str, window_min: int) -> None:
         super().__init__(f"void refused: {reason}")
@@ -134,6 +146,33 @@ class CardAlreadyIssued(DomainError):
     def __init__(self, number: str) -> None:
         super().__init__(f"card {number} is already issued")
         self.number = number
+
+
+# ------------------------------------------------------------------------ oversight
+Oversight = bool | Set[int]
+"""Whose quotes and purchases an actor may confirm, cancel and void besides their own: True
+every branch's (an owner), a set of branch ids those branches' (a manager), False none."""
+
+
+# (log_chat_id, log_chats, here_chat_id, cashier_name) as confirm and void take them
+_Log = tuple[int | None, Mapping[int, int | None] | None, int | None, str | None]
+
+
+def oversees(oversight: Oversight, branch_id: int) -> bool:
+    if isinstance(oversight, bool):
+        return oversight
+    return branch_id in oversight
+
+
+def _log_chat(
+    log_chat_id: int | None,
+    log_chats: Mapping[int, int | None] | None,
+    here_chat_id: int | None,
+    branch_id: int,
+) -> int | None:
+    """Where a sale's or a void's staff-log line goes (see the module docstring)."""
+    chat = log_chat_id if log_chats is None else log_chats.get(branch_id)
+    return None if chat is None or chat == here_chat_id else chat
 
 
 # ------------------------------------------------------------------------ results
@@ -178,6 +217,7 @@ class DraftView:
     hand_out_pct: int | None
     promo_name: str | None = None  # the happy hour whose bonus the quote includes
     promo_pct: int = 0
+    branch_id: int = MAIN_BRANCH_ID
 
 
 @dataclass(frozen=True)
@@ -208,6 +248,7 @@ class Confirmation:
     tier_pct: int  # the card's tier after this purchase
     next_tier: pricing.NextTier | None
     voided: bool = False  # a repeated confirm of a purchase voided since (`already` is True)
+    branch_id: int = MAIN_BRANCH_ID
 
 
 @dataclass(frozen=True)
@@ -222,6 +263,7 @@ class VoidResult:
     customer: CustomerRef | None
     chat_id: int | None  # where the receipt is, when the purchase came from a quote
     message_id: int | None
+    branch_id: int = MAIN_BRANCH_ID
 
 
 @dataclass(frozen=True)
@@ -348,6 +390,11 @@ class SalesService:
         )
         return await self.db.read(self._identify, scanned.number, scanned.live, now)
 
+    async def identify_again(self, number: str) -> TillCard:
+        """A card identified a moment ago (its QR or number checked then: the till asked the
+        cashier something in between), read again."""
+        return await self.db.read(self._identify, number, True, self.clock())
+
     def _identify(self, session: Session, number: str, live: bool, now: datetime) -> TillCard:
         # One statement for the card, its holder's name and purchase history (a till is busy).
         card = _identify_statement().execute(session, {"p_number": number}).first()
@@ -380,13 +427,23 @@ class SalesService:
 
     # ------------------------------------------------------------------- quote
     async def quote(
-        self, card_id: int, amount_minor: int, cashier_id: int, chat_id: int, now: datetime
+        self,
+        card_id: int,
+        amount_minor: int,
+        cashier_id: int,
+        chat_id: int,
+        now: datetime,
+        *,
+        branch_id: int = MAIN_BRANCH_ID,
     ) -> DraftView:
-        """Price a purchase and store it as an open draft that expires after DRAFT_TTL_MIN.
+        """Price a purchase made in `branch_id` and store it as an open draft that expires after
+        DRAFT_TTL_MIN (the card's tier is the chain's: spend in every branch counts).
 
         The cashier's earlier open quotes for the same card are replaced: only the newest one can
         be confirmed, so an old ✅ pressed after a new quote was confirmed records nothing."""
-        return await self.db.write(self._quote, card_id, amount_minor, cashier_id, chat_id, now)
+        return await self.db.write(
+            self._quote, card_id, amount_minor, cashier_id, chat_id, now, branch_id
+        )
 
     @unsynced  # a quote lost in a power cut is scanned again; the sale itself is synced
     def _quote(
@@ -397,6 +454,7 @@ class SalesService:
         cashier_id: int,
         chat_id: int,
         now: datetime,
+        branch_id: int,
     ) -> DraftView:
         cumulative_tiers = self.settings.pricing.cumulative_tiers
         card = (
@@ -425,6 +483,7 @@ class SalesService:
             card_id=card.id,
             cashier_id=cashier_id,
             chat_id=chat_id,
+            branch_id=branch_id,
             amount=q.amount,
             base_pct=q.base_pct,
             amount_tier_pct=q.amount_tier_pct,
@@ -473,6 +532,7 @@ class SalesService:
             hand_out_pct=hand_out,
             promo_name=None if promo is None else promo.name,
             promo_pct=q.promo_pct,
+            branch_id=branch_id,
         )
 
     # ----------------------------------------------------------------- confirm
@@ -480,24 +540,28 @@ class SalesService:
         self,
         draft_id: str,
         actor_id: int,
-        actor_is_owner: bool,
+        oversight: Oversight,
         now: datetime,
         *,
         message_id: int | None = None,
         log_chat_id: int | None = None,
+        log_chats: Mapping[int, int | None] | None = None,
+        here_chat_id: int | None = None,
         cashier_name: str | None = None,
     ) -> Confirmation:
-        """Turn an open draft into exactly one purchase (see the module docstring).
+        """Turn an open draft into exactly one purchase of the draft's branch (see the module
+        docstring). `oversight`: whose quotes besides their own the actor may confirm.
 
         `message_id` (optional) remembers the receipt message so that a later /void can edit it.
         The customer's receipt is queued in the purchase's own transaction, and so is a line
-        for `log_chat_id` (the staff chat, for a sale made elsewhere) naming `cashier_name`:
-        a sale and its messages are recorded together or not at all. A repeated confirm
-        queues nothing.
+        naming `cashier_name` for `log_chat_id` (the staff chat, for a sale made elsewhere) —
+        or, given `log_chats`, for the staff group of the sale's branch unless that is
+        `here_chat_id`: a sale and its messages are recorded together or not at all. A repeated
+        confirm queues nothing.
         """
-        log = (log_chat_id, cashier_name)
+        log = (log_chat_id, log_chats, here_chat_id, cashier_name)
         return await self.db.write(
-            self._confirm, draft_id, actor_id, actor_is_owner, now, message_id, log
+            self._confirm, draft_id, actor_id, oversight, now, message_id, log
         )
 
     def _confirm(
@@ -505,13 +569,17 @@ class SalesService:
         session: Session,
         draft_id: str,
         actor_id: int,
-        actor_is_owner: bool,
+        oversight: Oversight,
         now: datetime,
         message_id: int | None,
-        log: tuple[int | None, str | None],
+        log: _Log,
     ) -> Confirmation:
         params = {"p_id": draft_id, "p_now": now, "p_actor": actor_id, "p_message": message_id}
-        statement = _confirm_statement(actor_is_owner, message_id is not None)
+        with_message = message_id is not None
+        if isinstance(oversight, bool) or not oversight:
+            statement: Any = _confirm_statement(bool(oversight), with_message)
+        else:  # a manager: rare, so a statement built for their branches
+            statement = _ConfirmInBranches(oversight, with_message)
         for _attempt in range(3):
             # The sqlite3 driver begins the transaction right before this first write.
             row = statement.execute(session, params).first()
@@ -523,7 +591,7 @@ class SalesService:
                     session.rollback()
             else:
                 session.rollback()
-            result = self._already(session, draft_id, actor_id, actor_is_owner, now)
+            result = self._already(session, draft_id, actor_id, oversight, now)
             if result is not None:
                 return result
         raise DraftGone("not_found")  # pragma: no cover - only after repeated lost races
@@ -535,7 +603,7 @@ class SalesService:
         draft: Any,
         actor_id: int,
         now: datetime,
-        log: tuple[int | None, str | None],
+        log: _Log,
     ) -> Confirmation:
         # The card's row first: two sales on one card (two tills, two workers) take turns
         # from here, so each recount of its lifetime figures sees the other's purchase.
@@ -552,6 +620,7 @@ class SalesService:
             "promo_pct": draft.promo_pct,
             "cashier_id": draft.cashier_id,
             "draft_id": draft_id,
+            "branch_id": draft.branch_id,
             "source": PurchaseSource.BOT,
             "created_at": now,
         }
@@ -620,7 +689,9 @@ class SalesService:
             spend=spend,
         )
         tiers = bool(self.settings.pricing.cumulative_tiers)
-        queue_messages(session, _sale_messages(done, *log, tiers), now)
+        log_chat_id, log_chats, here_chat_id, cashier_name = log
+        chat = _log_chat(log_chat_id, log_chats, here_chat_id, draft.branch_id)
+        queue_messages(session, _sale_messages(done, chat, cashier_name, tiers), now)
         if card.client_id is not None:  # a referred friend's first purchase rewards both
             referrals.reward_first_purchase(
                 session, self.settings, card.client_id, purchase_id, now
@@ -629,13 +700,13 @@ class SalesService:
         return done
 
     def _already(
-        self, session: Session, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
+        self, session: Session, draft_id: str, actor_id: int, oversight: Oversight, now: datetime
     ) -> Confirmation | None:
         """Why the conditional update matched nothing; None when it is worth another try."""
         draft = session.get(SaleDraft, draft_id, populate_existing=True)
         if draft is None:
             raise DraftGone("not_found")
-        if not actor_is_owner and draft.cashier_id != actor_id:
+        if draft.cashier_id != actor_id and not oversees(oversight, draft.branch_id):
             raise NotYourDraft(f"draft {draft_id} belongs to another cashier")
         if draft.status == DraftStatus.CONFIRMED:
             purchase = session.execute(
@@ -707,22 +778,24 @@ class SalesService:
             tier_pct=tier,
             next_tier=next_tier,
             voided=purchase.get("voided_at") is not None,
+            branch_id=purchase.get("branch_id", draft.branch_id),
         )
 
     # ------------------------------------------------------------------ cancel
     async def cancel(
-        self, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
+        self, draft_id: str, actor_id: int, oversight: Oversight, now: datetime
     ) -> str:
-        """Drop an open draft; returns the card number. Cancelling twice is harmless."""
-        return await self.db.write(self._cancel, draft_id, actor_id, actor_is_owner, now)
+        """Drop an open draft (the actor's own, or one `oversight` covers); returns the card
+        number. Cancelling twice is harmless."""
+        return await self.db.write(self._cancel, draft_id, actor_id, oversight, now)
 
     def _cancel(
-        self, session: Session, draft_id: str, actor_id: int, actor_is_owner: bool, now: datetime
+        self, session: Session, draft_id: str, actor_id: int, oversight: Oversight, now: datetime
     ) -> str:
         draft = session.get(SaleDraft, draft_id)
         if draft is None:
             raise DraftGone("not_found")
-        if not actor_is_owner and draft.cashier_id != actor_id:
+        if draft.cashier_id != actor_id and not oversees(oversight, draft.branch_id):
             raise NotYourDraft(f"draft {draft_id} belongs to another cashier")
         number = session.scalar(select(Card.number).where(Card.id == draft.card_id))
         if not self._close_draft(session, draft_id, DraftStatus.CANCELLED, actor_id, now):
@@ -755,26 +828,30 @@ class SalesService:
         self,
         purchase_id: int,
         actor_id: int,
-        actor_is_owner: bool,
+        oversight: Oversight,
         now: datetime,
         *,
         log_chat_id: int | None = None,
+        log_chats: Mapping[int, int | None] | None = None,
+        here_chat_id: int | None = None,
         cashier_name: str | None = None,
     ) -> VoidResult:
         """Mark a purchase voided (the row stays, it stops counting) and return its offer.
-        The customer is told, and `log_chat_id` gets a line naming `cashier_name`: queued in
-        the void's own transaction."""
-        log = (log_chat_id, cashier_name)
-        return await self.db.write(self._void, purchase_id, actor_id, actor_is_owner, now, log)
+        Anyone may void their own purchase within VOID_WINDOW_MIN; an owner any purchase, a
+        manager any of their branches' (`oversight`). The customer is told, and `log_chat_id`
+        — or, given `log_chats`, the purchase's branch's group unless it is `here_chat_id` —
+        gets a line naming `cashier_name`: queued in the void's own transaction."""
+        log = (log_chat_id, log_chats, here_chat_id, cashier_name)
+        return await self.db.write(self._void, purchase_id, actor_id, oversight, now, log)
 
     def _void(
         self,
         session: Session,
         purchase_id: int,
         actor_id: int,
-        actor_is_owner: bool,
+        oversight: Oversight,
         now: datetime,
-        log: tuple[int | None, str | None],
+        log: _Log,
     ) -> VoidResult:
         purchase = session.get(Purchase, purchase_id, populate_existing=True)
         if purchase is None:
@@ -782,7 +859,7 @@ class SalesService:
         if purchase.voided_at is not None:
             raise AlreadyVoided(purchase_id)
         window = self.settings.pricing.void_window_min
-        if not actor_is_owner:
+        if not oversees(oversight, purchase.branch_id):
             if purchase.cashier_id != actor_id:
                 raise VoidNotAllowed("not_yours", window)
             if now >= purchase.created_at + timedelta(minutes=window):
@@ -794,8 +871,9 @@ class SalesService:
             purchase.paid_amount,
             purchase.created_at,
             purchase.draft_id,
+            purchase.branch_id,
         )
-        card_id, amount, discount, paid, created_at, draft_id = facts
+        card_id, amount, discount, paid, created_at, draft_id, branch_id = facts
         session.rollback()  # the conditional update below starts the write transaction
         _lock_card_statement().execute(session, {"p_card": card_id})  # as a sale does
         result = session.execute(
@@ -847,8 +925,11 @@ class SalesService:
             customer=_customer(session, client_id),
             chat_id=where[0] if where else None,
             message_id=where[1] if where else None,
+            branch_id=branch_id,
         )
-        queue_messages(session, _void_messages(voided, *log), now)
+        log_chat_id, log_chats, here_chat_id, cashier_name = log
+        chat = _log_chat(log_chat_id, log_chats, here_chat_id, branch_id)
+        queue_messages(session, _void_messages(voided, chat, cashier_name), now)
         session.commit()
         return voided
 
@@ -1013,8 +1094,23 @@ def _confirm_statement(by_owner: bool, with_message: bool) -> Prepared:
             drafts.offer_pct,
             drafts.promo_id,
             drafts.promo_pct,
+            drafts.branch_id,
         )
     )
+
+
+class _ConfirmInBranches:
+    """`_confirm_statement` for a manager: their own quotes or any of their branches' (an
+    expanding IN, so a plain statement through the session; managers confirm rarely)."""
+
+    def __init__(self, branch_ids: Set[int], with_message: bool) -> None:
+        prepared = _confirm_statement(True, with_message).statement
+        drafts = SaleDraft.__table__.c
+        mine = drafts.cashier_id == bindparam("p_actor")
+        self.statement = prepared.where(or_(mine, drafts.branch_id.in_(sorted(branch_ids))))
+
+    def execute(self, session: Session, params: dict[str, Any]) -> Any:
+        return session.execute(self.statement, params)
 
 
 @cache
@@ -1101,9 +1197,11 @@ __all__ = [
     "IssueResult",
     "NotYourDraft",
     "OfferView",
+    "Oversight",
     "PurchaseNotFound",
     "SalesService",
     "TillCard",
     "VoidNotAllowed",
     "VoidResult",
+    "oversees",
 ]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import fsm_storage
-from db.models import ConversationState, Purchase
+from db.models import MAIN_BRANCH_ID, ConversationState, Purchase
 from tests.conftest import CASHIER_ID, REDIS_URL, STAFF_CHAT_ID
 from tests.till_helpers import seed_card
 from tests.wallet_helpers import card, eventually, join, seed_cards
@@ -85,11 +85,12 @@ async def test_a_sale_keeps_its_conversation_in_two_writes(
         await group.send(cashier, "100045")
         prompt = await group.wait_message("Enter the purchase amount")
         await eventually(kept)  # written while the prompt travels: maybe a moment after it
-        assert await conversations() == [("TillStates:amount", {"card_id": card_id})]
+        step = {"card_id": card_id, "number": "100045", "branch_id": MAIN_BRANCH_ID}
+        assert await conversations() == [("TillStates:amount", step)]
         await group.send(cashier, "1500", reply_to=prompt)
         await group.wait_message("To pay")
         await eventually(gone)
-    assert writes == [("TillStates:amount", {"card_id": card_id}), (None, {})]
+    assert writes == [("TillStates:amount", step), (None, {})]
 
 
 async def test_a_stop_lets_the_updates_in_flight_finish(app_with: Any) -> None:

@@ -123,7 +123,8 @@ async function showCard() {
   const recent = el("section", {}, el("h3", { text: t("recent") }),
     card.recent.length
       ? el("ul", { class: "recent" }, card.recent.map((p) => el("li", { class: p.voided ? "voided" : "" },
-        t("purchase_line", { when: p.when, amount: p.amount, saved: p.saved }), p.voided ? ` ${t("cancelled")}` : "")))
+        t("purchase_line", { when: p.when, amount: p.amount, saved: p.saved }),
+        p.shop ? ` · 📍 ${p.shop}` : "", p.voided ? ` ${t("cancelled")}` : "")))
       : el("p", { class: "muted", text: t("no_purchases") }));
   const progress = card.next_tier
     ? el("div", { class: "tier" },

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bot.logging_setup import setup_logging
@@ -69,18 +70,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def warn_about_missing_roles(settings: Settings) -> None:
-    """The bot runs without owners or a staff group, but whole features are then off: say so."""
+def warn_about_missing_roles(settings: Settings, staff_groups: Sequence[int] = ()) -> None:
+    """The bot runs without owners or a staff group, but whole features are then off: say so.
+    `staff_groups`: the staff groups of the chain's other open branches, if any."""
     if not settings.telegram.owner_ids:
         log.warning(
             "OWNER_IDS is empty: nobody is an owner, so nobody gets the owner commands (/stats, "
             "/digest, /export, /block …), the weekly digest or the owner alerts; set OWNER_IDS "
             "to your Telegram id"
         )
-    if settings.telegram.staff_chat_id is None:
+    if settings.telegram.staff_chat_id is None and not staff_groups:
         log.warning(
             "STAFF_CHAT_ID is empty: there are no cashiers (only owners can record sales) and "
             "sales are not logged to a staff group; set STAFF_CHAT_ID to the staff group's id"
+        )
+    elif settings.telegram.staff_chat_id is None:
+        log.warning(
+            "STAFF_CHAT_ID is empty: the first shop (%s) has no staff group, so nobody but the "
+            "owners and its managers sells for it; set STAFF_CHAT_ID to its staff group's id",
+            settings.store.name,
         )
 
 
@@ -204,7 +212,8 @@ async def run_polling(settings: Settings, *, webhook: bool = False) -> None:
             leadership = leader_of(bot, dp, settings, sessionmaker, webhook=webhook)
             freeze_startup_heap()
             log.info("starting @%s (id %s)", me.username, me.id)
-            warn_about_missing_roles(settings)
+            others = [b.staff_chat_id for b in await dp["branches"].open() if not b.is_main]
+            warn_about_missing_roles(settings, [c for c in others if c is not None])
             if webhook:
                 from bot.webhook import serve_webhook
 

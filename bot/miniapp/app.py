@@ -5,8 +5,10 @@ one the answer is 401 and nothing is read or written. Roles are the chat's: a cu
 their live card; a cashier (a member of the staff group) and an owner use the till; an owner
 sees the dashboard. The till calls the same `SalesService` as the chat till, so a sale is
 recorded exactly once whichever way it was rung up, and its receipt reaches the customer and
-the staff group through the same outbox. Texts come from the same catalogs, in the caller's
-language (their stored one, else their Telegram app's).
+the staff group of the sale's branch through the same outbox. The till sells for the caller's
+shop as the chat's till does (handlers/till/branch.py): the one they work in, else the one they
+chose with /branch in the chat (else the page says to choose it there). Texts come from the same
+catalogs, in the caller's language (their stored one, else their Telegram app's).
 
     GET  /app/                       the page;   GET /app/static/{name}  its script and style
     GET  /app/api/me                 role, language, the page's words, the store
@@ -51,8 +53,10 @@ from handlers import formatting
 from handlers.errors import render_error
 from handlers.owner_reports import export_labels
 from handlers.roles import Role, StaffDirectory
+from handlers.till.branch import choices, log_groups, oversight, shop_name
 from handlers.till.views import render_card, render_quote, render_receipt, render_voided
 from services import qr_payload
+from services.branches import BranchInfo, BranchService
 from services.cards import group_number
 from services.clock import Clock
 from services.delivery import Outbox
@@ -104,6 +108,7 @@ class MiniApp:
         self.staff = staff
         self.outbox = outbox
         self.clock = clock
+        self.branches = staff.branches or BranchService(db, settings, clock)
         services = build_services(db, settings, clock)  # the ones the chat handlers get
         self.sales: SalesService = services["sales"]
         self.wallet: WalletService = services["wallet"]
@@ -219,6 +224,8 @@ class MiniApp:
             )
         offers = await self.wallet.offers(visit.caller.user_id)
         history = await self.wallet.history(visit.caller.user_id)
+        # In a chain each purchase names its shop, as the chat's history does.
+        shops = await self.branches.names() if await self.branches.is_chain() else {}
         money = formatting.money
         return _json(
             {
@@ -247,6 +254,7 @@ class MiniApp:
                         "amount": money(item.amount, self.settings),
                         "saved": money(item.discount_amount, self.settings),
                         "voided": item.voided,
+                        "shop": shops.get(item.branch_id),
                     }
                     for item in history.items[:5]
                 ],
@@ -279,11 +287,30 @@ class MiniApp:
 
     # ------------------------------------------------------------------ till
 
+    async def _shop(self, visit: Visit) -> BranchInfo | None:
+        """The shop the caller sells for: the one they work in, else the one they chose with
+        /branch in the chat; None when they work in several and chose none of them."""
+        user_id = visit.caller.user_id
+        found = await choices(self.bot, user_id, visit.role, self.staff, self.branches)
+        if len(found) == 1:
+            return found[0]
+        chosen = await self.branches.chosen(user_id)
+        return next((b for b in found if b.id == chosen), None)
+
+    def _no_shop(self) -> web.Response:
+        message = _(
+            "You sell in several shops: send /branch to the bot in the chat, choose the shop, "
+            "then come back here."
+        )
+        return _json({"error": "no_shop", "message": message}, status=409)
+
     async def _identify(self, request: web.Request, visit: Visit) -> web.StreamResponse:
         body = await _body(request)
         text = body.get("text")
         if not isinstance(text, str) or not text.strip() or len(text) > 512:
             return _bad("text")
+        if await self._shop(visit) is None:  # said before the card, not after the amount
+            return self._no_shop()
         payload = qr_payload.extract(text)
         if payload is not None:
             card = await self.sales.identify_payload(payload)
@@ -299,10 +326,15 @@ class MiniApp:
         minor = parse_amount(
             amount, self.settings.store.currency_exponent, self.settings.pricing.max_purchase
         )
+        shop = await self._shop(visit)
+        if shop is None:
+            return self._no_shop()
+        user_id = visit.caller.user_id
         draft = await self.sales.quote(
-            card_id, minor, visit.caller.user_id, visit.caller.user_id, visit.now
+            card_id, minor, user_id, user_id, visit.now, branch_id=shop.id
         )
-        return _json({"draft_id": draft.id, "html": render_quote(draft, self.settings)})
+        name = await shop_name(self.branches, shop.id, private=True)
+        return _json({"draft_id": draft.id, "html": render_quote(draft, self.settings, name)})
 
     async def _confirm(self, request: web.Request, visit: Visit) -> web.StreamResponse:
         draft_id = _draft_id(await _body(request))
@@ -311,9 +343,9 @@ class MiniApp:
         done = await self.sales.confirm(
             draft_id,
             visit.caller.user_id,
-            visit.role >= Role.OWNER,
+            await oversight(visit.role, visit.caller.user_id, self.staff),
             visit.now,
-            log_chat_id=self.settings.telegram.staff_chat_id,  # as a sale in a private chat
+            log_chats=await log_groups(self.branches),  # as a sale in a private chat
             cashier_name=visit.caller.first_name,
         )
         if not done.already:
@@ -322,7 +354,8 @@ class MiniApp:
             note, html = _("This purchase was voided."), render_voided(done, self.settings)
         else:
             note = _("Already confirmed.") if done.already else _("Recorded.")
-            html = render_receipt(done, self.settings)
+            name = await shop_name(self.branches, done.branch_id, private=True)
+            html = render_receipt(done, self.settings, name)
         return _json(
             {
                 "purchase_id": done.purchase_id,
@@ -337,7 +370,8 @@ class MiniApp:
         draft_id = _draft_id(await _body(request))
         if draft_id is None:
             return _bad("draft_id")
-        await self.sales.cancel(draft_id, visit.caller.user_id, visit.role >= Role.OWNER, visit.now)
+        allowed = await oversight(visit.role, visit.caller.user_id, self.staff)
+        await self.sales.cancel(draft_id, visit.caller.user_id, allowed, visit.now)
         return _json({"ok": True})
 
     async def _void(self, request: web.Request, visit: Visit) -> web.StreamResponse:
@@ -348,9 +382,9 @@ class MiniApp:
         result = await self.sales.void(
             purchase_id,
             visit.caller.user_id,
-            visit.role >= Role.OWNER,
+            await oversight(visit.role, visit.caller.user_id, self.staff),
             visit.now,
-            log_chat_id=self.settings.telegram.staff_chat_id,
+            log_chats=await log_groups(self.branches),  # the purchase's branch's group
             cashier_name=visit.caller.first_name,
         )
         self.outbox.notify()

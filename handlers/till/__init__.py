@@ -1,8 +1,12 @@
 """The till: staff identify a card, enter the amount, see the discount and confirm exactly once.
 
-Works in a private chat with the bot and in the staff group. A card is identified by the QR
-deep link (`/start <payload>`), by the link or payload typed by a scanner or pasted, by a photo
-of the QR, by `/sale 100045`, or (staff group only) by the bare number. The QR is the card
+Works in a private chat with the bot and in every open branch's staff group: a sale made in a
+group is that branch's; in a private chat it is for the shop the cashier works in, asked once
+when they work in several (`branch.py`; `/branch` switches, in a chain only).
+
+A card is identified by the QR deep link (`/start <payload>`), by the link or payload typed by
+a scanner or pasted, by a photo of the QR, by `/sale 100045`, or (staff group only) by the
+bare number. The QR is the card
 image's static one or the Mini App's live one (fresh only); which ways a card is accepted by
 is the sales service's rule (`SalesService.identify_payload`, STATIC_QR). The amount prompt is a
 ForceReply so that it also works in a group with privacy mode on: there the amount must be a
@@ -35,11 +39,13 @@ from handlers.till.base import (
     TillStates,
     payload_candidate,
 )
+from handlers.till.branch import IsChain, SellForCb
 from handlers.till.callbacks import cancel_sale, confirm_sale, refuse_callback, void_sale
 from handlers.till.commands import issue_card, void_command
 from handlers.till.identify import sale_by_number, scan_deep_link, scan_photo, scan_text
 from handlers.till.quote import number_in_staff_group, take_amount
 from handlers.till.receipts import ReceiptLocks
+from handlers.till.shops import branch_command, choose_shop, refuse_choice
 from handlers.till.views import sale_line
 from services import qr_payload
 
@@ -69,10 +75,15 @@ def setup() -> Router:
     )
     router.message.register(issue_card, Command("issue"))
     router.message.register(void_command, Command("void"))
+    router.message.register(branch_command, Command("branch"), IsChain())
     router.callback_query.register(confirm_sale, TillCb.filter(F.action == "ok"), IsStaff())
     router.callback_query.register(cancel_sale, TillCb.filter(F.action == "no"), IsStaff())
     router.callback_query.register(void_sale, TillCb.filter(F.action == "void"), IsStaff())
     router.callback_query.register(
         refuse_callback, Match(F.data.startswith(TillCb.__prefix__ + ":"))
+    )
+    router.callback_query.register(choose_shop, SellForCb.filter(), IsStaff())
+    router.callback_query.register(
+        refuse_choice, Match(F.data.startswith(SellForCb.__prefix__ + ":"))
     )
     return router

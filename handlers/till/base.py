@@ -14,8 +14,8 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import lazy_gettext as __
 
-from config import Settings
 from services import qr_payload
+from services.branches import BranchInfo, BranchService
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ PROMPT = __("Enter the purchase amount in reply to this message.")
 
 class TillStates(StatesGroup):
     amount = State()
+    branch = State()  # a cashier of several shops asked which one they sell in
 
 
 class TillCb(CallbackData, prefix="till"):
@@ -41,18 +42,26 @@ class TillCb(CallbackData, prefix="till"):
 
 
 class TillChat(Filter):
-    """A private chat with the bot or the staff group; other groups are not a till."""
+    """A private chat with the bot or an open branch's staff group; other groups are not a till.
+    The handlers get the group's branch as `shop` (None in a private chat: see branch.py)."""
 
-    async def __call__(self, message: Message, settings: Settings) -> bool:
-        return message.chat.type == "private" or message.chat.id == settings.telegram.staff_chat_id
+    async def __call__(
+        self, message: Message, branches: BranchService
+    ) -> bool | dict[str, BranchInfo | None]:
+        if message.chat.type == "private":
+            return _PRIVATE
+        shop = await branches.by_chat(message.chat.id)  # in memory (the branch cache)
+        return False if shop is None else {"shop": shop}
+
+
+_PRIVATE: dict[str, BranchInfo | None] = {"shop": None}
 
 
 class InStaffGroup(Filter):
-    async def __call__(self, message: Message, settings: Settings) -> bool:
-        return (
-            settings.telegram.staff_chat_id is not None
-            and message.chat.id == settings.telegram.staff_chat_id
-        )
+    """An open branch's staff group (`TillChat` found its branch)."""
+
+    async def __call__(self, message: Message, shop: BranchInfo | None = None) -> bool:
+        return shop is not None
 
 
 class AmountAnswer(Filter):

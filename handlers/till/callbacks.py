@@ -17,11 +17,12 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 
 from config import Settings
-from handlers.roles import Role
+from handlers.roles import Role, StaffDirectory
 from handlers.till.base import TillCb
-from handlers.till.commands import _log_chat
+from handlers.till.branch import log_groups, oversight, shop_name
 from handlers.till.receipts import ReceiptLocks, after_commit, show_receipt
 from handlers.till.views import _who, render_receipt, render_voided, void_keyboard
+from services.branches import BranchService
 from services.cards import group_number
 from services.delivery import Outbox
 from services.sales import (
@@ -37,13 +38,17 @@ async def confirm_sale(
     sales: SalesService,
     receipt_locks: ReceiptLocks,
     role: Role,
+    staff: StaffDirectory,
+    branches: BranchService,
     settings: Settings,
     now: datetime,
 ) -> None:
     message = cq.message if isinstance(cq.message, Message) else None
     where = (message.chat.id, message.message_id) if message else (None, None)
     async with receipt_locks.hold(*where):
-        await _confirm(cq, callback_data, bot, message, outbox, sales, role, settings, now)
+        await _confirm(
+            cq, callback_data, bot, message, outbox, sales, role, staff, branches, settings, now
+        )
 
 
 async def _confirm(
@@ -54,16 +59,21 @@ async def _confirm(
     outbox: Outbox,
     sales: SalesService,
     role: Role,
+    staff: StaffDirectory,
+    branches: BranchService,
     settings: Settings,
     now: datetime,
 ) -> None:
+    private = message is None or message.chat.type == "private"
     done = await sales.confirm(
         callback_data.ref,
         cq.from_user.id,
-        role >= Role.OWNER,
+        await oversight(role, cq.from_user.id, staff),
         now,
         message_id=message.message_id if message else None,
-        log_chat_id=_log_chat(message.chat.type if message else "private", settings),
+        # A sale made outside its branch's group is logged there (the receipt is the log in it).
+        log_chats=await log_groups(branches),
+        here_chat_id=None if private or message is None else message.chat.id,
         cashier_name=_who(cq.from_user),
     )
     if not done.already:
@@ -73,7 +83,8 @@ async def _confirm(
         note, text, markup = _("This purchase was voided."), render_voided(done, settings), None
     else:
         note = _("Already confirmed.") if done.already else _("Recorded.")
-        text, markup = render_receipt(done, settings), void_keyboard(done.purchase_id)
+        shop = await shop_name(branches, done.branch_id, private)
+        text, markup = render_receipt(done, settings, shop), void_keyboard(done.purchase_id)
     # The answer and the receipt go out at once: the cashier waits one Bot API round trip.
     answering = after_commit(lambda: cq.answer(note), "answering ✅")
     if message is None:
@@ -83,9 +94,15 @@ async def _confirm(
 
 
 async def cancel_sale(
-    cq: CallbackQuery, callback_data: TillCb, sales: SalesService, role: Role, now: datetime
+    cq: CallbackQuery,
+    callback_data: TillCb,
+    sales: SalesService,
+    role: Role,
+    staff: StaffDirectory,
+    now: datetime,
 ) -> None:
-    number = await sales.cancel(callback_data.ref, cq.from_user.id, role >= Role.OWNER, now)
+    allowed = await oversight(role, cq.from_user.id, staff)
+    number = await sales.cancel(callback_data.ref, cq.from_user.id, allowed, now)
     await cq.answer(_("Cancelled."))
     if isinstance(cq.message, Message):
         with contextlib.suppress(TelegramBadRequest):
@@ -101,6 +118,8 @@ async def void_sale(
     sales: SalesService,
     receipt_locks: ReceiptLocks,
     role: Role,
+    staff: StaffDirectory,
+    branches: BranchService,
     settings: Settings,
     now: datetime,
 ) -> None:
@@ -108,15 +127,16 @@ async def void_sale(
         await cq.answer(_("Not allowed."), show_alert=True)
         return
     message = cq.message if isinstance(cq.message, Message) else None
-    chat_type = message.chat.type if message is not None else "private"
+    here = message.chat.id if message is not None and message.chat.type != "private" else None
     where = (message.chat.id, message.message_id) if message else (None, None)
     async with receipt_locks.hold(*where):
         result = await sales.void(
             int(callback_data.ref),
             cq.from_user.id,
-            role >= Role.OWNER,
+            await oversight(role, cq.from_user.id, staff),
             now,
-            log_chat_id=_log_chat(chat_type, settings),
+            log_chats=await log_groups(branches),
+            here_chat_id=here,
             cashier_name=_who(cq.from_user),
         )
         outbox.notify()

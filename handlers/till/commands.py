@@ -13,9 +13,11 @@ from aiogram.utils.i18n import gettext as _
 
 from config import Settings
 from handlers import formatting
-from handlers.roles import Role
+from handlers.roles import Role, StaffDirectory
+from handlers.till.branch import log_groups, oversight
 from handlers.till.receipts import ReceiptLocks, after_commit
 from handlers.till.views import _who, render_voided
+from services.branches import BranchService
 from services.cards import group_number
 from services.delivery import Outbox
 from services.sales import (
@@ -52,6 +54,8 @@ async def void_command(
     sales: SalesService,
     receipt_locks: ReceiptLocks,
     role: Role,
+    staff: StaffDirectory,
+    branches: BranchService,
     settings: Settings,
     now: datetime,
 ) -> None:
@@ -63,9 +67,11 @@ async def void_command(
     result = await sales.void(
         int(ref),
         message.from_user.id,
-        role >= Role.OWNER,
+        await oversight(role, message.from_user.id, staff),
         now,
-        log_chat_id=_log_chat(message.chat.type, settings),
+        # Logged in the purchase's branch's group, unless it is this chat.
+        log_chats=await log_groups(branches),
+        here_chat_id=None if message.chat.type == "private" else message.chat.id,
         cashier_name=_who(message.from_user),
     )
     outbox.notify()
@@ -81,9 +87,3 @@ async def void_command(
                 ),
                 "marking the receipt voided",
             )
-
-
-def _log_chat(chat_type: str, settings: Settings) -> int | None:
-    """Where a sale (or a void) made in this chat is logged: the staff chat, unless the
-    cashier works there already (then the receipt is the log)."""
-    return settings.telegram.staff_chat_id if chat_type == "private" else None

@@ -17,9 +17,12 @@ from aiogram.utils.i18n import gettext as _
 from bot.fsm_storage import set_step
 from config import Settings
 from handlers.errors import render_error
+from handlers.roles import Role, StaffDirectory
 from handlers.till.base import PROMPT, _is_reply_to_bot
-from handlers.till.identify import _show_card
+from handlers.till.branch import CHOSEN, ask_shop, private_shop
+from handlers.till.identify import Till, show_card
 from handlers.till.views import quote_keyboard, render_quote
+from services.branches import BranchInfo, BranchService
 from services.cards import group_number
 from services.errors import CardNotFound, InvalidAmount, InvalidCardNumber
 from services.money import parse_amount
@@ -35,6 +38,10 @@ async def take_amount(
     state: FSMContext,
     settings: Settings,
     now: datetime,
+    role: Role,
+    staff: StaffDirectory,
+    branches: BranchService,
+    shop: BranchInfo | None = None,
 ) -> None:
     assert message.text is not None and message.from_user is not None
     if message.chat.type != "private" and not _is_reply_to_bot(message, bot):
@@ -42,7 +49,7 @@ async def take_amount(
         # one (the cashier moved on to the next customer); anything else is the amount.
         with contextlib.suppress(CardNotFound, InvalidCardNumber):
             card = await sales.identify_number(message.text.strip())
-            await _show_card(message, card, state, settings)
+            await show_card(message, card, Till(bot, state, settings, role, staff, branches, shop))
             return
     data = await state.get_data()
     try:
@@ -58,20 +65,39 @@ async def take_amount(
         else:
             await message.reply(f"{reason}\n{PROMPT}", reply_markup=markup)
         return
+    if shop is None:  # a private chat: the shop the card was shown for, if it is still open
+        shop = await branches.get(int(data.get("branch_id", 0)))
+        if shop is None or not shop.is_open:
+            found = await private_shop(bot, message.from_user.id, role, staff, branches, state)
+            if not isinstance(found, BranchInfo):
+                await ask_shop(message, found, state, data.get("number"))
+                return
+            shop = found
     draft = await sales.quote(
-        int(data["card_id"]), amount, message.from_user.id, message.chat.id, now
+        int(data["card_id"]), amount, message.from_user.id, message.chat.id, now, branch_id=shop.id
     )
-    # The finished step is forgotten while the quote travels (the draft holds the sale now).
-    text, markup = render_quote(draft, settings), quote_keyboard(draft.id)
+    # The finished step is forgotten while the quote travels (the draft holds the sale now);
+    # the shop a cashier of several chose stays with the conversation.
+    name = shop.name if CHOSEN in data else None
+    text, markup = render_quote(draft, settings, shop=name), quote_keyboard(draft.id)
 
     async def show_quote() -> None:
         await message.answer(text, reply_markup=markup)
 
-    await asyncio.gather(set_step(state, None), show_quote())
+    kept = {CHOSEN: data[CHOSEN]} if CHOSEN in data else None
+    await asyncio.gather(set_step(state, None, kept), show_quote())
 
 
 async def number_in_staff_group(
-    message: Message, bot: Bot, sales: SalesService, state: FSMContext, settings: Settings
+    message: Message,
+    bot: Bot,
+    sales: SalesService,
+    state: FSMContext,
+    settings: Settings,
+    role: Role,
+    staff: StaffDirectory,
+    branches: BranchService,
+    shop: BranchInfo | None = None,
 ) -> None:
     if _is_reply_to_bot(message, bot):
         return  # an answer to someone else's prompt, not a card number
@@ -88,4 +114,4 @@ async def number_in_staff_group(
             ).format(number=group_number(exc.number))
         )
         return
-    await _show_card(message, card, state, settings)
+    await show_card(message, card, Till(bot, state, settings, role, staff, branches, shop))

@@ -39,7 +39,12 @@ def _offer_kind(kind: str | None) -> str:
     return names.get(kind, kind or "")  # type: ignore[call-overload]
 
 
-def render_card(card: TillCard, settings: Settings) -> str:
+def _shop_line(shop: str | None) -> list[str]:
+    """The shop a sale is for, named in a private chat of a chain only (None: not named)."""
+    return [] if shop is None else [_("🏪 Shop: {shop}").format(shop=html.escape(shop))]
+
+
+def render_card(card: TillCard, settings: Settings, shop: str | None = None) -> str:
     kind = _("digital") if card.kind == CardKind.DIGITAL else _("printed")
     lines = [
         _("💳 Card <b>{number}</b> · {pct} · {segment} · {kind}").format(
@@ -79,11 +84,12 @@ def render_card(card: TillCard, settings: Settings) -> str:
                 day=formatting.day(offer.valid_until, settings),
             )
         )
+    lines += _shop_line(shop)
     lines += ["", str(PROMPT)]
     return "\n".join(lines)
 
 
-def render_quote(draft: DraftView, settings: Settings) -> str:
+def render_quote(draft: DraftView, settings: Settings, shop: str | None = None) -> str:
     money = formatting.money
     lines = [
         _("🧾 Card <b>{number}</b>").format(number=group_number(draft.card_number)),
@@ -128,6 +134,7 @@ def render_quote(draft: DraftView, settings: Settings) -> str:
                 pct=formatting.pct(draft.hand_out_pct)
             )
         )
+    lines += _shop_line(shop)
     lines.append(
         _("The quote is valid for {minutes} min.").format(minutes=settings.pricing.draft_ttl_min)
     )
@@ -198,13 +205,14 @@ def _sale_line(done: Confirmation | VoidResult, pct: int | None, settings: Setti
     )
 
 
-def render_receipt(done: Confirmation, settings: Settings) -> str:
+def render_receipt(done: Confirmation, settings: Settings, shop: str | None = None) -> str:
     lines = [
         _("✅ Purchase #{id} recorded").format(id=done.purchase_id),
         _sale_line(done, done.discount_pct, settings),
     ]
     if done.card_issued_now:
         lines.append(_("The card is now issued."))
+    lines += _shop_line(shop)
     return "\n".join(lines)
 
 
