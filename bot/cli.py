@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.commands import (
+    branches,
     campaigns,
     demo,
     history,
@@ -36,6 +37,7 @@ COMMAND_MODULES = (
     kpi,
     promos,
     campaigns,
+    branches,
 )
 
 

@@ -1,13 +1,13 @@
 """Owners: campaigns measured against a hold-out group (`services.campaigns`).
 
 `/campaign [name]` (private chat) walks through the audience (everyone, an RFM segment,
-inactive for N days, a birthday month), the offer (+N % for D days), the message (one text for
-every language, optionally a version per language), the hold-out share (default
-`CAMPAIGN_HOLDOUT_PCT`), then a preview with the audience and hold-out sizes and the message
-as customers will read it, written as a draft, with ✅ Send and ✖ Cancel. The steps live in
-the FSM (`CampaignFlow`: durable, in the database or Redis), so a restart mid-way keeps them;
-the preview's buttons carry the draft's id, re-checked by the service (a second ✅, a forged
-id or a cancelled draft sends nothing).
+inactive for N days, a birthday month; in a chain of shops also the regulars of one branch),
+the offer (+N % for D days), the message (one text for every language, optionally a version per
+language), the hold-out share (default `CAMPAIGN_HOLDOUT_PCT`), then a preview with the
+audience and hold-out sizes and the message as customers will read it, written as a draft, with
+✅ Send and ✖ Cancel. The steps live in the FSM (`CampaignFlow`: durable, in the database or
+Redis), so a restart mid-way keeps them; the preview's buttons carry the draft's id, re-checked
+by the service (a second ✅, a forged id or a cancelled draft sends nothing).
 
 `/campaigns` lists the sent campaigns with their figures (return rates offered vs hold-out,
 redemption, revenue, the lift with its 95 % confidence interval), a 📊 button each for the
@@ -39,6 +39,8 @@ from handlers.filters import Match
 from handlers.owner_chat import OwnerChat, owner_router
 from handlers.wallet.base import LANGUAGE_NAMES
 from services import campaigns
+from services.branches import BranchService
+from services.branches import load as load_branches
 from services.campaigns import (
     DEFAULT_TEXT,
     Audience,
@@ -58,7 +60,7 @@ LIST_LIMIT = 10
 
 
 class CampaignCb(CallbackData, prefix="cmp"):
-    action: str  # aud | rfm | month | lang | next | hold | send | drop | rep
+    action: str  # aud | rfm | month | shop | lang | next | hold | send | drop | rep
     value: str = ""
 
 
@@ -97,7 +99,12 @@ def _month_name(month: int) -> str:
     return str(names[month])
 
 
-def audience_label(audience: Audience) -> str:
+def audience_label(audience: Audience, shops: dict[int, str] | None = None) -> str:
+    """The audience in words; a branch audience by its name (`shops`: branch id → name)."""
+    if audience.kind == "branch":
+        branch_id = int(audience.arg or 0)
+        name = (shops or {}).get(branch_id, f"#{branch_id}")
+        return _("members whose usual shop is {name}").format(name=html.escape(name))
     if audience.kind == "rfm":
         name = segment_names().get(audience.arg or "", audience.arg or "")
         return _("RFM segment “{segment}”").format(segment=name)
@@ -128,12 +135,14 @@ def campaign_message(
     return f"{text}\n\n{offer}"
 
 
-def _preview_text(view: CampaignView, settings: Settings, now: datetime) -> str:
+def _preview_text(
+    view: CampaignView, settings: Settings, now: datetime, shops: dict[int, str] | None = None
+) -> str:
     until = now + timedelta(days=view.valid_days)
     lines = [
         _("<b>Campaign preview: {name}</b>").format(name=html.escape(view.name)),
         _("Audience: {audience} — {size} members").format(
-            audience=audience_label(view.audience), size=fmt.number(view.audience_size)
+            audience=audience_label(view.audience, shops), size=fmt.number(view.audience_size)
         ),
         _("Hold-out ({pct}): {holdout} members get nothing; {offered} get the offer").format(
             pct=fmt.pct(view.holdout_pct),
@@ -165,12 +174,14 @@ def _preview_keyboard(campaign_id: int) -> InlineKeyboardMarkup:
     )
 
 
-def result_lines(result: CampaignResult, settings: Settings) -> list[str]:
+def result_lines(
+    result: CampaignResult, settings: Settings, shops: dict[int, str] | None = None
+) -> list[str]:
     """One campaign's figures, a few lines (the list, the report and the digest)."""
     view = result.campaign
     head = _("<b>{name}</b> ({audience}), +{pct} for {days} d").format(
         name=html.escape(view.name),
-        audience=audience_label(view.audience),
+        audience=audience_label(view.audience, shops),
         pct=fmt.pct(view.bonus_pct),
         days=fmt.number(view.valid_days),
     )
@@ -232,37 +243,48 @@ async def digest_section(
     )
     if not found:
         return None
-    items = ["\n".join(result_lines(result, settings)) for result in found]
+    shops = None
+    if any(result.campaign.audience.kind == "branch" for result in found):
+        shops = {b.id: b.name for b in await db.read(load_branches, settings)}
+    items = ["\n".join(result_lines(result, settings, shops)) for result in found]
     return (_("<b>Campaigns</b> (offered vs hold-out)"), items, None)
 
 
 # ------------------------------------------------------------------------------ wizard
 
 
-def _audience_keyboard() -> InlineKeyboardMarkup:
-    return _rows(
-        [
-            _button(_("Everyone"), "aud", "all"),
-            _button(_("RFM segment"), "aud", "rfm"),
-            _button(_("Inactive for N days"), "aud", "inactive"),
-            _button(_("Birthday month"), "aud", "birthday"),
-        ],
-        2,
-    )
+def _audience_keyboard(chain: bool = False) -> InlineKeyboardMarkup:
+    buttons = [
+        _button(_("Everyone"), "aud", "all"),
+        _button(_("RFM segment"), "aud", "rfm"),
+        _button(_("Inactive for N days"), "aud", "inactive"),
+        _button(_("Birthday month"), "aud", "birthday"),
+    ]
+    if chain:  # a chain of shops: the regulars of one of them
+        buttons.append(_button(_("Usual shop"), "aud", "branch"))
+    return _rows(buttons, 2)
 
 
 def _audience_question() -> str:
     return _("<b>New campaign.</b> Who should get it? (/cancel stops at any step)")
 
 
-async def start(message: Message, command: CommandObject, state: FSMContext, now: datetime) -> None:
+async def start(
+    message: Message,
+    command: CommandObject,
+    state: FSMContext,
+    now: datetime,
+    branches: BranchService,
+) -> None:
     name = (command.args or "").strip() or _("Campaign {day}").format(day=f"{now:%Y-%m-%d}")
     if len(name) > 64:
         raise InvalidCampaign("name")
     await state.clear()
     await state.set_state(CampaignFlow.audience)
     await state.update_data(name=name)
-    await message.answer(_audience_question(), reply_markup=_audience_keyboard())
+    await message.answer(
+        _audience_question(), reply_markup=_audience_keyboard(await branches.is_chain())
+    )
 
 
 async def choose_audience(
@@ -272,6 +294,7 @@ async def choose_audience(
     db: Database,
     now: datetime,
     owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     kind = callback_data.value
     if kind == "rfm":
@@ -286,8 +309,14 @@ async def choose_audience(
         await owner_chat.show(
             _("Members with no purchase for how many days? Send a number, e.g. 60.")
         )
+    elif kind == "branch" and await branches.is_chain():
+        buttons = [_button(b.name[:40], "shop", str(b.id)) for b in await branches.listed()]
+        await owner_chat.show(
+            _("Members whose usual shop (where they buy most) is which one?"),
+            reply_markup=_rows(buttons, 2),
+        )
     elif kind == "all":
-        await _audience_chosen(Audience("all"), state, db, now, owner_chat)
+        await _audience_chosen(Audience("all"), state, db, now, owner_chat, branches)
     else:
         await _forged(cq)
 
@@ -299,11 +328,13 @@ async def choose_segment(
     db: Database,
     now: datetime,
     owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     if callback_data.value not in RFM_SEGMENTS:
         await _forged(cq)
         return
-    await _audience_chosen(Audience("rfm", callback_data.value), state, db, now, owner_chat)
+    audience = Audience("rfm", callback_data.value)
+    await _audience_chosen(audience, state, db, now, owner_chat, branches)
 
 
 async def choose_month(
@@ -313,23 +344,47 @@ async def choose_month(
     db: Database,
     now: datetime,
     owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     value = callback_data.value
     if not value.isdigit() or not 1 <= int(value) <= 12:
         await _forged(cq)
         return
-    await _audience_chosen(Audience("birthday", value), state, db, now, owner_chat)
+    await _audience_chosen(Audience("birthday", value), state, db, now, owner_chat, branches)
+
+
+async def choose_shop(
+    cq: CallbackQuery,
+    callback_data: CampaignCb,
+    state: FSMContext,
+    db: Database,
+    now: datetime,
+    owner_chat: OwnerChat,
+    branches: BranchService,
+) -> None:
+    value = callback_data.value
+    branch = await branches.get(int(value)) if value.isdigit() and len(value) < 10 else None
+    if branch is None or not await branches.is_chain():
+        await _forged(cq)
+        return
+    audience = Audience("branch", str(branch.id))
+    await _audience_chosen(audience, state, db, now, owner_chat, branches)
 
 
 async def inactive_days(
-    message: Message, state: FSMContext, db: Database, now: datetime, owner_chat: OwnerChat
+    message: Message,
+    state: FSMContext,
+    db: Database,
+    now: datetime,
+    owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     text = (message.text or "").strip()
     if not text.isdigit():
         await owner_chat.send(_("Send the number of days as a whole number, e.g. 60."))
         return
     audience = campaigns.check_audience("inactive", text)
-    await _audience_chosen(audience, state, db, now, owner_chat, edit=False)
+    await _audience_chosen(audience, state, db, now, owner_chat, branches, edit=False)
 
 
 async def _audience_chosen(
@@ -338,15 +393,18 @@ async def _audience_chosen(
     db: Database,
     now: datetime,
     owner_chat: OwnerChat,
+    branches: BranchService,
     *,
     edit: bool = True,
 ) -> None:
     size = await db.read(campaigns.audience_size, audience, now)
     answer = owner_chat.show if edit else owner_chat.send
+    chain = await branches.is_chain()
     if size == 0:
         await state.set_state(CampaignFlow.audience)
         await answer(
-            _empty_audience() + "\n\n" + _audience_question(), reply_markup=_audience_keyboard()
+            _empty_audience() + "\n\n" + _audience_question(),
+            reply_markup=_audience_keyboard(chain),
         )
         return
     await state.update_data(audience=audience.kind, audience_arg=audience.arg)
@@ -356,7 +414,10 @@ async def _audience_chosen(
             "Audience: {audience} — {size} member.",
             "Audience: {audience} — {size} members.",
             size,
-        ).format(audience=audience_label(audience), size=fmt.number(size))
+        ).format(
+            audience=audience_label(audience, await branches.names() if chain else None),
+            size=fmt.number(size),
+        )
         + "\n\n"
         + _offer_question()
     )
@@ -465,6 +526,7 @@ async def holdout_text(
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     text = (message.text or "").strip().rstrip("%").strip()
     if not text.isdigit():
@@ -478,6 +540,7 @@ async def holdout_text(
         settings,
         now,
         owner_chat,
+        branches,
     )
 
 
@@ -489,11 +552,14 @@ async def holdout_button(
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     if not callback_data.value.isdigit():
         await _forged(cq)
         return
-    await _preview(int(callback_data.value), cq.from_user.id, state, db, settings, now, owner_chat)
+    await _preview(
+        int(callback_data.value), cq.from_user.id, state, db, settings, now, owner_chat, branches
+    )
 
 
 async def _preview(
@@ -504,6 +570,7 @@ async def _preview(
     settings: Settings,
     now: datetime,
     owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     if not 0 <= holdout_pct <= 50:
         raise InvalidCampaign("holdout", holdout_pct)
@@ -521,12 +588,14 @@ async def _preview(
     except EmptyAudience:  # the audience emptied meanwhile: choose again
         await state.set_state(CampaignFlow.audience)
         await owner_chat.send(
-            _empty_audience() + "\n\n" + _audience_question(), reply_markup=_audience_keyboard()
+            _empty_audience() + "\n\n" + _audience_question(),
+            reply_markup=_audience_keyboard(await branches.is_chain()),
         )
         return
     await state.clear()
+    shops = await branches.names()
     await owner_chat.send(
-        _preview_text(view, settings, now), reply_markup=_preview_keyboard(view.id)
+        _preview_text(view, settings, now, shops), reply_markup=_preview_keyboard(view.id)
     )
 
 
@@ -608,6 +677,7 @@ async def listing(
     now: datetime,
     outbox: Outbox,
     owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     # A send cut short by a restart is finished here (nothing when none was).
     if await campaigns.finish_interrupted(db, now, settings.delivery.rate_global):
@@ -618,7 +688,7 @@ async def listing(
         return
     lines = [_("<b>Campaigns</b> (newest first; offered vs hold-out)")]
     for result in found:
-        lines += ["", *result_lines(result, settings)]
+        lines += ["", *result_lines(result, settings, await branches.names())]
     lines += ["", _how_to_read()]
     buttons = [
         _button(f"📊 {result.campaign.name[:40]}", "rep", str(result.campaign.id))
@@ -633,13 +703,14 @@ async def report(
     db: Database,
     settings: Settings,
     owner_chat: OwnerChat,
+    branches: BranchService,
 ) -> None:
     campaign_id = _campaign_id(callback_data)
     if campaign_id is None:
         await _forged(cq)
         return
     result = await db.report(campaigns.result, campaign_id)
-    lines = result_lines(result, settings)
+    lines = result_lines(result, settings, await branches.names())
     view = result.campaign
     lines += [
         _("   audience {size}, hold-out {holdout} ({pct})").format(
@@ -665,6 +736,7 @@ def _invalid(exc: Exception, settings: Settings) -> str:
         "segment": _("Unknown RFM segment."),
         "inactive": _("The number of days must be a whole number from 1 to 3650."),
         "month": _("The month must be 1 to 12."),
+        "branch": _("Unknown shop."),
         "bonus": _("The bonus must be a whole number from 1 to 99."),
         "days": _("The offer must be valid from 1 to 365 days."),
         "holdout": _("The hold-out share must be a whole number from 0 to 50."),
@@ -713,6 +785,7 @@ def setup() -> Router:
     on(choose_audience, CampaignCb.filter(F.action == "aud"), audience)
     on(choose_segment, CampaignCb.filter(F.action == "rfm"), audience)
     on(choose_month, CampaignCb.filter(F.action == "month"), audience)
+    on(choose_shop, CampaignCb.filter(F.action == "shop"), audience)
     on(choose_language, CampaignCb.filter(F.action == "lang"), more)
     on(texts_done, CampaignCb.filter(F.action == "next"), more)
     on(holdout_button, CampaignCb.filter(F.action == "hold"), holdout)

@@ -14,6 +14,8 @@ card the till accepts):
                     hibernating, lost)
     inactive:<N>    no non-voided purchase in the last N days, but at least one before
     birthday:<M>    birthday in month M (1–12)
+    branch:<id>     clients whose usual branch is that one (a chain: where most of their
+                    non-voided purchases were made, `services.offers.usual_branches`)
 
 The hold-out is an *exact* random split: round(audience × holdout_pct / 100) members, drawn
 without replacement (`random.sample`), so the preview's sizes are the sizes sent (unless the
@@ -63,10 +65,10 @@ from services.delivery import OutboxMessage, queue_messages
 from services.errors import DomainError
 from services.experiments import Lift, lift_ci, rate
 from services.kpi import RFM_SEGMENTS, as_int, card_scores
-from services.offers import OfferView, contactable
+from services.offers import OfferView, contactable, usual_branches
 
 CAMPAIGN_KIND = "campaign"  # the delivery kind of a campaign's message
-AUDIENCES = ("all", "rfm", "inactive", "birthday")
+AUDIENCES = ("all", "rfm", "inactive", "birthday", "branch")
 DEFAULT_TEXT = "*"  # the key of the one text for every language in `Campaign.texts`
 # Offered members a unit (their offers, links and messages): on SQLite a sale at the till
 # waits at most one such unit (bench/campaigns.py: tens of milliseconds).
@@ -87,6 +89,7 @@ class InvalidCampaign(DomainError):
         "segment": "unknown RFM segment {text!r}: one of " + ", ".join(RFM_SEGMENTS),
         "inactive": "inactive days must be a whole number from 1 to 3650, not {text!r}",
         "month": "the birthday month must be 1 to 12, not {text!r}",
+        "branch": "the branch must be a branch's id, not {text!r}",
         "bonus": "the bonus must be 1 to 99 %, not {text}",
         "days": "the offer must be valid 1 to 365 days, not {text}",
         "holdout": "the hold-out share must be 0 to 50 %, not {text}",
@@ -122,7 +125,7 @@ class CampaignNotDraft(DomainError):
 
 @dataclass(frozen=True)
 class Audience:
-    kind: str  # all | rfm | inactive | birthday
+    kind: str  # all | rfm | inactive | birthday | branch
     arg: str | None = None
 
     def __str__(self) -> str:
@@ -150,6 +153,10 @@ def check_audience(kind: str, arg: str | None, shown: str | None = None) -> Audi
         if not arg.isdigit() or not 1 <= int(arg) <= 12:
             raise InvalidCampaign("month", arg)
         return Audience("birthday", str(int(arg)))
+    if kind == "branch" and arg is not None:
+        if not arg.isdigit() or not 1 <= int(arg) < 2**31:
+            raise InvalidCampaign("branch", arg)
+        return Audience("branch", str(int(arg)))
     raise InvalidCampaign("audience", shown if shown is not None else f"{kind}:{arg}")
 
 
@@ -236,6 +243,10 @@ def _members_query(audience: Audience, now: datetime) -> Any:
             Client.birthday.is_not(None),
             extract("month", Client.birthday) == int(audience.arg or 0),
         )
+    elif audience.kind == "branch":
+        usual = usual_branches().subquery()
+        regulars = select(usual.c.client_id).where(usual.c.branch_id == int(audience.arg or 0))
+        query = query.where(Client.id.in_(regulars))
     return query.order_by(Client.id)
 
 

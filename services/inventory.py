@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.database import Database
-from db.models import Card, CardKind, CardStatus, Segment
+from db.models import MAIN_BRANCH_ID, Card, CardKind, CardStatus, Segment
 from services import audit
 from services.cards import MAX_DIGITS, normalize_number, numbers_between
 from services.csvfile import read_csv
@@ -85,8 +85,10 @@ async def add_range(
     segment: str = "b2c",
     now: datetime,
     actor_id: int | None = None,
+    branch_id: int = MAIN_BRANCH_ID,
 ) -> InventorySummary:
-    """Register printed cards `start`…`end` (inclusive) at `pct` %, all in stock."""
+    """Register printed cards `start`…`end` (inclusive) at `pct` %, all in stock, made for
+    the branch `branch_id` (their home branch; the caller checked it is open)."""
     check_pct(pct)
     seg = parse_segment(segment)
     if start <= 0 or end <= 0:
@@ -97,7 +99,7 @@ async def add_range(
         raise InventoryError(f"a range may hold at most {MAX_RANGE:,} cards")
     if len(str(end)) > MAX_DIGITS:
         raise InventoryError(f"card numbers have at most {MAX_DIGITS} digits")
-    return await db.write(_add_range, start, end, pct, seg, now, actor_id)
+    return await db.write(_add_range, start, end, pct, seg, now, actor_id, branch_id)
 
 
 def _add_range(
@@ -108,6 +110,7 @@ def _add_range(
     seg: Segment,
     now: datetime,
     actor_id: int | None,
+    branch_id: int = MAIN_BRANCH_ID,
 ) -> InventorySummary:
     overlap = session.execute(
         select(func.count(), func.min(Card.number), func.max(Card.number)).where(
@@ -128,6 +131,7 @@ def _add_range(
             "status": CardStatus.IN_STOCK.value,
             "created_at": now,
             "bind_failures": 0,
+            "branch_id": branch_id,
         }
         for n in range(start, end + 1)
     ]
@@ -141,6 +145,7 @@ def _add_range(
         end=end,
         pct=pct,
         segment=seg.value,
+        **({} if branch_id == MAIN_BRANCH_ID else {"branch_id": branch_id}),
     )
     session.commit()
     return InventorySummary(added=len(rows), by_pct={pct: len(rows)})
@@ -237,3 +242,17 @@ def _inventory_counts(session: Session) -> list[tuple[str, int, str, int]]:
         .order_by(Card.status, Card.base_pct, Card.segment)
     )
     return [(s, p, seg, n) for s, p, seg, n in result.all()]
+
+
+async def inventory_by_branch(db: Database) -> list[tuple[int, str, int, str, int]]:
+    """(home branch id, status, pct, segment, count) for every combination present."""
+    return await db.read(_inventory_by_branch)
+
+
+def _inventory_by_branch(session: Session) -> list[tuple[int, str, int, str, int]]:
+    result = session.execute(
+        select(Card.branch_id, Card.status, Card.base_pct, Card.segment, func.count())
+        .group_by(Card.branch_id, Card.status, Card.base_pct, Card.segment)
+        .order_by(Card.branch_id, Card.status, Card.base_pct, Card.segment)
+    )
+    return [(b, s, p, seg, n) for b, s, p, seg, n in result.all()]

@@ -41,6 +41,8 @@ from sqlalchemy.orm import Session
 
 from db.database import Database
 from db.models import (
+    MAIN_BRANCH_ID,
+    Branch,
     Card,
     CardStatus,
     Client,
@@ -362,6 +364,51 @@ def active_offers(session: Session, client_id: int, now: datetime) -> list[Offer
     and what the customer sees in /offers (the one query for both; the till reads it often)."""
     rows = _active_statement().execute(session, {"p_client": client_id, "p_now": now})
     return [OfferView(*row) for row in rows.all()]
+
+
+def usual_branch(session: Session, settings: Settings, client_id: int) -> str | None:
+    """The name of the client's usual branch: where most of their non-voided purchases were
+    made (a tie goes to the branch of the latest one); None outside a chain (one branch row)
+    or before a first purchase. One statement, read when a message is rendered."""
+    usual = (
+        select(Purchase.branch_id)
+        .join(Card, Card.id == Purchase.card_id)
+        .where(Card.client_id == client_id, Purchase.voided_at.is_(None))
+        .group_by(Purchase.branch_id)
+        .order_by(
+            func.count().desc(), func.max(Purchase.created_at).desc(), Purchase.branch_id.desc()
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    chain = select(func.count()).select_from(Branch).scalar_subquery() > 1
+    row = session.execute(select(Branch.id, Branch.name).where(chain, Branch.id == usual)).first()
+    if row is None:
+        return None
+    return settings.store.name if row.id == MAIN_BRANCH_ID else row.name
+
+
+def usual_branches() -> Any:
+    """(client_id, branch_id): every client's usual branch, by the rule of `usual_branch`
+    (most non-voided purchases, a tie to the latest one), for a whole audience at once."""
+    per = (
+        select(
+            Card.client_id.label("client_id"),
+            Purchase.branch_id.label("branch_id"),
+            func.count().label("purchases"),
+            func.max(Purchase.created_at).label("last_at"),
+        )
+        .join(Card, Card.id == Purchase.card_id)
+        .where(Card.client_id.is_not(None), Purchase.voided_at.is_(None))
+        .group_by(Card.client_id, Purchase.branch_id)
+        .subquery()
+    )
+    rank = func.row_number().over(
+        partition_by=per.c.client_id,
+        order_by=(per.c.purchases.desc(), per.c.last_at.desc(), per.c.branch_id.desc()),
+    )
+    ranked = select(per.c.client_id, per.c.branch_id, rank.label("rank")).subquery()
+    return select(ranked.c.client_id, ranked.c.branch_id).where(ranked.c.rank == 1)
 
 
 def view(session: Session, offer_id: int, now: datetime) -> OfferView | None:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from db.database import Database
 from db.models import (
+    MAIN_BRANCH_ID,
     BindAttempt,
     Card,
     CardKind,
@@ -53,7 +54,7 @@ from services.cards import (
 from services.clock import Clock
 from services.delivery import OutboxMessage, queue_messages
 from services.errors import CardBlocked, CardNotFound, DomainError
-from services.offers import OfferView, active_offers
+from services.offers import OfferView, active_offers, usual_branch
 from services.pricing import NextTier, next_tier, tier_for
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -234,6 +235,7 @@ class HistoryItem:
     discount_amount: int
     paid_amount: int
     voided: bool
+    branch_id: int = MAIN_BRANCH_ID  # where it was sold (a chain's history names the branch)
 
 
 @dataclass(frozen=True)
@@ -721,6 +723,7 @@ class WalletService:
                 discount_amount=p.discount_amount,
                 paid_amount=p.paid_amount,
                 voided=p.voided_at is not None,
+                branch_id=p.branch_id,
             )
             for p, number in rows
         ]
@@ -732,6 +735,16 @@ class WalletService:
     def _offers(self, session: Session, tg_id: int) -> list[OfferView]:
         client = self._require_client(session, tg_id)
         return active_offers(session, client.id, self.clock())
+
+    async def usual_branch(self, tg_id: int) -> str | None:
+        """The name of the branch where the client buys most (None outside a chain)."""
+        return await self.db.read(self._usual_branch, tg_id)
+
+    def _usual_branch(self, session: Session, tg_id: int) -> str | None:
+        client = _client(session, tg_id)
+        if client is None:
+            return None
+        return usual_branch(session, self.settings, client.id)
 
     # ----------------------------------------------------------------- optional profile
 

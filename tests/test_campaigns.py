@@ -519,3 +519,122 @@ async def test_the_weekly_digest_shows_the_weeks_campaigns(
     assert "<b>Campaigns</b> (offered vs hold-out)" in text and "<b>Winter</b>" in text
     assert f"lift: {lift}" in text and "offered 0 % of 2, hold-out 0 % of 2" in text
     assert "Winter" not in before
+
+
+# ------------------------------------------------------------- a chain: a branch's regulars
+
+
+async def _chain_of_two(db: Database, settings: Settings, clock: FrozenClock) -> int:
+    from services.branches import BranchDraft, BranchService
+
+    tartu = await BranchService(db, settings, clock).add(
+        BranchDraft(name="Tartu", staff_chat_id=-100222)
+    )
+    return tartu.id
+
+
+async def _bought_in(session: AsyncSession, client: Client, at: datetime, branch_id: int) -> None:
+    purchase = await buy(session, client, at)
+    await session.execute(
+        update(Purchase).where(Purchase.id == purchase.id).values(branch_id=branch_id)
+    )
+    await session.commit()
+
+
+async def test_a_branch_audience_is_its_regulars(
+    db: Database, session: AsyncSession, settings: Settings, clock: FrozenClock
+) -> None:
+    now = clock()
+    tartu = await _chain_of_two(db, settings, clock)
+    regular = await make_client(session, 8611)  # two in Tartu, one in the first shop
+    visitor = await make_client(session, 8612)  # one in Tartu, two in the first shop
+    tie = await make_client(session, 8613)  # one each, the later one in Tartu
+    voided = await make_client(session, 8614)  # Tartu's two purchases were voided
+    await make_client(session, 8615)  # never bought: nobody's regular
+    for days, client, branch in (
+        (9, regular, tartu), (8, regular, tartu), (7, regular, 1),
+        (9, visitor, 1), (8, visitor, tartu), (7, visitor, 1),
+        (9, tie, 1), (8, tie, tartu),
+        (9, voided, 1),
+    ):  # fmt: skip
+        await _bought_in(session, client, now - timedelta(days=days), branch)
+    for days in (6, 5):
+        await buy(session, voided, now - timedelta(days=days), voided=True)
+        await session.execute(
+            update(Purchase).where(Purchase.voided_at.is_not(None)).values(branch_id=tartu)
+        )
+        await session.commit()
+
+    def members(audience: Audience) -> Any:
+        return db.read(lambda s: set(s.scalars(campaigns._members_query(audience, now))))
+
+    assert await members(Audience("branch", str(tartu))) == {regular.id, tie.id}
+    assert await members(Audience("branch", "1")) == {visitor.id, voided.id}
+    assert campaigns.parse_audience(f"branch:{tartu}") == Audience("branch", str(tartu))
+    for text in ("branch:x", "branch:0", "branch"):
+        with pytest.raises(InvalidCampaign):
+            campaigns.parse_audience(text)
+    # The same rule names the usual shop in the offers' messages.
+    from services import offers
+
+    usual = {c.id: await db.read(offers.usual_branch, settings, c.id) for c in (regular, tie)}
+    assert usual == {regular.id: "Tartu", tie.id: "Tartu"}
+    assert await db.read(offers.usual_branch, settings, visitor.id) == settings.store.name
+
+
+def test_cli_a_branch_audience(cli: Cli, db_path: Path) -> None:
+    _seed(db_path, 6)
+    assert cli("branches", "add", "--name", "Tartu", "--staff-chat", "-100222").code == 0
+    cli.query("UPDATE purchases SET branch_id = 2 WHERE id <= 4")
+    base = ["campaigns", "create", "--name", "Tartu regulars", "--bonus-pct", "10", "--days", "7"]
+    result = cli(*base, "--branch", "tartu", "--text", "Hi!", "--holdout-pct", "25", "--dry-run")
+    assert result.code == 0, result
+    assert "audience branch:Tartu = 4 members, hold-out 1 (25%), offered 3" in result.out
+    assert _written(cli) == []
+    for extra, code, reason in (
+        (["--branch", "Narva"], 1, "no branch named 'Narva'"),
+        (["--branch", "Tartu", "--audience", "all"], 2, "not allowed with argument"),
+    ):
+        result = cli(*base, *extra, "--text", "x")
+        assert result.code == code and reason in result.err, (extra, result)
+        assert len(result.err.strip().splitlines()) == 1
+    assert _written(cli) == []
+    assert cli(*base, "--branch", "Tartu", "--text", "Hi!", "--holdout-pct", "0").code == 0
+    assert cli.scalar("SELECT count(*) FROM offers WHERE kind = 'campaign'") == 4
+    listing = cli("campaigns", "list")
+    assert listing.out.startswith("1 Tartu regulars [sent] branch:Tartu +10% 7d sent ")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_wizard_offers_a_branchs_regulars_in_a_chain(
+    app: App, session: AsyncSession, language: str
+) -> None:
+    from aiogram.utils.i18n import gettext as _
+
+    owner = app.tg.user(OWNER_ID, language_code=language)
+    await owner.send("/campaign Regulars")
+    question = await owner.wait_message(lambda m: bool(m.buttons))
+    assert not any("cmp:aud:branch" in b.get("callback_data", "") for b in question.buttons)
+    await owner.send("/cancel")
+    await owner.wait_message()
+
+    tartu = await _chain_of_two(app.db, app.settings, app.clock)
+    app.dp["branches"].forget()
+    for i in range(3):
+        client = await make_client(session, 8950 + i)
+        await _bought_in(session, client, app.clock() - timedelta(days=3), tartu if i else 1)
+    await owner.send("/campaign Regulars")
+    question = await owner.wait_message(lambda m: bool(m.buttons))
+    await owner.press(question, data("cmp:aud:branch"))
+    shops = await owner.wait_message(
+        lambda m: any("cmp:shop" in b.get("callback_data", "") for b in m.buttons)
+    )
+    assert [b["text"] for b in shops.buttons] == ["Test Store", "Tartu"]
+    await owner.press(shops, data(f"cmp:shop:{tartu}"))
+    chosen = await owner.wait_message(lambda m: "Tartu" in (m.text or ""))
+    label = tr(language, lambda: _("members whose usual shop is {name}").format(name="Tartu"))
+    assert label in (chosen.text or "")
+    assert tr(language, lambda: fmt.number(2)) in (chosen.text or "")
+    # A forged branch id is refused; the step stays.
+    forged = await owner.press_data(shops.message_id, "cmp:shop:99")
+    assert forged.params.get("show_alert") is True

@@ -1,30 +1,31 @@
 """`python -m bot campaigns create|list|report` — the owner's campaigns (services.campaigns).
 
     python -m bot campaigns create --name Spring --audience all|rfm:<segment>|inactive:<days>|
-                                  birthday:<month> --bonus-pct 10 --days 14 --text "…"
+                                  birthday:<month> | --branch NAME
+                                  --bonus-pct 10 --days 14 --text "…"
                                   [--text-ru …] [--text-en …] [--text-et …]
                                   [--holdout-pct 10] [--dry-run]
     python -m bot campaigns list
     python -m bot campaigns report ID
 
-`create` prints the preview (audience, hold-out and offered sizes, the texts); with
-`--dry-run` nothing is written, without it the campaign is sent: its offers are written and
-its messages queued for the running bot. Bad input is one `error:` line and nothing is
-written.
+`--branch NAME` (a chain of shops) takes the members whose usual shop is that branch: where
+most of their non-voided purchases were made. `create` prints the preview (audience, hold-out
+and offered sizes, the texts); with `--dry-run` nothing is written, without it the campaign is
+sent: its offers are written and its messages queued for the running bot. Bad input is one
+`error:` line and nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
 from functools import cache
-from typing import TypeVar
 
 from bot.commands._common import with_database
 from config import LANGUAGES, load_settings
 from db.database import Database
 from services import campaigns
+from services.branches import BranchError, BranchService
 from services.campaigns import (
     DEFAULT_TEXT,
     CampaignDraft,
@@ -34,8 +35,6 @@ from services.campaigns import (
     parse_audience,
 )
 from services.clock import utc_now
-
-T = TypeVar("T")
 
 
 def _audience(text: str) -> campaigns.Audience:
@@ -55,12 +54,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", help="preview and send a campaign")
     create.add_argument("--name", required=True, help="a name the owner recognises")
-    create.add_argument(
+    audience = create.add_mutually_exclusive_group(required=True)
+    audience.add_argument(
         "--audience",
         type=_audience,
-        required=True,
         metavar="AUDIENCE",
         help="all | rfm:<segment> | inactive:<days> | birthday:<month>",
+    )
+    audience.add_argument(
+        "--branch",
+        metavar="NAME",
+        help="a chain of shops: the members whose usual shop (most purchases) is this branch",
     )
     create.add_argument("--bonus-pct", type=int, required=True, help="the offer's bonus, 1-99")
     create.add_argument("--days", type=int, required=True, help="days the offer is valid")
@@ -82,11 +86,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     report.set_defaults(func=_report)
 
 
-def _run(work: Callable[[Database], Awaitable[T]]) -> T:
-    settings = load_settings()
-    return asyncio.run(with_database(settings, work))
-
-
 def _create(args: argparse.Namespace) -> int:
     settings = load_settings()
     texts = {DEFAULT_TEXT: args.text}
@@ -94,25 +93,35 @@ def _create(args: argparse.Namespace) -> int:
         if (text := getattr(args, f"text_{code}")) is not None:
             texts[code] = text
     holdout = settings.growth.campaign_holdout_pct if args.holdout_pct is None else args.holdout_pct
-    draft = CampaignDraft(
-        name=args.name,
-        audience=args.audience,
-        bonus_pct=args.bonus_pct,
-        valid_days=args.days,
-        holdout_pct=holdout,
-        texts=texts,
-    )
 
-    async def work(db: Database) -> tuple[CampaignView, campaigns.SendResult | None]:
+    async def work(
+        db: Database,
+    ) -> tuple[CampaignView, campaigns.SendResult | None, dict[int, str]]:
         now = utc_now()
+        branches = BranchService(db, settings, utc_now)
+        audience = args.audience
+        if args.branch is not None:
+            branch = await branches.named(args.branch)
+            if branch is None:
+                raise BranchError("unknown", args.branch)
+            audience = campaigns.check_audience("branch", str(branch.id))
+        draft = CampaignDraft(
+            name=args.name,
+            audience=audience,
+            bonus_pct=args.bonus_pct,
+            valid_days=args.days,
+            holdout_pct=holdout,
+            texts=texts,
+        )
+        names = await branches.names()
         view = await campaigns.create(db, draft, now, dry_run=args.dry_run)
         if args.dry_run:
-            return view, None
+            return view, None, names
         pace = settings.delivery.rate_global
-        return view, await campaigns.send(db, view.id, now, pace=pace)
+        return view, await campaigns.send(db, view.id, now, pace=pace), names
 
-    view, sent = asyncio.run(with_database(settings, work))
-    print(_preview(view))
+    view, sent, names = asyncio.run(with_database(settings, work))
+    print(_preview(view, names))
     if sent is None:
         print("dry run: nothing written")
     else:
@@ -124,9 +133,17 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preview(view: CampaignView) -> str:
+def _audience_text(audience: campaigns.Audience, names: dict[int, str]) -> str:
+    """`rfm:loyal`; a branch audience by its branch's name."""
+    if audience.kind == "branch":
+        return f"branch:{names.get(int(audience.arg or 0), audience.arg)}"
+    return str(audience)
+
+
+def _preview(view: CampaignView, names: dict[int, str]) -> str:
     lines = [
-        f"campaign {view.name!r}: audience {view.audience} = {view.audience_size} members, "
+        f"campaign {view.name!r}: audience {_audience_text(view.audience, names)} = "
+        f"{view.audience_size} members, "
         f"hold-out {view.holdout_size} ({view.holdout_pct}%), offered {view.offered_size}; "
         f"offer +{view.bonus_pct}% for {view.valid_days} days"
     ]
@@ -139,23 +156,30 @@ def _preview(view: CampaignView) -> str:
 def _list(args: argparse.Namespace) -> int:
     settings = load_settings()
 
-    async def work(db: Database) -> list[CampaignResult]:
+    async def work(db: Database) -> tuple[list[CampaignResult], dict[int, str]]:
         resumed = await campaigns.finish_interrupted(db, utc_now(), settings.delivery.rate_global)
         if resumed:
             print(f"finished an interrupted send: {resumed} offers queued")
-        return await db.report(campaigns.results)
+        names = await BranchService(db, settings, utc_now).names()
+        return await db.report(campaigns.results), names
 
-    found = asyncio.run(with_database(settings, work))
+    found, names = asyncio.run(with_database(settings, work))
     if not found:
         print("no campaigns")
     for result in found:
-        print(_line(result))
+        print(_line(result, names))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    result = _run(lambda db: db.report(campaigns.result, args.id))
-    print(_line(result))
+    settings = load_settings()
+
+    async def work(db: Database) -> tuple[CampaignResult, dict[int, str]]:
+        names = await BranchService(db, settings, utc_now).names()
+        return await db.report(campaigns.result, args.id), names
+
+    result, names = asyncio.run(with_database(settings, work))
+    print(_line(result, names))
     view = result.campaign
     if view.sent_at is None or view.window_until is None:
         return 0
@@ -178,10 +202,11 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _line(result: CampaignResult) -> str:
+def _line(result: CampaignResult, names: dict[int, str]) -> str:
     view = result.campaign
     head = (
-        f"{view.id} {view.name} [{view.status}] {view.audience} +{view.bonus_pct}% "
+        f"{view.id} {view.name} [{view.status}] {_audience_text(view.audience, names)} "
+        f"+{view.bonus_pct}% "
         f"{view.valid_days}d"
     )
     if view.sent_at is None:

@@ -1,4 +1,12 @@
-"""`python -m bot cards add|import` — register the printed cards."""
+"""`python -m bot cards add|import|list` — register the printed cards, count them.
+
+    python -m bot cards add --from 100001 --to 110000 --pct 5 [--segment b2b] [--branch Tartu]
+    python -m bot cards import cards.csv
+    python -m bot cards list
+
+`--branch` tags the range with the branch that hands it out (its cards' home branch, shown by
+`cards list` in a chain); a card works at its tier in every branch either way.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,13 @@ from pathlib import Path
 
 from bot.commands._common import LineReporter, with_database
 from config import load_settings
+from db.database import Database
+from db.models import MAIN_BRANCH_ID
 from services import inventory
+from services.branches import BranchError, BranchInfo, BranchService
 from services.clock import utc_now
+from services.errors import InventoryError
+from services.inventory import InventorySummary
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,7 +55,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default="b2c",
         help="retail (b2c, default) or business (b2b) clients",
     )
+    add.add_argument(
+        "--branch",
+        metavar="NAME",
+        help="the branch that hands these cards out (a chain of shops; default: the first shop)",
+    )
     add.set_defaults(func=_add)
+
+    listing = actions.add_parser(
+        "list",
+        help="how many cards there are, by status, pct and segment",
+        description="The card inventory: how many cards are in stock, issued and blocked, by "
+        "printed pct and segment (and, in a chain of shops, by the branch that hands them out).",
+    )
+    listing.set_defaults(func=_list)
 
     imp = actions.add_parser(
         "import",
@@ -57,15 +83,67 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _add(args: argparse.Namespace) -> int:
     settings = load_settings()
-    summary = asyncio.run(
-        with_database(
-            settings,
-            lambda db: inventory.add_range(
-                db, args.start, args.end, args.pct, segment=args.segment, now=utc_now()
-            ),
+
+    async def work(db: Database) -> tuple[InventorySummary, BranchInfo | None]:
+        branch = None
+        if args.branch is not None:
+            branch = await BranchService(db, settings, utc_now).named(args.branch)
+            if branch is None:
+                raise BranchError("unknown", args.branch)
+            if not branch.is_open:
+                raise InventoryError(
+                    f"the branch {branch.name!r} is closed: it hands out no cards; nothing written"
+                )
+        summary = await inventory.add_range(
+            db,
+            args.start,
+            args.end,
+            args.pct,
+            segment=args.segment,
+            now=utc_now(),
+            branch_id=MAIN_BRANCH_ID if branch is None else branch.id,
         )
+        return summary, branch
+
+    summary, branch = asyncio.run(with_database(settings, work))
+    where = "" if branch is None else f" for the branch {branch.name!r}"
+    print(
+        f"added {summary.added} cards {args.start}-{args.end} at {args.pct}% ({args.segment})"
+        f"{where}"
     )
-    print(f"added {summary.added} cards {args.start}-{args.end} at {args.pct}% ({args.segment})")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+
+    async def work(db: Database) -> tuple[list[tuple[int, str, int, str, int]], list[BranchInfo]]:
+        found = await inventory.inventory_by_branch(db)
+        return found, await BranchService(db, settings, utc_now).listed()
+
+    counts, branches = asyncio.run(with_database(settings, work))
+    if not counts:
+        print("no cards registered yet: add them with python -m bot cards add")
+        return 0
+    chain = len(branches) > 1
+    names = {b.id: b.name for b in branches}
+    header = (["branch"] if chain else []) + ["status", "pct", "segment", "cards"]
+    rows = [header]
+    merged: dict[tuple[str, ...], int] = {}
+    for branch_id, status, pct, segment, n in counts:
+        key = ((names.get(branch_id, f"#{branch_id}"),) if chain else ()) + (
+            status,
+            f"{pct}%",
+            segment,
+        )
+        merged[key] = merged.get(key, 0) + n
+    rows += [[*key, str(n)] for key, n in merged.items()]
+    rows.append([""] * (len(header) - 2) + ["total", str(sum(merged.values()))])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0
 
 

@@ -1,5 +1,6 @@
 """The customer wallet: /start, consent, binding a card (or a digital one), the QR card in chat,
-/card, /history, /offers, /store, /language and the optional profile (phone, birthday).
+/card, /history, /offers, /store (a chain's branches, nearest first once the customer shares
+a location), /language and the optional profile (phone, birthday).
 
 Staff and owners use it as customers too; their deep links are answered earlier by the till
 router. A card deep link opened by anyone else reveals nothing about the card.
@@ -31,11 +32,11 @@ from handlers.wallet.commands import (
     offers,
     set_language,
     show_card,
-    store,
 )
 from handlers.wallet.joining import agree, join, start
 from handlers.wallet.outside import number_outside_a_step, photo, stale_button
 from handlers.wallet.profile import birthday_hint, got_birthday, got_phone, phone_other
+from handlers.wallet.shops import InChain, shared_location, store
 
 
 def setup() -> Router:
@@ -69,6 +70,8 @@ def setup() -> Router:
     router.message.register(phone_other, StateFilter(Wallet.phone))
     router.message.register(got_birthday, StateFilter(Wallet.birthday), Match(F.text))
     router.message.register(birthday_hint, StateFilter(Wallet.birthday))
+    # A location outside any step: the /store button's answer (a chain's branches by distance).
+    router.message.register(shared_location, StateFilter(None), Match(F.location), InChain())
     router.message.register(number_outside_a_step, Match(F.text.regexp(r"\s*\d[\d \-]{3,30}\s*")))
     router.message.register(photo, IMAGE)
     router.callback_query.register(stale_button, WalletCb.filter())

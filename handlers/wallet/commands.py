@@ -1,4 +1,4 @@
-"""/card, /history, /offers, /store and /language."""
+"""/card, /history, /offers and /language (/store: handlers.wallet.shops)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from handlers import formatting
 from handlers.wallet.base import LANGUAGE_NAMES, WalletCb
 from handlers.wallet.keyboards import _languages_row
 from handlers.wallet.views import _history_keyboard, _history_text, _offer_kind, send_card
+from services.branches import BranchService
 from services.wallet import (
     CardView,
     NoActiveCard,
@@ -34,11 +35,21 @@ async def show_card(message: Message, wallet: WalletService, settings: Settings,
     await send_card(bot, message.chat.id, view, wallet, settings)
 
 
-async def history(message: Message, wallet: WalletService, settings: Settings) -> None:
+async def history(
+    message: Message, wallet: WalletService, settings: Settings, branches: BranchService
+) -> None:
     assert message.from_user is not None
     page = await wallet.history(message.from_user.id, 0)
     view = await _optional_view(wallet, message.from_user.id)
-    await message.answer(_history_text(page, view, settings), reply_markup=_history_keyboard(page))
+    shops = await _shop_names(branches)
+    await message.answer(
+        _history_text(page, view, settings, shops), reply_markup=_history_keyboard(page)
+    )
+
+
+async def _shop_names(branches: BranchService) -> dict[int, str] | None:
+    """Every branch's name in a chain (a purchase line says where it was made), else None."""
+    return await branches.names() if await branches.is_chain() else None
 
 
 async def _optional_view(wallet: WalletService, tg_id: int) -> CardView | None:
@@ -49,19 +60,26 @@ async def _optional_view(wallet: WalletService, tg_id: int) -> CardView | None:
 
 
 async def history_page(
-    cq: CallbackQuery, callback_data: WalletCb, wallet: WalletService, settings: Settings
+    cq: CallbackQuery,
+    callback_data: WalletCb,
+    wallet: WalletService,
+    settings: Settings,
+    branches: BranchService,
 ) -> None:
     page = await wallet.history(cq.from_user.id, callback_data.page)
     view = await _optional_view(wallet, cq.from_user.id)
+    shops = await _shop_names(branches)
     if cq.message is not None and hasattr(cq.message, "edit_text"):
         with contextlib.suppress(TelegramBadRequest):  # not modified: same page twice
             await cq.message.edit_text(
-                _history_text(page, view, settings), reply_markup=_history_keyboard(page)
+                _history_text(page, view, settings, shops), reply_markup=_history_keyboard(page)
             )
     await cq.answer()
 
 
-async def offers(message: Message, wallet: WalletService, settings: Settings) -> None:
+async def offers(
+    message: Message, wallet: WalletService, settings: Settings, branches: BranchService
+) -> None:
     assert message.from_user is not None
     items = await wallet.offers(message.from_user.id)
     if not items:
@@ -88,25 +106,11 @@ async def offers(message: Message, wallet: WalletService, settings: Settings) ->
                 until=formatting.when(offer.valid_until, settings),
             )
         )
+    if await branches.is_chain():
+        shop = await wallet.usual_branch(message.from_user.id)
+        if shop is not None:
+            lines.append(_("(usual shop: {name})").format(name=html.escape(shop)))
     await message.answer("\n".join(lines))
-
-
-async def store(message: Message, settings: Settings) -> None:
-    lines = [f"<b>{html.escape(settings.store.name)}</b>"]
-    if settings.store.address:
-        lines.append(_("📍 Address: {address}").format(address=html.escape(settings.store.address)))
-    if settings.store.hours:
-        lines.append(_("🕒 Opening hours: {hours}").format(hours=html.escape(settings.store.hours)))
-    if settings.store.phone:
-        lines.append(_("📞 Phone: {phone}").format(phone=html.escape(settings.store.phone)))
-    await message.answer("\n".join(lines))
-    if settings.store.latitude is not None and settings.store.longitude is not None:
-        await message.answer_venue(
-            latitude=settings.store.latitude,
-            longitude=settings.store.longitude,
-            title=settings.store.name,
-            address=settings.store.address or settings.store.name,
-        )
 
 
 async def language(message: Message) -> None:

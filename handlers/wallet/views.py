@@ -200,7 +200,14 @@ async def _finish_profile(message: Message, state: FSMContext) -> None:
     )
 
 
-def _history_text(page: HistoryPage, view: CardView | None, settings: Settings) -> str:
+def _history_text(
+    page: HistoryPage,
+    view: CardView | None,
+    settings: Settings,
+    shops: dict[int, str] | None = None,
+) -> str:
+    """A page of purchases; in a chain (`shops`: branch id → name) each says where it was
+    made."""
     if not page.items:
         return _("No purchases yet. Show /card at the till and your savings will appear here.")
     lines = [
@@ -216,6 +223,8 @@ def _history_text(page: HistoryPage, view: CardView | None, settings: Settings) 
             saved=formatting.money(item.discount_amount, settings),
             paid=formatting.money(item.paid_amount, settings),
         )
+        if shops is not None and item.branch_id in shops:
+            line += " · 📍 " + html.escape(shops[item.branch_id])
         if item.voided:
             line = "<s>{}</s> {}".format(line, _("(cancelled)"))
         lines.append("• " + line)
