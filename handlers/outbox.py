@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -31,8 +32,7 @@ from handlers.till import sale_line
 from services import campaigns, motivation, offers, referrals, sales, surveys, wallet
 from services.cards import group_number
 from services.delivery import Button, Outgoing, Rendered, Renderer
-from services.jobs import DIGEST_CHART_KIND, DIGEST_KIND
-from services.reports import ReportService
+from services.jobs import DIGEST_BRANCHES_KIND, DIGEST_CHART_KIND, DIGEST_KIND
 
 KindRenderer = Callable[[Database, Outgoing, Settings, datetime], Awaitable[Rendered | None]]
 RENDERERS: dict[str, KindRenderer] = {}
@@ -140,7 +140,21 @@ async def _offer(
             "We miss you at {store}! Here is <b>+{pct}</b> off your next purchase, valid until "
             "{until}. Just show your card at the till — the discount applies automatically."
         ).format(store=store, pct=formatting.pct(offer.bonus_pct), until=until)
-    return Rendered(text, opt_out_keyboard())
+    return await _naming_usual_shop(db, item, settings, Rendered(text, opt_out_keyboard()))
+
+
+async def _naming_usual_shop(
+    db: Database, item: Outgoing, settings: Settings, rendered: Rendered | None
+) -> Rendered | None:
+    """An offer's message in a chain of shops names the recipient's usual branch (the one they
+    buy in most), read when it is sent; outside a chain it is left as it is."""
+    if rendered is None or item.client_id is None:
+        return rendered
+    shop = await db.read(offers.usual_branch, settings, item.client_id)
+    if shop is None:
+        return rendered
+    usual = _("(usual shop: {name})").format(name=html.escape(shop))
+    return replace(rendered, text=f"{rendered.text} {usual}")
 
 
 @renders(wallet.BIND_LOCK_ALERT)
@@ -160,24 +174,32 @@ async def _bind_lock_alert(
 
 
 @renders(DIGEST_KIND)
-async def _digest(db: Database, item: Outgoing, settings: Settings, now: datetime) -> Rendered:
-    """The weekly digest's text; its chart is a row of its own (`DIGEST_CHART_KIND`)."""
+async def _digest(
+    db: Database, item: Outgoing, settings: Settings, now: datetime
+) -> Rendered | None:
+    """The weekly digest's text (an owner's, or a branch manager's: `branch_id` in the
+    payload); its charts are rows of their own (`DIGEST_CHART_KIND`, `DIGEST_BRANCHES_KIND`)."""
     from handlers import owner_reports  # the KPI feature's renderer
 
-    text, _chart = await owner_reports.digest_message(ReportService(db, settings), now)
-    return Rendered(text)
+    return await owner_reports.scheduled_digest(db, item, settings, now)
 
 
 @renders(DIGEST_CHART_KIND)
 async def _digest_chart(
     db: Database, item: Outgoing, settings: Settings, now: datetime
-) -> Rendered:
+) -> Rendered | None:
     from handlers import owner_reports
 
-    chart = await owner_reports.digest_chart(ReportService(db, settings), now)
-    return Rendered(
-        _("📈 The last 12 weeks: revenue through cards, active cards and NPS."), photo=chart
-    )
+    return await owner_reports.scheduled_chart(db, item, settings, now)
+
+
+@renders(DIGEST_BRANCHES_KIND)
+async def _digest_branches(
+    db: Database, item: Outgoing, settings: Settings, now: datetime
+) -> Rendered | None:
+    from handlers import owner_reports
+
+    return await owner_reports.scheduled_branch_chart(db, item, settings, now)
 
 
 @renders(referrals.REWARD_KIND)
@@ -185,7 +207,10 @@ async def _referral_reward(
     db: Database, item: Outgoing, settings: Settings, now: datetime
 ) -> Rendered | None:
     """A friend's first purchase: the friend's or the ambassador's reward (handlers.referrals)."""
-    return await referral_messages.reward_message(db, item, settings, now)
+    rendered = await referral_messages.reward_message(db, item, settings, now)
+    if item.payload.get("side") == referrals.CAPPED:  # no reward, no offer to use anywhere
+        return rendered
+    return await _naming_usual_shop(db, item, settings, rendered)
 
 
 @renders(campaigns.CAMPAIGN_KIND)
@@ -201,7 +226,7 @@ async def _campaign(
     texts, offer = facts
     language = formatting.current_locale()  # the recipient's, as `create_renderer` set it
     text = campaign_message(texts, language, offer.bonus_pct, offer.valid_until, settings)
-    return Rendered(text, opt_out_keyboard())
+    return await _naming_usual_shop(db, item, settings, Rendered(text, opt_out_keyboard()))
 
 
 # ------------------------------------------------------------------------------ the till

@@ -10,6 +10,11 @@ group message never edits that message: its answer, too, arrives privately.
 
 In the owner's private chat nothing changes: answers arrive where they always did, buttons
 edit their own message.
+
+Branch managers see their branches' figures (/stats, /digest): `reports_router` lets owners and
+managers in (`HasRole(Role.MANAGER)`, the handlers get `role` and narrow what a manager sees)
+and treats a manager's answers the same way — privately, never in a staff group. Everything
+else stays on `owner_router`: owners only.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from aiogram.utils.i18n import gettext as _
 
 from config import Settings
 from handlers.errors import render_error
-from handlers.roles import IsOwner
+from handlers.roles import HasRole, IsOwner, Role
 from services.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -219,6 +224,17 @@ def owner_router(name: str) -> Router:
     router = Router(name=name)
     router.message.filter(IsOwner())
     router.callback_query.filter(IsOwner())
+    router.message.middleware(OwnerChatMiddleware())
+    router.callback_query.middleware(OwnerChatMiddleware())
+    return router
+
+
+def reports_router(name: str) -> Router:
+    """A router of the figures' commands and buttons for owners and branch managers (a
+    handler that is the owner's alone adds `IsOwner()`); answers go through `OwnerChat`."""
+    router = Router(name=name)
+    router.message.filter(HasRole(Role.MANAGER))
+    router.callback_query.filter(HasRole(Role.MANAGER))
     router.message.middleware(OwnerChatMiddleware())
     router.callback_query.middleware(OwnerChatMiddleware())
     return router

@@ -19,6 +19,11 @@ The file is for people who open it in Excel, not for machines:
 * text that people typed (names, survey comments, Telegram names of cashiers) can never turn
   into a formula (CSV injection): in the XLSX it is a string cell whatever it starts with, in
   a CSV a value starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`.
+
+A chain of more than one branch (`services.branches.load`) also gets the branch of each
+purchase (a `branch` column, the branch's name) and a per-branch summary (`BRANCHES`: one row
+per branch, `kpi.by_branch` for the export's period, right after the KPI summary); a one-shop
+install's file is exactly what it was before there were branches.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -44,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Card, Client, Offer, Purchase, Survey
 from services import kpi
+from services.branches import load
 from services.clock import store_day_bounds
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
@@ -51,6 +57,8 @@ if TYPE_CHECKING:  # services do not depend on the bot package at run time
 
 SUMMARY = "kpi_summary"
 SHEETS = (SUMMARY, "purchases", "cards", "clients", "surveys", "offers")
+BRANCHES = "branches"  # the per-branch summary: only in a chain
+CHAIN_SHEETS = (SUMMARY, BRANCHES, *SHEETS[1:])
 _BATCH = 2_000
 
 
@@ -68,6 +76,7 @@ class Kind(StrEnum):
     DATE = "date"
     FLAG = "flag"
     PERSON = "person"  # a Telegram id, written as the person's name when the labels know it
+    BRANCH = "branch"  # a branch id, written as the branch's name
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,19 @@ SUMMARY_ROWS: tuple[Field, ...] = (
     Field("referrals.ambassadors", Kind.COUNT),
 )
 SUMMARY_FIELDS = (Field("kpi", Kind.TEXT), Field("value", Kind.TEXT))
+# The per-branch summary's columns (attributes of `kpi.BranchFigures`).
+BRANCH_FIELDS: tuple[Field, ...] = (
+    Field("branch_id", Kind.BRANCH),
+    Field("purchases", Kind.COUNT),
+    Field("revenue", Kind.MONEY),
+    Field("discount_total", Kind.MONEY),
+    Field("active_cards", Kind.COUNT),
+    Field("average_check", Kind.MONEY),
+    Field("average_discount_pct", Kind.PERCENT, 1),
+    Field("nps", Kind.DECIMAL, 1),
+    Field("nps_answers", Kind.COUNT),
+    Field("new_buyers", Kind.COUNT),
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +190,7 @@ class ExportLabels:
     values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     kpis: Mapping[str, str] = field(default_factory=dict)
     people: Mapping[int, str] = field(default_factory=dict)
+    branches: Mapping[int, str] = field(default_factory=dict)  # set by the export itself
     datetime_format: str = "yyyy-mm-dd hh:mm"
     date_format: str = "yyyy-mm-dd"
     csv_delimiter: str = ","
@@ -200,7 +223,9 @@ def neutralise(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _tables(settings: Settings, start: datetime, end: datetime) -> list[Table]:
+def _tables(
+    settings: Settings, start: datetime, end: datetime, branches: bool = False
+) -> list[Table]:
     in_period = (Purchase.created_at >= start) & (Purchase.created_at < end)
     client_fields = [
         (Client.id, Kind.NUMBER),
@@ -232,6 +257,7 @@ def _tables(settings: Settings, start: datetime, end: datetime) -> list[Table]:
         (Purchase.paid_amount, Kind.MONEY),
         (Purchase.offer_id, Kind.NUMBER),
         (Purchase.cashier_id, Kind.PERSON),
+        *([(Purchase.branch_id.label("branch"), Kind.BRANCH)] if branches else []),
         (Purchase.source, Kind.TEXT),
         (Purchase.voided_at, Kind.DATETIME),
     ]
@@ -349,6 +375,7 @@ def _plain(item: Field, table: str, labels: ExportLabels, settings: Settings) ->
     tz = settings.store.tz
     names = labels.value_names(table, item.key)
     people = labels.people
+    branches = labels.branches
     kind = item.kind
 
     def convert(value: Any) -> Any:
@@ -364,6 +391,8 @@ def _plain(item: Field, table: str, labels: ExportLabels, settings: Settings) ->
             return value.astimezone(tz).replace(tzinfo=None)
         if kind is Kind.PERSON:
             return people.get(int(value)) or str(value)
+        if kind is Kind.BRANCH:
+            return branches.get(int(value)) or str(value)
         if kind is Kind.TEXT and isinstance(value, str):
             return names.get(value, value)
         return value
@@ -457,6 +486,7 @@ _WIDTHS = {
     Kind.DATE: 12,
     Kind.FLAG: 9,
     Kind.PERSON: 24,
+    Kind.BRANCH: 20,
 }
 _WIDE_TEXT = {"comment": 60, "first_name": 20, "last_name": 20, "username": 20}
 
@@ -489,6 +519,22 @@ def _summary(
     ]
 
 
+def _chain(session: Session, settings: Settings, labels: ExportLabels) -> ExportLabels | None:
+    """In a chain, the labels with the branches' names (None for a one-shop install)."""
+    chain = load(session, settings)
+    if len(chain) <= 1:
+        return None
+    return replace(labels, branches={b.id: b.name for b in chain})
+
+
+def _branch_rows(session: Session, settings: Settings, first: date, last: date) -> list[list[Any]]:
+    """The per-branch summary's rows: `kpi.by_branch` for the period, highest revenue first."""
+    return [
+        [getattr(figures, item.key) for item in BRANCH_FIELDS]
+        for figures in kpi.by_branch(session, settings, first, last)
+    ]
+
+
 def _start_sheet(workbook: Workbook, name: str, headers: list[str], widths: Iterable[int]) -> Any:
     sheet = workbook.create_sheet(name)
     # Both must be set before the first row: a write-only sheet streams its XML.
@@ -509,6 +555,8 @@ def export_xlsx(
     """An XLSX with the sheets of `SHEETS` for the store days `first`…`last`; a temp file."""
     labels = labels or ExportLabels()
     start, end = store_day_bounds(first, last, settings.store.tz)
+    chain = _chain(session, settings, labels)
+    labels = chain or labels
     path = _temp_path(".xlsx")
     try:
         workbook = Workbook(write_only=True)
@@ -520,7 +568,14 @@ def export_xlsx(
         )
         for label, item, value in rows:
             summary.append([label, _xlsx_cell(summary, item, SUMMARY, labels, settings)(value)])
-        for table in _tables(settings, start, end):
+        if chain is not None:
+            headers = [labels.header(BRANCHES, item.key) for item in BRANCH_FIELDS]
+            widths = [_width(item, h) for item, h in zip(BRANCH_FIELDS, headers, strict=True)]
+            sheet = _start_sheet(workbook, labels.sheet(BRANCHES), headers, widths)
+            cells = [_xlsx_cell(sheet, item, BRANCHES, labels, settings) for item in BRANCH_FIELDS]
+            for row in _branch_rows(session, settings, first, last):
+                sheet.append([cell(value) for cell, value in zip(cells, row, strict=True)])
+        for table in _tables(settings, start, end, branches=chain is not None):
             headers = [labels.header(table.name, item.key) for item in table.fields]
             widths = [_width(item, h) for item, h in zip(table.fields, headers, strict=True)]
             sheet = _start_sheet(workbook, labels.sheet(table.name), headers, widths)
@@ -544,6 +599,8 @@ def export_csv_zip(
     """A zip of `<sheet>.csv` files (UTF-8 with BOM, so Excel reads Cyrillic); a temp file."""
     labels = labels or ExportLabels()
     start, end = store_day_bounds(first, last, settings.store.tz)
+    chain = _chain(session, settings, labels)
+    labels = chain or labels
     path = _temp_path(".zip")
 
     def writer_for(raw: Any) -> tuple[io.TextIOWrapper, Any]:
@@ -563,7 +620,20 @@ def export_csv_zip(
                     )
                 out.flush()
                 out.detach()
-            for table in _tables(settings, start, end):
+            if chain is not None:
+                with archive.open(f"{BRANCHES}.csv", "w") as raw:
+                    out, writer = writer_for(raw)
+                    writer.writerow(
+                        [neutralise(labels.header(BRANCHES, item.key)) for item in BRANCH_FIELDS]
+                    )
+                    cells = [_csv_cell(item, BRANCHES, labels, settings) for item in BRANCH_FIELDS]
+                    for row in _branch_rows(session, settings, first, last):
+                        writer.writerow(
+                            [cell(value) for cell, value in zip(cells, row, strict=True)]
+                        )
+                    out.flush()
+                    out.detach()
+            for table in _tables(settings, start, end, branches=chain is not None):
                 with archive.open(f"{table.name}.csv", "w") as raw:
                     out, writer = writer_for(raw)
                     writer.writerow(

@@ -17,16 +17,19 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from db.database import Database
-from services import backup, campaigns, motivation, offers, privacy
+from services import backup, branches, campaigns, motivation, offers, privacy
 from services.delivery import OutboxMessage, queue_messages
 
 if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
 
 # The weekly digest goes out as two messages: its text (up to Telegram's 4096 characters, where a
-# photo's caption allows 1024) and then its chart.
+# photo's caption allows 1024) and then its chart; in a chain the owners' digest has a third, the
+# branch comparison chart. A branch manager's digest (its payload names the branch) is that
+# branch's text and chart.
 DIGEST_KIND = "digest"
 DIGEST_CHART_KIND = "digest_chart"
+DIGEST_BRANCHES_KIND = "digest_branches"
 
 
 @dataclass
@@ -57,11 +60,13 @@ def digest_moment(now: datetime, settings: Settings) -> datetime:
 
 async def digest_pass(db: Database, settings: Settings, now: datetime) -> int:
     """Enqueue this week's digest (text, then chart) to every owner once we are past Monday
-    DIGEST_HOUR.
+    DIGEST_HOUR; in a chain also the branch chart to the owners, and to each manager of an open
+    branch that branch's digest (text and chart).
 
-    The keys `digest:<ISO year-week>:<owner>` and `digest_chart:…` make it exactly once per
-    week, across restarts and however many times the pass runs. Returns how many digests were
-    enqueued now."""
+    The keys `digest:<ISO year-week>:<owner>`, `digest_chart:…`, `digest_branches:…` and, for
+    a manager, `digest:<ISO year-week>:<manager>:<branch id>` make it exactly once per week
+    and recipient, across restarts and however many times the pass runs. Returns how many
+    digests (texts) were enqueued now."""
     if now < digest_moment(now, settings):
         return 0
     return await db.write(_queue_digests, settings, now)
@@ -69,16 +74,33 @@ async def digest_pass(db: Database, settings: Settings, now: datetime) -> int:
 
 def _queue_digests(session: Session, settings: Settings, now: datetime) -> int:
     week = iso_week(now, settings)
+    chain = branches.load(session, settings)
+    is_chain = len(chain) > 1
+    kinds = (DIGEST_KIND, DIGEST_CHART_KIND, *((DIGEST_BRANCHES_KIND,) if is_chain else ()))
     messages = [
         OutboxMessage(
             key=f"{kind}:{week}:{owner_id}", kind=kind, chat_id=owner_id, payload={"week": week}
         )
         for owner_id in settings.telegram.owner_ids
-        for kind in (DIGEST_KIND, DIGEST_CHART_KIND)
+        for kind in kinds
     ]
-    added = sum(queue_messages(session, messages, now)) // 2
+    if is_chain:  # a one-shop install's managers read the owner's figures with /digest
+        messages += [
+            OutboxMessage(
+                key=f"{kind}:{week}:{manager}:{branch.id}",
+                kind=kind,
+                chat_id=manager,
+                payload={"week": week, "branch_id": branch.id},
+            )
+            for branch in chain
+            if branch.is_open
+            for manager in branch.managers
+            if not settings.telegram.is_owner(manager)
+            for kind in (DIGEST_KIND, DIGEST_CHART_KIND)
+        ]
+    added = queue_messages(session, messages, now)
     session.commit()
-    return added
+    return sum(1 for m, new in zip(messages, added, strict=True) if new and m.kind == DIGEST_KIND)
 
 
 Pass = Callable[[Database, "Settings", datetime], Awaitable[JobResult]]

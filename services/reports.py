@@ -10,11 +10,17 @@ functions of a `Session` here and in `services.kpi` / `services.export`::
     reports = ReportService(Database.of(engine), settings)
     current, previous = await reports.compared(first, last)     # /stats
     digest = await reports.digest(now)                           # /digest, the weekly digest
+    digest = await reports.digest(now, branch_id=2)              # one branch's (a manager's)
     path = await reports.export_xlsx(first, last, labels)        # a temporary file
     card = await reports.card("100 045")                         # CardNotFound, InvalidCardNumber
 
 No text for people here: the handler renders the digest in the reader's language and passes
 the chart's labels in already translated.
+
+Branches: every report takes an optional `branch_id` (one shop's figures; None = the whole
+chain). In a chain of more than one branch (`services.branches.load`) the chain's digest also
+carries the branch table (`Digest.branches`: each branch this week against last week, two
+`kpi.by_branch` calls) that `render_branch_chart` draws; a one-shop install never gets one.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import io
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,12 +38,13 @@ from babel.numbers import format_decimal
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
-from sqlalchemy import case, func, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
 from db.database import Database
-from db.models import Client, Purchase
+from db.models import Branch, Client, Purchase
 from services import export, kpi
+from services.branches import BranchInfo, load
 from services.cards import by_number, normalize_number
 from services.errors import CardNotFound
 
@@ -45,6 +52,17 @@ if TYPE_CHECKING:  # services do not depend on the bot package at run time
     from config import Settings
 
 DIGEST_WEEKS = 12
+
+
+@dataclass(frozen=True)
+class BranchWeek:
+    """One branch's row of the chain digest's table: this week's figures and last week's
+    (None: the branch had no row then)."""
+
+    branch_id: int
+    name: str
+    current: kpi.BranchFigures
+    previous: kpi.BranchFigures | None
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,13 @@ class Digest:
     at_risk: list[kpi.AtRiskCard]
     anomalies: kpi.Anomalies
     comments: list[kpi.Comment]
+    # One branch's digest (a manager's): its id and name; None for the whole chain.
+    branch_id: int | None = None
+    branch_name: str | None = None
+    # The chain's digest in a chain: every branch this week vs last, by revenue; else empty.
+    branches: list[BranchWeek] = field(default_factory=list)
+    # Branch names by id in a chain (a generous cashier's branch); empty for one shop.
+    branch_names: dict[int, str] = field(default_factory=dict)
 
 
 def digest_week(now: datetime, settings: Settings) -> tuple[date, date]:
@@ -65,20 +90,84 @@ def digest_week(now: datetime, settings: Settings) -> tuple[date, date]:
     return last - timedelta(days=6), last
 
 
-def build_digest(session: Session, settings: Settings, now: datetime) -> Digest:
-    """The digest's figures for the week before `now` (a unit: `ReportService.digest`)."""
+def build_digest(
+    session: Session, settings: Settings, now: datetime, branch_id: int | None = None
+) -> Digest:
+    """The digest's figures for the week before `now` (a unit: `ReportService.digest`): the
+    whole chain's (with the branch table in a chain), or one branch's."""
     first, last = digest_week(now, settings)
     prev_first, prev_last = kpi.previous_period(first, last)
+    chain = load(session, settings)
+    is_chain = len(chain) > 1
+    branch_name = None
+    if branch_id is not None:
+        branch_name = next((b.name for b in chain if b.id == branch_id), None)
+        if branch_name is None:
+            raise UnknownBranch(branch_id)
     return Digest(
         first=first,
         last=last,
-        current=kpi.compute(session, settings, first, last),
-        previous=kpi.compute(session, settings, prev_first, prev_last, impact=False),
-        series=kpi.weekly_series(session, settings, last, DIGEST_WEEKS),
-        at_risk=kpi.at_risk_cards(session, settings, last),
-        anomalies=kpi.anomalies(session, settings, first, last),
-        comments=kpi.detractor_comments(session, settings, first, last),
+        current=kpi.compute(session, settings, first, last, branch_id=branch_id),
+        previous=kpi.compute(
+            session, settings, prev_first, prev_last, branch_id=branch_id, impact=False
+        ),
+        series=kpi.weekly_series(session, settings, last, DIGEST_WEEKS, branch_id=branch_id),
+        at_risk=kpi.at_risk_cards(session, settings, last, branch_id=branch_id),
+        anomalies=kpi.anomalies(session, settings, first, last, branch_id=branch_id),
+        comments=kpi.detractor_comments(session, settings, first, last, branch_id=branch_id),
+        branch_id=branch_id,
+        branch_name=branch_name,
+        branches=(
+            branch_weeks(session, settings, first, last, chain)
+            if is_chain and branch_id is None
+            else []
+        ),
+        branch_names={b.id: b.name for b in chain} if is_chain else {},
     )
+
+
+def branch_weeks(
+    session: Session,
+    settings: Settings,
+    first: date,
+    last: date,
+    chain: list[BranchInfo] | None = None,
+) -> list[BranchWeek]:
+    """Each branch's figures for `first`…`last` against the equally long period before, by
+    revenue (highest first, then by name); a closed branch without a purchase in either period
+    is left out. Two `kpi.by_branch` calls, whatever the number of branches."""
+    chain = load(session, settings) if chain is None else chain
+    closed = {b.id for b in chain if not b.is_open}
+    names = {b.id: b.name for b in chain}
+    current = kpi.by_branch(session, settings, first, last)
+    previous = {
+        f.branch_id: f for f in kpi.by_branch(session, settings, *kpi.previous_period(first, last))
+    }
+    # by_branch leaves out a closed branch that sold nothing this week: last week it may have.
+    shown = {f.branch_id for f in current}
+    current += [
+        kpi.BranchFigures(branch_id, names.get(branch_id, before.name))
+        for branch_id, before in previous.items()
+        if branch_id not in shown and before.purchases
+    ]
+    rows = []
+    for figures in current:
+        before = previous.get(figures.branch_id)
+        sold = figures.purchases or (before is not None and before.purchases)
+        if figures.branch_id in closed and not sold:
+            continue
+        name = names.get(figures.branch_id, figures.name)
+        rows.append(BranchWeek(figures.branch_id, name, figures, before))
+    rows.sort(key=lambda row: (-row.current.revenue, row.name.casefold(), row.branch_id))
+    return rows
+
+
+class UnknownBranch(LookupError):
+    """A report was asked for a branch id the chain does not have."""
+
+    def __init__(self, branch_id: int) -> None:
+        super().__init__(f"no branch with id {branch_id}")
+        self.branch_id = branch_id
 
 
 @dataclass(frozen=True)
@@ -175,7 +264,9 @@ def chart_figure(series: list[kpi.WeekPoint], labels: ChartLabels, exponent: int
     return fig
 
 
-def _money_ticks(labels: ChartLabels, exponent: int) -> Callable[[float, int], str]:
+def _money_ticks(
+    labels: ChartLabels | BranchChartLabels, exponent: int
+) -> Callable[[float, int], str]:
     def tick(value: float, _pos: int) -> str:
         minor = round(value * 10**exponent)
         if labels.money is not None:
@@ -201,6 +292,63 @@ def render_chart(series: list[kpi.WeekPoint], labels: ChartLabels, exponent: int
     """The digest chart as a PNG (see `chart_figure`)."""
     buffer = io.BytesIO()
     chart_figure(series, labels, exponent).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------ the branches' chart
+
+BRANCH_CHART_MAX = 20  # bars of more branches would be unreadable: the top ones by revenue
+_PREVIOUS = "#B0B7C3"
+
+
+@dataclass(frozen=True)
+class BranchChartLabels:
+    """The branch comparison chart's words in the owner's language (see `ChartLabels`)."""
+
+    title: str
+    this_week: str
+    last_week: str
+    revenue: str
+    locale: str = "ru"
+    money: Callable[[int], str] | None = None
+
+
+def branch_chart_figure(rows: list[BranchWeek], labels: BranchChartLabels, exponent: int) -> Figure:
+    """Revenue per branch, this week against last week: a pair of horizontal bars per branch,
+    the highest revenue on top (`rows` in the digest's order; the first `BRANCH_CHART_MAX`)."""
+    rows = rows[:BRANCH_CHART_MAX]
+    height = max(3.0, 1.4 + 0.5 * len(rows))
+    fig = Figure(figsize=(8, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(labels.title)
+    ax = fig.subplots()
+    y = list(range(len(rows)))
+    now = [row.current.revenue / 10**exponent for row in rows]
+    before = [(row.previous.revenue if row.previous else 0) / 10**exponent for row in rows]
+    bar = 0.38
+    current = ax.barh([i - bar / 2 for i in y], now, height=bar, color=_BARS)
+    earlier = ax.barh([i + bar / 2 for i in y], before, height=bar, color=_PREVIOUS)
+    ax.set_yticks(y, [textwrap.shorten(row.name, 28, placeholder="…") for row in rows])
+    ax.invert_yaxis()  # the highest revenue on top
+    ax.set_xlim(0, max([*now, *before], default=0) * 1.08 or 1)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(_money_ticks(labels, exponent)))
+    ax.set_xlabel(labels.revenue)
+    fig.legend(
+        [current, earlier],
+        [labels.this_week, labels.last_week],
+        loc="outside lower center",
+        ncols=2,
+        fontsize="small",
+        frameon=False,
+    )
+    return fig
+
+
+def render_branch_chart(rows: list[BranchWeek], labels: BranchChartLabels, exponent: int) -> bytes:
+    """The branch comparison chart as a PNG (see `branch_chart_figure`)."""
+    buffer = io.BytesIO()
+    branch_chart_figure(rows, labels, exponent).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -310,6 +458,23 @@ def data_span(session: Session, settings: Settings, today: date) -> tuple[date, 
     return min(first.astimezone(settings.store.tz).date(), today), today
 
 
+def reportable_branches(session: Session, settings: Settings) -> list[BranchInfo]:
+    """The branches a report may be asked for: the open ones and the closed ones with at least
+    one purchase (a closed branch that never sold has nothing to show), branch 1 first."""
+    chain = load(session, settings)
+    closed = [b.id for b in chain if not b.is_open]
+    used: set[int] = set()
+    if closed:
+        used = set(
+            session.scalars(
+                select(Branch.id).where(
+                    Branch.id.in_(closed), exists().where(Purchase.branch_id == Branch.id)
+                )
+            )
+        )
+    return [b for b in chain if b.is_open or b.id in used]
+
+
 # ------------------------------------------------------------------------ the service
 
 
@@ -324,24 +489,56 @@ class ReportService:
         """Every KPI of the store days `first`…`last` (`kpi.InvalidPeriod` when reversed)."""
         return await self.db.report(kpi.compute, self.settings, first, last)
 
-    async def compared(self, first: date, last: date) -> tuple[kpi.Kpis, kpi.Kpis]:
-        """The KPIs of `first`…`last` and of the equally long period before it (/stats)."""
-        return await self.db.report(self._compared, first, last)
+    async def compared(
+        self, first: date, last: date, branch_id: int | None = None
+    ) -> tuple[kpi.Kpis, kpi.Kpis]:
+        """The KPIs of `first`…`last` and of the equally long period before it (/stats), of
+        the whole chain or of one branch."""
+        return await self.db.report(self._compared, first, last, branch_id)
 
-    def _compared(self, session: Session, first: date, last: date) -> tuple[kpi.Kpis, kpi.Kpis]:
-        current = kpi.compute(session, self.settings, first, last)
+    def _compared(
+        self, session: Session, first: date, last: date, branch_id: int | None
+    ) -> tuple[kpi.Kpis, kpi.Kpis]:
+        current = kpi.compute(session, self.settings, first, last, branch_id=branch_id)
         previous = kpi.compute(
-            session, self.settings, *kpi.previous_period(first, last), impact=False
+            session,
+            self.settings,
+            *kpi.previous_period(first, last),
+            branch_id=branch_id,
+            impact=False,
         )
         return current, previous
 
-    async def weekly(self, last: date, weeks: int) -> list[kpi.WeekPoint]:
-        """Revenue, active cards and NPS of each of the `weeks` weeks ending on `last`."""
-        return await self.db.report(kpi.weekly_series, self.settings, last, weeks)
+    async def weekly(
+        self, last: date, weeks: int, branch_id: int | None = None
+    ) -> list[kpi.WeekPoint]:
+        """Revenue, active cards and NPS of each of the `weeks` weeks ending on `last` (of the
+        whole chain or of one branch)."""
+        return await self.db.report(self._weekly, last, weeks, branch_id)
 
-    async def digest(self, now: datetime) -> Digest:
-        """The weekly digest's figures: the last 7 complete store days before `now`."""
-        return await self.db.report(build_digest, self.settings, now)
+    def _weekly(
+        self, session: Session, last: date, weeks: int, branch_id: int | None
+    ) -> list[kpi.WeekPoint]:
+        return kpi.weekly_series(session, self.settings, last, weeks, branch_id=branch_id)
+
+    async def digest(self, now: datetime, branch_id: int | None = None) -> Digest:
+        """The weekly digest's figures: the last 7 complete store days before `now`, of the
+        whole chain (with the branch table in a chain) or of one branch (`UnknownBranch`)."""
+        return await self.db.report(build_digest, self.settings, now, branch_id)
+
+    async def branch_weeks(self, now: datetime) -> list[BranchWeek]:
+        """The digest's branch table alone (its chart): empty for a one-shop install."""
+        return await self.db.report(self._branch_weeks, now)
+
+    def _branch_weeks(self, session: Session, now: datetime) -> list[BranchWeek]:
+        chain = load(session, self.settings)
+        if len(chain) <= 1:
+            return []
+        return branch_weeks(session, self.settings, *digest_week(now, self.settings), chain)
+
+    async def branches(self) -> list[BranchInfo]:
+        """The branches reports may be asked for (`reportable_branches`)."""
+        return await self.db.read(reportable_branches, self.settings)
 
     async def card(self, text: str, limit: int = 10) -> CardSummary:
         """One card by a typed number (`CardNotFound`, `InvalidCardNumber`)."""
