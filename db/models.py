@@ -432,7 +432,8 @@ class Survey(Base):
 
 class Promotion(Base):
     """A happy hour: +`bonus_pct` at the till on some weekdays between two store times, until
-    an optional last day (store dates and times, as the owner sets them)."""
+    an optional last day (store dates and times, as the owner sets them), in every branch or
+    in one (`branch_id`)."""
 
     __tablename__ = "promotions"
     __table_args__ = (
@@ -450,6 +451,7 @@ class Promotion(Base):
     starts_min: Mapped[int] = mapped_column(Integer)  # minutes after midnight, store time
     ends_min: Mapped[int] = mapped_column(Integer)  # exclusive
     until: Mapped[date | None] = mapped_column(Date)  # the last store day, inclusive
+    branch_id: Mapped[int | None] = mapped_column(Integer)  # one branch's; NULL: every branch
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
 

@@ -2,15 +2,20 @@
 
     promos = PromotionService(db, settings, clock)
     await promos.add("Morning", bonus_pct=3, weekdays=parse_days("mon,tue"),
-                     starts=parse_time("10:00"), ends=parse_time("12:00"), until=None)
+                     starts=parse_time("10:00"), ends=parse_time("12:00"), until=None,
+                     branch_id=None)  # None: every branch of a chain; an id: that one only
     await promos.listed()                # the running ones (and ended ones with ended=True)
     await promos.end("Morning")
 
-The till asks `active(session, now, tz)` inside its quote's unit of work: the promotion whose
-window holds `now` in store time (the highest bonus when two overlap). Its bonus is added to
-the card's level and a personal offer, under the store's cap, and shown as its own line; the
-purchase keeps which promotion it had (`purchases.promo_id`, `promo_pct`), so the KPIs count
-the purchases and the discount under promotions.
+The till asks `active(session, now, tz, branch_id)` inside its quote's unit of work: of the
+promotions for every branch or for the quote's branch, the one whose window holds `now` in
+store time (the highest bonus when two overlap). Its bonus is added to the card's level and a
+personal offer, under the store's cap, and shown as its own line; the purchase keeps which
+promotion it had (`purchases.promo_id`, `promo_pct`), so the KPIs count the purchases and the
+discount under promotions (a branch's KPIs its own purchases).
+
+A chain of shops: a promotion is for every branch (`branch_id` None) or for one open branch; a
+name is unique in the whole chain; ending one works the same for both.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from config import Settings
 from db.database import Database
 from db.models import Promotion
 from db.prepared import Prepared
-from services import audit
+from services import audit, branches
 from services.clock import Clock
 from services.errors import DomainError
 
@@ -45,6 +50,8 @@ _PROBLEMS = {
     "time": "expected a store time HH:MM, not {text!r}",
     "window": "the hours must start before they end, within one day: not {text}",
     "until": "the last day {text} is already past",
+    "branch": "no branch {text} (python -m bot branches list shows them)",
+    "closed": "the branch {text!r} is closed: nothing is sold there any more",
 }
 
 
@@ -79,6 +86,7 @@ class PromotionView:
     ends: int
     until: date | None
     ended_at: datetime | None
+    branch_id: int | None = None  # one branch's; None: every branch
 
     @property
     def days(self) -> tuple[str, ...]:
@@ -140,8 +148,9 @@ def check(name: str, bonus_pct: int, starts: int, ends: int) -> str:
     return name
 
 
-def active(session: Session, now: datetime, tz: ZoneInfo) -> ActivePromotion | None:
-    """The promotion running at `now` (store time), the highest bonus first (a unit's step)."""
+def active(session: Session, now: datetime, tz: ZoneInfo, branch_id: int) -> ActivePromotion | None:
+    """The promotion running at `now` (store time) for a sale in `branch_id` — one for every
+    branch or for that one —, the highest bonus first (a unit's step)."""
     local = now.astimezone(tz)
     row = (
         _active_statement()
@@ -151,6 +160,7 @@ def active(session: Session, now: datetime, tz: ZoneInfo) -> ActivePromotion | N
                 "p_day": 1 << local.weekday(),
                 "p_minute": local.hour * 60 + local.minute,
                 "p_today": local.date(),
+                "p_branch": branch_id,
             },
         )
         .first()
@@ -169,6 +179,7 @@ def _active_statement() -> Prepared:
             p.starts_min <= bindparam("p_minute"),
             p.ends_min > bindparam("p_minute"),
             (p.until.is_(None)) | (p.until >= bindparam("p_today", type_=Promotion.until.type)),
+            (p.branch_id.is_(None)) | (p.branch_id == bindparam("p_branch")),
         )
         .order_by(p.bonus_pct.desc(), p.id)
         .limit(1)
@@ -192,14 +203,16 @@ class PromotionService:
         starts: int,
         ends: int,
         until: date | None,
+        branch_id: int | None = None,
         actor_id: int | None = None,
     ) -> PromotionView:
+        """A new promotion, for every branch (`branch_id` None) or for that open branch."""
         name = check(name, bonus_pct, starts, ends)
         now = self.clock()
         if until is not None and until < now.astimezone(self.settings.store.tz).date():
             raise InvalidPromotion("until", until.isoformat())
         return await self.db.write(
-            self._add, name, bonus_pct, weekdays, starts, ends, until, actor_id, now
+            self._add, name, bonus_pct, weekdays, starts, ends, until, branch_id, actor_id, now
         )
 
     def _add(
@@ -211,11 +224,22 @@ class PromotionService:
         starts: int,
         ends: int,
         until: date | None,
+        branch_id: int | None,
         actor_id: int | None,
         now: datetime,
     ) -> PromotionView:
         if session.scalar(select(Promotion.id).where(Promotion.name == name)) is not None:
             raise PromotionExists(name)
+        branch_name = None
+        if branch_id is not None:
+            branch = next(
+                (b for b in branches.load(session, self.settings) if b.id == branch_id), None
+            )
+            if branch is None:
+                raise InvalidPromotion("branch", f"#{branch_id}")
+            if not branch.is_open:
+                raise InvalidPromotion("closed", branch.name)
+            branch_name = branch.name
         promotion = Promotion(
             name=name,
             bonus_pct=bonus_pct,
@@ -223,6 +247,7 @@ class PromotionService:
             starts_min=starts,
             ends_min=ends,
             until=until,
+            branch_id=branch_id,
             created_at=now,
         )
         session.add(promotion)
@@ -231,7 +256,10 @@ class PromotionService:
         except IntegrityError:  # the same name added at the same moment elsewhere
             session.rollback()
             raise PromotionExists(name) from None
-        audit.record(session, "promo.added", at=now, actor_id=actor_id, promo=name, pct=bonus_pct)
+        extra = {} if branch_name is None else {"branch": branch_name}
+        audit.record(
+            session, "promo.added", at=now, actor_id=actor_id, promo=name, pct=bonus_pct, **extra
+        )
         view = _view(promotion)
         session.commit()
         return view
@@ -275,4 +303,5 @@ def _view(p: Any) -> PromotionView:
         ends=p.ends_min,
         until=p.until,
         ended_at=p.ended_at,
+        branch_id=p.branch_id,
     )

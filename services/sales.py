@@ -467,7 +467,7 @@ class SalesService:
         if card.status == CardStatus.BLOCKED:  # blocked since it was scanned
             raise CardBlockedAtTill(card.number, card.block_reason)
         amount_tiers = self.settings.pricing.amount_tiers
-        promo = promotions.active(session, now, self.settings.store.tz)
+        promo = promotions.active(session, now, self.settings.store.tz, branch_id)
         q = pricing.quote(
             amount=amount_minor,
             base_pct=card.base_pct,

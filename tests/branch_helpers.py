@@ -13,13 +13,22 @@ data), so the bot sees the new branch at once (its cache is dropped on a change)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from aiogram.utils.i18n import I18n
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from bot.demo.emulator import FakeGroup, FakeMessage, FakeUser
+from bot.i18n import create_i18n
+from db.models import Card, Purchase
 from services.branches import BranchChanges, BranchDraft, BranchInfo, BranchService
+from services.cards import refresh_totals
 from tests.conftest import STAFF_CHAT_ID, App
+from tests.kpi_helpers import Data, msk
 
 BRANCH_B = "Tartu"
 BRANCH_B_CHAT = -1009200
@@ -181,3 +190,67 @@ async def sell_in_private(
     quote = await quote_in_private(cashier, number, amount)
     await cashier.press(quote, button_with("till:ok:"))
     return await cashier.wait_message(is_receipt)
+
+
+# ------------------------------------------------------------------ texts and seeded sales
+
+
+def tr(language: str, msgid: str) -> str:
+    """The catalog's text of `msgid` in `language` (what the bot shows)."""
+    i18n: I18n = create_i18n("ru")
+    with i18n.context(), i18n.use_locale(language):
+        return i18n.gettext(msgid)
+
+
+def heading(language: str, msgid: str) -> str:
+    """A title's words before its first placeholder, tags out: what a message starts with."""
+    return re.sub("<[^>]+>", "", tr(language, msgid)).split("{")[0].strip()
+
+
+async def buy(
+    session: AsyncSession,
+    card: Card,
+    at: datetime,
+    amount: int,
+    branch_id: int,
+    *,
+    cashier: int | None = None,
+    pct: int | None = None,
+) -> None:
+    """A purchase of `card` in `branch_id`, its card's figures recounted as the till does."""
+    pct = card.base_pct if pct is None else pct
+    discount = amount * pct // 100
+    session.add(
+        Purchase(
+            card_id=card.id,
+            amount=amount,
+            discount_pct=pct,
+            discount_amount=discount,
+            paid_amount=amount - discount,
+            cashier_id=cashier,
+            branch_id=branch_id,
+            source="bot",
+            created_at=at,
+        )
+    )
+    await session.flush()
+    await session.run_sync(refresh_totals, card.id)
+
+
+async def seed_sales(sessionmaker: async_sessionmaker[AsyncSession], chain: Chain) -> None:
+    """Seven purchases in two shops (tests/test_branches_owner.py's docstring has the table)."""
+    a, b = chain.a.id, chain.b.id
+    async with sessionmaker() as session:
+        d = Data(session)
+        anna = await d.client(username="anna")
+        c45 = await d.card("100045", issued_at=msk(2026, 9, 1), client=anna, pct=7)
+        c46 = await d.card("100046", issued_at=msk(2026, 9, 1))
+        c48 = await d.card("100048", issued_at=msk(2026, 9, 1))
+        await buy(session, c45, msk(2026, 11, 3), 150_000, a, cashier=2001)
+        await buy(session, c45, msk(2026, 11, 10), 100_000, a, cashier=2001)
+        await buy(session, c46, msk(2026, 11, 11), 20_000, a, cashier=2001)
+        await buy(session, c48, msk(2026, 11, 5), 200_000, b, cashier=2102)
+        await buy(session, c45, msk(2026, 11, 12), 300_000, b, cashier=2102)
+        await buy(session, c48, msk(2026, 11, 13), 100_000, b, cashier=2102)
+        await buy(session, c48, msk(2026, 11, 14), 200_000, b, cashier=2102)
+        await session.commit()

@@ -21,25 +21,29 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import zipfile
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from aiogram.utils.i18n import I18n
 from matplotlib.figure import Figure
 from openpyxl import load_workbook
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.demo.emulator import FakeMessage
-from bot.i18n import create_i18n
-from db.models import Card, Purchase
 from handlers import formatting as fmt
 from handlers import owner_reports
 from services import jobs, reports
-from services.cards import refresh_totals
-from tests.branch_helpers import BRANCH_B, MANAGER_A, MANAGER_B, Chain, seed_chain
+from tests.branch_helpers import (
+    BRANCH_B,
+    MANAGER_A,
+    MANAGER_B,
+    Chain,
+    buy,
+    heading,
+    seed_chain,
+    seed_sales,
+    tr,
+)
 from tests.conftest import OWNER_ID, App
 from tests.kpi_helpers import Data, msk
 
@@ -47,67 +51,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 LANGUAGES = ("ru", "en", "et")
 
 
-def tr(language: str, msgid: str) -> str:
-    """The catalog's text of `msgid` in `language` (what the bot shows)."""
-    i18n: I18n = create_i18n("ru")
-    with i18n.context(), i18n.use_locale(language):
-        return i18n.gettext(msgid)
-
-
-def heading(language: str, msgid: str) -> str:
-    """A title's words before its first placeholder, tags out: what a message starts with."""
-    return re.sub("<[^>]+>", "", tr(language, msgid)).split("{")[0].strip()
-
-
 def money(minor: int, app: App, language: str) -> str:
     return fmt.money(minor, app.settings, language)
-
-
-async def _buy(
-    session: AsyncSession,
-    card: Card,
-    at: datetime,
-    amount: int,
-    branch_id: int,
-    *,
-    cashier: int | None = None,
-    pct: int | None = None,
-) -> None:
-    pct = card.base_pct if pct is None else pct
-    discount = amount * pct // 100
-    session.add(
-        Purchase(
-            card_id=card.id,
-            amount=amount,
-            discount_pct=pct,
-            discount_amount=discount,
-            paid_amount=amount - discount,
-            cashier_id=cashier,
-            branch_id=branch_id,
-            source="bot",
-            created_at=at,
-        )
-    )
-    await session.flush()
-    await session.run_sync(refresh_totals, card.id)
-
-
-async def seed_sales(sessionmaker: async_sessionmaker[AsyncSession], chain: Chain) -> None:
-    a, b = chain.a.id, chain.b.id
-    async with sessionmaker() as session:
-        d = Data(session)
-        anna = await d.client(username="anna")
-        c45 = await d.card("100045", issued_at=msk(2026, 9, 1), client=anna, pct=7)
-        c46 = await d.card("100046", issued_at=msk(2026, 9, 1))
-        c48 = await d.card("100048", issued_at=msk(2026, 9, 1))
-        await _buy(session, c45, msk(2026, 11, 3), 150_000, a, cashier=2001)
-        await _buy(session, c45, msk(2026, 11, 10), 100_000, a, cashier=2001)
-        await _buy(session, c46, msk(2026, 11, 11), 20_000, a, cashier=2001)
-        await _buy(session, c48, msk(2026, 11, 5), 200_000, b, cashier=2102)
-        await _buy(session, c45, msk(2026, 11, 12), 300_000, b, cashier=2102)
-        await _buy(session, c48, msk(2026, 11, 13), 100_000, b, cashier=2102)
-        await _buy(session, c48, msk(2026, 11, 14), 200_000, b, cashier=2102)
-        await session.commit()
 
 
 @pytest.fixture
@@ -355,7 +300,7 @@ async def test_worth_a_look_names_the_branch_of_a_generous_cashier(app: App, cha
         for i, (cashier, pct) in enumerate(((2201, 5), (2202, 5), (2203, 30))):
             for k in range(3):
                 card = cards[3 * i + k]
-                await _buy(
+                await buy(
                     session,
                     card,
                     msk(2026, 11, 9 + k, 10 + i),
@@ -546,7 +491,7 @@ async def test_a_big_chain_digest_stays_within_telegram_limits(app: App, chain: 
         d = Data(session)
         card = await d.card("300001", issued_at=msk(2026, 9, 1))
         for i, branch in enumerate(added):
-            await _buy(session, card, msk(2026, 11, 12, 10), 10_000 * (i + 1), branch.id)
+            await buy(session, card, msk(2026, 11, 12, 10), 10_000 * (i + 1), branch.id)
         await session.commit()
     owner = app.tg.user(OWNER_ID, language_code="en")
     await owner.send("/digest")

@@ -23,7 +23,9 @@ from tests.branch_helpers import (
     branch_service,
     cashier_of,
     group_of,
+    heading,
     sell_in_group,
+    tr,
 )
 from tests.conftest import (
     CASHIER_ID,
@@ -36,7 +38,6 @@ from tests.conftest import (
     running_app,
 )
 from tests.miniapp_helpers import Client, init_data, miniapp_server
-from tests.test_branches_owner import heading, tr
 from tests.till_helpers import purchases, seed_bound
 
 # Two groups' receipts in a few seconds: not paced like Telegram's 20 a minute per group.

@@ -6,6 +6,8 @@ a stub `window.Telegram.WebApp` carrying correctly signed initData, as Telegram 
 * the cashier's till records a sale exactly once, double tap included, by the typed number and
   by the phone's scanner (showScanQrPopup);
 * the owner's dashboard shows the figures `python -m bot kpi --json` gives;
+* in a chain, the owner switches the dashboard between the whole chain and each branch (the
+  period chips keep the branch), and a branch manager is offered their branch only;
 * the page and everything it loads weigh under 150 KB.
 
 Screenshots for the README: MINIAPP_SCREENSHOTS=docs .venv/bin/pytest tests/test_miniapp_browser.py
@@ -35,8 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.demo.emulator import FakeTelegram
 from config import PROJECT_ROOT
 from db.models import Purchase
+from handlers import formatting as fmt
 from services import qr_payload
 from services.sales import SalesService
+from tests.branch_helpers import BRANCH_B, MANAGER_A, seed_chain, seed_sales
 from tests.conftest import (
     CASHIER_ID,
     CUSTOMER_ID,
@@ -198,6 +202,55 @@ async def test_the_dashboard_shows_what_kpi_json_gives(served, browser, db_url) 
         await page.locator("#export").click()
     assert (await download.value).suggested_filename.endswith(".xlsx")
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_the_owner_switches_the_dashboard_between_branches(served, browser) -> None:  # type: ignore[no-untyped-def]
+    """The data of `tests/test_miniapp_branches.py`: 7 days, the chain ₽7,200, Test Store
+    ₽1,200, Tartu ₽6,000; 30 days, Tartu ₽8,000, Test Store ₽2,700."""
+    app, base = served
+    await seed_sales(app.sessionmaker, await seed_chain(app, managers_a=[MANAGER_A]))
+    page = await opened(browser, app, base, OWNER_ID, "Oleg")
+    revenue = page.locator('.tile[data-key="revenue"] .value')
+    switch = page.locator("select#branch")
+    await expect(revenue).to_have_text(money(app, 720_000), timeout=WAIT_MS)
+    await expect(switch.locator("option")).to_have_text(["All branches", "Test Store", BRANCH_B])
+    await expect(switch).to_have_value("0")
+
+    await switch.select_option(label=BRANCH_B)
+    await expect(revenue).to_have_text(money(app, 600_000), timeout=WAIT_MS)
+    await expect(page.locator('.tile[data-key="purchases"] .value')).to_have_text("3")
+    await shot(page, "dashboard-branch")
+    await page.get_by_role("button", name="30 days").click()  # the period keeps the branch
+    await expect(revenue).to_have_text(money(app, 800_000), timeout=WAIT_MS)
+    await expect(page.locator("select#branch option:checked")).to_have_text(BRANCH_B)
+    await switch.select_option(label="Test Store")  # the branch keeps the period
+    await expect(revenue).to_have_text(money(app, 270_000), timeout=WAIT_MS)
+    await expect(page.locator(".period.active")).to_have_text("30 days")
+    await switch.select_option(label="All branches")
+    await expect(revenue).to_have_text(money(app, 1_070_000), timeout=WAIT_MS)
+    await expect(page.locator("#export")).to_be_visible()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_manager_is_offered_their_branch_only(served, browser) -> None:  # type: ignore[no-untyped-def]
+    app, base = served
+    await seed_sales(app.sessionmaker, await seed_chain(app, managers_a=[MANAGER_A]))
+    page = await opened(browser, app, base, MANAGER_A, "Mari")
+    revenue = page.locator('.tile[data-key="revenue"] .value')
+    await expect(revenue).to_have_text(money(app, 120_000), timeout=WAIT_MS)
+    await expect(page.locator("#tabs button")).to_have_text(["Dashboard", "Till", "My card"])
+    await expect(page.locator("select#branch option")).to_have_text(["Test Store"])
+    await expect(page.locator("#export")).to_have_count(0)  # the export is the owner's
+    assert BRANCH_B not in await page.locator("#view").inner_text()
+    await page.get_by_role("button", name="30 days").click()
+    await expect(revenue).to_have_text(money(app, 270_000), timeout=WAIT_MS)
+    await page.get_by_role("button", name="Till").click()
+    await expect(page.locator("#till-input")).to_be_visible()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def money(app: App, minor: int) -> str:
+    return fmt.money(minor, app.settings, "en")
 
 
 def kpi_json(db_url: str, first: str, last: str) -> dict[str, Any]:

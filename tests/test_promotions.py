@@ -1,6 +1,7 @@
 """Happy hours: `promos add|list|end` (every refusal writes nothing), the owner's /promos, and
 the till applying a promotion inside its window (store time) as its own line of the quote,
-with the purchase keeping it."""
+with the purchase keeping it. In a chain of shops: a happy hour for one branch applies to the
+quotes made there only, one for every branch everywhere, the best applicable one wins."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bot.i18n import create_i18n
 from db.models import Promotion, Purchase
 from handlers import formatting
 from services import kpi
+from services.branches import MAIN_BRANCH_ID
 from services.promotions import (
     InvalidPromotion,
     PromotionService,
@@ -23,9 +25,19 @@ from services.promotions import (
     parse_time,
 )
 from services.reports import ReportService
+from tests.branch_helpers import (
+    BRANCH_B,
+    CASHIER_B,
+    branch_service,
+    cashier_of,
+    group_of,
+    quote_in_group,
+    seed_chain,
+    sell_in_group,
+)
 from tests.cli_helpers import Cli
 from tests.conftest import CASHIER_ID, OWNER_ID, App
-from tests.till_helpers import quote_for, seed_bound
+from tests.till_helpers import purchases, quote_for, seed_bound
 
 # The tests' clock starts on Monday 2026-11-16 09:00 UTC: 12:00 in the store (Europe/Moscow).
 MONDAY_NOON_UTC = datetime.fromisoformat("2026-11-16T09:00:00+00:00")
@@ -152,7 +164,7 @@ async def test_a_happy_hours_last_day_is_inclusive(app: App) -> None:
     ):
 
         def unit(session, at=moment):  # type: ignore[no-untyped-def]
-            return active(session, at, tz)
+            return active(session, at, tz, MAIN_BRANCH_ID)
 
         found = await app.db.read(unit)
         assert (found is not None) == running, moment
@@ -179,6 +191,7 @@ async def test_the_owner_runs_happy_hours_from_telegram(app: App) -> None:
 
     await owner.send("/promos")
     listing = await owner.wait_message("Happy hours")
+    assert not any(word in (listing.text or "").lower() for word in ("shop", "branch"))
     answer = await owner.press(listing, "⏹ End Lunch")
     assert answer.params.get("text") == "Ended."
     await owner.wait_message("No happy hours are running")
@@ -210,3 +223,168 @@ async def test_the_happy_hour_line_reads_in_the_cashiers_language(app: App, lang
 
 
 I18N = create_i18n()
+
+
+# ------------------------------------------------------------------ a chain of shops
+
+
+def _happy_hour(quote_text: str | None) -> str | None:
+    """The quote's happy-hour line (None: no happy hour)."""
+    lines = [line for line in (quote_text or "").splitlines() if "Happy hour" in line]
+    assert len(lines) <= 1
+    return lines[0].strip() if lines else None
+
+
+async def test_a_branchs_happy_hour_applies_in_that_branch_only(app: App) -> None:
+    await seed_bound(app.sessionmaker)
+    chain = await seed_chain(app)
+    olga = cashier_of(app, chain.a, CASHIER_ID, "Olga")
+    mari = cashier_of(app, chain.b, CASHIER_B, "Mari")
+    group_a, group_b = group_of(app, chain.a), group_of(app, chain.b)
+    promos = PromotionService(app.db, app.settings, app.clock)
+    every_day = {"weekdays": parse_days("all"), "starts": 0, "ends": 1440, "until": None}
+
+    async def lines() -> tuple[str | None, str | None]:
+        in_a = _happy_hour((await quote_in_group(group_a, olga)).text)
+        in_b = _happy_hour((await quote_in_group(group_b, mari)).text)
+        return in_a, in_b
+
+    view = await promos.add("Tartu", bonus_pct=3, branch_id=chain.b.id, **every_day)
+    assert view.branch_id == chain.b.id
+    assert await lines() == (None, "Happy hour (Tartu): +3 %")
+
+    # Every branch's: both; in B the best of the two that apply there.
+    await promos.add("Small", bonus_pct=1, **every_day)
+    assert await lines() == ("Happy hour (Small): +1 %", "Happy hour (Tartu): +3 %")
+    await promos.add("Big", bonus_pct=4, **every_day)
+    await promos.add("First", bonus_pct=6, branch_id=chain.a.id, **every_day)
+    assert await lines() == ("Happy hour (First): +6 %", "Happy hour (Big): +4 %")
+    await promos.end("Big")
+    assert await lines() == ("Happy hour (First): +6 %", "Happy hour (Tartu): +3 %")
+
+    listed = {v.name: v.branch_id for v in await promos.listed()}
+    assert listed == {"First": chain.a.id, "Small": None, "Tartu": chain.b.id}
+
+
+async def test_a_branchs_kpis_count_its_own_happy_hour_purchases(app: App) -> None:
+    await seed_bound(app.sessionmaker)
+    chain = await seed_chain(app)
+    olga = cashier_of(app, chain.a, CASHIER_ID, "Olga")
+    mari = cashier_of(app, chain.b, CASHIER_B, "Mari")
+    promos = PromotionService(app.db, app.settings, app.clock)
+    await promos.add(
+        "Tartu", bonus_pct=3, weekdays=parse_days("all"), starts=0, ends=1440, until=None,
+        branch_id=chain.b.id,
+    )  # fmt: skip
+    await sell_in_group(app, chain.b, mari, amount="2500")
+    await sell_in_group(app, chain.a, olga, amount="1000")
+    await sell_in_group(app, chain.b, mari, amount="4000")
+    sold = [(p.branch_id, p.amount, p.promo_pct) for p in await purchases(app.sessionmaker)]
+    assert sold == [(chain.b.id, 250000, 3), (chain.a.id, 100000, 0), (chain.b.id, 400000, 3)]
+
+    today = app.clock().astimezone(app.settings.store.tz).date()
+    figures = {}
+    for branch_id in (None, chain.a.id, chain.b.id):
+        found = await app.db.report(kpi.compute, app.settings, today, today, branch_id=branch_id)
+        figures[branch_id] = (found.promotions.purchases, found.promotions.revenue)
+    assert figures == {None: (2, 650000), chain.a.id: (0, 0), chain.b.id: (2, 650000)}
+
+
+async def test_no_happy_hour_for_a_closed_or_unknown_branch(app: App) -> None:
+    chain = await seed_chain(app)
+    promos = PromotionService(app.db, app.settings, app.clock)
+    await branch_service(app).close(BRANCH_B)
+    for branch_id, field in ((chain.b.id, "closed"), (99, "branch")):
+        with pytest.raises(InvalidPromotion) as refused:
+            await promos.add(
+                "Late", bonus_pct=3, weekdays=1, starts=0, ends=60, until=None,
+                branch_id=branch_id,
+            )  # fmt: skip
+        assert refused.value.field == field
+    assert await promos.listed(ended=True) == []
+
+
+@pytest.fixture
+def chain_cli(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Cli:
+    monkeypatch.setenv("STORE_NAME", "Main Shop")
+    monkeypatch.setenv("STAFF_CHAT_ID", "-1009000")
+    return Cli(db_path, monkeypatch, capsys)
+
+
+def test_cli_adds_a_happy_hour_for_one_branch(chain_cli: Cli) -> None:
+    cli = chain_cli
+    hours = ["--days", "mon", "--from", "12:00", "--to", "14:00"]
+    assert cli("branches", "add", "--name", "Tartu", "--staff-chat", "-100222").code == 0
+    assert cli("branches", "add", "--name", "Pärnu", "--staff-chat", "-100333").code == 0
+    result = cli(
+        "promos", "add", "--name", "Lunch", "--bonus-pct", "3", *hours, "--branch", "tartu"
+    )
+    assert (result.code, result.err) == (0, "")
+    assert result.out == "added Lunch: +3% mon 12:00-14:00 in Tartu\n"
+    assert cli("promos", "add", "--name", "All", "--bonus-pct", "2", *hours).code == 0
+    assert cli("branches", "close", "Pärnu").code == 0
+
+    before = cli.query("SELECT * FROM promotions ORDER BY id")
+    audit = cli.query("SELECT count(*) FROM audit_events")
+    for branch, reason in (
+        ("Nowhere", "no branch named 'Nowhere'"),
+        ("Pärnu", "the branch 'Pärnu' is closed"),
+    ):
+        result = cli("promos", "add", "--name", "X", "--bonus-pct", "3", *hours, "--branch", branch)
+        assert result.code == 1 and reason in result.err, result
+        assert len(result.err.splitlines()) == 1 and result.out == ""
+    result = cli(
+        "promos", "add", "--name", "Lunch", "--bonus-pct", "3", *hours, "--branch", "Main Shop"
+    )
+    assert result.code == 1 and "exists already" in result.err  # a name is the whole chain's
+    assert cli.query("SELECT * FROM promotions ORDER BY id") == before
+    assert cli.query("SELECT count(*) FROM audit_events") == audit
+    assert cli.query("SELECT name, branch_id FROM promotions ORDER BY id") == [
+        ("Lunch", 2),
+        ("All", None),
+    ]
+
+    assert cli("promos", "list").out == (
+        "All: +2% mon 12:00-14:00 in every branch\nLunch: +3% mon 12:00-14:00 in Tartu\n"
+    )
+    ended = cli("promos", "end", "Lunch").out
+    assert ended.startswith("ended Lunch: +3% mon 12:00-14:00 in Tartu (ended ")
+
+
+async def test_the_owner_runs_a_branchs_happy_hour_from_telegram(app: App) -> None:
+    await seed_chain(app)
+    owner = app.tg.user(OWNER_ID, language_code="en")
+    await owner.send("/promos")
+    empty = await owner.wait_message("No happy hours are running")
+    assert "[SHOP]" in (empty.text or "") and BRANCH_B in (empty.text or "")
+
+    await owner.send(f"/promos add Lunch 3 mon-fri 12:00-14:00 2026-12-31 {BRANCH_B.lower()}")
+    started = await owner.wait_message("Happy hour started")
+    assert (started.text or "").endswith(f", in {BRANCH_B}")
+    await owner.send("/promos add Small 1 all 00:00-24:00")
+    started = await owner.wait_message("Happy hour started")
+    assert (started.text or "").endswith(", in every shop")
+
+    for bad, reason in (
+        ("/promos add Late 3 mon 10:00-12:00 Nowhere Town", "There is no shop named Nowhere Town"),
+        ("/promos add Late 3 mon 10:00-12:00 2026-02-30 Tartu", "The last day"),
+        ("/promos add Late 3 mon 14:00-12:00 Tartu", "must start before they end"),
+    ):
+        await owner.send(bad)
+        refusal = await owner.wait_message(reason)
+        assert "[SHOP]" in (refusal.text or "")
+    await branch_service(app).close(BRANCH_B)
+    await owner.send(f"/promos add Late 3 mon 10:00-12:00 {BRANCH_B}")
+    await owner.wait_message(f"The shop {BRANCH_B} is closed")
+    async with app.sessionmaker() as session:
+        rows = (await session.execute(select(Promotion.name, Promotion.branch_id))).all()
+    assert sorted(rows, key=lambda r: r.name) == [("Lunch", 2), ("Small", None)]
+
+    await owner.send("/promos")
+    listing = await owner.wait_message("Happy hours")
+    lines = [line for line in (listing.text or "").splitlines() if line.startswith("•")]
+    assert len(lines) == 2
+    assert lines[0].startswith("• Lunch") and lines[0].endswith(f", in {BRANCH_B}")
+    assert lines[1].startswith("• Small") and lines[1].endswith(", in every shop")

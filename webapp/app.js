@@ -1,9 +1,11 @@
-// The Mini App: the customer's live card, the cashier's till and the owner's dashboard.
-// Every API call carries Telegram's signed initData; the server decides the role.
+// The Mini App: the customer's live card, the cashier's till and the owner's dashboard (in a
+// chain, also a branch manager's, for their branches). Every API call carries Telegram's
+// signed initData; the server decides the role and which branches the reader may pick.
 "use strict";
 
 const tg = window.Telegram && window.Telegram.WebApp;
-const state = { me: null, texts: {}, tab: null, qrTimer: null, till: {} };
+const state = { me: null, texts: {}, tab: null, qrTimer: null, till: {},
+  dash: { days: 7, branch: null, asked: 0 } };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -266,12 +268,27 @@ function next() {
 
 // ------------------------------------------------------------------ owner: the dashboard
 
-async function showDashboard(days = 7) {
+// `branch`: null asks for the server's default (the whole chain for an owner, a manager's
+// first branch); the period chips keep the branch shown, the branch switch keeps the period.
+async function showDashboard(days = state.dash.days, branch = state.dash.branch) {
+  const asked = ++state.dash.asked;
   let data;
-  try { data = await api(`dashboard?days=${days}`); } catch (error) { if (state.tab === "dashboard") fail(error); return; }
-  if (state.tab !== "dashboard") return; // another tab was opened meanwhile
+  const query = `dashboard?days=${days}` + (branch === null ? "" : `&branch=${branch}`);
+  try { data = await api(query); } catch (error) {
+    if (asked !== state.dash.asked) return;
+    if (error.status === 400 || error.status === 403) state.dash.branch = null; // next time: the default
+    if (state.tab === "dashboard") fail(error);
+    return;
+  }
+  if (state.tab !== "dashboard" || asked !== state.dash.asked) return; // another tab or choice meanwhile
+  const shown = data.branches && data.branches.length ? (data.branch === null ? 0 : data.branch) : null;
+  state.dash = { days, branch: shown, asked };
   const periods = el("div", { class: "periods" }, [7, 30, 90].map((d) => el("button", {
     type: "button", class: d === days ? "period active" : "period", text: t(`period_${d}`), onclick: () => showDashboard(d) })));
+  const branches = shown === null ? null : el("select", { id: "branch", class: "input branch", "aria-label": t("branch"),
+    onchange: (event) => showDashboard(days, Number(event.target.value)) },
+  data.branches.map((b) => el("option", { value: String(b.id), selected: b.id === shown,
+    text: b.closed ? t("closed_branch", { name: b.name }) : b.name })));
   const tiles = el("div", { class: "tiles" }, data.tiles.map((tile) => el("div", { class: "tile", "data-key": tile.key },
     el("div", { class: "muted", text: tile.label }),
     el("b", { class: "value", text: tile.shown }),
@@ -281,7 +298,7 @@ async function showDashboard(days = 7) {
   const nps = el("div", { class: "tile", "data-key": "nps" }, el("div", { class: "muted", text: data.nps.label }),
     el("b", { class: "value", text: data.nps.score === null ? "—" : String(data.nps.score) }));
   tiles.append(nps);
-  const exportButton = el("button", { type: "button", id: "export", class: "secondary", text: t("export"), onclick: async () => {
+  const exportButton = state.me.role !== "owner" ? null : el("button", { type: "button", id: "export", class: "secondary", text: t("export"), onclick: async () => {
     try {
       const blob = await api("export", { blob: true });
       const link = el("a", { href: URL.createObjectURL(blob), download: "loyalty-export.xlsx" });
@@ -290,7 +307,7 @@ async function showDashboard(days = 7) {
       link.remove();
     } catch (error) { toast(error.message); }
   } });
-  show(el("p", { class: "muted", text: data.period.shown }), periods, tiles,
+  show(branches, el("p", { class: "muted", text: data.period.shown }), periods, tiles,
     el("section", {}, el("h3", { text: data.labels.weeks }), chart(data.weeks, data.labels)),
     el("section", {}, el("h3", { text: data.labels.nps_trend }), npsChart(data.weeks)),
     el("section", {}, el("h3", { text: data.labels.rfm }), rfm(data.rfm)),
@@ -348,7 +365,7 @@ function rfm(segments) {
 const VIEWS = { card: showCard, till: showTill, dashboard: showDashboard };
 
 function tabsFor(role) {
-  if (role === "owner") return ["dashboard", "till", "card"];
+  if (role === "owner" || role === "manager") return ["dashboard", "till", "card"];
   if (role === "cashier") return ["till", "card"];
   return ["card"];
 }

@@ -2,10 +2,12 @@
 
 Every API call carries Telegram's signed initData (`bot.miniapp.auth`): without a valid, fresh
 one the answer is 401 and nothing is read or written. Roles are the chat's: a customer sees
-their live card; a cashier (a member of the staff group) and an owner use the till; an owner
-sees the dashboard. The till calls the same `SalesService` as the chat till, so a sale is
-recorded exactly once whichever way it was rung up, and its receipt reaches the customer and
-the staff group of the sale's branch through the same outbox. The till sells for the caller's
+their live card; a cashier (a member of the staff group), a branch manager and an owner use the
+till; an owner sees the dashboard, and in a chain a manager sees it too, for the branches they
+manage only (`handlers.owner_reports.reader_scope`, the rule /stats follows). The till calls
+the same `SalesService` as the chat till, so a sale is recorded exactly once whichever way it
+was rung up, and its receipt reaches the customer and the staff group of the sale's branch
+through the same outbox. The till sells for the caller's
 shop as the chat's till does (handlers/till/branch.py): the one they work in, else the one they
 chose with /branch in the chat (else the page says to choose it there). Texts come from the same
 catalogs, in the caller's language (their stored one, else their Telegram app's).
@@ -20,7 +22,15 @@ catalogs, in the caller's language (their stored one, else their Telegram app's)
     POST /app/api/till/void          {"purchase_id": …}
     POST /app/api/till/cancel        {"draft_id": …}
     GET  /app/api/dashboard?days=7   the owner's figures (period, change, 12 weeks, NPS, RFM)
-    GET  /app/api/export             the XLSX export of the owner's history
+         &branch=ID                  in a chain: one branch's (absent or 0: the whole chain, for
+                                     owners; a manager's first branch when absent)
+    GET  /app/api/export             the XLSX export of the owner's history (owners only)
+
+In a chain the dashboard also says what the reader may pick, `"branches": [{"id", "name",
+"closed"}]` (owners: first `{"id": 0, "name": "All branches"}`, then every branch with figures;
+managers: their open branches), and what is shown, `"branch": id` (null: the whole chain). A
+branch the reader may not see is refused (403, or 400 for a malformed id) before anything is
+computed. A one-shop install's dashboard has neither key: the word "branch" never shows.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ from config import LANGUAGES, PROJECT_ROOT, Settings
 from db.database import Database
 from handlers import formatting
 from handlers.errors import render_error
-from handlers.owner_reports import export_labels
+from handlers.owner_reports import ALL_SHOPS, BranchRefused, Scope, export_labels, reader_scope
 from handlers.roles import Role, StaffDirectory
 from handlers.till.branch import choices, log_groups, oversight, shop_name
 from handlers.till.views import render_card, render_quote, render_receipt, render_voided
@@ -127,7 +137,7 @@ class MiniApp:
             ("POST", "till/confirm", self._confirm, Role.CASHIER),
             ("POST", "till/cancel", self._cancel, Role.CASHIER),
             ("POST", "till/void", self._void, Role.CASHIER),
-            ("GET", "dashboard", self._dashboard, Role.OWNER),
+            ("GET", "dashboard", self._dashboard, Role.MANAGER),  # their branches only
             ("GET", "export", self._export, Role.OWNER),
         ]
         for method, path, handler, minimum in routes:
@@ -196,7 +206,7 @@ class MiniApp:
         role = {
             Role.CUSTOMER: "customer",
             Role.CASHIER: "cashier",
-            Role.MANAGER: "cashier",  # a manager works the till; the dashboard is the owner's
+            Role.MANAGER: "manager",  # the till, and their branches' dashboard
             Role.OWNER: "owner",
         }
         return _json(
@@ -399,10 +409,41 @@ class MiniApp:
             return _bad("days")
         if days not in PERIODS:
             return _bad("days")
+        scope = await reader_scope(
+            visit.role, visit.caller.user_id, self.reports, self.branches, self.staff
+        )
+        if not scope.chain and not scope.branches:  # a manager whose branches closed meanwhile
+            return _json({"error": "forbidden", "message": self._not_yours()}, status=403)
+        branch: BranchInfo | None = None
+        if scope.branches:  # a chain (one shop: as before there were branches, the shop)
+            chosen = _branch_param(request.query.get("branch"))
+            if chosen is None:
+                message = self._not_yours()
+                return _json(
+                    {"error": "bad_request", "field": "branch", "message": message}, status=400
+                )
+            if chosen == _DEFAULT:
+                chosen = ALL_SHOPS if scope.chain else scope.branches[0].id
+            if chosen != ALL_SHOPS or not scope.chain:
+                branch = scope.find(chosen)
+                if branch is None:  # another's branch, the chain for a manager, no such id
+                    return _json({"error": "forbidden", "message": self._not_yours()}, status=403)
         today = visit.now.astimezone(self.settings.store.tz).date()
         last = today - timedelta(days=1)
         first = last - timedelta(days=days - 1)
-        return _json(await dashboard(self.reports, self.settings, first, last, WEEKS))
+        data = await dashboard(
+            self.reports, self.settings, first, last, WEEKS, None if branch is None else branch.id
+        )
+        if scope.branches:
+            data["branches"] = _branch_choices(scope)
+            data["branch"] = None if branch is None else branch.id
+        return _json(data)
+
+    def _not_yours(self) -> str:
+        """What /stats answers for a branch the reader may not see, in their language."""
+        text = render_error(BranchRefused("unknown"), self.settings)
+        assert text is not None
+        return text
 
     async def _export(self, _request: web.Request, visit: Visit) -> web.StreamResponse:
         today = visit.now.astimezone(self.settings.store.tz).date()
@@ -420,6 +461,29 @@ class MiniApp:
             content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
+
+
+_DEFAULT: Final = -1  # no `branch` asked for: the whole chain (owners), else the first branch
+
+
+def _branch_param(value: str | None) -> int | None:
+    """The dashboard's `branch` query parameter: `_DEFAULT` when absent or empty, a branch id
+    (`ALL_SHOPS`, 0, is the whole chain), or None when malformed."""
+    if value is None or value == "":
+        return _DEFAULT
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
+
+
+def _branch_choices(scope: Scope) -> list[dict[str, Any]]:
+    """What the dashboard's branch switch offers this reader: the whole chain first (owners
+    only), then each branch they may see."""
+    choices: list[dict[str, Any]] = []
+    if scope.chain:
+        choices.append({"id": ALL_SHOPS, "name": _("All branches"), "closed": False})
+    choices += [{"id": b.id, "name": b.name, "closed": not b.is_open} for b in scope.branches]
+    return choices
 
 
 def _browser_language(request: web.Request, default: str) -> str:

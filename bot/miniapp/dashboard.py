@@ -4,6 +4,10 @@ The figures are the KPI set of `services.kpi` for the chosen period and the equa
 before it, as `/stats` and `python -m bot kpi --json` compute them; here they are formatted in
 the owner's language for tiles, with the raw value beside each so that the page (and its
 tests) can compare.
+
+In a chain (`BranchService.is_chain`) the figures may be one branch's (`branch_id`: the same KPI
+set `/stats NAME` and `kpi --branch NAME` give, and that branch's 12 weeks); who may see which
+branch is `handlers.owner_reports.reader_scope`'s rule, applied by the API before this runs.
 """
 
 from __future__ import annotations
@@ -34,10 +38,16 @@ TILES = (
 
 
 async def dashboard(
-    reports: ReportService, settings: Settings, first: date, last: date, weeks: int
+    reports: ReportService,
+    settings: Settings,
+    first: date,
+    last: date,
+    weeks: int,
+    branch_id: int | None = None,
 ) -> dict[str, Any]:
-    current, previous = await reports.compared(first, last)
-    series = await reports.weekly(last, weeks)
+    """The dashboard's figures of the whole program (`branch_id` None) or of one branch."""
+    current, previous = await reports.compared(first, last, branch_id)
+    series = await reports.weekly(last, weeks, branch_id)
     lines = {key: (label, render) for label, key, render in STATS_LINES}
     tiles = []
     for key in TILES:

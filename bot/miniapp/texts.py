@@ -42,6 +42,8 @@ def page_texts() -> dict[str, str]:
         "period_30": _("30 days"),
         "period_90": _("90 days"),
         "vs_previous": _("vs the previous period"),
+        "branch": _("Branch"),  # the dashboard's branch switch (a chain only)
+        "closed_branch": _("{name} (closed)"),
         "export": _("Download XLSX export"),
         "unauthorized": _("Open this page from the bot's menu in Telegram."),
         "forbidden": _("This is not available to you."),
