@@ -152,9 +152,15 @@ def _add_range(
 
 
 async def import_cards(
-    db: Database, path: Path, *, now: datetime, on_error: ErrorSink
+    db: Database,
+    path: Path,
+    *,
+    now: datetime,
+    on_error: ErrorSink,
+    branch_id: int = MAIN_BRANCH_ID,
 ) -> InventorySummary:
-    """Import `number,pct[,segment][,pin]`; any bad or duplicate line → nothing written."""
+    """Import `number,pct[,segment][,pin]` as cards of the branch `branch_id` (their home
+    branch; the caller checked it is open); any bad or duplicate line → nothing written."""
     header, rows = read_csv(path, required=["number", "pct"], optional=["segment", "pin"])
     try:
         i_number, i_pct = header.at("number"), header.at("pct")
@@ -197,6 +203,7 @@ async def import_cards(
                     "pin": pin,
                     "created_at": now,
                     "bind_failures": 0,
+                    "branch_id": branch_id,
                 }
             )
     finally:
@@ -204,7 +211,7 @@ async def import_cards(
     if not bad and not pending:
         raise InventoryError(f"{path}: no cards in the file")
     # Written only when nothing is wrong; the cards that exist already are reported either way.
-    existing = await db.write(_import_rows, pending, path.name, now, not bad)
+    existing = await db.write(_import_rows, pending, path.name, now, not bad, branch_id)
     for number in existing:
         bad += 1
         on_error(seen[number], f"card {number} already exists")
@@ -217,7 +224,12 @@ async def import_cards(
 
 
 def _import_rows(
-    session: Session, pending: list[dict[str, object]], file_name: str, now: datetime, write: bool
+    session: Session,
+    pending: list[dict[str, object]],
+    file_name: str,
+    now: datetime,
+    write: bool,
+    branch_id: int,
 ) -> list[str]:
     """The numbers of `pending` that exist already; when none do (and `write`), the cards go
     in."""
@@ -225,7 +237,14 @@ def _import_rows(
     if existing or not write:
         return existing
     _insert_cards(session, pending)
-    audit.record(session, "cards.imported", at=now, file=file_name, added=len(pending))
+    audit.record(
+        session,
+        "cards.imported",
+        at=now,
+        file=file_name,
+        added=len(pending),
+        **({} if branch_id == MAIN_BRANCH_ID else {"branch_id": branch_id}),
+    )
     session.commit()
     return []
 

@@ -242,3 +242,26 @@ def test_a_one_shop_card_list_has_no_branch_column(cli: Cli) -> None:
         ["in_stock", "5%", "b2c", "10"],
         ["total", "10"],
     ]
+
+
+def test_cards_import_tags_the_files_cards_with_its_branch(cli: Cli, tmp_path: Path) -> None:
+    add_tartu(cli)
+    cards = tmp_path / "tartu.csv"
+    cards.write_text("number,pct\n300001,5\n300002,10\n", encoding="utf-8")
+    result = cli("cards", "import", str(cards), "--branch", "TARTU")
+    assert result.code == 0, result.err
+    assert result.out == "imported 2 cards (1 at 5%, 1 at 10%) for the branch 'Tartu'\n"
+    assert cli.query("SELECT number, branch_id FROM cards ORDER BY number") == [
+        ("300001", 2),
+        ("300002", 2),
+    ]
+    # An unknown branch: one line, nothing written (the file itself is fine).
+    more = tmp_path / "more.csv"
+    more.write_text("number,pct\n300003,5\n", encoding="utf-8")
+    before = written(cli)
+    refused = cli("cards", "import", str(more), "--branch", "Narva")
+    assert refused.code == 1 and refused.out == ""
+    assert refused.err.strip().splitlines() == [
+        "error: no branch named 'Narva' (python -m bot branches list shows them)"
+    ]
+    assert written(cli) == before

@@ -1,11 +1,12 @@
 """`python -m bot cards add|import|list` — register the printed cards, count them.
 
     python -m bot cards add --from 100001 --to 110000 --pct 5 [--segment b2b] [--branch Tartu]
-    python -m bot cards import cards.csv
+    python -m bot cards import cards.csv [--branch Tartu]
     python -m bot cards list
 
-`--branch` tags the range with the branch that hands it out (its cards' home branch, shown by
-`cards list` in a chain); a card works at its tier in every branch either way.
+`--branch` tags the range (or the file's cards) with the branch that hands them out (their
+home branch, shown by `cards list` in a chain); a card works at its tier in every branch
+either way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 from pathlib import Path
 
 from bot.commands._common import LineReporter, with_database
-from config import load_settings
+from config import Settings, load_settings
 from db.database import Database
 from db.models import MAIN_BRANCH_ID
 from services import inventory
@@ -78,22 +79,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "is written.",
     )
     imp.add_argument("file", type=Path, metavar="FILE.csv")
+    imp.add_argument(
+        "--branch",
+        metavar="NAME",
+        help="the branch that hands these cards out (a chain of shops; default: the first shop)",
+    )
     imp.set_defaults(func=_import)
+
+
+async def _branch(db: Database, settings: Settings, name: str | None) -> BranchInfo | None:
+    """The open branch `--branch` names (None without the option); refused otherwise."""
+    if name is None:
+        return None
+    branch = await BranchService(db, settings, utc_now).named(name)
+    if branch is None:
+        raise BranchError("unknown", name)
+    if not branch.is_open:
+        raise InventoryError(
+            f"the branch {branch.name!r} is closed: it hands out no cards; nothing written"
+        )
+    return branch
+
+
+def _home(branch: BranchInfo | None) -> int:
+    return MAIN_BRANCH_ID if branch is None else branch.id
+
+
+def _for(branch: BranchInfo | None) -> str:
+    return "" if branch is None else f" for the branch {branch.name!r}"
 
 
 def _add(args: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def work(db: Database) -> tuple[InventorySummary, BranchInfo | None]:
-        branch = None
-        if args.branch is not None:
-            branch = await BranchService(db, settings, utc_now).named(args.branch)
-            if branch is None:
-                raise BranchError("unknown", args.branch)
-            if not branch.is_open:
-                raise InventoryError(
-                    f"the branch {branch.name!r} is closed: it hands out no cards; nothing written"
-                )
+        branch = await _branch(db, settings, args.branch)
         summary = await inventory.add_range(
             db,
             args.start,
@@ -101,15 +121,14 @@ def _add(args: argparse.Namespace) -> int:
             args.pct,
             segment=args.segment,
             now=utc_now(),
-            branch_id=MAIN_BRANCH_ID if branch is None else branch.id,
+            branch_id=_home(branch),
         )
         return summary, branch
 
     summary, branch = asyncio.run(with_database(settings, work))
-    where = "" if branch is None else f" for the branch {branch.name!r}"
     print(
         f"added {summary.added} cards {args.start}-{args.end} at {args.pct}% ({args.segment})"
-        f"{where}"
+        f"{_for(branch)}"
     )
     return 0
 
@@ -150,12 +169,15 @@ def _list(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     settings = load_settings()
     reporter = LineReporter(args.file.name)
-    summary = asyncio.run(
-        with_database(
-            settings,
-            lambda db: inventory.import_cards(db, args.file, now=utc_now(), on_error=reporter),
+
+    async def work(db: Database) -> tuple[InventorySummary, BranchInfo | None]:
+        branch = await _branch(db, settings, args.branch)
+        summary = await inventory.import_cards(
+            db, args.file, now=utc_now(), on_error=reporter, branch_id=_home(branch)
         )
-    )
+        return summary, branch
+
+    summary, branch = asyncio.run(with_database(settings, work))
     tiers = ", ".join(f"{n} at {pct}%" for pct, n in sorted(summary.by_pct.items()))
-    print(f"imported {summary.added} cards ({tiers})")
+    print(f"imported {summary.added} cards ({tiers}){_for(branch)}")
     return 0
