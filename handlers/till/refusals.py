@@ -82,7 +82,7 @@ def _blocked_at_till(exc: Exception, settings: Settings) -> str:
 
 @renders(NotYourDraft)
 def _not_your_draft(exc: Exception, settings: Settings) -> str:
-    return _("Only the cashier who made this quote or an owner can do that.")
+    return _("Only the cashier who made this quote, a manager of its shop or an owner can do that.")
 
 
 @renders(PurchaseNotFound)
