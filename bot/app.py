@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm_storage import close_after_updates, create_storage, renewed_lock, shared_redis
 from bot.i18n import LocaleMiddleware, create_i18n
-from bot.menus import register_commands
+from bot.menus import MenuKeeper
 from bot.middlewares import DatabaseMiddleware
 from bot.miniapp import set_menu_button
 from bot.scheduler import create_sender
@@ -103,6 +103,7 @@ def create_dispatcher(
     staff = staff or StaffDirectory(settings)
     if staff.branches is None:
         staff.branches = branches
+    branches = staff.branches
     qr_reader = QrReader()  # photos are decoded one at a time (services/qr_decode.py)
     # Several workers share what must be the bot's, not a process's, through Redis.
     redis = shared_redis(settings.database.redis_url)
@@ -117,7 +118,7 @@ def create_dispatcher(
         sessionmaker=sessionmaker,
         clock=clock,
         staff=staff,
-        branches=staff.branches,
+        branches=branches,
         outbox=outbox,
         qr_reader=qr_reader,
         # A receipt's ✅ and ↩️ edit it in order (handlers/till/receipts.py), across workers.
@@ -149,7 +150,10 @@ def create_dispatcher(
     LocaleMiddleware(i18n, settings.store.default_language, redis=redis).setup(dp)
     dp.message.outer_middleware(StaffSeen())  # which branch groups a cashier writes in
     dp.include_routers(*feature_routers())
-    dp.startup.register(register_commands)  # command menus per language and scope
+    # Command menus per language and scope, set again when the chain changes (bot/menus.py).
+    menus = MenuKeeper(settings, branches)
+    dp["menus"] = menus
+    dp.startup.register(menus.register)
     dp.startup.register(set_menu_button)  # the Mini App's button in private chats
 
     async def finish_updates() -> None:  # first on shutdown: before the outbox worker stops
@@ -170,6 +174,7 @@ def create_dispatcher(
 
     async def start_staff_refresh(bot: Bot) -> None:
         refresher.append(asyncio.create_task(staff.keep_fresh(bot), name="staff-refresh"))
+        refresher.append(asyncio.create_task(menus.run(bot), name="menu-refresh"))
 
     async def stop_staff_refresh() -> None:
         for task in refresher:

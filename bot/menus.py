@@ -5,10 +5,16 @@ managers in their own chats (in a chain, with /branch).
 Runs at start-up (`dp.startup`); a failure (a chat that does not exist yet, a network error) is
 logged and the bot starts anyway. A cashier of a chain gets their private chat's menu (the
 till's commands and /branch) when they choose the shop they sell in (handlers/till/shops.py).
+
+The chain changes while the bot runs (`python -m bot branches add` from another process): the
+`MenuKeeper` looks at the branches every `BranchService` cache period and registers the menus
+again when what they depend on changed — a branch opened or closed, its staff group, its
+managers — so a new branch's group gets the cashier menu within a minute or two, no restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiogram import Bot
@@ -87,3 +93,39 @@ async def register_commands(
             except Exception:  # start-up must not die on a menu
                 log.exception("setMyCommands(%s, %s) failed", scope.type, language or "default")
                 return
+
+
+def _shape(branches: list[BranchInfo]) -> tuple[object, ...]:
+    """What the menus depend on: each branch's id, whether it is open, its group, its managers."""
+    return tuple((b.id, b.is_open, b.staff_chat_id, b.managers) for b in branches)
+
+
+class MenuKeeper:
+    """Registers the menus at start-up and again whenever the chain's shape changes."""
+
+    def __init__(self, settings: Settings, branches: BranchService) -> None:
+        self.settings = settings
+        self.branches = branches
+        self._shown: tuple[object, ...] | None = None
+
+    async def register(self, bot: Bot) -> None:
+        """The menus for the chain as it is now (start-up, and after a change)."""
+        shape = _shape(await self.branches.listed())
+        await register_commands(bot, self.settings, self.branches)
+        self._shown = shape
+
+    async def check(self, bot: Bot) -> bool:
+        """Register again if the chain changed since the menus were last set; True if it did."""
+        if self._shown == _shape(await self.branches.listed()):
+            return False
+        await self.register(bot)
+        return True
+
+    async def run(self, bot: Bot) -> None:
+        """`check` every cache period of the branch list (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(self.branches.ttl)
+            try:
+                await self.check(bot)
+            except Exception:  # a database hiccup: the next period tries again
+                log.exception("refreshing the command menus failed")

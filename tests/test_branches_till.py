@@ -342,6 +342,23 @@ async def test_menus_in_a_chain(app: App) -> None:
     assert "branch" not in customer and "sale" not in customer
 
 
+async def test_a_branch_added_while_the_bot_runs_gets_its_menus(app: App) -> None:
+    """`branches add` from another process: the menu keeper sets the new group's cashier menu
+    and the chain's menus (with /branch) without a restart; an unchanged chain sets nothing."""
+    await app.tg.wait_for_idle(quiet=0.1)
+    owner = [c["command"] for c in app.tg.commands_for(OWNER_ID, "en")]
+    assert "branch" not in owner  # a chain of one at start-up
+    chain = await seed_chain(app)
+    assert app.tg.commands_for(chain.b.staff_chat_id or 0, "en") == []
+    assert await app.dp["menus"].check(app.bot)
+    names = [c["command"] for c in app.tg.commands_for(chain.b.staff_chat_id or 0, "en")]
+    assert {"sale", "void", "issue"} <= set(names)
+    assert "branch" in [c["command"] for c in app.tg.commands_for(OWNER_ID, "en")]
+    calls = [c for c in app.tg.calls if c.method == "setMyCommands"]
+    assert not await app.dp["menus"].check(app.bot)
+    assert [c for c in app.tg.calls if c.method == "setMyCommands"] == calls
+
+
 async def test_staff_lists_each_branch_group(app: App) -> None:
     chain = await seed_chain(app, managers_b=[MANAGER_B])
 
