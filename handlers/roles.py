@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _MEMBER_STATUSES = {"creator", "administrator", "member", "restricted"}
 NAME_CACHE_SEC = 300.0
 _NAME_CACHE_MAX = 2_000
+# Past this many entries a cache drops its expired ones (every customer who writes is checked).
+_CACHE_MAX = 20_000
 ACTIVE_SEC = 8 * 3600.0  # a shift: staff who used the bot this long ago are kept fresh
 
 
@@ -82,6 +84,8 @@ class StaffDirectory:
         cached = self._seen.get(user_id)
         if cached is None or cached[1] <= now:
             seen = frozenset(await self.branches.staff_branches(user_id))
+            if len(self._seen) >= _CACHE_MAX:
+                self._seen = {k: v for k, v in self._seen.items() if v[1] > now}
             self._seen[user_id] = cached = (seen, now + self.ttl)
         return [b for b in found if b.is_main or b.id in cached[0]]
 
@@ -151,6 +155,8 @@ class StaffDirectory:
             # Fail closed: without an answer from Telegram nobody gets staff rights.
             log.warning("getChatMember(%s, %s) failed: %s", chat_id, user_id, exc)
             return False
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
         self._cache[chat_id, user_id] = (is_member, now + self.ttl)
         return is_member
 

@@ -16,6 +16,7 @@ from bot.commands.run import warn_about_missing_roles
 from bot.demo.emulator import Call, FakeMessage, FakeTelegram, FakeUser
 from bot.menus import register_commands
 from db.models import Purchase, SaleDraft, StaffBranch
+from handlers import roles
 from services.branches import MAIN_BRANCH_ID
 from services.sales import NotYourDraft, SalesService, VoidNotAllowed
 from tests.branch_helpers import (
@@ -455,3 +456,15 @@ def test_start_up_warns_about_a_first_shop_without_a_group_only_as_much_as_neede
     assert len(texts) == 2
     assert "there are no cashiers" in texts[0]
     assert "the first shop (Test Store) has no staff group" in texts[1]
+
+
+async def test_the_membership_cache_drops_expired_entries_when_full(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every customer who writes is checked against the staff groups: past `_CACHE_MAX`
+    entries the expired ones go, so a long-running bot does not keep every visitor."""
+    monkeypatch.setattr(roles, "_CACHE_MAX", 3)
+    staff = roles.StaffDirectory(app.settings, ttl=0.0)  # every entry expires at once
+    for user_id in range(7001, 7008):
+        assert not await staff.in_group(app.bot, STAFF_CHAT_ID, user_id)
+    assert len(staff._cache) <= 3
