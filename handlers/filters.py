@@ -20,6 +20,8 @@ from aiogram.filters import Filter
 from aiogram.types import TelegramObject
 from magic_filter import MagicFilter
 
+from services.branches import BranchService
+
 
 class Match(Filter):
     """A magic filter (`F.…`) as an async filter: the same result as the bare expression (a
@@ -33,3 +35,11 @@ class Match(Filter):
 
     def __str__(self) -> str:
         return f"Match({self.magic!r})"
+
+
+class InChain(Filter):
+    """More than one branch (closed ones included): only then do users see branches — the
+    till's /branch, the shops sorted by distance (`BranchService.is_chain`)."""
+
+    async def __call__(self, event: TelegramObject, branches: BranchService) -> bool:
+        return await branches.is_chain()

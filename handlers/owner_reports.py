@@ -51,7 +51,7 @@ from handlers.owner_chat import OwnerChat, reports_router
 from handlers.referrals import ambassador_section, stats_lines
 from handlers.roles import IsOwner, Role, StaffDirectory
 from services import export, kpi
-from services.branches import BranchInfo, BranchService
+from services.branches import BranchInfo, BranchService, name_key
 from services.branches import load as load_branches
 from services.cards import group_number
 from services.delivery import Outgoing, Rendered
@@ -591,9 +591,9 @@ def split_branch(args: str, choices: Sequence[BranchInfo]) -> tuple[BranchInfo |
     """A branch's name at the start (or the end) of the arguments, and what is left of them:
     `Tartu Centre 30d` → (Tartu Centre, `30d`). Names are matched whole, case-insensitively."""
     words = args.split()
-    names = {" ".join(b.name.split()).casefold(): b for b in choices}
+    names = {name_key(b.name): b for b in choices}
     for n in range(len(words), 0, -1):
-        head, tail = " ".join(words[:n]).casefold(), " ".join(words[-n:]).casefold()
+        head, tail = name_key(" ".join(words[:n])), name_key(" ".join(words[-n:]))
         if head in names:
             return names[head], " ".join(words[n:])
         if tail in names:

@@ -24,7 +24,7 @@ from db.database import Database
 from handlers import formatting
 from handlers.errors import renders
 from handlers.owner_chat import OwnerChat, owner_router
-from services.branches import BranchService
+from services.branches import BranchError, BranchService
 from services.promotions import (
     InvalidPromotion,
     PromotionExists,
@@ -168,10 +168,10 @@ async def _add(
         raise InvalidPromotion("until", until or "") from None
     branch_id = None
     if rest:  # a chain's shop (a one-shop install has no more words: see the caller)
-        branch = await branches.named(" ".join(rest))
-        if branch is None:
-            raise InvalidPromotion("branch", " ".join(rest))
-        branch_id = branch.id  # a closed one is refused by the service
+        try:
+            branch_id = (await branches.named(" ".join(rest))).id
+        except BranchError:
+            raise InvalidPromotion("branch", " ".join(rest)) from None  # a closed one: add()
     return await service.add(
         name,
         bonus_pct=int(pct),

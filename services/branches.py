@@ -52,7 +52,9 @@ __all__ = [
     "BranchInfo",
     "BranchService",
     "distance_km",
+    "find",
     "load",
+    "name_key",
 ]
 
 NAME_MAX = 64
@@ -297,9 +299,10 @@ class BranchService:
     async def get(self, branch_id: int) -> BranchInfo | None:
         return next((b for b in await self.listed() if b.id == branch_id), None)
 
-    async def named(self, name: str) -> BranchInfo | None:
-        key = " ".join((name or "").split()).casefold()
-        return next((b for b in await self.listed() if b.name.casefold() == key), None)
+    async def named(self, name: str) -> BranchInfo:
+        """The branch called `name` (any letter case, spaces squeezed), closed ones too;
+        `BranchError("unknown")` if there is none."""
+        return find(await self.listed(), name)
 
     async def by_chat(self, chat_id: int) -> BranchInfo | None:
         """The open branch whose staff group `chat_id` is."""
@@ -391,7 +394,7 @@ class BranchService:
         now: datetime,
     ) -> BranchInfo:
         existing = load(session, self.settings)
-        branch = _find(existing, name)
+        branch = find(existing, name)
         if branch.is_main:
             for key in values:
                 raise BranchError("settings", key.replace("_", " "), setting=_FROM_SETTINGS[key])
@@ -418,7 +421,7 @@ class BranchService:
         self, session: Session, name: str, actor_id: int | None, now: datetime
     ) -> BranchInfo:
         existing = load(session, self.settings)
-        branch = _find(existing, name)
+        branch = find(existing, name)
         if not branch.is_open:
             raise BranchError("closed", branch.name)
         if sum(1 for b in existing if b.is_open) <= 1:
@@ -438,7 +441,7 @@ class BranchService:
         for other in existing:
             if other.id == own_id:
                 continue
-            if name is not None and other.name.casefold() == name.casefold():
+            if name is not None and name_key(other.name) == name_key(name):
                 raise BranchError("name_taken", name)
             if chat_id is not None and other.staff_chat_id == chat_id:
                 raise BranchError("chat_taken", str(chat_id), other=other.name)
@@ -471,10 +474,16 @@ class BranchService:
         await self.db.write(_choose, tg_id, branch_id, self.clock())
 
 
-def _find(existing: list[BranchInfo], name: str) -> BranchInfo:
-    key = " ".join((name or "").split()).casefold()
+def name_key(name: str) -> str:
+    """A branch name as branches are told apart and looked up: spaces squeezed, any case."""
+    return " ".join((name or "").split()).casefold()
+
+
+def find(existing: list[BranchInfo], name: str) -> BranchInfo:
+    """The branch of `existing` called `name` (`name_key`); `BranchError("unknown")`."""
+    key = name_key(name)
     for branch in existing:
-        if branch.name.casefold() == key:
+        if name_key(branch.name) == key:
             return branch
     raise BranchError("unknown", name or "")
 

@@ -109,11 +109,6 @@ def _checks(raw: str) -> int:
     return checks
 
 
-def _key(name: str) -> str:
-    """A branch name as the import compares it (`services.branches` does the same)."""
-    return " ".join(name.split()).casefold()
-
-
 async def import_store_days(
     db: Database,
     path: Path,
@@ -133,7 +128,7 @@ async def import_store_days(
         i_branch = header.index("branch")
         chain: dict[str, branches.BranchInfo] = {}
         if i_branch is not None:
-            chain = {_key(b.name): b for b in await db.read(branches.load, settings)}
+            chain = {branches.name_key(b.name): b for b in await db.read(branches.load, settings)}
         totals: dict[tuple[date, int], tuple[int, int]] = {}
         seen: dict[tuple[date, int], int] = {}
         bad = 0
@@ -152,7 +147,7 @@ async def import_store_days(
                 name = cells[i_branch].strip() if i_branch is not None else ""
                 branch_id = MAIN_BRANCH_ID
                 if name:
-                    found = chain.get(_key(name))
+                    found = chain.get(branches.name_key(name))
                     if found is None:
                         raise _BadLine(
                             f"branch {shown(name)} is not a branch of the chain "

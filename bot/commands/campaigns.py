@@ -25,7 +25,7 @@ from bot.commands._common import with_database
 from config import LANGUAGES, load_settings
 from db.database import Database
 from services import campaigns
-from services.branches import BranchError, BranchService
+from services.branches import BranchService
 from services.campaigns import (
     DEFAULT_TEXT,
     CampaignDraft,
@@ -102,8 +102,6 @@ def _create(args: argparse.Namespace) -> int:
         audience = args.audience
         if args.branch is not None:
             branch = await branches.named(args.branch)
-            if branch is None:
-                raise BranchError("unknown", args.branch)
             audience = campaigns.check_audience("branch", str(branch.id))
         draft = CampaignDraft(
             name=args.name,

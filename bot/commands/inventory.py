@@ -20,7 +20,7 @@ from config import Settings, load_settings
 from db.database import Database
 from db.models import MAIN_BRANCH_ID
 from services import inventory
-from services.branches import BranchError, BranchInfo, BranchService
+from services.branches import BranchInfo, BranchService
 from services.clock import utc_now
 from services.errors import InventoryError
 from services.inventory import InventorySummary
@@ -92,8 +92,6 @@ async def _branch(db: Database, settings: Settings, name: str | None) -> BranchI
     if name is None:
         return None
     branch = await BranchService(db, settings, utc_now).named(name)
-    if branch is None:
-        raise BranchError("unknown", name)
     if not branch.is_open:
         raise InventoryError(
             f"the branch {branch.name!r} is closed: it hands out no cards; nothing written"

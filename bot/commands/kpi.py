@@ -98,12 +98,7 @@ def _figures(
     session: Session, settings: Settings, first: date, last: date, name: str | None
 ) -> Report:
     known = branches.load(session, settings)
-    chosen = None
-    if name is not None:
-        key = " ".join(name.split()).casefold()
-        chosen = next((b for b in known if b.name.casefold() == key), None)
-        if chosen is None:
-            raise BranchError("unknown", name)
+    chosen = None if name is None else branches.find(known, name)
     branch_id = None if chosen is None else chosen.id
     kpis = kpi.compute(session, settings, first, last, branch_id=branch_id)
     return Report(kpis, kpi.by_branch(session, settings, first, last), known, chosen)

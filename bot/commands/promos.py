@@ -18,7 +18,7 @@ import asyncio
 
 from bot.commands._common import iso_date, with_database
 from config import load_settings
-from services.branches import BranchError, BranchService
+from services.branches import BranchService
 from services.clock import utc_now
 from services.promotions import (
     InvalidPromotion,
@@ -90,10 +90,7 @@ def _add(args: argparse.Namespace) -> int:
     async def add(promos: PromotionService, branches: BranchService) -> PromotionView:
         branch_id = None
         if args.branch is not None:
-            branch = await branches.named(args.branch)
-            if branch is None:
-                raise BranchError("unknown", args.branch)
-            branch_id = branch.id  # a closed one is refused by the service
+            branch_id = (await branches.named(args.branch)).id  # closed: the service refuses
         return await promos.add(
             args.name,
             bonus_pct=args.bonus_pct,

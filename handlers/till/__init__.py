@@ -26,7 +26,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, CommandStart, StateFilter
 
-from handlers.filters import Match
+from handlers.filters import InChain, Match
 from handlers.photos import IMAGE
 from handlers.roles import IsStaff
 from handlers.till import refusals  # noqa: F401 - registers the refusals' texts
@@ -39,7 +39,7 @@ from handlers.till.base import (
     TillStates,
     payload_candidate,
 )
-from handlers.till.branch import IsChain, SellForCb
+from handlers.till.branch import SellForCb
 from handlers.till.callbacks import cancel_sale, confirm_sale, refuse_callback, void_sale
 from handlers.till.commands import issue_card, void_command
 from handlers.till.identify import sale_by_number, scan_deep_link, scan_photo, scan_text
@@ -75,7 +75,7 @@ def setup() -> Router:
     )
     router.message.register(issue_card, Command("issue"))
     router.message.register(void_command, Command("void"))
-    router.message.register(branch_command, Command("branch"), IsChain())
+    router.message.register(branch_command, Command("branch"), InChain())
     router.callback_query.register(confirm_sale, TillCb.filter(F.action == "ok"), IsStaff())
     router.callback_query.register(cancel_sale, TillCb.filter(F.action == "no"), IsStaff())
     router.callback_query.register(void_sale, TillCb.filter(F.action == "void"), IsStaff())

@@ -19,14 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiogram import Bot
-from aiogram.filters import Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
-    TelegramObject,
 )
 from aiogram.utils.i18n import gettext as _
 
@@ -41,13 +39,6 @@ CHOSEN = "till_branch"  # the private conversation's data: the shop the cashier 
 
 class SellForCb(CallbackData, prefix="sellfor"):
     id: int  # a branch id: re-checked against the presser's own shops
-
-
-class IsChain(Filter):
-    """More than one branch (closed ones included): only then is there a shop to choose."""
-
-    async def __call__(self, event: TelegramObject, branches: BranchService) -> bool:
-        return await branches.is_chain()
 
 
 async def choices(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, CommandStart, StateFilter
 
-from handlers.filters import Match
+from handlers.filters import InChain, Match
 from handlers.photos import IMAGE
 from handlers.wallet import refusals  # noqa: F401 - registers the refusals' texts
 from handlers.wallet.base import Wallet, WalletCb
@@ -36,7 +36,7 @@ from handlers.wallet.commands import (
 from handlers.wallet.joining import agree, join, start
 from handlers.wallet.outside import number_outside_a_step, photo, stale_button
 from handlers.wallet.profile import birthday_hint, got_birthday, got_phone, phone_other
-from handlers.wallet.shops import InChain, shared_location, store
+from handlers.wallet.shops import shared_location, store
 
 
 def setup() -> Router:

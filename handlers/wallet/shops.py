@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 
-from aiogram.filters import Filter
 from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup, ReplyKeyboardRemove
 from aiogram.utils.i18n import gettext as _
 from babel.numbers import format_decimal
@@ -24,13 +23,6 @@ from services.branches import BranchInfo, BranchService, distance_km
 
 # Telegram's limit for a message's text; a chain of a hundred shops takes several messages.
 MESSAGE_LIMIT = 4096
-
-
-class InChain(Filter):
-    """Only in a chain of shops (more than one branch): a one-shop install never sees them."""
-
-    async def __call__(self, message: Message, branches: BranchService) -> bool:
-        return await branches.is_chain()
 
 
 def _block(
